@@ -1,1 +1,23 @@
-//! placeholder
+//! runnel-pipeline: `.gitlab-ci.yml` → Document → Config → Pipeline → plan() → JobPayload.
+//!
+//! Synchronous. It reads included files (and asks a [`include::Fetcher`] for remote ones) but does
+//! no other I/O, and knows nothing of HTTP or processes.
+
+pub mod dag;
+pub mod diag;
+pub mod expand;
+pub mod extends;
+pub mod include;
+pub mod inputs;
+pub mod job;
+pub mod keywords;
+pub mod matrix;
+pub mod pipeline;
+pub mod plan;
+pub mod reference;
+pub mod resolve;
+pub mod rules;
+pub mod schedule;
+pub mod source;
+pub mod when;
+pub mod yaml;
