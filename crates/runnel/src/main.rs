@@ -1,1 +1,19 @@
-fn main() {}
+//! The `runnel` command line: argument parsing and wiring only.
+
+mod cmd;
+mod exit_code;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cmd::Cli::parse();
+    match cmd::run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(exit_code::INTERNAL_ERROR)
+        }
+    }
+}

@@ -1,0 +1,32 @@
+//! Subcommands. Each lives in its own module; this one only declares and dispatches.
+
+mod exec;
+mod lint;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// A GitLab-compatible CI runner: runs `.gitlab-ci.yml` pipelines on this machine, or serves as a
+/// gitlab-runner.
+#[derive(Debug, Parser)]
+#[command(name = "runnel", version, about)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Load a .gitlab-ci.yml and print the resolved pipeline, or its errors.
+    Lint(lint::LintArgs),
+    /// Run the repository's pipeline on this machine.
+    Exec(exec::ExecArgs),
+}
+
+pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Lint(args) => lint::run(args),
+        Command::Exec(args) => exec::run(args),
+    }
+}
