@@ -1,0 +1,8 @@
+//! The runner daemon: gitlab-runner's `config.toml`, the system id, the coordinator HTTP
+//! client, the job manager (polling, trace patching, cancellation), metrics and hot reload.
+//!
+//! This crate must not parse `.gitlab-ci.yml`: jobs arrive as `runnel_api::JobPayload` and are
+//! executed by `runnel-exec`.
+
+pub mod config;
+pub mod system_id;
