@@ -564,8 +564,8 @@ mod tests {
     use std::time::Duration;
 
     use super::{
-        Finished, JobResult, JobStatus, PipelineStatus, RetryPolicy, Schedule, ScheduleJob,
-        Transition, composite,
+        JobResult, JobStatus, PipelineStatus, RetryPolicy, Schedule, ScheduleJob, Transition,
+        composite,
     };
     use crate::when::{AllowFailure, When};
 
