@@ -4,5 +4,7 @@
 //! This crate must not parse `.gitlab-ci.yml`: jobs arrive as `runnel_api::JobPayload` and are
 //! executed by `runnel-exec`.
 
+pub mod client;
 pub mod config;
+pub mod metrics;
 pub mod system_id;

@@ -1,0 +1,233 @@
+//! Job-scoped calls: `POST /jobs/request`, `PUT /jobs/:id`, `PATCH /jobs/:id/trace`
+//! (gitlab-runner `network/gitlab.go` `RequestJob`, `UpdateJob`, `PatchTrace`).
+
+use std::time::Duration;
+
+use reqwest::{Response, StatusCode};
+use runnel_api::{
+    JobId, JobPayload, JobRequest, JobStatus, JobToken, UpdateJobRequest, VersionInfo,
+};
+
+use super::ClientError;
+use super::coordinator::{Coordinator, json};
+use super::transport::Endpoint;
+
+/// The answer to a job request.
+#[derive(Debug)]
+pub enum JobRequestOutcome {
+    /// 201: a job.
+    Job(Box<JobPayload>),
+    /// 204, or 409 (another runner took the job), or 503: nothing to do now.
+    NoJob,
+    /// 403: the token is no longer valid. Unhealthy.
+    Forbidden,
+    /// 422: the runner is orphaned.
+    Orphaned,
+    /// Any other status, after retries. Unhealthy.
+    Failed(u16),
+}
+
+/// The answer to `PUT /jobs/:id`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum UpdateOutcome {
+    /// 200: the state was applied.
+    Accepted {
+        /// The server's `Job-Status`.
+        job_status: Option<JobStatus>,
+    },
+    /// 202: the server still persists trace chunks; send the same update again after the
+    /// given interval.
+    TryAgain {
+        /// `X-GitLab-Trace-Update-Interval`.
+        interval: Option<Duration>,
+    },
+    /// 403, 404, or `Job-Status` canceled/failed: stop the job, the server no longer wants it.
+    Abort {
+        /// The server's `Job-Status`.
+        job_status: Option<JobStatus>,
+    },
+    /// 409: another runner manager holds the job (two-phase commit conflict).
+    Conflict,
+    /// Anything else: retry with backoff.
+    Failed(u16),
+}
+
+/// The answer to `PATCH /jobs/:id/trace`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PatchOutcome {
+    /// 202: appended; the server now has `0..size` bytes.
+    Accepted {
+        /// The end of the server's `Range: 0-<size>`.
+        size: Option<u64>,
+        /// The server's `Job-Status`.
+        job_status: Option<JobStatus>,
+        /// `X-GitLab-Trace-Update-Interval`.
+        interval: Option<Duration>,
+    },
+    /// 416: the server has `size` bytes; resend from there.
+    RangeMismatch {
+        /// The end of the server's `Range`.
+        size: u64,
+    },
+    /// 403, or `Job-Status` canceled/failed: abort the job.
+    Abort {
+        /// The server's `Job-Status`.
+        job_status: Option<JobStatus>,
+    },
+    /// 404: ignored while streaming.
+    NotFound,
+    /// Anything else: retry next tick.
+    Failed(u16),
+}
+
+fn job_status(response: &Response) -> Option<JobStatus> {
+    response
+        .headers()
+        .get("Job-Status")
+        .and_then(|v| v.to_str().ok())
+        .and_then(JobStatus::from_wire)
+}
+
+fn update_interval(response: &Response) -> Option<Duration> {
+    response
+        .headers()
+        .get("X-GitLab-Trace-Update-Interval")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|secs| *secs > 0)
+        .map(|secs| Duration::from_secs(secs.min(15 * 60)))
+}
+
+/// The end of a `Range: 0-<n>` header.
+fn range_end(response: &Response) -> Option<u64> {
+    let range = response.headers().get("Range")?.to_str().ok()?;
+    range.trim().rsplit('-').next()?.parse().ok()
+}
+
+fn is_abort_status(status: Option<&JobStatus>) -> bool {
+    matches!(status, Some(JobStatus::Canceled | JobStatus::Failed))
+}
+
+impl Coordinator {
+    /// `POST /api/v4/jobs/request`. Remembers `X-GitLab-Last-Update` for the next request.
+    ///
+    /// Not cancel-safe: a job the server assigned while the future is dropped is lost (GitLab
+    /// fails it as stuck after its timeout), as in gitlab-runner.
+    pub async fn request_job(&self, info: VersionInfo) -> Result<JobRequestOutcome, ClientError> {
+        let url = self.url("jobs/request");
+        let last_update = self.last_update.lock().map_or(None, |guard| guard.clone());
+        let body = JobRequest {
+            token: self.token.clone(),
+            system_id: Some(self.system_id.clone()).filter(|id| !id.is_empty()),
+            last_update,
+            info,
+            session: None,
+        };
+        let response = match self
+            .send(Endpoint::RequestJob, || {
+                self.http
+                    .post(url.clone())
+                    .header("Accept", "application/json")
+                    .header("RUNNER-TOKEN", self.token.expose())
+                    .json(&body)
+            })
+            .await
+        {
+            Ok(response) => response,
+            Err(ClientError::Network { .. }) => return Ok(JobRequestOutcome::Failed(0)),
+            Err(err) => return Err(err),
+        };
+        let last_update = response
+            .headers()
+            .get("X-GitLab-Last-Update")
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty());
+        if let (Some(value), Ok(mut guard)) = (last_update, self.last_update.lock()) {
+            *guard = Some(value.to_owned());
+        }
+        Ok(match response.status() {
+            StatusCode::CREATED => {
+                JobRequestOutcome::Job(Box::new(json(Endpoint::RequestJob, response).await?))
+            }
+            StatusCode::NO_CONTENT
+            | StatusCode::CONFLICT
+            | StatusCode::SERVICE_UNAVAILABLE
+            | StatusCode::TOO_MANY_REQUESTS => JobRequestOutcome::NoJob,
+            StatusCode::FORBIDDEN => JobRequestOutcome::Forbidden,
+            StatusCode::UNPROCESSABLE_ENTITY => JobRequestOutcome::Orphaned,
+            other => JobRequestOutcome::Failed(other.as_u16()),
+        })
+    }
+
+    /// `PUT /api/v4/jobs/:id`.
+    pub async fn update_job(
+        &self,
+        id: JobId,
+        request: &UpdateJobRequest,
+    ) -> Result<UpdateOutcome, ClientError> {
+        let url = self.url(&format!("jobs/{id}"));
+        let response = self
+            .send(Endpoint::UpdateJob, || {
+                self.http
+                    .put(url.clone())
+                    .header("Accept", "application/json")
+                    .header("JOB-TOKEN", request.token.expose())
+                    .json(request)
+            })
+            .await?;
+        let status = job_status(&response);
+        Ok(match response.status() {
+            _ if is_abort_status(status.as_ref()) => UpdateOutcome::Abort { job_status: status },
+            StatusCode::OK => UpdateOutcome::Accepted { job_status: status },
+            StatusCode::ACCEPTED => UpdateOutcome::TryAgain {
+                interval: update_interval(&response),
+            },
+            StatusCode::FORBIDDEN | StatusCode::NOT_FOUND => {
+                UpdateOutcome::Abort { job_status: status }
+            }
+            StatusCode::CONFLICT => UpdateOutcome::Conflict,
+            other => UpdateOutcome::Failed(other.as_u16()),
+        })
+    }
+
+    /// `PATCH /api/v4/jobs/:id/trace` with `bytes` starting at `start`: `Content-Range:
+    /// <start>-<end>` with an inclusive end and no `bytes ` prefix. `bytes` must not be empty.
+    pub async fn patch_trace(
+        &self,
+        id: JobId,
+        token: &JobToken,
+        start: u64,
+        bytes: bytes::Bytes,
+        debug_trace: bool,
+    ) -> Result<PatchOutcome, ClientError> {
+        let mut url = self.url(&format!("jobs/{id}/trace"));
+        url.query_pairs_mut()
+            .append_pair("debug_trace", if debug_trace { "true" } else { "false" });
+        let end = start + bytes.len() as u64 - 1;
+        let response = self
+            .send(Endpoint::PatchTrace, || {
+                self.http
+                    .patch(url.clone())
+                    .header("JOB-TOKEN", token.expose())
+                    .header("Content-Type", "text/plain")
+                    .header("Content-Range", format!("{start}-{end}"))
+                    .body(bytes.clone())
+            })
+            .await?;
+        let status = job_status(&response);
+        Ok(match response.status() {
+            _ if is_abort_status(status.as_ref()) => PatchOutcome::Abort { job_status: status },
+            StatusCode::ACCEPTED => PatchOutcome::Accepted {
+                size: range_end(&response),
+                job_status: status,
+                interval: update_interval(&response),
+            },
+            StatusCode::RANGE_NOT_SATISFIABLE => PatchOutcome::RangeMismatch {
+                size: range_end(&response).unwrap_or(0),
+            },
+            StatusCode::FORBIDDEN => PatchOutcome::Abort { job_status: status },
+            StatusCode::NOT_FOUND => PatchOutcome::NotFound,
+            other => PatchOutcome::Failed(other.as_u16()),
+        })
+    }
+}
