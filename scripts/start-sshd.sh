@@ -59,12 +59,20 @@ if [[ -s $dir/sshd.pid ]] && kill -0 "$(cat "$dir/sshd.pid")" 2>/dev/null; then
   exit 1
 fi
 
+if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+  echo "127.0.0.1:$port is taken by another server (another checkout's sshd?); stop it or set SSHD_PORT" >&2
+  exit 1
+fi
+rm -f "$dir/sshd.pid"
 /usr/sbin/sshd -t -f "$dir/sshd_config"
 /usr/sbin/sshd -f "$dir/sshd_config" -E "$dir/sshd.log"
 for _ in $(seq 50); do
   if probe; then
     echo "sshd running on 127.0.0.1:$port (pid $(cat "$dir/sshd.pid")); key: $dir/id_ed25519"
     exit 0
+  fi
+  if [[ -s $dir/sshd.pid ]] && ! kill -0 "$(cat "$dir/sshd.pid")" 2>/dev/null; then
+    break
   fi
   sleep 0.2
 done
