@@ -6,5 +6,11 @@
 
 pub mod client;
 pub mod config;
+pub mod daemon;
+pub mod executor;
+mod job;
 pub mod metrics;
+mod poller;
+pub mod reload;
 pub mod system_id;
+pub mod trace_patch;

@@ -85,6 +85,8 @@ pub struct Metrics {
     failed_jobs: Family<FailedJobLabels, Counter>,
     api_requests: Family<ApiLabels, Counter>,
     errors: Family<LevelLabels, Counter>,
+    config_loaded: Counter,
+    config_loading_errors: Counter,
 }
 
 impl Default for Metrics {
@@ -159,6 +161,18 @@ impl Metrics {
             "The number of caught errors.",
             errors.clone(),
         );
+        let config_loaded = Counter::default();
+        registry.register(
+            "gitlab_runner_configuration_loaded",
+            "Total number of times the configuration file was loaded by Runner process",
+            config_loaded.clone(),
+        );
+        let config_loading_errors = Counter::default();
+        registry.register(
+            "gitlab_runner_configuration_loading_error",
+            "Total number of times the configuration file was not loaded by Runner process due to errors",
+            config_loading_errors.clone(),
+        );
         registry.register_collector(Box::new(ProcessCollector));
         Self {
             registry,
@@ -169,6 +183,17 @@ impl Metrics {
             failed_jobs,
             api_requests,
             errors,
+            config_loaded,
+            config_loading_errors,
+        }
+    }
+
+    /// Counts one configuration load, successful or not.
+    pub fn config_loaded(&self, ok: bool) {
+        if ok {
+            self.config_loaded.inc();
+        } else {
+            self.config_loading_errors.inc();
         }
     }
 

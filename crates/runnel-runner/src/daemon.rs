@@ -1,0 +1,332 @@
+//! `runnel run`: the manager. It loads `config.toml`, starts pollers for each `[[runners]]`
+//! entry, applies reloaded configs without disturbing running jobs, serves metrics, and shuts
+//! down on signals as gitlab-runner does (`commands/multi.go`): SIGQUIT stops taking jobs and
+//! waits for the running ones; SIGTERM/SIGINT abort running jobs, report them failed
+//! (`runner_interrupted`) and wait up to `shutdown_timeout` for the reports; a second signal
+//! exits at once; SIGHUP reloads the config.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use runnel_api::RunnerToken;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::client::{ClientError, Coordinator, http_client};
+use crate::config::{Config, ConfigError, RunnerConfig, load};
+use crate::executor::{JobExecutor, StopReason};
+use crate::metrics::{Metrics, RunnerLabels};
+use crate::poller::{self, Entry, Shared};
+use crate::reload::watch_config;
+
+/// Options of `runnel run` besides the config file.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// The config file.
+    pub config_path: PathBuf,
+    /// `--listen-address`, overriding `listen_address`.
+    pub listen_address: Option<String>,
+}
+
+/// Why `runnel run` could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The config could not be loaded.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The HTTP client could not be built.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// The metrics listener could not be bound.
+    #[error("failed to listen on `{address}` for metrics")]
+    Listen {
+        /// The address.
+        address: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Signal handlers could not be installed.
+    #[error("failed to install signal handlers")]
+    Signals(#[source] std::io::Error),
+}
+
+/// How the daemon ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shutdown {
+    /// SIGQUIT: all jobs finished.
+    Graceful,
+    /// SIGTERM/SIGINT: jobs were aborted.
+    Forceful,
+    /// A second signal: exited without waiting.
+    Immediate,
+}
+
+struct RunnerHandle {
+    config: RunnerConfig,
+    stop: CancellationToken,
+}
+
+struct Daemon {
+    shared: Shared,
+    http: reqwest::Client,
+    runners: HashMap<(String, String), RunnerHandle>,
+    pollers: TaskTracker,
+    slot_count: usize,
+}
+
+/// Runs the daemon until a signal ends it.
+pub async fn run(
+    options: RunOptions,
+    executor: Arc<dyn JobExecutor>,
+) -> Result<Shutdown, RunError> {
+    let loaded = load(&options.config_path)?;
+    for key in &loaded.unknown_keys {
+        tracing::warn!("{key}");
+    }
+    let config = Arc::new(loaded.config);
+    let system_id = crate::system_id::load_or_create(&options.config_path);
+    let metrics = Arc::new(Metrics::new());
+    metrics.config_loaded(true);
+    let listen = options
+        .listen_address
+        .clone()
+        .or_else(|| config.listen_address.clone());
+    if let Some(address) = listen.filter(|a| !a.is_empty()) {
+        let address = if address.contains(':') {
+            address
+        } else {
+            format!("{address}:9252")
+        };
+        let listener = tokio::net::TcpListener::bind(&address)
+            .await
+            .map_err(|source| RunError::Listen {
+                address: address.clone(),
+                source,
+            })?;
+        tracing::info!(address = %address, "serving metrics at /metrics");
+        tokio::spawn(metrics.clone().serve(listener));
+    }
+    let mut signals = Signals::install()?;
+    let (config_tx, mut config_rx) = watch::channel(config.clone());
+    let (force_tx, force_rx) = mpsc::channel(1);
+    tokio::spawn(watch_config(
+        options.config_path.clone(),
+        config_tx,
+        metrics.clone(),
+        force_rx,
+    ));
+    let mut daemon = Daemon {
+        shared: Shared {
+            slots: Arc::new(Semaphore::new(config.concurrent())),
+            executor,
+            metrics,
+            jobs: TaskTracker::new(),
+            active: Arc::new(Mutex::new(HashMap::new())),
+            system_id,
+            check_interval: Duration::from_secs(config.check_interval_secs()),
+        },
+        http: http_client()?,
+        runners: HashMap::new(),
+        pollers: TaskTracker::new(),
+        slot_count: config.concurrent(),
+    };
+    daemon.apply(&config);
+    tracing::info!(
+        runners = config.runners.len(),
+        concurrent = config.concurrent(),
+        "runnel is running"
+    );
+    loop {
+        tokio::select! {
+            changed = config_rx.changed() => {
+                if changed.is_err() { break; }
+                let config = config_rx.borrow_and_update().clone();
+                daemon.apply(&config);
+            }
+            signal = signals.next() => match signal {
+                Received::Reload => { let _ = force_tx.try_send(()); }
+                Received::Graceful => return Ok(daemon.shutdown_gracefully(&mut signals).await),
+                Received::Forceful => {
+                    let timeout = config_rx.borrow().shutdown_timeout_secs();
+                    return Ok(daemon.shutdown_forcefully(&mut signals, timeout).await);
+                }
+            },
+        }
+    }
+    Ok(Shutdown::Graceful)
+}
+
+impl Daemon {
+    /// Applies a (re)loaded config: `concurrent`, `check_interval` and the runner entries.
+    /// Running jobs keep the config they started with.
+    fn apply(&mut self, config: &Config) {
+        self.resize_slots(config.concurrent());
+        self.shared.metrics.set_concurrent(config.concurrent());
+        self.shared.check_interval = Duration::from_secs(config.check_interval_secs());
+        let mut wanted = HashMap::new();
+        for runner in &config.runners {
+            if runner.token.trim().is_empty() {
+                tracing::warn!(name = %runner.name, "skipping runner without a token");
+                continue;
+            }
+            wanted.insert((runner.url.clone(), runner.token.clone()), runner.clone());
+        }
+        self.runners.retain(|key, handle| {
+            let keep = wanted.get(key).is_some_and(|c| *c == handle.config);
+            if !keep {
+                handle.stop.cancel();
+            }
+            keep
+        });
+        for (key, runner) in wanted {
+            if self.runners.contains_key(&key) {
+                continue;
+            }
+            match self.start_runner(&runner) {
+                Ok(handle) => {
+                    self.runners.insert(key, handle);
+                }
+                Err(err) => {
+                    self.shared.metrics.error("error");
+                    tracing::error!(name = %runner.name, "failed to start runner: {err}");
+                }
+            }
+        }
+    }
+
+    fn start_runner(&self, runner: &RunnerConfig) -> Result<RunnerHandle, ClientError> {
+        let coordinator = Coordinator::new(
+            self.http.clone(),
+            &runner.url,
+            RunnerToken::new(runner.token.clone()),
+            self.shared.system_id.clone(),
+        )?
+        .with_metrics(self.shared.metrics.clone());
+        let labels = RunnerLabels {
+            runner: runner.short_token(),
+            runner_name: runner.name.clone(),
+            system_id: self.shared.system_id.clone(),
+        };
+        self.shared
+            .metrics
+            .set_limit(&labels, runner.limit().unwrap_or(0));
+        let entry = Arc::new(Entry {
+            config: runner.clone(),
+            coordinator,
+            limit: runner.limit().map(|n| Arc::new(Semaphore::new(n))),
+            concurrent_ids: Arc::new(Mutex::new(BTreeSet::new())),
+            labels,
+        });
+        let stop = CancellationToken::new();
+        for _ in 0..runner.request_concurrency() {
+            self.pollers.spawn(poller::poll(
+                self.shared.clone(),
+                entry.clone(),
+                stop.clone(),
+            ));
+        }
+        tracing::info!(name = %runner.name, runner = %runner.short_token(), executor = %runner.executor, "runner started");
+        Ok(RunnerHandle {
+            config: runner.clone(),
+            stop,
+        })
+    }
+
+    /// Changes the number of worker slots. Fewer slots take effect as running jobs finish.
+    fn resize_slots(&mut self, wanted: usize) {
+        if wanted > self.slot_count {
+            self.shared.slots.add_permits(wanted - self.slot_count);
+        } else if wanted < self.slot_count {
+            let slots = self.shared.slots.clone();
+            let surplus = u32::try_from(self.slot_count - wanted).unwrap_or(u32::MAX);
+            tokio::spawn(async move {
+                if let Ok(permits) = slots.acquire_many_owned(surplus).await {
+                    permits.forget();
+                }
+            });
+        }
+        self.slot_count = wanted;
+    }
+
+    fn stop_polling(&mut self) {
+        for handle in self.runners.values() {
+            handle.stop.cancel();
+        }
+        self.pollers.close();
+        self.shared.jobs.close();
+    }
+
+    async fn shutdown_gracefully(mut self, signals: &mut Signals) -> Shutdown {
+        tracing::info!("graceful shutdown: not taking new jobs, waiting for running jobs");
+        self.stop_polling();
+        tokio::select! {
+            () = self.shared.jobs.wait() => Shutdown::Graceful,
+            signal = signals.next() => {
+                if signal == Received::Reload {
+                    self.shared.jobs.wait().await;
+                    return Shutdown::Graceful;
+                }
+                tracing::warn!("second signal: aborting running jobs");
+                self.shutdown_forcefully(signals, 30).await
+            }
+        }
+    }
+
+    async fn shutdown_forcefully(mut self, signals: &mut Signals, timeout_secs: u64) -> Shutdown {
+        tracing::warn!("shutdown: aborting running jobs");
+        self.stop_polling();
+        if let Ok(active) = self.shared.active.lock() {
+            for cancel in active.values() {
+                cancel.abort(StopReason::Shutdown);
+            }
+        }
+        tokio::select! {
+            () = self.shared.jobs.wait() => Shutdown::Forceful,
+            () = tokio::time::sleep(Duration::from_secs(timeout_secs)) => {
+                tracing::error!("jobs did not report within shutdown_timeout ({timeout_secs} s)");
+                Shutdown::Forceful
+            }
+            _ = signals.next() => Shutdown::Immediate,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Received {
+    Graceful,
+    Forceful,
+    Reload,
+}
+
+struct Signals {
+    quit: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Self, RunError> {
+        let make = |kind| signal(kind).map_err(RunError::Signals);
+        Ok(Self {
+            quit: make(SignalKind::quit())?,
+            term: make(SignalKind::terminate())?,
+            int: make(SignalKind::interrupt())?,
+            hup: make(SignalKind::hangup())?,
+        })
+    }
+
+    async fn next(&mut self) -> Received {
+        tokio::select! {
+            _ = self.quit.recv() => Received::Graceful,
+            _ = self.term.recv() => Received::Forceful,
+            _ = self.int.recv() => Received::Forceful,
+            _ = self.hup.recv() => Received::Reload,
+        }
+    }
+}

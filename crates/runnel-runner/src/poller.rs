@@ -1,0 +1,246 @@
+//! Polling one `[[runners]]` entry for jobs (gitlab-runner `commands/multi.go`,
+//! `commands/builds_helper.go`): a request takes a worker slot (global `concurrent`) and a
+//! place under the entry's `limit`; a received job keeps both until it is reported. After a job
+//! the entry is polled again at once unless `strict_check_interval`; otherwise every
+//! `check_interval`. After `unhealthy_requests_limit` failed requests in a row the entry rests
+//! for `unhealthy_interval`.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use runnel_api::{JobId, VersionInfo};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::client::{Coordinator, JobRequestOutcome};
+use crate::config::RunnerConfig;
+use crate::executor::{JobCancel, JobContext, JobExecutor};
+use crate::job::{self, JobSetup};
+use crate::metrics::{Metrics, RunnerLabels};
+use crate::trace_patch::{TraceBuffer, error_chain};
+
+/// What every poller shares with the daemon.
+#[derive(Clone)]
+pub(crate) struct Shared {
+    pub(crate) slots: Arc<Semaphore>,
+    pub(crate) executor: Arc<dyn JobExecutor>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) jobs: TaskTracker,
+    pub(crate) active: Arc<Mutex<HashMap<JobId, JobCancel>>>,
+    pub(crate) system_id: String,
+    pub(crate) check_interval: Duration,
+}
+
+/// One runner entry's state shared by its pollers.
+pub(crate) struct Entry {
+    pub(crate) config: RunnerConfig,
+    pub(crate) coordinator: Coordinator,
+    pub(crate) limit: Option<Arc<Semaphore>>,
+    pub(crate) concurrent_ids: Arc<Mutex<BTreeSet<usize>>>,
+    pub(crate) labels: RunnerLabels,
+}
+
+/// `info` sent with job requests and updates for `runner`.
+pub(crate) fn version_info(runner: &RunnerConfig, executor: &dyn JobExecutor) -> VersionInfo {
+    VersionInfo {
+        name: "runnel".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        revision: String::new(),
+        platform: crate::client::go_os().into(),
+        architecture: crate::client::go_arch().into(),
+        executor: runner.executor.clone(),
+        shell: runner.shell.clone().unwrap_or_else(|| "bash".into()),
+        features: executor.features(runner),
+        config: None,
+        labels: runner.labels.clone(),
+    }
+}
+
+fn parse_go_duration(value: Option<&str>, default: Duration) -> Duration {
+    let Some(value) = value else { return default };
+    let (number, unit) = value.split_at(
+        value
+            .find(|c: char| c.is_alphabetic())
+            .unwrap_or(value.len()),
+    );
+    let Ok(number) = number.trim().parse::<u64>() else {
+        return default;
+    };
+    match unit {
+        "s" | "" => Duration::from_secs(number),
+        "m" => Duration::from_secs(number * 60),
+        "h" => Duration::from_secs(number * 3600),
+        _ => default,
+    }
+}
+
+/// Polls until `stop`. Not cancel-safe in the middle of a job request (see
+/// `Coordinator::request_job`); `stop` is only checked between requests and while waiting.
+pub(crate) async fn poll(shared: Shared, entry: Arc<Entry>, stop: CancellationToken) {
+    let info = version_info(&entry.config, shared.executor.as_ref());
+    let unhealthy_limit = entry.config.unhealthy_requests_limit();
+    let unhealthy_interval = parse_go_duration(
+        entry.config.unhealthy_interval.as_deref(),
+        Duration::from_secs(3600),
+    );
+    let mut unhealthy = 0;
+    let mut wait = Duration::ZERO;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = stop.cancelled() => return,
+        }
+        wait = shared.check_interval;
+        let slot = tokio::select! {
+            permit = shared.slots.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => return,
+            },
+            () = stop.cancelled() => return,
+        };
+        let limit_permit = match &entry.limit {
+            Some(limit) => match limit.clone().try_acquire_owned() {
+                Ok(permit) => Some(permit),
+                Err(_) => continue,
+            },
+            None => None,
+        };
+        if stop.is_cancelled() {
+            return;
+        }
+        let outcome = entry.coordinator.request_job(info.clone()).await;
+        match outcome {
+            Ok(JobRequestOutcome::Job(payload)) => {
+                unhealthy = 0;
+                start_job(&shared, &entry, &info, *payload, slot, limit_permit);
+                if entry.config.strict_check_interval != Some(true) {
+                    wait = Duration::ZERO;
+                }
+            }
+            Ok(JobRequestOutcome::NoJob) => unhealthy = 0,
+            Ok(JobRequestOutcome::Forbidden) => {
+                shared.metrics.error("error");
+                tracing::error!(
+                    runner = %entry.labels.runner,
+                    name = %entry.config.name,
+                    "the runner token is no longer valid (403 Forbidden from {}): re-register this runner, or remove it with `runnel verify --delete`",
+                    entry.config.url,
+                );
+                unhealthy += 1;
+            }
+            Ok(JobRequestOutcome::Orphaned) => {
+                shared.metrics.error("warning");
+                tracing::warn!(runner = %entry.labels.runner, "the runner is orphaned: its project or group no longer exists (422)");
+            }
+            Ok(JobRequestOutcome::Failed(status)) => {
+                shared.metrics.error("warning");
+                tracing::warn!(runner = %entry.labels.runner, status, "failed to request a job");
+                unhealthy += 1;
+            }
+            Err(err) => {
+                shared.metrics.error("warning");
+                tracing::warn!(runner = %entry.labels.runner, error = %error_chain(&err), "failed to request a job");
+                unhealthy += 1;
+            }
+        }
+        if unhealthy >= unhealthy_limit {
+            tracing::error!(
+                runner = %entry.labels.runner,
+                "{unhealthy} failed job requests in a row; resting for {} s",
+                unhealthy_interval.as_secs()
+            );
+            unhealthy = 0;
+            wait = unhealthy_interval;
+        }
+    }
+}
+
+fn start_job(
+    shared: &Shared,
+    entry: &Arc<Entry>,
+    info: &VersionInfo,
+    payload: runnel_api::JobPayload,
+    slot: OwnedSemaphorePermit,
+    limit_permit: Option<OwnedSemaphorePermit>,
+) {
+    let concurrent_id = {
+        let mut ids = entry
+            .concurrent_ids
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let id = (0..).find(|id| !ids.contains(id)).unwrap_or(0);
+        ids.insert(id);
+        id
+    };
+    let cancel = JobCancel::new();
+    let job_id = payload.id;
+    if let Ok(mut active) = shared.active.lock() {
+        active.insert(job_id, cancel.clone());
+    }
+    let setup = JobSetup {
+        coordinator: entry.coordinator.clone(),
+        executor: shared.executor.clone(),
+        info: info.clone(),
+        context: JobContext {
+            runner: entry.config.clone(),
+            trace: TraceBuffer::new(),
+            cancel,
+            deadline: Instant::now(),
+            coordinator: entry.coordinator.clone(),
+            concurrent_id,
+            system_id: shared.system_id.clone(),
+        },
+        final_update_retries: entry
+            .config
+            .job_status_final_update_retry_limit
+            .and_then(|n| u32::try_from(n).ok())
+            .filter(|n| *n > 0)
+            .unwrap_or(10),
+    };
+    tracing::info!(job = %job_id, runner = %entry.labels.runner, "received job");
+    let shared = shared.clone();
+    let entry = entry.clone();
+    shared.jobs.clone().spawn(async move {
+        let started = Instant::now();
+        shared.metrics.job_state(&entry.labels, "running", "", 1);
+        let report = job::run(setup, payload).await;
+        shared.metrics.job_state(&entry.labels, "running", "", -1);
+        if let Some(report) = &report {
+            let reason = report.failure_reason.as_ref().map(ToString::to_string);
+            shared.metrics.job_finished(&entry.labels, started.elapsed().as_secs_f64(), reason.as_deref());
+            tracing::info!(job = %job_id, state = %report.state, delivered = report.delivered, "job finished");
+        }
+        if let Ok(mut active) = shared.active.lock() {
+            active.remove(&job_id);
+        }
+        if let Ok(mut ids) = entry.concurrent_ids.lock() {
+            ids.remove(&concurrent_id);
+        }
+        drop(limit_permit);
+        drop(slot);
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::parse_go_duration;
+
+    #[test]
+    fn go_durations_parse_with_a_default() {
+        let default = Duration::from_secs(7);
+        assert_eq!(
+            parse_go_duration(Some("60m"), default),
+            Duration::from_secs(3600)
+        );
+        assert_eq!(
+            parse_go_duration(Some("2h"), default),
+            Duration::from_secs(7200)
+        );
+        assert_eq!(parse_go_duration(Some("bogus"), default), default);
+        assert_eq!(parse_go_duration(None, default), default);
+    }
+}
