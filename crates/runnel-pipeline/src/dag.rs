@@ -1,1 +1,342 @@
-//! (to be written)
+//! The `needs` graph and `dependencies`: every need names a job of the same or an earlier stage,
+//! no need is listed twice, at most 50 needs, no cycle; every dependency names a job of the same
+//! or an earlier stage; `environment:on_stop` names a job.
+//!
+//! Works on names only (after `parallel` naming), in linear time over jobs and needs.
+//! GitLab: lib/gitlab/ci/yaml_processor.rb (`validate_job_needs!`, `validate_job_dependency!`,
+//! `validate_on_stop_job!`, `check_circular_dependencies`), lib/gitlab/ci/yaml_processor/dag.rb,
+//! lib/gitlab/ci/pipeline/seed/build.rb (`needs_errors`, the 50-needs limit).
+
+use std::collections::{HashMap, HashSet};
+
+use crate::definition::Definition;
+use crate::diag::{Diagnostic, Diagnostics};
+use crate::job::Need;
+use crate::job::build::JobDef;
+use crate::matrix;
+use crate::source::Span;
+
+/// GitLab's default `ci_needs_size_limit`.
+pub const NEEDS_LIMIT: usize = 50;
+
+/// What a job name refers to: the definition and, for parallel jobs, its instance names.
+pub(crate) struct NameTable {
+    /// Base name → (definition index, instance names; empty when not parallel).
+    by_base: HashMap<String, (usize, Vec<String>)>,
+    /// Instance name → definition index.
+    by_instance: HashMap<String, usize>,
+}
+
+impl NameTable {
+    pub(crate) fn new(jobs: &[JobDef]) -> NameTable {
+        let mut by_base = HashMap::with_capacity(jobs.len());
+        let mut by_instance = HashMap::new();
+        for (i, def) in jobs.iter().enumerate() {
+            let instances: Vec<String> = match &def.parallel {
+                Some(p) => matrix::expand(&def.job.name, p)
+                    .into_iter()
+                    .map(|x| x.name)
+                    .collect(),
+                None => Vec::new(),
+            };
+            for name in &instances {
+                by_instance.insert(name.clone(), i);
+            }
+            by_base.insert(def.job.name.clone(), (i, instances));
+        }
+        NameTable {
+            by_base,
+            by_instance,
+        }
+    }
+
+    /// The definition index and concrete job names a need designates; `None` when no job has
+    /// that name (or a matrix selector names an instance that does not exist).
+    pub(crate) fn resolve(
+        &self,
+        name: &str,
+        selector: Option<&[matrix::MatrixRow]>,
+    ) -> Option<(usize, Vec<String>)> {
+        if let Some((index, instances)) = self.by_base.get(name) {
+            return match (selector, instances.is_empty()) {
+                (Some(rows), false) => {
+                    // GitLab: normalizer.rb (`expand_parallelized_needs`) — names built from the
+                    // selector's own matrix.
+                    let names = matrix::selector_names(name, rows);
+                    names
+                        .iter()
+                        .all(|n| instances.contains(n))
+                        .then_some((*index, names))
+                }
+                (Some(_), true) => None,
+                (None, false) => Some((*index, instances.clone())),
+                (None, true) => Some((*index, vec![name.to_owned()])),
+            };
+        }
+        let index = *self.by_instance.get(name)?;
+        selector.is_none().then(|| (index, vec![name.to_owned()]))
+    }
+}
+
+/// The checks GitLab runs when it validates the configuration (before any pipeline context).
+pub(crate) fn check_definition(definition: &Definition, diags: &mut Diagnostics) {
+    let table = NameTable::new(&definition.jobs);
+    let mut edges: Vec<Vec<(usize, Span)>> = vec![Vec::new(); definition.jobs.len()];
+    for (i, def) in definition.jobs.iter().enumerate() {
+        let mut lists: Vec<Vec<Need>> = Vec::new();
+        if let Some(needs) = &def.job.needs {
+            lists.push(needs.clone());
+        }
+        lists.extend(rule_needs(def));
+        for needs in &lists {
+            check_needs(definition, &table, def, needs, &mut edges[i], diags);
+        }
+        check_dependencies(definition, &table, def, diags);
+        check_on_stop(definition, &table, def, diags);
+    }
+    check_cycles(definition, &edges, diags);
+}
+
+/// `needs` written in the job's rules (validated like job needs).
+fn rule_needs(def: &JobDef) -> Vec<Vec<Need>> {
+    let Some(rules) = def.rules.as_ref().and_then(|r| r.as_seq()) else {
+        return Vec::new();
+    };
+    let mut scratch = Diagnostics::new();
+    let mut r = crate::job::read::Reader::new(&mut scratch, "");
+    rules
+        .iter()
+        .filter_map(|rule| rule.get("needs"))
+        .filter_map(|n| crate::job::convert::needs(&mut r, "rules:needs", n))
+        .collect()
+}
+
+fn check_needs(
+    definition: &Definition,
+    table: &NameTable,
+    def: &JobDef,
+    needs: &[Need],
+    edges: &mut Vec<(usize, Span)>,
+    diags: &mut Diagnostics,
+) {
+    let job = &def.job.name;
+    let mut seen: HashSet<&str> = HashSet::new();
+    let mut job_needs = 0usize;
+    for need in needs {
+        let Need::Job {
+            job: target,
+            optional,
+            matrix,
+            span,
+            ..
+        } = need
+        else {
+            continue;
+        };
+        job_needs += 1;
+        if !seen.insert(target.as_str()) && matrix.is_none() {
+            diags.push(
+                Diagnostic::error(
+                    *span,
+                    format!("job `{job}` lists need `{target}` more than once"),
+                )
+                .with_code("duplicate-need")
+                .with_note(
+                    Span::synthetic(),
+                    format!("GitLab reports: {job} has the following needs duplicated: {target}."),
+                ),
+            );
+        }
+        let Some((index, _names)) = table.resolve(target, matrix.as_deref()) else {
+            if *optional {
+                continue;
+            }
+            let mut d = Diagnostic::error(
+                *span,
+                format!("job `{job}` needs `{target}`, which is not defined"),
+            )
+            .with_code("undefined-need")
+            .with_note(
+                Span::synthetic(),
+                format!("GitLab reports: {job} job: undefined need: {target}"),
+            );
+            if matrix.is_some() {
+                d = d.with_note(
+                    Span::synthetic(),
+                    "a `parallel:matrix` selector must list the needed job's matrix variables in the same order",
+                );
+            } else if let Some(close) =
+                crate::diag::suggest(target, definition.jobs.iter().map(|j| j.job.name.as_str()))
+            {
+                d = d.with_help(format!("did you mean `{close}`?"));
+            }
+            diags.push(d);
+            continue;
+        };
+        let target_def = &definition.jobs[index];
+        if target_def.job.stage_index > def.job.stage_index {
+            diags.push(
+                Diagnostic::error(
+                    *span,
+                    format!(
+                        "job `{job}` (stage `{}`) needs `{target}`, which runs in the later stage `{}`",
+                        def.job.stage, target_def.job.stage
+                    ),
+                )
+                .with_code("need-in-later-stage")
+                .with_note(Span::synthetic(), format!("GitLab reports: {job} job: need {target} is not defined in current or prior stages")),
+            );
+        }
+        edges.push((index, *span));
+    }
+    if job_needs > NEEDS_LIMIT {
+        diags.push(
+            Diagnostic::error(def.job.span, format!("job `{job}` has {job_needs} needs, more than the limit of {NEEDS_LIMIT}"))
+                .with_code("too-many-needs")
+                .with_note(Span::synthetic(), format!("GitLab reports: {job}: one job can only need {NEEDS_LIMIT} others, but you have listed {job_needs}. See needs keyword documentation for more details")),
+        );
+    }
+}
+
+fn check_dependencies(
+    definition: &Definition,
+    table: &NameTable,
+    def: &JobDef,
+    diags: &mut Diagnostics,
+) {
+    let Some(deps) = &def.job.dependencies else {
+        return;
+    };
+    let job = &def.job.name;
+    for (i, dep) in deps.iter().enumerate() {
+        let span = def.dependency_spans.get(i).copied().unwrap_or(def.job.span);
+        let Some((index, _)) = table.resolve(dep, None) else {
+            let mut d = Diagnostic::error(
+                span,
+                format!("job `{job}` depends on `{dep}`, which is not defined"),
+            )
+            .with_code("undefined-dependency")
+            .with_note(
+                Span::synthetic(),
+                format!("GitLab reports: {job} job: undefined dependency: {dep}"),
+            );
+            if let Some(close) =
+                crate::diag::suggest(dep, definition.jobs.iter().map(|j| j.job.name.as_str()))
+            {
+                d = d.with_help(format!("did you mean `{close}`?"));
+            }
+            diags.push(d);
+            continue;
+        };
+        let target = &definition.jobs[index].job;
+        if target.stage_index > def.job.stage_index {
+            diags.push(
+                Diagnostic::error(
+                    span,
+                    format!("job `{job}` (stage `{}`) depends on `{dep}`, which runs in the later stage `{}`", def.job.stage, target.stage),
+                )
+                .with_code("dependency-in-later-stage")
+                .with_note(Span::synthetic(), format!("GitLab reports: {job} job: dependency {dep} is not defined in current or prior stages")),
+            );
+        }
+    }
+}
+
+fn check_on_stop(
+    definition: &Definition,
+    table: &NameTable,
+    def: &JobDef,
+    diags: &mut Diagnostics,
+) {
+    let Some(env) = &def.job.environment else {
+        return;
+    };
+    let Some(on_stop) = &env.on_stop else { return };
+    let job = &def.job.name;
+    let message = match table.resolve(on_stop, None) {
+        None => Some((
+            format!("`environment:on_stop` of job `{job}` names `{on_stop}`, which is not defined"),
+            format!("{job} job: on_stop job {on_stop} is not defined"),
+        )),
+        Some((index, _)) => match &definition.jobs[index].job.environment {
+            None => Some((
+                format!("`on_stop` job `{on_stop}` of job `{job}` has no `environment`"),
+                format!("{job} job: on_stop job {on_stop} does not have environment defined"),
+            )),
+            Some(stop) if stop.name != env.name => Some((
+                format!(
+                    "`on_stop` job `{on_stop}` of job `{job}` uses another environment (`{}`)",
+                    stop.name
+                ),
+                format!("{job} job: on_stop job {on_stop} have different environment name"),
+            )),
+            Some(stop) if stop.action != "stop" => Some((
+                format!("`on_stop` job `{on_stop}` of job `{job}` has no `action: stop`"),
+                format!("{job} job: on_stop job {on_stop} needs to have action stop defined"),
+            )),
+            Some(_) => None,
+        },
+    };
+    if let Some((message, gitlab)) = message {
+        diags.push(
+            Diagnostic::error(env.span, message)
+                .with_code("invalid-on-stop")
+                .with_note(Span::synthetic(), format!("GitLab reports: {gitlab}")),
+        );
+    }
+}
+
+/// Finds one cycle through `needs` (iterative depth-first search, linear time).
+/// GitLab: lib/gitlab/ci/yaml_processor/dag.rb — "The pipeline has circular dependencies".
+fn check_cycles(definition: &Definition, edges: &[Vec<(usize, Span)>], diags: &mut Diagnostics) {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        New,
+        Open,
+        Done,
+    }
+    let mut mark = vec![Mark::New; edges.len()];
+    for start in 0..edges.len() {
+        if mark[start] != Mark::New {
+            continue;
+        }
+        // (node, next edge to look at)
+        let mut stack: Vec<(usize, usize)> = vec![(start, 0)];
+        mark[start] = Mark::Open;
+        while let Some(&mut (node, ref mut next)) = stack.last_mut() {
+            let Some(&(target, span)) = edges[node].get(*next) else {
+                mark[node] = Mark::Done;
+                stack.pop();
+                continue;
+            };
+            *next += 1;
+            match mark[target] {
+                Mark::New => {
+                    mark[target] = Mark::Open;
+                    stack.push((target, 0));
+                }
+                Mark::Open => {
+                    let from = stack.iter().position(|(n, _)| *n == target).unwrap_or(0);
+                    let mut names: Vec<String> = stack[from..]
+                        .iter()
+                        .map(|(n, _)| format!("`{}`", definition.jobs[*n].job.name))
+                        .collect();
+                    names.push(format!("`{}`", definition.jobs[target].job.name));
+                    diags.push(
+                        Diagnostic::error(
+                            span,
+                            format!("`needs` form a cycle: {}", names.join(" → ")),
+                        )
+                        .with_code("needs-cycle")
+                        .with_note(
+                            Span::synthetic(),
+                            "GitLab reports: The pipeline has circular dependencies",
+                        ),
+                    );
+                    return;
+                }
+                Mark::Done => {}
+            }
+        }
+    }
+}

@@ -3,7 +3,9 @@
 //! Synchronous. It reads included files (and asks a [`include::Fetcher`] for remote ones) but does
 //! no other I/O, and knows nothing of HTTP or processes.
 
+pub mod context;
 pub mod dag;
+pub mod definition;
 pub mod diag;
 pub mod expand;
 pub mod extends;
@@ -18,6 +20,9 @@ pub mod reference;
 pub mod resolve;
 pub mod rules;
 pub mod schedule;
+pub mod seed;
 pub mod source;
+pub mod variables;
 pub mod when;
+pub mod workflow;
 pub mod yaml;

@@ -1,1 +1,344 @@
-//! (to be written)
+//! `Pipeline::new`: the jobs of one pipeline for one context. `workflow:rules` decide whether
+//! there is a pipeline; each job's `rules` (or `only`/`except`) decide whether it is in it and
+//! with which `when`, `allow_failure`, variables and needs; `parallel` makes instances; needs on
+//! jobs that rules removed are errors unless optional.
+//!
+//! GitLab: lib/gitlab/ci/pipeline/chain/evaluate_workflow_rules.rb, chain/seed.rb,
+//! lib/gitlab/ci/pipeline/seed/{build,stage}.rb, lib/gitlab/ci/build/rules.rb,
+//! lib/gitlab/ci/config/normalizer.rb.
+
+use std::collections::{HashMap, HashSet};
+
+use serde::Serialize;
+
+pub use crate::context::{MergeRequest, PipelineContext, RefType};
+use crate::definition::Definition;
+use crate::diag::{Diagnostic, Diagnostics};
+use crate::job::build::JobDef;
+use crate::job::{Job, JobIndex, Need, ParallelInstance};
+use crate::matrix;
+use crate::seed::{self, Decision};
+use crate::source::Span;
+use crate::variables::{self, Variable};
+use crate::workflow::WorkflowOutcome;
+use crate::yaml::Node;
+
+/// Whether GitLab would create the pipeline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Creation {
+    /// The pipeline is created with [`Pipeline::jobs`].
+    Created,
+    /// `workflow:rules` matched no rule, or matched one with `when: never`.
+    /// GitLab: "Pipeline filtered out by workflow rules."
+    FilteredOutByWorkflow,
+    /// Every job except those of `.pre`/`.post` was removed by rules.
+    /// GitLab: "Pipeline will not run for the selected trigger. The rules configuration
+    /// prevented any jobs from being added to the pipeline."
+    NoJobs,
+}
+
+/// One pipeline: its stages and jobs, resolved for one [`PipelineContext`].
+#[derive(Debug, Clone, Serialize)]
+pub struct Pipeline {
+    pub creation: Creation,
+    /// The stages that have jobs, in order (GitLab drops empty stages).
+    pub stages: Vec<String>,
+    /// The pipeline-level YAML variables: top-level ones with the matched workflow rule's over them.
+    pub variables: Vec<Variable>,
+    pub workflow: WorkflowOutcome,
+    /// The jobs in stage order, then in the order written; a parallel job's instances in order.
+    pub jobs: Vec<Job>,
+    /// Warnings GitLab would show (they do not stop the pipeline).
+    #[serde(skip)]
+    pub warnings: Diagnostics,
+}
+
+impl Pipeline {
+    /// Creates the pipeline from a resolved root mapping (after includes, `extends` and
+    /// `!reference`).
+    pub fn from_root(root: &Node, context: &PipelineContext) -> Result<Pipeline, Diagnostics> {
+        let definition = Definition::from_root(root)?;
+        create(&definition, context)
+    }
+
+    /// The job at `index`.
+    pub fn job(&self, index: JobIndex) -> Option<&Job> {
+        self.jobs.get(index.0)
+    }
+
+    /// The index of the job named `name`.
+    pub fn find(&self, name: &str) -> Option<JobIndex> {
+        self.jobs.iter().position(|j| j.name == name).map(JobIndex)
+    }
+
+    /// The pipeline as indented JSON (`runnel lint --json`, snapshots).
+    pub fn to_pretty_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+    }
+}
+
+fn create(definition: &Definition, context: &PipelineContext) -> Result<Pipeline, Diagnostics> {
+    let mut diags = Diagnostics::new();
+    let predefined = context.rules_variables();
+    let cli: Vec<Variable> = context
+        .variables
+        .iter()
+        .map(|(k, v)| Variable::synthetic(k, v))
+        .collect();
+
+    // Workflow rules see predefined, top-level and CLI variables.
+    let mut lookup = predefined.clone();
+    lookup.extend(
+        definition
+            .variables
+            .iter()
+            .map(|v| (v.name.clone(), v.value.clone())),
+    );
+    lookup.extend(context.variables.iter().cloned());
+    let workflow = seed::evaluate_workflow(&definition.workflow, &lookup, context)
+        .map_err(Diagnostics::from)?;
+    let mut root_variables = definition.variables.clone();
+    let Some(workflow) = workflow else {
+        return Ok(empty(
+            Creation::FilteredOutByWorkflow,
+            root_variables,
+            WorkflowOutcome {
+                name: None,
+                auto_cancel: definition.workflow.auto_cancel.clone(),
+                matched_rule: None,
+            },
+        ));
+    };
+    variables::merge(&mut root_variables, workflow.variables.clone());
+    let outcome = WorkflowOutcome {
+        name: pipeline_name(definition, &root_variables, &predefined, &cli),
+        auto_cancel: workflow
+            .auto_cancel
+            .clone()
+            .or_else(|| definition.workflow.auto_cancel.clone()),
+        matched_rule: workflow.matched_rule,
+    };
+
+    // Decide each job.
+    let has_workflow_rules = definition.workflow.rules.is_some();
+    let mut kept: Vec<(usize, Decision, Vec<Variable>)> = Vec::new();
+    for (i, def) in definition.jobs.iter().enumerate() {
+        let job_vars = job_variables(def, &root_variables);
+        let mut lookup = predefined.clone();
+        lookup.extend(job_vars.iter().map(|v| (v.name.clone(), v.value.clone())));
+        lookup.extend(context.variables.iter().cloned());
+        match seed::decide(def, &lookup, context, has_workflow_rules) {
+            Ok(Some(decision)) => kept.push((i, decision, job_vars)),
+            Ok(None) => {}
+            Err(d) => diags.push(d),
+        }
+    }
+
+    // Expand parallel jobs into instances.
+    let present: HashSet<usize> = kept.iter().map(|(i, _, _)| *i).collect();
+    let table = crate::dag::NameTable::new(&definition.jobs);
+    let mut jobs: Vec<Job> = Vec::new();
+    for (i, decision, job_vars) in kept {
+        let def = &definition.jobs[i];
+        let rule_vars = decision.variables.clone();
+        let base = apply_decision(def, decision, job_vars);
+        let needs = resolve_needs(&table, &present, def, &base, &mut diags);
+        let dependencies = base
+            .dependencies
+            .as_ref()
+            .map(|deps| expand_names(&table, deps));
+        let instances = match &def.parallel {
+            None => vec![None],
+            Some(parallel) => matrix::expand(&def.job.name, parallel)
+                .into_iter()
+                .map(Some)
+                .collect(),
+        };
+        for instance in instances {
+            let mut job = base.clone();
+            if let Some(instance) = instance {
+                job.name = instance.name;
+                // GitLab: normalizer.rb — matrix variables are job variables (they override job
+                // variables of the same name); a matched rule's variables win over them.
+                let matrix_vars = instance.variables.iter().map(|(k, v)| Variable {
+                    span: def.job.span,
+                    ..Variable::synthetic(k, v)
+                });
+                variables::merge(&mut job.variables, matrix_vars);
+                job.parallel = Some(ParallelInstance {
+                    index: instance.index,
+                    total: instance.total,
+                    matrix: instance.variables,
+                });
+            }
+            variables::merge(&mut job.variables, rule_vars.iter().cloned());
+            job.needs = needs.clone();
+            job.dependencies = dependencies.clone();
+            jobs.push(job);
+        }
+    }
+    if diags.has_errors() {
+        return Err(diags);
+    }
+
+    // Stages with jobs, in order; jobs sorted by stage (stable).
+    jobs.sort_by_key(|j| j.stage_index);
+    let used: Vec<usize> = {
+        let mut seen: Vec<usize> = jobs.iter().map(|j| j.stage_index).collect();
+        seen.dedup();
+        seen
+    };
+    let stages: Vec<String> = used.iter().map(|i| definition.stages[*i].clone()).collect();
+    for job in &mut jobs {
+        job.stage_index = used.iter().position(|i| *i == job.stage_index).unwrap_or(0);
+    }
+    // GitLab: chain/seed.rb — a pipeline whose only jobs are in `.pre`/`.post` is not created.
+    let creation = if jobs.iter().any(|j| j.stage != ".pre" && j.stage != ".post") {
+        Creation::Created
+    } else {
+        Creation::NoJobs
+    };
+    Ok(Pipeline {
+        creation,
+        stages,
+        variables: root_variables,
+        workflow: outcome,
+        jobs,
+        warnings: diags,
+    })
+}
+
+fn empty(creation: Creation, variables: Vec<Variable>, workflow: WorkflowOutcome) -> Pipeline {
+    Pipeline {
+        creation,
+        stages: Vec::new(),
+        variables,
+        workflow,
+        jobs: Vec::new(),
+        warnings: Diagnostics::new(),
+    }
+}
+
+/// Top-level (and workflow) variables the job inherits, then its own.
+/// GitLab: lib/gitlab/ci/variables/helpers.rb (`inherit_yaml_variables`).
+fn job_variables(def: &JobDef, root: &[Variable]) -> Vec<Variable> {
+    let mut vars: Vec<Variable> = root
+        .iter()
+        .filter(|v| def.job.inherit.variables.allows(&v.name))
+        .cloned()
+        .collect();
+    variables::merge(&mut vars, def.job.variables.iter().cloned());
+    vars
+}
+
+/// The job with its rule's attributes applied. GitLab: lib/gitlab/ci/build/rules.rb
+/// (`Result#build_attributes`) and seed/build.rb (`rules_attributes`).
+fn apply_decision(def: &JobDef, decision: Decision, job_vars: Vec<Variable>) -> Job {
+    let mut job = def.job.clone();
+    job.variables = job_vars;
+    // GitLab: job.rb (`ignored?`) computes `allow_failure` from the job's own `when`; a rule's
+    // `when: manual` therefore makes a blocking manual job unless `allow_failure` is given.
+    if let Some(when) = decision.when {
+        job.when = when;
+    }
+    if let Some(allow_failure) = decision.allow_failure {
+        job.allow_failure = allow_failure;
+    }
+    if let Some(interruptible) = decision.interruptible {
+        job.interruptible = Some(interruptible);
+    }
+    if let Some(needs) = decision.needs {
+        job.needs = Some(needs);
+    }
+    job
+}
+
+/// Needs after rules: matrix names expanded; needs on jobs not in the pipeline dropped when
+/// optional, errors otherwise. GitLab: seed/build.rb (`needs_errors`).
+fn resolve_needs(
+    table: &crate::dag::NameTable,
+    present: &HashSet<usize>,
+    def: &JobDef,
+    job: &Job,
+    diags: &mut Diagnostics,
+) -> Option<Vec<Need>> {
+    let needs = job.needs.as_ref()?;
+    let mut out = Vec::with_capacity(needs.len());
+    for need in needs {
+        let Need::Job {
+            job: target,
+            artifacts,
+            optional,
+            matrix,
+            span,
+        } = need
+        else {
+            out.push(need.clone());
+            continue;
+        };
+        let resolved = table
+            .resolve(target, matrix.as_deref())
+            .filter(|(i, _)| present.contains(i));
+        match resolved {
+            Some((_, names)) => out.extend(names.into_iter().map(|name| Need::Job {
+                job: name,
+                artifacts: *artifacts,
+                optional: *optional,
+                matrix: None,
+                span: *span,
+            })),
+            None if *optional => {}
+            None => {
+                let name = &def.job.name;
+                let defined = table.resolve(target, matrix.as_deref()).is_some();
+                let why = if defined {
+                    "rules, `only` or `except` removed it from this pipeline"
+                } else {
+                    "it is not defined"
+                };
+                diags.push(
+                    Diagnostic::error(*span, format!("job `{name}` needs `{target}`, which is not in this pipeline: {why}"))
+                        .with_code("need-not-in-pipeline")
+                        .with_help("to need a job that is not always in the pipeline, use `optional: true`")
+                        .with_note(Span::synthetic(), format!(
+                            "GitLab reports: '{name}' job needs '{target}' job, but '{target}' does not exist in the pipeline. This might be because of the only, except, or rules keywords. To need a job that sometimes does not exist in the pipeline, use needs:optional."
+                        )),
+                );
+            }
+        }
+    }
+    Some(out)
+}
+
+/// Dependency names with parallel base names replaced by their instances.
+fn expand_names(table: &crate::dag::NameTable, names: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    for name in names {
+        match table.resolve(name, None) {
+            Some((_, instances)) => out.extend(instances),
+            None => out.push(name.clone()),
+        }
+    }
+    out
+}
+
+/// `workflow:name` with variables expanded, trimmed; `None` when empty.
+fn pipeline_name(
+    definition: &Definition,
+    root: &[Variable],
+    predefined: &[(String, String)],
+    cli: &[Variable],
+) -> Option<String> {
+    let name = definition.workflow.name.as_ref()?;
+    let mut vars: HashMap<&str, &str> = predefined
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    for v in root.iter().chain(cli) {
+        vars.insert(&v.name, &v.value);
+    }
+    let expanded = seed::expand_simple(name, &vars);
+    let trimmed = expanded.trim();
+    (!trimmed.is_empty()).then(|| trimmed.to_owned())
+}
