@@ -348,6 +348,8 @@ fn options() -> serde_saphyr::Options {
     options.legacy_octal_numbers = true;
     options.null_as_string = true;
     options.with_snippet = false;
+    // `.inf` and `.nan` reach our Psych typing as text.
+    options.non_finite_float_policy = serde_saphyr::NonFiniteFloatPolicy::AsString;
     if let Some(budget) = options.budget.as_mut() {
         // Real pipelines merge one anchor into thousands of jobs.
         budget.enforce_alias_anchor_ratio = false;
@@ -385,7 +387,15 @@ fn strip_location_prefix(text: &str) -> String {
     {
         rest = &after[colon + 2..];
     }
-    let first = rest.lines().next().unwrap_or(rest);
+    let mut first = rest.lines().next().unwrap_or(rest);
+    if let Some(at) = first.rfind(" at line ")
+        && first[at + 9..]
+            .split([',', ' '])
+            .filter(|w| !w.is_empty())
+            .all(|w| w == "column" || w.chars().all(|c| c.is_ascii_digit()))
+    {
+        first = &first[..at];
+    }
     let mut chars = first.chars();
     match chars.next() {
         Some(c) => c.to_lowercase().chain(chars).collect(),
@@ -452,21 +462,42 @@ impl Converter<'_> {
         }
         let value = match value {
             Raw::Seq(items) => Value::Seq(items.into_iter().map(|n| self.node(n)).collect()),
-            Raw::Map(entries) => Value::Map(
-                entries
-                    .into_iter()
-                    .map(|(k, v)| {
-                        let key = Key {
-                            span: self.span(&k.referenced),
-                            name: k.value,
-                        };
-                        (key, self.node(v))
-                    })
-                    .collect(),
-            ),
+            Raw::Map(mut entries) => {
+                // serde-saphyr puts keys merged with `<<` after the explicit ones; Psych inserts
+                // them where `<<` stands. Merged keys carry the position of the `<<` entry.
+                let position = |k: &Spanned<String>| (k.referenced.line(), k.referenced.column());
+                if !entries.is_sorted_by_key(|(k, _)| position(k)) {
+                    entries.sort_by_key(|(k, _)| position(k));
+                }
+                Value::Map(
+                    entries
+                        .into_iter()
+                        .map(|(k, v)| {
+                            let key = Key {
+                                span: self.span(&k.referenced),
+                                name: k.value,
+                            };
+                            (key, self.node(v))
+                        })
+                        .collect(),
+                )
+            }
             scalar if core_tag => scalar_value(scalar),
             scalar => self.plain_scalar(scalar, &raw.defined, span),
         };
+        // A collection's span reaches to the end of its last item.
+        let last_end = match &value {
+            Value::Seq(items) => items.last().map(|n| n.span),
+            Value::Map(entries) => entries.last().map(|(_, n)| n.span),
+            _ => None,
+        };
+        let mut span = span;
+        if let Some(last) = last_end
+            && last.file == span.file
+            && last.end > span.end
+        {
+            span.end = last.end;
+        }
         Node { span, tag, value }
     }
 
@@ -562,10 +593,11 @@ pub(crate) fn psych_scalar(s: &str) -> PsychScalar {
     static DATE: LazyLock<Regex> = LazyLock::new(|| {
         Regex::new(r"^\d{4}-(?:1[012]|0\d|\d)-(?:[12]\d|3[01]|0\d|\d)$").expect("valid regex")
     });
-    static SEXAGESIMAL_INT: LazyLock<Regex> =
-        LazyLock::new(|| Regex::new(r"^[-+]?[0-9][0-9_]*(:[0-5]?[0-9])+$").expect("valid regex"));
+    static SEXAGESIMAL_INT: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"^[-+]?[0-9][0-9_]*(:[0-5]?[0-9]){1,2}$").expect("valid regex")
+    });
     static SEXAGESIMAL_FLOAT: LazyLock<Regex> = LazyLock::new(|| {
-        Regex::new(r"^[-+]?[0-9][0-9_]*(:[0-5]?[0-9])+\.[0-9_]*$").expect("valid regex")
+        Regex::new(r"^[-+]?[0-9][0-9_]*(:[0-5]?[0-9]){1,2}\.[0-9_]*$").expect("valid regex")
     });
     static FLOAT: LazyLock<Regex> = LazyLock::new(|| {
         Regex::new(r"^(?:[-+]?([0-9][0-9_,]*)?\.[0-9]*([eE][-+][0-9]+)?|[-+]?[0-9][0-9_,]*(:[0-5]?[0-9])+\.[0-9_]*|[-+]?\.(inf|Inf|INF)|\.(nan|NaN|NAN))$")
@@ -618,6 +650,16 @@ pub(crate) fn psych_scalar(s: &str) -> PsychScalar {
         return cleaned
             .parse::<f64>()
             .map_or_else(|_| str_value(), |f| PsychScalar::Value(Value::Float(f)));
+    }
+    // Psych's `INTEGER_LEGACY` (the default, `strict_integer: false`) allows `,` separators.
+    static INTEGER: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(
+            r"^[-+]?(?:0b[0-1_,]+|0[0-7_,]+|(?:0|[1-9](?:[0-9]|,[0-9]|_[0-9])*)|0x[0-9a-fA-F_,]+)$",
+        )
+        .expect("valid regex")
+    });
+    if !INTEGER.is_match(s) {
+        return str_value();
     }
     let cleaned: String = s.chars().filter(|c| *c != ',' && *c != '_').collect();
     parse_int(&cleaned).map_or_else(str_value, |i| PsychScalar::Value(Value::Int(i)))
