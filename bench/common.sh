@@ -6,7 +6,7 @@ bench_repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # runnel_bin: the release binary, built unless RUNNEL= names one.
 runnel_bin() {
   if [[ -n "${RUNNEL:-}" ]]; then
-    echo "$RUNNEL"
+    realpath "$(command -v "$RUNNEL" || echo "$RUNNEL")"
     return
   fi
   (cd "$bench_repo" && cargo build --release -p runnel >&2)
@@ -16,7 +16,7 @@ runnel_bin() {
 # peer_bin: gitlab-ci-local, installed into target/peer/ unless PEER= names one.
 peer_bin() {
   if [[ -n "${PEER:-}" ]]; then
-    echo "$PEER"
+    realpath "$(command -v "$PEER" || echo "$PEER")"
     return
   fi
   "$bench_repo/scripts/install-peer.sh" | tail -1
