@@ -18,6 +18,8 @@ log=${DOCKERD_LOG:-/var/log/runnel-dockerd.log}
 pidfile=/var/run/docker.pid
 
 answering() { docker info >/dev/null 2>&1; }
+# A killed process stays a zombie until PID 1 reaps it (lazily on this machine): not alive.
+alive() { local st; st=$(ps -o stat= -p "$1" 2>/dev/null) && [[ -n $st && $st != Z* ]]; }
 server_version() { docker version -f '{{.Server.Version}}' 2>/dev/null || echo '?'; }
 
 if [[ " ${DOCKERD_ARGS:-} " == *" --bridge=none "* || " ${DOCKERD_ARGS:-} " == *" --bridge none "* ]]; then
@@ -46,10 +48,12 @@ if answering; then
 fi
 
 pid=
-if [[ -s $pidfile ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+if [[ -s $pidfile ]] && alive "$(cat "$pidfile")"; then
   pid=$(cat "$pidfile")              # started but not answering yet: wait for it
-elif running=$(pgrep -x dockerd | head -1) && [[ -n $running ]]; then
-  pid=$running                       # a dockerd without our pid file: wait for it, never start a second
+else
+  for p in $(pgrep -x dockerd || true); do
+    if alive "$p"; then pid=$p; break; fi   # a dockerd without the pid file: never start a second
+  done
 fi
 if [[ -n $pid ]]; then
   echo "a dockerd (pid $pid) is starting; waiting for it"
@@ -66,7 +70,7 @@ for _ in $(seq 240); do
     echo "dockerd running (pid $pid, server $(server_version), log $log)"
     exit 0
   fi
-  kill -0 "$pid" 2>/dev/null || break
+  alive "$pid" || break
   sleep 0.5
 done
 echo "dockerd did not come up; last lines of $log:" >&2
