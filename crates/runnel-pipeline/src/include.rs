@@ -421,7 +421,10 @@ impl<'a, 'o> Loader<'a, 'o> {
                 None => return self.not_a_string(value, "include:template"),
             },
             "component" => match text(value) {
-                Some(name) => self.component_target(&name, value.span),
+                Some(name) => {
+                    let written = value.as_str().unwrap_or_default().to_owned();
+                    self.component_target(&name, &written, value.span)
+                }
                 None => return self.not_a_string(value, "include:component"),
             },
             "project" => match text(value) {
@@ -651,14 +654,14 @@ impl<'a, 'o> Loader<'a, 'o> {
 
     /// `<fqdn>/<project path>/<name>@<version>` → `<projects dir>/<project path>/templates/
     /// <name>.yml` or `templates/<name>/template.yml`.
-    fn component_target(&mut self, address: &str, span: Span) -> Vec<Target> {
+    fn component_target(&mut self, address: &str, written: &str, span: Span) -> Vec<Target> {
         let (path, version) = address.rsplit_once('@').unwrap_or((address, ""));
         let mut parts: Vec<&str> = path.split('/').collect();
         if parts.len() < 3 || version.is_empty() {
             self.error(
                 Diagnostic::error(
                     span,
-                    format!("component `{address}` is not a valid address"),
+                    format!("component `{written}` is not a valid address"),
                 )
                 .with_code("include-component")
                 .with_help("write `<fqdn>/<project path>/<component name>@<version>`"),
@@ -677,7 +680,7 @@ impl<'a, 'o> Loader<'a, 'o> {
         let found = candidates.into_iter().flatten().find(|p| p.is_file());
         let Some(file) = found else {
             self.error(
-                Diagnostic::error(span, format!("component `{address}` not found"))
+                Diagnostic::error(span, format!("component `{written}` not found"))
                     .with_code("include-component")
                     .with_help(format!(
                         "runnel reads components from `<projects dir>/{project}/templates/{name}.yml` or `templates/{name}/template.yml`"

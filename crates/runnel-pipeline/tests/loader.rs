@@ -191,3 +191,109 @@ fn remote_include_is_fetched_over_http_once_per_url() {
     let paths = server.join().expect("server thread");
     assert_eq!(paths, vec!["/ci.yml".to_owned(), "/missing.yml".to_owned()]);
 }
+
+/// Every fixture (and every file it includes), cut short at many places and garbled with YAML
+/// punctuation, loads to `Ok` or `Err` without panicking.
+#[test]
+fn truncated_and_garbled_fixtures_never_panic() {
+    let mut files = Vec::new();
+    for entry in walkdir::WalkDir::new(fixtures_dir())
+        .into_iter()
+        .filter_map(Result::ok)
+    {
+        let path = entry.path();
+        let is_yaml = path.extension().is_some_and(|e| e == "yml" || e == "yaml");
+        if entry.file_type().is_file() && is_yaml {
+            files.push(path.to_path_buf());
+        }
+    }
+    assert!(files.len() > 40, "found only {} fixture files", files.len());
+    let inserts = [
+        "[",
+        "{",
+        ":",
+        "- ",
+        "&a ",
+        "*a",
+        "!reference ",
+        "<<: ",
+        "\t",
+        "'",
+        "\"",
+        "$[[ ",
+    ];
+    for path in files {
+        let text = std::fs::read_to_string(&path).expect("fixture is readable");
+        let dir = path.parent().expect("fixtures have a parent").to_path_buf();
+        let boundaries: Vec<usize> = text.char_indices().map(|(i, _)| i).collect();
+        let step = (boundaries.len() / 25).max(1);
+        let mut variants: Vec<String> = boundaries
+            .iter()
+            .step_by(step)
+            .map(|&i| text[..i].to_owned())
+            .collect();
+        for (n, &i) in boundaries.iter().step_by(step).enumerate() {
+            let insert = inserts[n % inserts.len()];
+            variants.push(format!("{}{insert}{}", &text[..i], &text[i..]));
+        }
+        for variant in variants {
+            let fetcher = fixture_fetcher;
+            let mut opts = LoadOptions::new(&dir);
+            opts.projects_dir = Some(fixtures_dir().join("include/_projects"));
+            opts.fetcher = Some(&fetcher);
+            let mut map = SourceMap::new();
+            if let Err(diags) = load_str(&mut map, ".gitlab-ci.yml", variant, &opts) {
+                // Rendering must not panic either, whatever the spans.
+                let _ = render_plain(&diags.0, &map);
+            }
+        }
+    }
+}
+
+/// 1,000 jobs over 50 included files, each job extending a two-level chain, load completely.
+/// (Timing is measured with `cargo test --release`, not asserted.)
+#[test]
+fn large_pipeline_over_many_includes_loads() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut root = String::from("include:\n");
+    for file in 0..50 {
+        root.push_str(&format!("  - local: ci/part{file}.yml\n"));
+        let mut text = format!(
+            ".base{file}:\n  image: alpine\n  variables:\n    FILE: \"{file}\"\n  before_script: [echo base]\n.mid{file}:\n  extends: .base{file}\n  tags: [docker]\n"
+        );
+        for job in 0..20 {
+            text.push_str(&format!(
+                "job_{file}_{job}:\n  extends: .mid{file}\n  stage: test\n  script:\n    - !reference [.base{file}, before_script]\n    - echo {job}\n  variables:\n    JOB: \"{job}\"\n"
+            ));
+        }
+        let path = dir.path().join(format!("ci/part{file}.yml"));
+        std::fs::create_dir_all(path.parent().expect("has a parent")).expect("create ci/");
+        std::fs::write(path, text).expect("write part");
+    }
+    std::fs::write(dir.path().join(".gitlab-ci.yml"), root).expect("write root");
+    let opts = LoadOptions::new(dir.path());
+    let mut map = SourceMap::new();
+    let started = std::time::Instant::now();
+    let config = load(&mut map, &dir.path().join(".gitlab-ci.yml"), &opts).expect("loads");
+    eprintln!("loaded 1,000 jobs from 51 files in {:?}", started.elapsed());
+    let jobs = config.root.as_map().expect("a mapping");
+    assert_eq!(
+        jobs.iter()
+            .filter(|(k, _)| k.name.starts_with("job_"))
+            .count(),
+        1000
+    );
+    let job = config.root.get("job_49_19").expect("last job");
+    assert_eq!(job.get("image").and_then(Node::as_str), Some("alpine"));
+    let vars = job.get("variables").expect("variables");
+    assert_eq!(vars.get("FILE").and_then(Node::as_str), Some("49"));
+    assert_eq!(vars.get("JOB").and_then(Node::as_str), Some("19"));
+    let script: Vec<&str> = job
+        .get("script")
+        .and_then(Node::as_seq)
+        .expect("script")
+        .iter()
+        .filter_map(Node::as_str)
+        .collect();
+    assert_eq!(script, ["echo base", "echo 19"]);
+}
