@@ -6,12 +6,14 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use runnel_pipeline::rules::{Expr, Value};
+use runnel_pipeline::rules::{Expr, Value, VarLookup};
 
 /// One `.cases` file.
 struct Table {
     /// `# var: NAME=value` lines, in order (`\n` in a value is a newline).
     vars: Vec<(String, String)>,
+    /// `# input: name=value` lines: `spec:inputs` values for `$[[ inputs.name ]]`.
+    inputs: Vec<(String, String)>,
     /// `# mode: truthful`: the expected column is `Statement#truthful?`, not `#evaluate`.
     truthful: bool,
     /// `expression => expected`.
@@ -23,6 +25,7 @@ impl Table {
         let text = std::fs::read_to_string(path).expect("fixture is readable");
         let mut table = Table {
             vars: Vec::new(),
+            inputs: Vec::new(),
             truthful: false,
             cases: Vec::new(),
         };
@@ -32,6 +35,9 @@ impl Table {
                 table
                     .vars
                     .push((name.to_owned(), value.replace("\\n", "\n")));
+            } else if let Some(input) = line.strip_prefix("# input: ") {
+                let (name, value) = input.split_once('=').expect("`# input: name=value`");
+                table.inputs.push((name.to_owned(), value.to_owned()));
             } else if line == "# mode: truthful" {
                 table.truthful = true;
             } else if !line.starts_with('#') {
@@ -40,6 +46,16 @@ impl Table {
             }
         }
         table
+    }
+}
+
+impl VarLookup for Table {
+    fn lookup(&self, name: &str) -> Option<&str> {
+        self.vars.lookup(name)
+    }
+
+    fn lookup_input(&self, name: &str) -> Option<&str> {
+        self.inputs.lookup(name)
     }
 }
 
@@ -61,8 +77,8 @@ fn expression_tables() {
         let mut failures = Vec::new();
         for (text, expected) in &table.cases {
             let actual = match Expr::parse(text) {
-                Ok(expr) if table.truthful => expr.evaluate(&table.vars).to_string(),
-                Ok(expr) => inspect(&expr.value(&table.vars)),
+                Ok(expr) if table.truthful => expr.evaluate(&table).to_string(),
+                Ok(expr) => inspect(&expr.value(&table)),
                 Err(_) if table.truthful && expected == "false" => "false".to_owned(),
                 Err(_) => "error".to_owned(),
             };
