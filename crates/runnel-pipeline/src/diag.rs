@@ -291,7 +291,7 @@ pub fn render_json(diagnostics: &[Diagnostic], sources: &SourceMap) -> serde_jso
 
 #[cfg(test)]
 mod tests {
-    use super::{Diagnostic, render_plain, suggest};
+    use super::{Diagnostic, render_json, render_plain, suggest};
     use crate::source::{Pos, SourceMap, Span};
 
     #[test]
@@ -303,6 +303,34 @@ mod tests {
         );
         assert_eq!(suggest("scirpt", keywords), Some("script".to_owned()));
         assert_eq!(suggest("deploy_production", keywords), None);
+    }
+
+    #[test]
+    fn render_json_has_position_code_and_help() {
+        let mut map = SourceMap::new();
+        let file = map.add("ci/build.yml", "job:\n  scirpt: echo\n");
+        let span = Span::new(file, Pos::new(2, 3), Pos::new(2, 9));
+        let d = Diagnostic::error(span, "unknown key `scirpt` in job `job`")
+            .with_code("unknown-key")
+            .with_suggestion("scirpt", ["script"]);
+        let json = render_json(&[d], &map);
+        let expected = serde_json::json!([{
+            "file": "ci/build.yml", "line": 2, "column": 3, "end_line": 2, "end_column": 9,
+            "severity": "error", "code": "unknown-key",
+            "message": "unknown key `scirpt` in job `job`", "help": "did you mean `script`?",
+        }]);
+        assert_eq!(json, expected);
+    }
+
+    #[test]
+    fn render_plain_without_a_file_prints_no_snippet() {
+        let map = SourceMap::new();
+        let d =
+            Diagnostic::error(Span::synthetic(), "variable `A` is invalid").with_help("quote it");
+        assert_eq!(
+            render_plain(&[d], &map),
+            "error: variable `A` is invalid\n  = help: quote it\n"
+        );
     }
 
     #[test]

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
 
 use regex::Regex;
+use sha2::Digest as _;
 
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::extends::deep_merge;
@@ -72,6 +73,8 @@ struct Target {
     source: TargetSource,
     origin: Origin,
     component: Vec<(String, String)>,
+    /// `include:integrity` (`sha256-<base64>`) of a remote file.
+    integrity: Option<(String, Span)>,
 }
 
 enum TargetSource {
@@ -317,6 +320,26 @@ impl<'a, 'o> Loader<'a, 'o> {
             return None;
         }
         let file = self.read_target(&target, entry_span)?;
+        if let Some((expected, span)) = &target.integrity {
+            let actual = format!(
+                "sha256-{}",
+                base64(&sha2::Sha256::digest(self.map.text(file)))
+            );
+            if *expected != actual {
+                self.error(
+                    Diagnostic::error(
+                        *span,
+                        format!(
+                            "remote file `{}` does not match its integrity hash",
+                            target.display
+                        ),
+                    )
+                    .with_code("include-integrity")
+                    .with_help(format!("the file's hash is `{actual}`")),
+                );
+                return None;
+            }
+        }
         self.stack.push(target.identity);
         self.include_spans.push(entry_span);
         let node = self.expand_file(file, &target.origin, args, args_span, target.component);
@@ -413,7 +436,16 @@ impl<'a, 'o> Loader<'a, 'o> {
                 None => return self.not_a_string(value, "include:local"),
             },
             "remote" => match text(value) {
-                Some(url) => self.remote_target(&url, value.span),
+                Some(url) => {
+                    let mut targets = self.remote_target(&url, value.span);
+                    if let Some(integrity) = entry.get("integrity") {
+                        let text = integrity.as_str().unwrap_or_default().to_owned();
+                        for target in &mut targets {
+                            target.integrity = Some((text.clone(), integrity.span));
+                        }
+                    }
+                    targets
+                }
                 None => return self.not_a_string(value, "include:remote"),
             },
             "template" => match text(value) {
@@ -476,6 +508,7 @@ impl<'a, 'o> Loader<'a, 'o> {
                 anonymous: origin.anonymous,
             },
             component: Vec::new(),
+            integrity: None,
         };
         if !path.contains('*') {
             return vec![local(path)];
@@ -523,6 +556,7 @@ impl<'a, 'o> Loader<'a, 'o> {
                 anonymous: true,
             },
             component: Vec::new(),
+            integrity: None,
         }]
     }
 
@@ -564,6 +598,7 @@ impl<'a, 'o> Loader<'a, 'o> {
                 anonymous: true,
             },
             component: Vec::new(),
+            integrity: None,
         }]
     }
 
@@ -647,6 +682,7 @@ impl<'a, 'o> Loader<'a, 'o> {
                     anonymous: origin.anonymous,
                 },
                 component: Vec::new(),
+                integrity: None,
             });
         }
         targets
@@ -706,6 +742,7 @@ impl<'a, 'o> Loader<'a, 'o> {
                 project_root: root,
                 anonymous: false,
             },
+            integrity: None,
             component: vec![
                 ("name".to_owned(), name.to_owned()),
                 ("version".to_owned(), version.to_owned()),
@@ -808,6 +845,28 @@ fn split_header(mut docs: Vec<Node>) -> (Option<Node>, Option<Node>) {
     }
 }
 
+/// Standard base64 with padding (for `integrity: sha256-...`).
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
 fn has_yaml_extension(path: &str) -> bool {
     path.ends_with(".yml") || path.ends_with(".yaml")
 }
@@ -882,7 +941,16 @@ fn never_matching() -> Regex {
 
 #[cfg(test)]
 mod tests {
-    use super::{glob_regex, wildcard_regex};
+    use super::{base64, glob_regex, wildcard_regex};
+
+    #[test]
+    fn base64_pads_like_the_standard_alphabet() {
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foo"), "Zm9v");
+        assert_eq!(base64(b"foob"), "Zm9vYg==");
+    }
 
     #[test]
     fn wildcards_follow_gitlab_semantics() {
