@@ -1,1 +1,56 @@
-//! placeholder
+//! Executes one job payload: the build stages (`get_sources`, `restore_cache`,
+//! `download_artifacts`, `step_script`, `after_script`, `archive_cache`, `upload_artifacts_*`),
+//! bash script generation, the executors (shell now), the trace (sections, masking, size
+//! limit), and artifact and cache archives.
+//!
+//! This crate knows nothing of where a payload came from: `runnel exec` plans it from YAML, the
+//! daemon receives it over HTTP; both call [`run_job`] (or [`run_job_with`] for another
+//! executor) and consume the [`JobEvent`]s.
+#![warn(missing_docs)]
+
+mod archive;
+mod artifact_stage;
+mod build;
+mod cache_stage;
+mod context;
+mod coverage;
+mod error;
+mod event;
+mod executor;
+mod expand;
+mod mask;
+mod outcome;
+mod process;
+mod reports;
+mod script;
+mod shell;
+mod sources;
+mod store;
+mod trace;
+mod variables;
+
+#[cfg(feature = "test-support")]
+pub mod test_support;
+
+pub use archive::ArchiveError;
+pub use build::{run_job, run_job_with};
+pub use context::JobContext;
+pub use coverage::extract_coverage;
+pub use error::ExecError;
+pub use event::JobEvent;
+pub use executor::{Executor, PreparedJob, StageRun};
+pub use expand::expand_value;
+pub use outcome::{JobOutcome, JobStatus};
+pub use process::ScriptEnd;
+pub use reports::{
+    DOTENV_MAX_BYTES, DOTENV_MAX_VARIABLES, DotenvError, JunitSummary, XmlReportError,
+    cobertura_line_rate, parse_dotenv, summarize_junit,
+};
+pub use shell::{ShellConfig, ShellExecutor};
+pub use sources::{Sources, WorkingTree};
+pub use store::{
+    ArtifactStore, BoxFuture, CacheStore, LocalArtifactStore, LocalCacheStore, StoreError,
+    sanitize_cache_key,
+};
+pub use trace::{DEFAULT_OUTPUT_LIMIT, Trace, TraceSink, TraceSinkFn};
+pub use variables::{JobVariables, RUNNER_VERSION};

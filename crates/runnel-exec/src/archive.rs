@@ -1,0 +1,457 @@
+//! Selecting files for artifacts and caches, writing zip archives, and extracting them safely.
+//!
+//! GitLab: gitlab-runner `commands/helpers/file_archiver.go` (paths, `**` globs, exclude,
+//! untracked, the "no matching files" warning) and `commands/helpers/archive/zip` (extraction).
+//! Unlike gitlab-runner, an archive entry that would land outside the target directory makes the
+//! whole extraction fail before anything is written.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::io;
+use std::os::unix::fs::{PermissionsExt, symlink};
+use std::path::{Component, Path, PathBuf};
+
+use globset::{GlobBuilder, GlobMatcher, GlobSet, GlobSetBuilder};
+use zip::write::SimpleFileOptions;
+
+/// Why an archive could not be made or extracted.
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    /// A path of `paths:` points outside the project directory.
+    #[error("path `{path}` is outside the project directory")]
+    OutsideProject {
+        /// The path as written.
+        path: String,
+    },
+    /// A pattern of `paths:` or `exclude:` is not a valid glob.
+    #[error("failed to parse the glob `{pattern}`")]
+    BadGlob {
+        /// The pattern.
+        pattern: String,
+        /// The cause.
+        #[source]
+        source: globset::Error,
+    },
+    /// An archive entry would escape the target directory; nothing was extracted.
+    #[error("refusing to extract `{}`: entry `{entry}` {reason}", archive.display())]
+    Hostile {
+        /// The archive.
+        archive: PathBuf,
+        /// The entry name.
+        entry: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The archive is not a readable zip file.
+    #[error("failed to read the archive `{}`", archive.display())]
+    Read {
+        /// The archive.
+        archive: PathBuf,
+        /// The cause.
+        #[source]
+        source: zip::result::ZipError,
+    },
+    /// Writing the archive failed.
+    #[error("failed to write the archive `{}`", archive.display())]
+    Write {
+        /// The archive.
+        archive: PathBuf,
+        /// The cause.
+        #[source]
+        source: zip::result::ZipError,
+    },
+    /// A file operation failed.
+    #[error("failed to {action} `{}`", path.display())]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// On what.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> ArchiveError {
+    let path = path.to_owned();
+    move |source| ArchiveError::Io {
+        action,
+        path,
+        source,
+    }
+}
+
+/// The files chosen for an archive, and the lines to show in the trace.
+#[derive(Debug, Default)]
+pub(crate) struct Selection {
+    /// Relative paths (directories too), sorted.
+    pub(crate) entries: BTreeSet<PathBuf>,
+    /// `("info" | "warning", line)` in order.
+    pub(crate) messages: Vec<(bool, String)>,
+}
+
+/// What to put in an archive.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SelectSpec<'a> {
+    pub(crate) paths: &'a [String],
+    pub(crate) exclude: &'a [String],
+    pub(crate) untracked: Option<Vec<PathBuf>>,
+}
+
+fn glob(pattern: &str) -> Result<GlobMatcher, ArchiveError> {
+    GlobBuilder::new(pattern)
+        .literal_separator(true)
+        .build()
+        .map(|g| g.compile_matcher())
+        .map_err(|source| ArchiveError::BadGlob {
+            pattern: pattern.to_owned(),
+            source,
+        })
+}
+
+fn has_glob_chars(pattern: &str) -> bool {
+    pattern.contains(['*', '?', '[', '{'])
+}
+
+/// Makes `path` relative to `root`, refusing anything that leaves it (lexically).
+fn relative_inside(root: &Path, path: &str) -> Option<PathBuf> {
+    let raw = Path::new(path);
+    let raw = if raw.is_absolute() {
+        raw.strip_prefix(root).ok()?
+    } else {
+        raw
+    };
+    let mut out = PathBuf::new();
+    for component in raw.components() {
+        match component {
+            Component::Normal(part) => out.push(part),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if !out.pop() {
+                    return None;
+                }
+            }
+            Component::RootDir | Component::Prefix(_) => return None,
+        }
+    }
+    Some(out)
+}
+
+/// All entries below `root` (relative, not following symlinks), directories included.
+fn walk(root: &Path) -> Vec<(PathBuf, bool)> {
+    walkdir::WalkDir::new(root)
+        .min_depth(1)
+        .follow_links(false)
+        .into_iter()
+        .flatten()
+        .filter_map(|entry| {
+            let rel = entry.path().strip_prefix(root).ok()?.to_owned();
+            Some((rel, entry.file_type().is_dir()))
+        })
+        .collect()
+}
+
+/// Chooses the files for an archive from `spec`, relative to `root`.
+pub(crate) fn select(root: &Path, spec: &SelectSpec<'_>) -> Result<Selection, ArchiveError> {
+    let mut selection = Selection::default();
+    let mut all: Option<Vec<(PathBuf, bool)>> = None;
+    let canonical_root = fs::canonicalize(root).map_err(io_err("resolve", root))?;
+    for pattern in spec.paths {
+        let trimmed = pattern.trim_end_matches('/');
+        let trimmed = if trimmed.is_empty() { "." } else { trimmed };
+        let Some(rel) = relative_inside(root, trimmed) else {
+            return Err(ArchiveError::OutsideProject {
+                path: pattern.clone(),
+            });
+        };
+        let rel_str = rel.to_string_lossy().into_owned();
+        let mut found = 0usize;
+        if has_glob_chars(&rel_str) {
+            let matcher = glob(&rel_str)?;
+            let entries = all.get_or_insert_with(|| walk(root));
+            let mut matched_dirs = Vec::new();
+            for (path, is_dir) in entries.iter() {
+                if matcher.is_match(path) {
+                    found += 1;
+                    selection.entries.insert(path.clone());
+                    if *is_dir {
+                        matched_dirs.push(path.clone());
+                    }
+                }
+            }
+            for dir in matched_dirs {
+                for (path, _) in entries
+                    .iter()
+                    .filter(|(p, _)| p.starts_with(&dir) && p != &dir)
+                {
+                    found += 1;
+                    selection.entries.insert(path.clone());
+                }
+            }
+        } else {
+            let full = root.join(&rel);
+            if let Ok(meta) = fs::symlink_metadata(&full) {
+                // A literal path must not reach outside through a symlinked directory.
+                let parent = full.parent().unwrap_or(root);
+                let inside = fs::canonicalize(parent).is_ok_and(|p| p.starts_with(&canonical_root));
+                if !inside {
+                    return Err(ArchiveError::OutsideProject {
+                        path: pattern.clone(),
+                    });
+                }
+                if rel.as_os_str().is_empty() || meta.is_dir() {
+                    for (path, _) in walk(&full) {
+                        found += 1;
+                        selection.entries.insert(rel.join(path));
+                    }
+                }
+                if !rel.as_os_str().is_empty() {
+                    found += 1;
+                    selection.entries.insert(rel.clone());
+                }
+            }
+        }
+        if found == 0 {
+            selection.messages.push((
+                true,
+                format!(
+                    "{pattern}: no matching files. Ensure that the artifact path is relative to the \
+                     working directory ({})",
+                    root.display()
+                ),
+            ));
+        } else {
+            selection.messages.push((
+                false,
+                format!("{pattern}: found {found} matching artifact files and directories"),
+            ));
+        }
+    }
+    if let Some(untracked) = &spec.untracked {
+        let count = untracked.len();
+        selection.entries.extend(untracked.iter().cloned());
+        selection
+            .messages
+            .push((false, format!("untracked: found {count} files")));
+    }
+    if !spec.exclude.is_empty() {
+        let mut builder = GlobSetBuilder::new();
+        for pattern in spec.exclude {
+            let rel = relative_inside(root, pattern.trim_end_matches('/')).ok_or_else(|| {
+                ArchiveError::OutsideProject {
+                    path: pattern.clone(),
+                }
+            })?;
+            let glob = GlobBuilder::new(&rel.to_string_lossy())
+                .literal_separator(true)
+                .build()
+                .map_err(|source| ArchiveError::BadGlob {
+                    pattern: pattern.clone(),
+                    source,
+                })?;
+            builder.add(glob);
+        }
+        let set: GlobSet = builder.build().map_err(|source| ArchiveError::BadGlob {
+            pattern: spec.exclude.join(", "),
+            source,
+        })?;
+        let before = selection.entries.len();
+        selection.entries.retain(|path| {
+            !path
+                .ancestors()
+                .any(|a| !a.as_os_str().is_empty() && set.is_match(a))
+        });
+        let excluded = before - selection.entries.len();
+        if excluded > 0 {
+            selection
+                .messages
+                .push((false, format!("excluded {excluded} files")));
+        }
+    }
+    Ok(selection)
+}
+
+/// Writes `entries` (relative to `root`) into a new zip archive at `archive`. Blocking.
+pub(crate) fn write_zip(
+    root: &Path,
+    entries: &BTreeSet<PathBuf>,
+    archive: &Path,
+) -> Result<u64, ArchiveError> {
+    if let Some(parent) = archive.parent() {
+        fs::create_dir_all(parent).map_err(io_err("create the directory", parent))?;
+    }
+    let file = fs::File::create(archive).map_err(io_err("create", archive))?;
+    let mut zip = zip::ZipWriter::new(io::BufWriter::new(file));
+    let write_err = |source| ArchiveError::Write {
+        archive: archive.to_owned(),
+        source,
+    };
+    let mut count = 0;
+    for rel in entries {
+        let full = root.join(rel);
+        let Ok(meta) = fs::symlink_metadata(&full) else {
+            continue;
+        };
+        let name = rel.to_string_lossy().into_owned();
+        let options = SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated)
+            .unix_permissions(meta.permissions().mode() & 0o7777);
+        if meta.file_type().is_symlink() {
+            let target = fs::read_link(&full).map_err(io_err("read the symlink", &full))?;
+            zip.add_symlink(name, target.to_string_lossy(), options)
+                .map_err(write_err)?;
+        } else if meta.is_dir() {
+            zip.add_directory(format!("{name}/"), options)
+                .map_err(write_err)?;
+        } else {
+            zip.start_file(name, options).map_err(write_err)?;
+            let mut source = fs::File::open(&full).map_err(io_err("read", &full))?;
+            io::copy(&mut source, &mut zip).map_err(io_err("archive", &full))?;
+        }
+        count += 1;
+    }
+    zip.finish().map_err(write_err)?;
+    Ok(count)
+}
+
+/// One checked entry of an archive.
+struct Planned {
+    index: usize,
+    path: PathBuf,
+    kind: EntryKind,
+}
+
+enum EntryKind {
+    Dir,
+    File(u32),
+    Symlink(PathBuf),
+}
+
+/// Extracts `archive` into `dest`. Every entry is checked first (no absolute names, no `..`, no
+/// symlink pointing outside `dest`, nothing written through a symlink); one bad entry refuses the
+/// whole archive and nothing is written. Blocking.
+pub(crate) fn extract_zip(archive: &Path, dest: &Path) -> Result<usize, ArchiveError> {
+    let file = fs::File::open(archive).map_err(io_err("open", archive))?;
+    let read_err = |source| ArchiveError::Read {
+        archive: archive.to_owned(),
+        source,
+    };
+    let mut zip = zip::ZipArchive::new(io::BufReader::new(file)).map_err(read_err)?;
+    let hostile = |entry: &str, reason| ArchiveError::Hostile {
+        archive: archive.to_owned(),
+        entry: entry.to_owned(),
+        reason,
+    };
+    let mut planned = Vec::with_capacity(zip.len());
+    let mut symlinks = BTreeSet::new();
+    for index in 0..zip.len() {
+        let mut entry = zip.by_index(index).map_err(read_err)?;
+        let name = entry.name().map_err(read_err)?.into_owned();
+        if name.starts_with('/') || name.contains('\\') && name.contains(':') {
+            return Err(hostile(&name, "has an absolute path"));
+        }
+        let Some(path) = relative_inside(Path::new(""), &name) else {
+            return Err(hostile(&name, "points outside the target directory"));
+        };
+        if name.split('/').any(|part| part == "..") || entry.enclosed_name().is_none() {
+            return Err(hostile(&name, "points outside the target directory"));
+        }
+        let kind = if entry.is_symlink() {
+            let mut target = String::new();
+            io::Read::read_to_string(&mut entry, &mut target).map_err(io_err("read", archive))?;
+            let target = PathBuf::from(target);
+            let base = path.parent().unwrap_or(Path::new(""));
+            let joined = base.join(&target);
+            if target.is_absolute()
+                || relative_inside(Path::new(""), &joined.to_string_lossy()).is_none()
+            {
+                return Err(hostile(
+                    &name,
+                    "is a symlink pointing outside the target directory",
+                ));
+            }
+            symlinks.insert(path.clone());
+            EntryKind::Symlink(target)
+        } else if entry.is_dir() {
+            EntryKind::Dir
+        } else {
+            EntryKind::File(entry.unix_mode().unwrap_or(0o644) & 0o777)
+        };
+        planned.push(Planned { index, path, kind });
+    }
+    for item in &planned {
+        for ancestor in item
+            .path
+            .ancestors()
+            .skip(1)
+            .filter(|a| !a.as_os_str().is_empty())
+        {
+            let through_archive_link = symlinks.contains(ancestor);
+            let through_existing_link =
+                fs::symlink_metadata(dest.join(ancestor)).is_ok_and(|m| m.file_type().is_symlink());
+            if through_archive_link || through_existing_link {
+                return Err(hostile(
+                    &item.path.to_string_lossy(),
+                    "would be written through a symlink",
+                ));
+            }
+        }
+    }
+    for item in &planned {
+        let target = dest.join(&item.path);
+        if let Some(parent) = target.parent() {
+            fs::create_dir_all(parent).map_err(io_err("create the directory", parent))?;
+        }
+        match &item.kind {
+            EntryKind::Dir => {
+                fs::create_dir_all(&target).map_err(io_err("create the directory", &target))?
+            }
+            EntryKind::Symlink(link) => {
+                remove_existing(&target)?;
+                symlink(link, &target).map_err(io_err("create the symlink", &target))?;
+            }
+            EntryKind::File(mode) => {
+                remove_existing(&target)?;
+                let mut entry = zip.by_index(item.index).map_err(read_err)?;
+                let mut out = fs::File::create(&target).map_err(io_err("create", &target))?;
+                io::copy(&mut entry, &mut out).map_err(io_err("write", &target))?;
+                let mode = if *mode == 0 { 0o644 } else { *mode };
+                fs::set_permissions(&target, fs::Permissions::from_mode(mode))
+                    .map_err(io_err("set permissions of", &target))?;
+            }
+        }
+    }
+    Ok(planned.len())
+}
+
+/// Removes a file or symlink at `path` so extraction never writes through an existing link.
+fn remove_existing(path: &Path) -> Result<(), ArchiveError> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_dir() => fs::remove_dir_all(path).map_err(io_err("remove", path)),
+        Ok(_) => fs::remove_file(path).map_err(io_err("remove", path)),
+        Err(_) => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::relative_inside;
+
+    #[test]
+    fn relative_paths_may_not_leave_the_root() {
+        let root = Path::new("/b/p");
+        assert_eq!(
+            relative_inside(root, "a/../b").as_deref(),
+            Some(Path::new("b"))
+        );
+        assert_eq!(
+            relative_inside(root, "/b/p/x").as_deref(),
+            Some(Path::new("x"))
+        );
+        assert!(relative_inside(root, "../x").is_none());
+        assert!(relative_inside(root, "/etc/passwd").is_none());
+    }
+}

@@ -1,0 +1,253 @@
+//! The `download_artifacts` and `upload_artifacts_on_success|on_failure` build stages, and the
+//! reports read locally (`dotenv`, `junit`, Cobertura `coverage_report`).
+//!
+//! GitLab: gitlab-runner `commands/helpers/artifacts_uploader.go`, `artifacts_downloader.go`.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use runnel_api::ArtifactSpec;
+
+use crate::archive::{self, ArchiveError, SelectSpec};
+use crate::context::JobContext;
+use crate::error::ExecError;
+use crate::executor::PreparedJob;
+use crate::outcome::JobOutcome;
+use crate::reports::{JunitSummary, cobertura_line_rate, parse_dotenv, summarize_junit};
+use crate::sources::untracked_files;
+use crate::trace::Trace;
+
+/// Downloads and extracts the artifacts of every dependency into the project directory.
+/// Returns `false` when an archive was refused or could not be read (the job fails).
+pub(crate) async fn download(
+    job: &PreparedJob,
+    ctx: &JobContext,
+    trace: &mut Trace,
+) -> Result<bool, ExecError> {
+    if job.payload.dependencies.is_empty() {
+        return Ok(true);
+    }
+    trace.section_start("download_artifacts", "Downloading artifacts");
+    let mut ok = true;
+    for dependency in &job.payload.dependencies {
+        let archive = match ctx
+            .artifacts
+            .download(&job.payload, dependency, &job.tmp_dir)
+            .await
+        {
+            Ok(Some(archive)) => archive,
+            Ok(None) => continue,
+            Err(err) => {
+                trace.error(&format!(
+                    "Downloading artifacts for {} ({}): {err}",
+                    dependency.name, dependency.id
+                ));
+                ok = false;
+                break;
+            }
+        };
+        trace.info(&format!(
+            "Downloading artifacts for {} ({})...",
+            dependency.name, dependency.id
+        ));
+        let dest = job.project_dir.clone();
+        let result = tokio::task::spawn_blocking(move || archive::extract_zip(&archive, &dest))
+            .await
+            .map_err(ExecError::Join)?;
+        match result {
+            Ok(count) => trace.println(&format!("Extracted {count} files and directories")),
+            Err(err) => {
+                trace.error(&err.to_string());
+                ok = false;
+                break;
+            }
+        }
+    }
+    trace.section_end();
+    Ok(ok)
+}
+
+/// Uploads the artifacts whose `when` matches and reads the reports into `outcome`.
+/// Returns `false` when an upload failed (the job fails).
+pub(crate) async fn upload(
+    job: &PreparedJob,
+    ctx: &JobContext,
+    trace: &mut Trace,
+    outcome: &mut JobOutcome,
+    succeeded: bool,
+) -> Result<bool, ExecError> {
+    let mut ok = true;
+    for (index, spec) in job
+        .payload
+        .artifacts
+        .iter()
+        .enumerate()
+        .filter(|(_, a)| a.when.applies(succeeded))
+    {
+        let kind = if spec.artifact_type.is_empty() {
+            "archive"
+        } else {
+            spec.artifact_type.as_str()
+        };
+        let result = match kind {
+            "archive" => upload_archive(job, ctx, trace, outcome, spec, index).await,
+            report => read_report(job, trace, outcome, spec, report).await,
+        };
+        if let Err(err) = result {
+            trace.error(&format!("Uploading artifacts as \"{kind}\": {err}"));
+            ok = false;
+        }
+    }
+    Ok(ok)
+}
+
+#[derive(Debug, thiserror::Error)]
+enum UploadError {
+    #[error(transparent)]
+    Exec(#[from] ExecError),
+    #[error(transparent)]
+    Archive(#[from] ArchiveError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Dotenv(#[from] crate::reports::DotenvError),
+}
+
+async fn select(
+    job: &PreparedJob,
+    trace: &mut Trace,
+    paths: Vec<String>,
+    exclude: Vec<String>,
+    untracked: Option<Vec<PathBuf>>,
+) -> Result<BTreeSet<PathBuf>, UploadError> {
+    let root = job.project_dir.clone();
+    let selection = tokio::task::spawn_blocking(move || {
+        archive::select(
+            &root,
+            &SelectSpec {
+                paths: &paths,
+                exclude: &exclude,
+                untracked,
+            },
+        )
+    })
+    .await
+    .map_err(ExecError::Join)??;
+    for (warning, line) in &selection.messages {
+        if *warning {
+            trace.warning(line)
+        } else {
+            trace.println(line)
+        }
+    }
+    Ok(selection.entries)
+}
+
+async fn upload_archive(
+    job: &PreparedJob,
+    ctx: &JobContext,
+    trace: &mut Trace,
+    outcome: &mut JobOutcome,
+    spec: &ArtifactSpec,
+    index: usize,
+) -> Result<(), UploadError> {
+    trace.info("Uploading artifacts...");
+    let untracked = if spec.untracked {
+        Some(untracked_files(&job.project_dir, &ctx.sources).await?)
+    } else {
+        None
+    };
+    let paths = spec.paths.iter().map(|p| job.variables.expand(p)).collect();
+    let exclude = spec
+        .exclude
+        .iter()
+        .map(|p| job.variables.expand(p))
+        .collect();
+    let entries = select(job, trace, paths, exclude, untracked).await?;
+    if entries.is_empty() {
+        trace.error("No files to upload");
+        return Ok(());
+    }
+    let zip = job.tmp_dir.join(format!("artifacts-{index}.zip"));
+    let (root, target) = (job.project_dir.clone(), zip.clone());
+    tokio::task::spawn_blocking(move || archive::write_zip(&root, &entries, &target))
+        .await
+        .map_err(ExecError::Join)??;
+    let stored = ctx.artifacts.upload(&job.payload, spec, &zip).await?;
+    trace.println(&format!(
+        "Uploading artifacts as \"archive\"... ok  stored={}",
+        stored.display()
+    ));
+    outcome.artifacts = Some(stored);
+    Ok(())
+}
+
+async fn read_report(
+    job: &PreparedJob,
+    trace: &mut Trace,
+    outcome: &mut JobOutcome,
+    spec: &ArtifactSpec,
+    report: &str,
+) -> Result<(), UploadError> {
+    trace.info("Uploading artifacts...");
+    let paths = spec.paths.iter().map(|p| job.variables.expand(p)).collect();
+    let files: Vec<PathBuf> = select(job, trace, paths, Vec::new(), None)
+        .await?
+        .into_iter()
+        .map(|rel| job.project_dir.join(rel))
+        .filter(|path| path.is_file())
+        .collect();
+    if files.is_empty() {
+        trace.error("No files to upload");
+        return Ok(());
+    }
+    let read = |path: &PathBuf| std::fs::read(path).map_err(ExecError::io("read the report", path));
+    match report {
+        "dotenv" => {
+            let mut all = Vec::new();
+            for path in &files {
+                all.extend_from_slice(&read(path)?);
+                if !all.ends_with(b"\n") && !all.is_empty() {
+                    all.push(b'\n');
+                }
+            }
+            let variables = parse_dotenv(&all)?;
+            trace.println(&format!("dotenv: {} variables", variables.len()));
+            outcome.dotenv = variables;
+        }
+        "junit" => {
+            let mut summary = outcome.junit.unwrap_or_default();
+            for path in &files {
+                match summarize_junit(&read(path)?) {
+                    Ok(found) => summary.add(found),
+                    Err(err) => trace.warning(&format!("{}: {err}", path.display())),
+                }
+            }
+            outcome.junit = Some(summary);
+            let JunitSummary {
+                total,
+                failed,
+                errored,
+                skipped,
+            } = summary;
+            trace.println(&format!(
+                "junit: {total} tests, {failed} failed, {errored} errors, {skipped} skipped"
+            ));
+        }
+        "cobertura" => {
+            for path in &files {
+                match cobertura_line_rate(&read(path)?) {
+                    Ok(Some(rate)) => {
+                        outcome.coverage_report = Some(rate);
+                        trace.println(&format!("coverage_report: {rate}% lines covered"));
+                        break;
+                    }
+                    Ok(None) => {}
+                    Err(err) => trace.warning(&format!("{}: {err}", path.display())),
+                }
+            }
+        }
+        other => trace.println(&format!("{other}: found {} files", files.len())),
+    }
+    Ok(())
+}

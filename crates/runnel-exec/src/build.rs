@@ -1,0 +1,566 @@
+//! Running one job: the build stages in gitlab-runner's order, each a trace section.
+//!
+//! GitLab: gitlab-runner `common/build.go` (`executeScript`, stage order, `after_script` after
+//! failures with its own timeout, cache and artifacts `on_success`/`on_failure`, error priority
+//! job > cache > artifacts) and `shells/abstract.go` (what each stage does).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use runnel_api::{FailureReason, JobPayload};
+use tokio::sync::mpsc::UnboundedSender;
+use tokio::time::Instant;
+
+use crate::context::JobContext;
+use crate::error::ExecError;
+use crate::event::JobEvent;
+use crate::executor::{Executor, PreparedJob, StageRun};
+use crate::mask::{DEFAULT_TOKEN_PREFIXES, Masker};
+use crate::outcome::{JobOutcome, JobStatus};
+use crate::process::ScriptEnd;
+use crate::script::{Exports, stage_body, wrap};
+use crate::shell::{ShellConfig, ShellExecutor};
+use crate::sources::{GitStrategy, Sources, copy_working_tree, fetch_git};
+use crate::trace::Trace;
+use crate::variables::{JobVariables, RUNNER_VERSION, RunnerSide, job_timeout};
+use crate::{artifact_stage, cache_stage};
+
+/// gitlab-runner's default `RUNNER_AFTER_SCRIPT_TIMEOUT`: 5 minutes.
+const DEFAULT_AFTER_SCRIPT_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+
+/// Runs `payload` with the shell executor. See [`run_job_with`].
+pub async fn run_job(
+    payload: JobPayload,
+    ctx: JobContext,
+    events: UnboundedSender<JobEvent>,
+) -> Result<JobOutcome, ExecError> {
+    let mut executor = ShellExecutor::new(ShellConfig {
+        shell: None,
+        kill_grace: ctx.kill_grace,
+    });
+    run_job_with(&mut executor, payload, ctx, events).await
+}
+
+/// Runs `payload` with `executor`: every build stage, in order, reporting to `events`. The last
+/// event is always [`JobEvent::Finished`]. A failed, timed-out or canceled job is `Ok` with its
+/// [`JobOutcome`]; `Err` means runnel broke (the job counts as `runner_system_failure`, and the
+/// trace says why).
+///
+/// Not cancel-safe: dropping the future may leave the project directory half-prepared (running
+/// scripts are killed on drop). Use `ctx.cancel` / `ctx.abort` instead.
+pub async fn run_job_with(
+    executor: &mut dyn Executor,
+    payload: JobPayload,
+    ctx: JobContext,
+    events: UnboundedSender<JobEvent>,
+) -> Result<JobOutcome, ExecError> {
+    let started = Instant::now();
+    let job = prepare_job(payload, &ctx, executor.name());
+    let prefixes = DEFAULT_TOKEN_PREFIXES.iter().copied().chain(
+        job.payload
+            .features
+            .token_mask_prefixes
+            .iter()
+            .map(String::as_str),
+    );
+    let masker = Masker::new(job.variables.masked_phrases(), prefixes);
+    let sections = job.payload.features.trace_sections;
+    let mut trace = Trace::new(job.payload.id, events, masker, sections, ctx.output_limit);
+    trace.set_sink(ctx.trace_sink.clone());
+    trace.println(&format!("Running with runnel {RUNNER_VERSION}"));
+    trace.println(&format!(
+        "  on {} {}",
+        ctx.runner_name, ctx.runner_short_token
+    ));
+    let result = run_stages(executor, &job, &ctx, &mut trace).await;
+    executor.cleanup(&job).await;
+    let mut outcome = match &result {
+        Ok(outcome) => outcome.clone(),
+        Err(err) => {
+            trace.error(&format!(
+                "Job failed (system failure): {}",
+                error_chain(err)
+            ));
+            let mut outcome = JobOutcome::new(JobStatus::Failed);
+            outcome.failure_reason = Some(FailureReason::RunnerSystemFailure);
+            outcome
+        }
+    };
+    if result.is_ok() {
+        final_line(&mut trace, &outcome, &job.payload);
+    }
+    outcome.duration = started.elapsed();
+    let events_trace = trace.events_handle();
+    let bytes = trace.into_bytes();
+    outcome.trace_bytes = bytes.len() as u64;
+    if let Some(log) = &ctx.trace_log {
+        write_log(log, &bytes)?;
+    }
+    let _ = events_trace.send(JobEvent::Finished {
+        job: job.payload.id,
+        outcome: outcome.clone(),
+    });
+    result.map(|_| outcome)
+}
+
+fn write_log(log: &Path, bytes: &[u8]) -> Result<(), ExecError> {
+    if let Some(parent) = log.parent() {
+        std::fs::create_dir_all(parent).map_err(ExecError::io("create the directory", parent))?;
+    }
+    std::fs::write(log, bytes).map_err(ExecError::io("write the trace to", log))
+}
+
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// The project directory: the payload's `CI_PROJECT_DIR`, else `<builds>/<project full path>`
+/// (gitlab-runner `common/build.go` `ProjectUniqueDir` without the shared-dir token parts).
+fn prepare_job(payload: JobPayload, ctx: &JobContext, executor: &'static str) -> PreparedJob {
+    let builds_dir = payload
+        .variable("CI_BUILDS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| ctx.builds_dir.clone());
+    let project_dir = payload
+        .variable("CI_PROJECT_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let path = &payload.job_info.project_full_path;
+            if path.is_empty() {
+                builds_dir.join(format!("project-{}", payload.job_info.project_id))
+            } else {
+                builds_dir.join(path)
+            }
+        });
+    let mut tmp_name = project_dir
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
+    tmp_name.push(".tmp");
+    let tmp_dir = project_dir.with_file_name(tmp_name);
+    let runner = RunnerSide {
+        builds_dir: &builds_dir,
+        project_dir: &project_dir,
+        tmp_dir: &tmp_dir,
+        runner_name: &ctx.runner_name,
+        runner_short_token: &ctx.runner_short_token,
+        shared: executor == "shell",
+    };
+    let variables = JobVariables::build(&payload, &runner);
+    PreparedJob {
+        payload,
+        builds_dir,
+        project_dir,
+        tmp_dir,
+        variables,
+    }
+}
+
+/// The state the stages share.
+struct Run {
+    outcome: JobOutcome,
+    deadline: Instant,
+}
+
+impl Run {
+    fn succeeded(&self) -> bool {
+        self.outcome.status == JobStatus::Success
+    }
+
+    fn fail(&mut self, status: JobStatus, reason: Option<FailureReason>, exit_code: Option<i32>) {
+        if self.outcome.status == JobStatus::Success {
+            self.outcome.status = status;
+            self.outcome.failure_reason = reason;
+            self.outcome.exit_code = exit_code;
+        }
+    }
+}
+
+async fn run_stages(
+    executor: &mut dyn Executor,
+    job: &PreparedJob,
+    ctx: &JobContext,
+    trace: &mut Trace,
+) -> Result<JobOutcome, ExecError> {
+    let deadline = ctx
+        .deadline
+        .unwrap_or_else(|| Instant::now() + job_timeout(&job.payload));
+    let mut run = Run {
+        outcome: JobOutcome::new(JobStatus::Success),
+        deadline,
+    };
+
+    trace.section_start(
+        "prepare_executor",
+        &format!("Preparing the \"{}\" executor", executor.name()),
+    );
+    let prepared = executor.prepare(job, trace).await;
+    trace.section_end();
+    prepared?;
+
+    trace.section_start("prepare_script", "Preparing environment");
+    trace.println(&format!("Running on {}...", hostname()));
+    prepare_dirs(job)?;
+    trace.section_end();
+
+    if !stopped(ctx, &mut run) {
+        get_sources(job, ctx, trace, &mut run).await?;
+    }
+    if run.succeeded() && !stopped(ctx, &mut run) {
+        cache_stage::restore(job, ctx, trace).await?;
+    }
+    if run.succeeded()
+        && !stopped(ctx, &mut run)
+        && !artifact_stage::download(job, ctx, trace).await?
+    {
+        run.fail(JobStatus::Failed, Some(FailureReason::ScriptFailure), None);
+    }
+    let exports = file_exports(job)?;
+    if run.succeeded() && !stopped(ctx, &mut run) {
+        run_steps(executor, job, ctx, trace, &mut run, &exports).await?;
+    }
+    if !ctx.abort.is_cancelled() {
+        run_after_script(executor, job, ctx, trace, &run, &exports).await?;
+        let succeeded = run.succeeded();
+        cache_stage::archive(job, ctx, trace, succeeded).await?;
+        let section = if succeeded {
+            "upload_artifacts_on_success"
+        } else {
+            "upload_artifacts_on_failure"
+        };
+        if job
+            .payload
+            .artifacts
+            .iter()
+            .any(|a| a.when.applies(succeeded))
+        {
+            let header = if succeeded {
+                "Uploading artifacts for successful job"
+            } else {
+                "Uploading artifacts for failed job"
+            };
+            trace.section_start(section, header);
+            let ok = artifact_stage::upload(job, ctx, trace, &mut run.outcome, succeeded).await?;
+            trace.section_end();
+            if !ok {
+                run.fail(JobStatus::Failed, Some(FailureReason::ScriptFailure), None);
+            }
+        }
+    }
+    trace.section_start(
+        "cleanup_file_variables",
+        "Cleaning up project directory and file based variables",
+    );
+    let _ = std::fs::remove_dir_all(&job.tmp_dir);
+    trace.section_end();
+    Ok(run.outcome)
+}
+
+/// Whether the job was canceled or aborted before a stage; records it in the outcome.
+fn stopped(ctx: &JobContext, run: &mut Run) -> bool {
+    if ctx.abort.is_cancelled() || ctx.cancel.is_cancelled() {
+        run.fail(JobStatus::Canceled, Some(FailureReason::JobCanceled), None);
+        return true;
+    }
+    false
+}
+
+fn prepare_dirs(job: &PreparedJob) -> Result<(), ExecError> {
+    // GitLab: gitlab-runner `shells/abstract.go` `writePrepareScript` removes stale env and file
+    // variables from an earlier job first.
+    let _ = std::fs::remove_dir_all(&job.tmp_dir);
+    std::fs::create_dir_all(&job.tmp_dir)
+        .map_err(ExecError::io("create the directory", &job.tmp_dir))?;
+    if let Some(parent) = job.project_dir.parent() {
+        std::fs::create_dir_all(parent).map_err(ExecError::io("create the directory", parent))?;
+    }
+    Ok(())
+}
+
+async fn get_sources(
+    job: &PreparedJob,
+    ctx: &JobContext,
+    trace: &mut Trace,
+    run: &mut Run,
+) -> Result<(), ExecError> {
+    let strategy = GitStrategy::of(&job.payload, &job.variables);
+    match &ctx.sources {
+        Sources::WorkingTree(tree) => {
+            trace.section_start("get_sources", "Getting source from the working tree");
+            let clean = job.variables.get("GIT_CLEAN_FLAGS") != Some("none");
+            // A working tree copy is always a sync unless `GIT_STRATEGY=clone` asks for a fresh one.
+            let strategy = if job.variables.get("GIT_STRATEGY") == Some("clone") {
+                strategy
+            } else {
+                match strategy {
+                    GitStrategy::Clone => GitStrategy::Fetch,
+                    other => other,
+                }
+            };
+            copy_working_tree(tree, &job.project_dir, strategy, clean, trace).await?;
+        }
+        Sources::Git => {
+            trace.section_start("get_sources", "Getting source from Git repository");
+            if let Some(code) = fetch_git(
+                &job.payload,
+                &job.variables,
+                &job.project_dir,
+                strategy,
+                trace,
+            )
+            .await?
+            {
+                run.fail(
+                    JobStatus::Failed,
+                    Some(FailureReason::ScriptFailure),
+                    Some(code),
+                );
+            }
+        }
+    }
+    trace.section_end();
+    Ok(())
+}
+
+/// Writes file variables into the temporary directory (mode 0600) and returns the exports.
+fn file_exports(job: &PreparedJob) -> Result<Exports, ExecError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let (vars, files) = job.variables.exports();
+    for (path, content) in files {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(ExecError::io("write the file variable", &path))?;
+        std::io::Write::write_all(&mut file, content.as_bytes())
+            .map_err(ExecError::io("write the file variable", &path))?;
+    }
+    Ok(Exports { vars })
+}
+
+fn env_file(job: &PreparedJob) -> PathBuf {
+    job.tmp_dir.join("gitlab_runner_env")
+}
+
+async fn run_steps(
+    executor: &mut dyn Executor,
+    job: &PreparedJob,
+    ctx: &JobContext,
+    trace: &mut Trace,
+    run: &mut Run,
+    exports: &Exports,
+) -> Result<(), ExecError> {
+    let debug = job.variables.bool("CI_DEBUG_TRACE");
+    let script_deadline =
+        script_timeout(job).map_or(run.deadline, |t| run.deadline.min(Instant::now() + t));
+    for step in job
+        .payload
+        .steps
+        .iter()
+        .filter(|s| s.name != "after_script")
+    {
+        if !step.when.applies(run.succeeded()) || step.script.iter().all(|c| c.trim().is_empty()) {
+            continue;
+        }
+        let name = format!("step_{}", step.name.to_lowercase());
+        trace.section_start(
+            &name,
+            &format!("Executing \"{name}\" stage of the job script"),
+        );
+        let body = stage_body(exports, &env_file(job), &job.project_dir, &step.script);
+        // `cancel` is a child of `abort`, so it fires for both.
+        let stage = StageRun {
+            name: name.clone(),
+            script: wrap(&body, debug),
+            cancel: ctx.cancel.clone(),
+            deadline: script_deadline,
+        };
+        let end = executor.run(job, stage, trace).await;
+        trace.section_end();
+        match end? {
+            ScriptEnd::Exited(0) => {}
+            ScriptEnd::Exited(code) => run.fail(
+                JobStatus::Failed,
+                Some(FailureReason::ScriptFailure),
+                Some(code),
+            ),
+            ScriptEnd::TimedOut => run.fail(
+                JobStatus::Failed,
+                Some(FailureReason::JobExecutionTimeout),
+                None,
+            ),
+            ScriptEnd::Canceled => {
+                run.fail(JobStatus::Canceled, Some(FailureReason::JobCanceled), None)
+            }
+        }
+        if !run.succeeded() {
+            break;
+        }
+    }
+    Ok(())
+}
+
+async fn run_after_script(
+    executor: &mut dyn Executor,
+    job: &PreparedJob,
+    ctx: &JobContext,
+    trace: &mut Trace,
+    run: &Run,
+    exports: &Exports,
+) -> Result<(), ExecError> {
+    let Some(step) = job.payload.step("after_script") else {
+        return Ok(());
+    };
+    if step.script.iter().all(|c| c.trim().is_empty()) {
+        return Ok(());
+    }
+    trace.section_start("after_script", "Running after_script");
+    trace.println("Running after script...");
+    let mut exports = exports.clone();
+    exports.vars.retain(|(k, _)| k != "CI_JOB_STATUS");
+    exports.vars.push((
+        "CI_JOB_STATUS".into(),
+        job_status_for_after_script(run).into(),
+    ));
+    let body = stage_body(&exports, &env_file(job), &job.project_dir, &step.script);
+    let timeout = after_script_timeout(job);
+    let deadline = Instant::now() + timeout;
+    let stage = StageRun {
+        name: "after_script".into(),
+        script: wrap(&body, job.variables.bool("CI_DEBUG_TRACE")),
+        cancel: ctx.abort.child_token(),
+        deadline,
+    };
+    let end = executor.run(job, stage, trace).await?;
+    match end {
+        ScriptEnd::Exited(0) => {}
+        ScriptEnd::Exited(code) => {
+            trace.warning(&format!(
+                "after_script failed, but job will continue unaffected: exit status {code}"
+            ));
+        }
+        ScriptEnd::TimedOut => trace.warning(&format!(
+            "after_script failed, but job will continue unaffected: execution took longer than {}",
+            go_duration(timeout)
+        )),
+        ScriptEnd::Canceled => {
+            trace.warning("after_script failed, but job will continue unaffected: canceled")
+        }
+    }
+    trace.section_end();
+    Ok(())
+}
+
+/// `CI_JOB_STATUS` in `after_script`: `success`, `failed`, `canceled` (gitlab-runner also reports
+/// `timedout` for a timeout; GitLab documents `success|failed|canceled`, so a timeout is `failed`).
+fn job_status_for_after_script(run: &Run) -> &'static str {
+    run.outcome.status.as_str()
+}
+
+fn script_timeout(job: &PreparedJob) -> Option<Duration> {
+    job.variables
+        .get("RUNNER_SCRIPT_TIMEOUT")
+        .and_then(parse_go_duration)
+}
+
+fn after_script_timeout(job: &PreparedJob) -> Duration {
+    job.variables
+        .get("RUNNER_AFTER_SCRIPT_TIMEOUT")
+        .and_then(parse_go_duration)
+        .unwrap_or(DEFAULT_AFTER_SCRIPT_TIMEOUT)
+}
+
+/// Parses a Go duration such as `90s`, `10m`, `1h30m`, `1.5h`; `None` when malformed or negative.
+pub(crate) fn parse_go_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    if text == "0" {
+        return Some(Duration::ZERO);
+    }
+    let mut total = 0f64;
+    let mut rest = text;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let number_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let number: f64 = rest[..number_len].parse().ok()?;
+        rest = &rest[number_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        rest = &rest[unit_len..];
+        total += number * scale;
+    }
+    Duration::try_from_secs_f64(total).ok()
+}
+
+/// Formats like Go's `time.Duration.String` for whole seconds: `1h0m0s`, `5m0s`, `3s`.
+pub(crate) fn go_duration(duration: Duration) -> String {
+    let secs = duration.as_secs();
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    if h > 0 {
+        format!("{h}h{m}m{s}s")
+    } else if m > 0 {
+        format!("{m}m{s}s")
+    } else {
+        format!("{s}s")
+    }
+}
+
+fn final_line(trace: &mut Trace, outcome: &JobOutcome, payload: &JobPayload) {
+    match (outcome.status, &outcome.failure_reason) {
+        (JobStatus::Success, _) => trace.success_line(),
+        (JobStatus::Canceled, _) => trace.error("Job failed: canceled"),
+        (_, Some(FailureReason::JobExecutionTimeout)) => trace.error(&format!(
+            "Job failed: execution took longer than {} seconds",
+            go_duration(job_timeout(payload))
+        )),
+        (_, _) => match outcome.exit_code {
+            Some(code) => trace.error(&format!("Job failed: exit status {code}")),
+            None => trace.error("Job failed"),
+        },
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::{go_duration, parse_go_duration};
+
+    #[test]
+    fn go_durations_parse_and_format() {
+        assert_eq!(parse_go_duration("1h30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_go_duration("1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_go_duration("-1s"), None);
+        assert_eq!(parse_go_duration("10"), None);
+        assert_eq!(go_duration(Duration::from_secs(3600)), "1h0m0s");
+        assert_eq!(go_duration(Duration::from_secs(300)), "5m0s");
+    }
+}

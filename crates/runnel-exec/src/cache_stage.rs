@@ -1,0 +1,202 @@
+//! The `restore_cache` and `archive_cache` build stages. Cache failures are warnings, never job
+//! failures (GitLab: gitlab-runner `shells/abstract.go` `writeCacheExtractorScript`,
+//! `writeCacheArchiverScript`; "Failed to extract cache").
+//!
+//! Fallbacks: the key, then `fallback_keys` in order, then `CACHE_FALLBACK_KEY` (refused when it
+//! ends in `-protected`). GitLab appends `-protected`/`-non_protected` to keys on the server; the
+//! planner of a local run decides whether to do that, this stage uses the keys as given.
+
+use std::path::PathBuf;
+
+use runnel_api::{CachePolicy, CacheSpec};
+
+use crate::archive::{self, SelectSpec};
+use crate::context::JobContext;
+use crate::error::ExecError;
+use crate::executor::PreparedJob;
+use crate::sources::untracked_files;
+use crate::trace::Trace;
+
+fn has_content(cache: &CacheSpec) -> bool {
+    !cache.paths.is_empty() || cache.untracked
+}
+
+/// Restores every cache whose policy pulls.
+pub(crate) async fn restore(
+    job: &PreparedJob,
+    ctx: &JobContext,
+    trace: &mut Trace,
+) -> Result<(), ExecError> {
+    let caches: Vec<&CacheSpec> = job
+        .payload
+        .cache
+        .iter()
+        .filter(|c| {
+            has_content(c) && (c.policy.pulls() || matches!(c.policy, CachePolicy::Other(_)))
+        })
+        .collect();
+    if caches.is_empty() {
+        return Ok(());
+    }
+    trace.section_start("restore_cache", "Restoring cache");
+    for cache in caches {
+        if let CachePolicy::Other(policy) = &cache.policy {
+            trace.warning(&format!("unknown cache policy {policy}"));
+            continue;
+        }
+        let mut keys: Vec<String> = vec![job.variables.expand(&cache.key)];
+        keys.extend(cache.fallback_keys.iter().map(|k| job.variables.expand(k)));
+        if let Some(fallback) = job
+            .variables
+            .get("CACHE_FALLBACK_KEY")
+            .filter(|k| !k.is_empty())
+        {
+            if fallback.ends_with("-protected") {
+                trace.warning(&format!(
+                    "CACHE_FALLBACK_KEY \"{fallback}\" not allowed to end in \"-protected\""
+                ));
+            } else {
+                keys.push(fallback.to_owned());
+            }
+        }
+        restore_one(job, ctx, trace, &keys).await?;
+    }
+    trace.section_end();
+    Ok(())
+}
+
+async fn restore_one(
+    job: &PreparedJob,
+    ctx: &JobContext,
+    trace: &mut Trace,
+    keys: &[String],
+) -> Result<(), ExecError> {
+    for key in keys.iter().filter(|k| !k.is_empty()) {
+        trace.println(&format!("Checking cache for {key}..."));
+        let archive = match ctx.cache.restore(key, &job.tmp_dir).await {
+            Ok(Some(archive)) => archive,
+            Ok(None) => continue,
+            Err(err) => {
+                trace.warning(&format!("{err}"));
+                continue;
+            }
+        };
+        let dest = job.project_dir.clone();
+        let result = tokio::task::spawn_blocking(move || archive::extract_zip(&archive, &dest))
+            .await
+            .map_err(ExecError::Join)?;
+        match result {
+            Ok(_) => trace.info("Successfully extracted cache"),
+            Err(err) => {
+                trace.warning(&err.to_string());
+                trace.warning("Failed to extract cache");
+            }
+        }
+        return Ok(());
+    }
+    trace.warning("file does not exist");
+    trace.warning("Failed to extract cache");
+    Ok(())
+}
+
+/// Saves every cache whose policy pushes and whose `when` matches the job's result.
+pub(crate) async fn archive(
+    job: &PreparedJob,
+    ctx: &JobContext,
+    trace: &mut Trace,
+    succeeded: bool,
+) -> Result<(), ExecError> {
+    let caches: Vec<&CacheSpec> = job
+        .payload
+        .cache
+        .iter()
+        .filter(|c| has_content(c) && c.policy.pushes() && c.when.applies(succeeded))
+        .collect();
+    if caches.is_empty() {
+        return Ok(());
+    }
+    let (section, header) = if succeeded {
+        ("archive_cache", "Saving cache for successful job")
+    } else {
+        ("archive_cache_on_failure", "Saving cache for failed job")
+    };
+    trace.section_start(section, header);
+    for (index, cache) in caches.into_iter().enumerate() {
+        let key = job.variables.expand(&cache.key);
+        if key.is_empty() {
+            continue;
+        }
+        trace.println(&format!("Creating cache {key}..."));
+        match save_one(job, ctx, trace, cache, &key, index).await {
+            Ok(true) => trace.println("Created cache"),
+            Ok(false) => {}
+            Err(err) => {
+                trace.warning(&format!("{err}"));
+                trace.warning("Failed to create cache");
+            }
+        }
+    }
+    trace.section_end();
+    Ok(())
+}
+
+#[derive(Debug, thiserror::Error)]
+enum SaveError {
+    #[error(transparent)]
+    Exec(#[from] ExecError),
+    #[error(transparent)]
+    Archive(#[from] archive::ArchiveError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+async fn save_one(
+    job: &PreparedJob,
+    ctx: &JobContext,
+    trace: &mut Trace,
+    cache: &CacheSpec,
+    key: &str,
+    index: usize,
+) -> Result<bool, SaveError> {
+    let untracked = if cache.untracked {
+        Some(untracked_files(&job.project_dir, &ctx.sources).await?)
+    } else {
+        None
+    };
+    let paths: Vec<String> = cache
+        .paths
+        .iter()
+        .map(|p| job.variables.expand(p))
+        .collect();
+    let root = job.project_dir.clone();
+    let selection = tokio::task::spawn_blocking(move || {
+        archive::select(
+            &root,
+            &SelectSpec {
+                paths: &paths,
+                exclude: &[],
+                untracked,
+            },
+        )
+    })
+    .await
+    .map_err(ExecError::Join)??;
+    for (warning, line) in &selection.messages {
+        if *warning {
+            trace.warning(line)
+        } else {
+            trace.println(line)
+        }
+    }
+    if selection.entries.is_empty() {
+        trace.warning("No files to archive");
+        return Ok(false);
+    }
+    let zip: PathBuf = job.tmp_dir.join(format!("cache-{index}.zip"));
+    let (root, target) = (job.project_dir.clone(), zip.clone());
+    tokio::task::spawn_blocking(move || archive::write_zip(&root, &selection.entries, &target))
+        .await
+        .map_err(ExecError::Join)??;
+    ctx.cache.save(key, &zip).await?;
+    Ok(true)
+}

@@ -1,0 +1,68 @@
+//! Operational failures of `runnel-exec`. A failed *job* is a [`crate::JobOutcome`]; these
+//! errors mean runnel itself broke, and the job reports `runner_system_failure`.
+
+use std::io;
+use std::path::PathBuf;
+
+use crate::archive::ArchiveError;
+
+/// Why runnel could not run a job.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    /// The shell could not be started.
+    #[error("failed to start the shell")]
+    Spawn(#[source] io::Error),
+    /// Waiting for the shell failed.
+    #[error("failed to wait for the shell")]
+    Wait(#[source] io::Error),
+    /// A file system operation failed.
+    #[error("failed to {action} `{}`", path.display())]
+    Io {
+        /// What was being done ("create the builds directory").
+        action: &'static str,
+        /// On what.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// A `git` command failed while getting the sources.
+    #[error("failed to run `git {command}` in `{}` (exit code {code})", dir.display())]
+    Git {
+        /// The git subcommand and arguments, credentials removed.
+        command: String,
+        /// Where it ran.
+        dir: PathBuf,
+        /// Its exit code.
+        code: i32,
+    },
+    /// An archive could not be made or read.
+    #[error(transparent)]
+    Archive(#[from] ArchiveError),
+    /// The executor could not prepare the environment.
+    #[error("failed to prepare the `{executor}` executor")]
+    Prepare {
+        /// The executor name.
+        executor: &'static str,
+        /// The cause.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A blocking task panicked or was cancelled.
+    #[error("failed to finish a background task")]
+    Join(#[source] tokio::task::JoinError),
+}
+
+impl ExecError {
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(io::Error) -> Self {
+        let path = path.into();
+        move |source| Self::Io {
+            action,
+            path,
+            source,
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! The shell executor: scripts run in `bash` (or `sh`) on this host, each in its own process
+//! group (GitLab: gitlab-runner `executors/shell`).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::process::Command;
+
+use crate::error::ExecError;
+use crate::executor::{Executor, PreparedJob, StageRun};
+use crate::process::{KillPolicy, ScriptEnd, run_script};
+use crate::store::BoxFuture;
+use crate::trace::Trace;
+
+/// Settings of the shell executor.
+#[derive(Debug, Clone)]
+pub struct ShellConfig {
+    /// The shell to use; `None` finds `bash`, then `sh`, on `PATH`.
+    pub shell: Option<PathBuf>,
+    /// Time between SIGTERM and SIGKILL when a script is stopped.
+    pub kill_grace: Duration,
+}
+
+impl Default for ShellConfig {
+    fn default() -> Self {
+        Self {
+            shell: None,
+            kill_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Runs build-stage scripts on this host.
+#[derive(Debug, Default)]
+pub struct ShellExecutor {
+    config: ShellConfig,
+    shell: Option<PathBuf>,
+}
+
+impl ShellExecutor {
+    /// A shell executor with `config`.
+    pub fn new(config: ShellConfig) -> Self {
+        Self {
+            config,
+            shell: None,
+        }
+    }
+}
+
+/// The first of `names` found on `PATH` (no process is spawned).
+fn find_on_path(names: &[&str]) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    names.iter().find_map(|name| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(name))
+            .find(|candidate| is_executable(candidate))
+    })
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+impl Executor for ShellExecutor {
+    fn name(&self) -> &'static str {
+        "shell"
+    }
+
+    fn prepare<'a>(
+        &'a mut self,
+        _job: &'a PreparedJob,
+        trace: &'a mut Trace,
+    ) -> BoxFuture<'a, Result<(), ExecError>> {
+        Box::pin(async move {
+            let shell = match &self.config.shell {
+                Some(shell) => Some(shell.clone()),
+                None => find_on_path(&["bash", "sh"]),
+            };
+            let Some(shell) = shell else {
+                return Err(ExecError::Prepare {
+                    executor: "shell",
+                    source: "no `bash` or `sh` found on PATH".into(),
+                });
+            };
+            let name = shell
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            trace.println(&format!("Using Shell ({name}) executor..."));
+            self.shell = Some(shell);
+            Ok(())
+        })
+    }
+
+    fn run<'a>(
+        &'a mut self,
+        job: &'a PreparedJob,
+        stage: StageRun,
+        trace: &'a mut Trace,
+    ) -> BoxFuture<'a, Result<ScriptEnd, ExecError>> {
+        Box::pin(async move {
+            let shell = self.shell.clone().ok_or_else(|| ExecError::Prepare {
+                executor: "shell",
+                source: "`run` called before `prepare`".into(),
+            })?;
+            let mut cmd = Command::new(&shell);
+            if shell.file_name().is_some_and(|n| n == "bash") {
+                cmd.args(["--noprofile", "--norc"]);
+            }
+            if job.project_dir.is_dir() {
+                cmd.current_dir(&job.project_dir);
+            }
+            let policy = KillPolicy {
+                grace: self.config.kill_grace,
+            };
+            run_script(
+                cmd,
+                stage.script.as_bytes(),
+                trace,
+                &stage.cancel,
+                stage.deadline,
+                policy,
+            )
+            .await
+        })
+    }
+
+    fn cleanup<'a>(&'a mut self, _job: &'a PreparedJob) -> BoxFuture<'a, ()> {
+        Box::pin(async {})
+    }
+}

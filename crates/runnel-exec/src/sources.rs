@@ -1,0 +1,409 @@
+//! The `get_sources` build stage: putting the project's files into the project directory.
+//!
+//! `WorkingTree` (local `runnel exec`) copies the user's working tree as it is now, uncommitted
+//! edits included: the files `git ls-files -z --cached --others --exclude-standard` lists, read
+//! once per run and shared by every job. `Git` (the daemon) clones or fetches
+//! `git_info.repo_url` at `git_info.sha`, honouring `GIT_STRATEGY`, `GIT_DEPTH`,
+//! `GIT_CLEAN_FLAGS` and `GIT_CHECKOUT` (GitLab: gitlab-runner `shells/abstract.go`
+//! `writeCloneFetchCmds`).
+
+use std::collections::HashSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use runnel_api::JobPayload;
+use tokio::process::Command;
+use tokio::sync::OnceCell;
+
+use crate::error::ExecError;
+use crate::trace::Trace;
+use crate::variables::JobVariables;
+
+/// Where the sources of a job come from.
+#[derive(Debug, Clone)]
+pub enum Sources {
+    /// Copy the files of a local working tree (shared by all jobs of a run).
+    WorkingTree(Arc<WorkingTree>),
+    /// Clone or fetch `git_info.repo_url` at `git_info.sha`.
+    Git,
+}
+
+/// A local working tree whose file list is read once and shared by every job of a run.
+#[derive(Debug)]
+pub struct WorkingTree {
+    dir: PathBuf,
+    files: OnceCell<Arc<Vec<PathBuf>>>,
+}
+
+impl WorkingTree {
+    /// The working tree at `dir` (the repository's top level).
+    pub fn new(dir: impl Into<PathBuf>) -> Arc<Self> {
+        Arc::new(Self {
+            dir: dir.into(),
+            files: OnceCell::new(),
+        })
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The files to copy, relative to the tree, read with `git ls-files` on first use. Files
+    /// under `.runnel/` (runnel's own builds, caches and artifacts) are left out.
+    pub async fn files(&self) -> Result<Arc<Vec<PathBuf>>, ExecError> {
+        self.files
+            .get_or_try_init(|| async {
+                let output = Command::new("git")
+                    .args([
+                        "ls-files",
+                        "-z",
+                        "--cached",
+                        "--others",
+                        "--exclude-standard",
+                    ])
+                    .current_dir(&self.dir)
+                    .output()
+                    .await
+                    .map_err(ExecError::io("run `git ls-files` in", &self.dir))?;
+                if !output.status.success() {
+                    return Err(ExecError::Git {
+                        command: "ls-files".into(),
+                        dir: self.dir.clone(),
+                        code: output.status.code().unwrap_or(-1),
+                    });
+                }
+                let mut seen = HashSet::new();
+                let files = output
+                    .stdout
+                    .split(|&b| b == 0)
+                    .filter(|name| !name.is_empty())
+                    .map(|name| PathBuf::from(String::from_utf8_lossy(name).into_owned()))
+                    .filter(|path| !path.starts_with(".runnel"))
+                    .filter(|path| seen.insert(path.clone()))
+                    .collect();
+                Ok(Arc::new(files))
+            })
+            .await
+            .cloned()
+    }
+}
+
+/// `GIT_STRATEGY`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum GitStrategy {
+    Clone,
+    Fetch,
+    None,
+    Empty,
+}
+
+impl GitStrategy {
+    /// GitLab: gitlab-runner `common/build.go` `GetGitStrategy` — invalid values fall back to the
+    /// default (`fetch` when `allow_git_fetch`, else `clone`).
+    pub(crate) fn of(payload: &JobPayload, variables: &JobVariables) -> Self {
+        match variables.get("GIT_STRATEGY") {
+            Some("clone") => Self::Clone,
+            Some("fetch") => Self::Fetch,
+            Some("none") => Self::None,
+            Some("empty") => Self::Empty,
+            _ if payload.allow_git_fetch => Self::Fetch,
+            _ => Self::Clone,
+        }
+    }
+}
+
+/// Copies the working tree into `project_dir`. `clone` starts from an empty directory; every
+/// other strategy except `none`/`empty` synchronises: unchanged files (same size and mtime) are
+/// not copied again, and files the tree does not have are removed (like `git clean -ffdx`)
+/// unless `GIT_CLEAN_FLAGS` is `none`.
+pub(crate) async fn copy_working_tree(
+    tree: &WorkingTree,
+    project_dir: &Path,
+    strategy: GitStrategy,
+    clean: bool,
+    trace: &mut Trace,
+) -> Result<(), ExecError> {
+    match strategy {
+        GitStrategy::None => {
+            trace.println("Skipping Git repository setup");
+            return create_dir(project_dir);
+        }
+        GitStrategy::Empty => {
+            trace.println("Skipping Git repository setup and creating an empty build directory");
+            remove_dir(project_dir)?;
+            return create_dir(project_dir);
+        }
+        GitStrategy::Clone => remove_dir(project_dir)?,
+        GitStrategy::Fetch => {}
+    }
+    let files = tree.files().await?;
+    trace.println(&format!(
+        "Copying the working tree {} ({} files)...",
+        tree.dir.display(),
+        files.len()
+    ));
+    let from = tree.dir.clone();
+    let to = project_dir.to_owned();
+    let copied = tokio::task::spawn_blocking(move || sync_files(&from, &to, &files, clean))
+        .await
+        .map_err(ExecError::Join)??;
+    trace.println(&format!("Updated {copied} files"));
+    Ok(())
+}
+
+fn create_dir(dir: &Path) -> Result<(), ExecError> {
+    fs::create_dir_all(dir).map_err(ExecError::io("create the directory", dir))
+}
+
+fn remove_dir(dir: &Path) -> Result<(), ExecError> {
+    match fs::remove_dir_all(dir) {
+        Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+            Err(ExecError::io("remove the directory", dir)(err))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Makes `to` hold exactly `files` of `from`; returns how many files were written.
+fn sync_files(from: &Path, to: &Path, files: &[PathBuf], clean: bool) -> Result<usize, ExecError> {
+    create_dir(to)?;
+    let mut keep: HashSet<&Path> = HashSet::with_capacity(files.len() * 2);
+    let mut copied = 0;
+    for rel in files {
+        let src = from.join(rel);
+        let dst = to.join(rel);
+        let Ok(meta) = fs::symlink_metadata(&src) else {
+            continue;
+        }; // Deleted, still in the index.
+        for ancestor in rel.ancestors() {
+            keep.insert(ancestor);
+        }
+        if let Some(parent) = dst.parent() {
+            create_dir(parent)?;
+        }
+        if meta.file_type().is_symlink() {
+            let target = fs::read_link(&src).map_err(ExecError::io("read the symlink", &src))?;
+            if fs::read_link(&dst).ok().as_deref() != Some(target.as_path()) {
+                let _ = fs::remove_file(&dst);
+                std::os::unix::fs::symlink(&target, &dst)
+                    .map_err(ExecError::io("create the symlink", &dst))?;
+                copied += 1;
+            }
+        } else if meta.is_file() {
+            let same = fs::symlink_metadata(&dst).is_ok_and(|d| {
+                d.is_file() && d.len() == meta.len() && d.modified().ok() == meta.modified().ok()
+            });
+            if !same {
+                if fs::symlink_metadata(&dst).is_ok_and(|d| !d.is_file()) {
+                    let _ = fs::remove_dir_all(&dst);
+                    let _ = fs::remove_file(&dst);
+                }
+                fs::copy(&src, &dst).map_err(ExecError::io("copy", &src))?;
+                if let Ok(modified) = meta.modified() {
+                    let file = fs::File::options()
+                        .write(true)
+                        .open(&dst)
+                        .map_err(ExecError::io("open", &dst))?;
+                    let _ = file.set_modified(modified);
+                }
+                copied += 1;
+            }
+        }
+    }
+    if clean {
+        let mut walker = walkdir::WalkDir::new(to)
+            .min_depth(1)
+            .follow_links(false)
+            .into_iter();
+        while let Some(Ok(entry)) = walker.next() {
+            let Ok(rel) = entry.path().strip_prefix(to) else {
+                continue;
+            };
+            if keep.contains(rel) {
+                continue;
+            }
+            if entry.file_type().is_dir() {
+                walker.skip_current_dir();
+                fs::remove_dir_all(entry.path()).map_err(ExecError::io("remove", entry.path()))?;
+            } else {
+                fs::remove_file(entry.path()).map_err(ExecError::io("remove", entry.path()))?;
+            }
+        }
+    }
+    Ok(copied)
+}
+
+/// Clones or fetches the repository of `payload` into `project_dir`.
+/// Returns `Ok(Some(code))` when a git command failed (a job failure), `Ok(None)` on success.
+pub(crate) async fn fetch_git(
+    payload: &JobPayload,
+    variables: &JobVariables,
+    project_dir: &Path,
+    strategy: GitStrategy,
+    trace: &mut Trace,
+) -> Result<Option<i32>, ExecError> {
+    let git = &payload.git_info;
+    match strategy {
+        GitStrategy::None => {
+            trace.println("Skipping Git repository setup");
+            create_dir(project_dir)?;
+            return Ok(None);
+        }
+        GitStrategy::Empty => {
+            trace.println("Skipping Git repository setup and creating an empty build directory");
+            remove_dir(project_dir)?;
+            create_dir(project_dir)?;
+            return Ok(None);
+        }
+        GitStrategy::Clone => remove_dir(project_dir)?,
+        GitStrategy::Fetch => {}
+    }
+    create_dir(project_dir)?;
+    let depth = git.depth;
+    if depth > 0 {
+        trace.println(&format!(
+            "Fetching changes with git depth set to {depth}..."
+        ));
+    } else {
+        trace.println("Fetching changes...");
+    }
+    let fresh = !project_dir.join(".git").exists();
+    let mut steps: Vec<Vec<String>> = Vec::new();
+    if fresh {
+        let mut init = vec!["init".to_owned(), "-q".to_owned()];
+        if git.repo_object_format == "sha256" {
+            init.push("--object-format=sha256".into());
+        }
+        init.push(".".into());
+        steps.push(init);
+        steps.push(vec![
+            "remote".into(),
+            "add".into(),
+            "origin".into(),
+            git.repo_url.clone(),
+        ]);
+    } else {
+        steps.push(vec![
+            "remote".into(),
+            "set-url".into(),
+            "origin".into(),
+            git.repo_url.clone(),
+        ]);
+    }
+    let mut fetch = vec![
+        "fetch".to_owned(),
+        "origin".to_owned(),
+        "--no-recurse-submodules".to_owned(),
+    ];
+    if git.refspecs.is_empty() {
+        fetch.push("+refs/heads/*:refs/remotes/origin/*".into());
+        fetch.push("+refs/tags/*:refs/tags/*".into());
+    } else {
+        fetch.extend(git.refspecs.iter().cloned());
+    }
+    if depth > 0 {
+        fetch.push(format!("--depth={depth}"));
+    }
+    match variables.get("GIT_FETCH_EXTRA_FLAGS") {
+        Some("none") => {}
+        Some(flags) => fetch.extend(flags.split_whitespace().map(str::to_owned)),
+        None => fetch.extend(["--prune".to_owned(), "--quiet".to_owned()]),
+    }
+    steps.push(fetch);
+    let checkout = !matches!(variables.get("GIT_CHECKOUT"), Some("false" | "0"));
+    if checkout {
+        let short = git.sha.get(..8).unwrap_or(&git.sha);
+        steps.push(vec![
+            "-c".into(),
+            "submodule.recurse=false".into(),
+            "checkout".into(),
+            "-f".into(),
+            "-q".into(),
+            git.sha.clone(),
+        ]);
+        let clean_flags = variables.get("GIT_CLEAN_FLAGS").unwrap_or("-ffdx");
+        if clean_flags != "none" {
+            let mut clean = vec!["clean".to_owned()];
+            clean.extend(clean_flags.split_whitespace().map(str::to_owned));
+            steps.push(clean);
+        }
+        for args in steps {
+            if args.get(2).map(String::as_str) == Some("checkout") {
+                trace.println(&format!(
+                    "Checking out {short} as detached HEAD (ref is {})...",
+                    git.ref_name
+                ));
+            }
+            if let Some(code) = run_git(&args, project_dir, trace).await? {
+                return Ok(Some(code));
+            }
+        }
+    } else {
+        for args in steps {
+            if let Some(code) = run_git(&args, project_dir, trace).await? {
+                return Ok(Some(code));
+            }
+        }
+        trace.println("Skipping Git checkout");
+    }
+    Ok(None)
+}
+
+async fn run_git(args: &[String], dir: &Path, trace: &mut Trace) -> Result<Option<i32>, ExecError> {
+    let output = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("GCM_INTERACTIVE", "Never")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .map_err(ExecError::io("run git in", dir))?;
+    trace.write(&output.stdout);
+    trace.write(&output.stderr);
+    trace.flush();
+    Ok((!output.status.success()).then(|| output.status.code().unwrap_or(-1)))
+}
+
+/// The files of the project directory git does not track (`git ls-files -o -z`, ignored files
+/// included, as gitlab-runner's `untracked`). Without a `.git` directory (a working tree copy),
+/// the files the copy did not bring.
+pub(crate) async fn untracked_files(
+    project_dir: &Path,
+    sources: &Sources,
+) -> Result<Vec<PathBuf>, ExecError> {
+    if project_dir.join(".git").exists() {
+        let output = Command::new("git")
+            .args(["ls-files", "-o", "-z"])
+            .current_dir(project_dir)
+            .output()
+            .await
+            .map_err(ExecError::io("run `git ls-files` in", project_dir))?;
+        return Ok(output
+            .stdout
+            .split(|&b| b == 0)
+            .filter(|name| !name.is_empty())
+            .map(|name| PathBuf::from(String::from_utf8_lossy(name).into_owned()))
+            .collect());
+    }
+    let copied: HashSet<PathBuf> = match sources {
+        Sources::WorkingTree(tree) => tree.files().await?.iter().cloned().collect(),
+        Sources::Git => HashSet::new(),
+    };
+    let dir = project_dir.to_owned();
+    tokio::task::spawn_blocking(move || {
+        walkdir::WalkDir::new(&dir)
+            .min_depth(1)
+            .follow_links(false)
+            .into_iter()
+            .flatten()
+            .filter(|entry| !entry.file_type().is_dir())
+            .filter_map(|entry| entry.path().strip_prefix(&dir).ok().map(Path::to_path_buf))
+            .filter(|rel| !copied.contains(rel))
+            .collect()
+    })
+    .await
+    .map_err(ExecError::Join)
+}

@@ -1,0 +1,277 @@
+//! Test helpers for crates that run jobs: a payload builder and a context in a temporary
+//! directory. Behind the `test-support` feature.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use runnel_api::{
+    ArtifactSpec, CachePolicy, CacheSpec, Dependency, Features, JobId, JobInfo, JobPayload,
+    JobToken, JobVariable, RunnerInfo, Step, When,
+};
+use tokio::sync::mpsc;
+
+use crate::context::JobContext;
+use crate::event::JobEvent;
+use crate::sources::{Sources, WorkingTree};
+use crate::store::{LocalArtifactStore, LocalCacheStore};
+
+/// Builds a [`JobPayload`] by hand.
+#[derive(Debug, Clone)]
+pub struct PayloadBuilder {
+    payload: JobPayload,
+}
+
+impl PayloadBuilder {
+    /// A job `name` with id `id` in pipeline 1, `trace_sections` on, a one-hour timeout.
+    pub fn new(id: u64, name: &str) -> Self {
+        let payload = JobPayload {
+            id: JobId(id),
+            token: JobToken::new(format!("glcbt-test-token-{id}")),
+            allow_git_fetch: true,
+            job_info: JobInfo {
+                name: name.to_owned(),
+                stage: "test".to_owned(),
+                pipeline_id: 1,
+                project_id: 1,
+                project_name: "app".to_owned(),
+                project_full_path: "acme/app".to_owned(),
+                ..JobInfo::default()
+            },
+            git_info: Default::default(),
+            runner_info: RunnerInfo {
+                timeout: 3600,
+                ..RunnerInfo::default()
+            },
+            variables: Vec::new(),
+            steps: Vec::new(),
+            image: None,
+            services: Vec::new(),
+            artifacts: Vec::new(),
+            cache: Vec::new(),
+            credentials: Vec::new(),
+            dependencies: Vec::new(),
+            features: Features {
+                trace_sections: true,
+                ..Features::default()
+            },
+            secrets: Default::default(),
+            hooks: Vec::new(),
+            inputs: None,
+            run: None,
+            policy_options: None,
+            suspend_options: None,
+        };
+        Self { payload }
+    }
+
+    /// Sets the `script` step.
+    pub fn script(mut self, commands: &[&str]) -> Self {
+        self.payload.steps.retain(|s| s.name != "script");
+        self.payload
+            .steps
+            .insert(0, step("script", commands, When::OnSuccess));
+        self
+    }
+
+    /// Sets the `after_script` step.
+    pub fn after_script(mut self, commands: &[&str]) -> Self {
+        self.payload.steps.retain(|s| s.name != "after_script");
+        self.payload
+            .steps
+            .push(step("after_script", commands, When::Always));
+        self
+    }
+
+    /// Adds a public variable.
+    pub fn var(mut self, key: &str, value: &str) -> Self {
+        self.payload.variables.push(JobVariable::new(key, value));
+        self
+    }
+
+    /// Adds a masked variable.
+    pub fn masked_var(mut self, key: &str, value: &str) -> Self {
+        self.payload.variables.push(JobVariable {
+            masked: true,
+            public: false,
+            ..JobVariable::new(key, value)
+        });
+        self
+    }
+
+    /// Adds a file variable.
+    pub fn file_var(mut self, key: &str, value: &str) -> Self {
+        self.payload.variables.push(JobVariable {
+            file: true,
+            ..JobVariable::new(key, value)
+        });
+        self
+    }
+
+    /// Sets the job timeout in seconds.
+    pub fn timeout(mut self, seconds: u64) -> Self {
+        self.payload.runner_info.timeout = seconds;
+        self
+    }
+
+    /// Adds an `archive` artifact.
+    pub fn artifacts(
+        mut self,
+        paths: &[&str],
+        exclude: &[&str],
+        untracked: bool,
+        when: When,
+    ) -> Self {
+        self.payload.artifacts.push(ArtifactSpec {
+            name: "artifacts".to_owned(),
+            untracked,
+            paths: paths.iter().map(|p| (*p).to_owned()).collect(),
+            exclude: exclude.iter().map(|p| (*p).to_owned()).collect(),
+            when,
+            expire_in: None,
+            artifact_type: "archive".to_owned(),
+            artifact_format: "zip".to_owned(),
+        });
+        self
+    }
+
+    /// Adds a report artifact (`dotenv`, `junit`, `cobertura`).
+    pub fn report(mut self, artifact_type: &str, paths: &[&str]) -> Self {
+        self.payload.artifacts.push(ArtifactSpec {
+            name: artifact_type.to_owned(),
+            untracked: false,
+            paths: paths.iter().map(|p| (*p).to_owned()).collect(),
+            exclude: Vec::new(),
+            when: When::Always,
+            expire_in: None,
+            artifact_type: artifact_type.to_owned(),
+            artifact_format: "gzip".to_owned(),
+        });
+        self
+    }
+
+    /// Adds a cache.
+    pub fn cache(mut self, key: &str, paths: &[&str], policy: CachePolicy, when: When) -> Self {
+        self.payload.cache.push(CacheSpec {
+            key: key.to_owned(),
+            untracked: false,
+            paths: paths.iter().map(|p| (*p).to_owned()).collect(),
+            policy,
+            when,
+            fallback_keys: Vec::new(),
+        });
+        self
+    }
+
+    /// Adds a dependency on job `id`.
+    pub fn dependency(mut self, id: u64, name: &str) -> Self {
+        self.payload.dependencies.push(Dependency {
+            id: JobId(id),
+            token: JobToken::new("glcbt-dep"),
+            name: name.to_owned(),
+            artifacts_file: None,
+        });
+        self
+    }
+
+    /// The payload.
+    pub fn build(self) -> JobPayload {
+        self.payload
+    }
+}
+
+fn step(name: &str, commands: &[&str], when: When) -> Step {
+    Step {
+        name: name.to_owned(),
+        script: commands.iter().map(|c| (*c).to_owned()).collect(),
+        timeout: 3600,
+        when,
+        allow_failure: false,
+    }
+}
+
+/// A temporary project with a working tree, stores under `.runnel/`, and a context for it.
+#[derive(Debug)]
+pub struct TestProject {
+    dir: tempfile::TempDir,
+    tree: Arc<WorkingTree>,
+}
+
+impl TestProject {
+    /// An empty git repository in a temporary directory.
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("a temporary directory can be created");
+        let status = std::process::Command::new("git")
+            .args(["init", "-q"])
+            .current_dir(dir.path())
+            .status()
+            .expect("git can run");
+        assert!(status.success(), "git init failed");
+        let tree = WorkingTree::new(dir.path());
+        Self { dir, tree }
+    }
+
+    /// The project directory.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes a file of the working tree.
+    pub fn write(&self, rel: &str, content: &str) -> PathBuf {
+        let path = self.dir.path().join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("the directory can be created");
+        }
+        std::fs::write(&path, content).expect("the file can be written");
+        path
+    }
+
+    /// A context like `runnel exec`'s, with the trace log at `.runnel/logs/<name>.log` and a
+    /// short kill grace period.
+    pub fn context(&self, log_name: &str) -> JobContext {
+        let mut ctx = JobContext::local(self.dir.path(), Arc::clone(&self.tree));
+        ctx.trace_log = Some(
+            self.dir
+                .path()
+                .join(".runnel/logs")
+                .join(format!("{log_name}.log")),
+        );
+        ctx.kill_grace = std::time::Duration::from_secs(2);
+        ctx.sources = Sources::WorkingTree(Arc::clone(&self.tree));
+        ctx.artifacts = Arc::new(LocalArtifactStore::new(
+            self.dir.path().join(".runnel/artifacts"),
+        ));
+        ctx.cache = Arc::new(LocalCacheStore::new(self.dir.path().join(".runnel/cache")));
+        ctx
+    }
+}
+
+impl Default for TestProject {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Collects every event of a channel until `Finished`.
+pub async fn collect_events(mut rx: mpsc::UnboundedReceiver<JobEvent>) -> Vec<JobEvent> {
+    let mut events = Vec::new();
+    while let Some(event) = rx.recv().await {
+        let done = matches!(event, JobEvent::Finished { .. });
+        events.push(event);
+        if done {
+            break;
+        }
+    }
+    events
+}
+
+/// The output lines of `events`, joined with newlines.
+pub fn output_text(events: &[JobEvent]) -> String {
+    events
+        .iter()
+        .filter_map(|event| match event {
+            JobEvent::Output { line, .. } => Some(line.as_str()),
+            _ => None,
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}

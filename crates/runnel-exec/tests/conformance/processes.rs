@@ -1,0 +1,151 @@
+//! Timeouts and cancellation kill the whole process tree.
+
+use runnel_api::FailureReason;
+use runnel_exec::JobEvent;
+use runnel_exec::JobStatus;
+use runnel_exec::test_support::{PayloadBuilder, TestProject};
+use tokio::sync::mpsc;
+
+use crate::{executors, process_alive, project_dir, read_pid, run};
+
+#[tokio::test]
+async fn timeout_kills_background_children() {
+    for (name, make) in executors() {
+        let project = TestProject::new();
+        let payload = PayloadBuilder::new(20, "timeout")
+            .timeout(1)
+            .script(&["sleep 1000 & echo $! > bg.pid", "sleep 1000"])
+            .after_script(&["echo after=$CI_JOB_STATUS"])
+            .build();
+        let ran = run(make, &project, payload).await;
+        assert_eq!(ran.outcome.status, JobStatus::Failed, "{name}");
+        assert_eq!(
+            ran.outcome.failure_reason,
+            Some(FailureReason::JobExecutionTimeout),
+            "{name}"
+        );
+        assert!(
+            ran.trace.contains("execution took longer than 1s seconds"),
+            "{name}: {}",
+            ran.trace
+        );
+        assert!(
+            ran.output.contains("after=failed"),
+            "{name}: after_script runs after a timeout"
+        );
+        let pid = read_pid(&project_dir(&project).join("bg.pid"));
+        assert!(
+            !process_alive(pid),
+            "{name}: background child {pid} survived"
+        );
+    }
+}
+
+#[tokio::test]
+async fn finished_job_leaves_no_background_children() {
+    for (name, make) in executors() {
+        let project = TestProject::new();
+        let payload = PayloadBuilder::new(21, "bg")
+            .script(&["sleep 1000 & echo $! > bg.pid", "echo done"])
+            .build();
+        let ran = run(make, &project, payload).await;
+        assert_eq!(
+            ran.outcome.status,
+            JobStatus::Success,
+            "{name}: {}",
+            ran.output
+        );
+        let pid = read_pid(&project_dir(&project).join("bg.pid"));
+        assert!(
+            !process_alive(pid),
+            "{name}: background child {pid} survived"
+        );
+    }
+}
+
+#[tokio::test]
+async fn cancel_kills_the_tree_and_runs_after_script() {
+    for (name, make) in executors() {
+        let project = TestProject::new();
+        let payload = PayloadBuilder::new(22, "cancel")
+            .script(&[
+                "sleep 1000 & echo $! > bg.pid",
+                "echo started",
+                "sleep 1000",
+            ])
+            .after_script(&["echo after=$CI_JOB_STATUS"])
+            .build();
+        let ctx = project.context("22");
+        let cancel = ctx.cancel.clone();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let mut executor = make();
+        let job = runnel_exec::run_job_with(executor.as_mut(), payload, ctx, tx);
+        let watch = async {
+            let mut lines = Vec::new();
+            while let Some(event) = rx.recv().await {
+                match event {
+                    JobEvent::Output { line, .. } => {
+                        if line == "started" {
+                            cancel.cancel();
+                        }
+                        lines.push(line);
+                    }
+                    JobEvent::Finished { .. } => break,
+                    _ => {}
+                }
+            }
+            lines
+        };
+        let (outcome, lines) = tokio::join!(job, watch);
+        let outcome = outcome.expect("runnel does not break");
+        assert_eq!(outcome.status, JobStatus::Canceled, "{name}");
+        assert!(
+            lines.iter().any(|l| l == "after=canceled"),
+            "{name}: {lines:?}"
+        );
+        let pid = read_pid(&project_dir(&project).join("bg.pid"));
+        assert!(
+            !process_alive(pid),
+            "{name}: background child {pid} survived"
+        );
+    }
+}
+
+#[tokio::test]
+async fn abort_skips_after_script() {
+    for (name, make) in executors() {
+        let project = TestProject::new();
+        let payload = PayloadBuilder::new(23, "abort")
+            .script(&["echo started", "sleep 1000"])
+            .after_script(&["echo after-ran"])
+            .build();
+        let ctx = project.context("23");
+        let abort = ctx.abort.clone();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let mut executor = make();
+        let job = runnel_exec::run_job_with(executor.as_mut(), payload, ctx, tx);
+        let watch = async {
+            let mut lines = Vec::new();
+            while let Some(event) = rx.recv().await {
+                match event {
+                    JobEvent::Output { line, .. } => {
+                        if line == "started" {
+                            abort.cancel();
+                        }
+                        lines.push(line);
+                    }
+                    JobEvent::Finished { .. } => break,
+                    _ => {}
+                }
+            }
+            lines
+        };
+        let (outcome, lines) = tokio::join!(job, watch);
+        assert_eq!(
+            outcome.expect("runnel does not break").status,
+            JobStatus::Canceled,
+            "{name}"
+        );
+        assert!(!lines.iter().any(|l| l == "after-ran"), "{name}");
+    }
+}
