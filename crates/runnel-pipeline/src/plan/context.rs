@@ -136,9 +136,21 @@ pub struct RunContext {
     pub played: Vec<String>,
     /// The timeout of jobs without `timeout:` (GitLab's project default: 1 hour).
     pub default_timeout: Option<Duration>,
+    /// `cache:key:files` digests, by the files' names joined with newlines (see
+    /// [`RunContext::files_key`]).
+    pub files_keys: HashMap<String, String>,
 }
 
 impl RunContext {
+    /// The digest the caller computed for `cache:key:files`, or GitLab's `default` when none of
+    /// the files exists.
+    pub fn files_key(&self, files: &[String]) -> String {
+        self.files_keys
+            .get(&files.join("\n"))
+            .cloned()
+            .unwrap_or_else(|| "default".to_owned())
+    }
+
     /// The id of job `index` of this pipeline: unique within the run and across runs of one
     /// project, as long as `pipeline_id` grows.
     pub fn job_id(&self, index: usize) -> u64 {

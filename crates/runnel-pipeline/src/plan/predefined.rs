@@ -175,6 +175,28 @@ pub fn pipeline_variables(ctx: &RunContext) -> Vec<JobVariable> {
     vars
 }
 
+/// The deployment tier GitLab guesses from an environment's name (app/models/environment.rb
+/// `guess_tier`).
+pub fn environment_tier(name: &str) -> &'static str {
+    static TIERS: std::sync::LazyLock<[(regex::Regex, &'static str); 4]> =
+        std::sync::LazyLock::new(|| {
+            let re = |p: &str| regex::Regex::new(p).expect("the tier patterns are valid");
+            [
+                (re(r"(?i)(dev|review|trunk)"), "development"),
+                (
+                    re(r"(?i)(test|tst|int|ac(ce|)pt|qa|qc|control|quality)"),
+                    "testing",
+                ),
+                (re(r"(?i)(st(a|)g|mod(e|)l|pre|demo|non)"), "staging"),
+                (re(r"(?i)(pr(o|)d|live)"), "production"),
+            ]
+        });
+    TIERS
+        .iter()
+        .find(|(re, _)| re.is_match(name))
+        .map_or("other", |(_, tier)| tier)
+}
+
 #[cfg(test)]
 mod tests {
     use super::{commit_description, commit_title, environment_slug, slugify};
