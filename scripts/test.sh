@@ -27,7 +27,7 @@ step() {   # step NAME COMMAND...: run it, remember a failure, go on
   local name=$1 start=$SECONDS rc=0
   shift
   section "$name"
-  printf '$ %s\n' "$*"
+  printf '$'; printf ' %q' "$@"; echo
   "$@" || rc=$?
   if ((rc == 0)); then
     echo "--- $name: ok ($((SECONDS - start)) s)"
