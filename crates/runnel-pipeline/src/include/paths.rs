@@ -1,0 +1,136 @@
+//! Paths for includes: listing a project's files, GitLab's wildcards for `include:local`,
+//! Ruby `fnmatch` globs for `exists:`, and base64 for `integrity:`.
+
+use std::path::Path;
+use std::sync::LazyLock;
+
+use regex::Regex;
+
+/// Standard base64 with padding (for `integrity: sha256-...`).
+pub(super) fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+pub(super) fn has_yaml_extension(path: &str) -> bool {
+    path.ends_with(".yml") || path.ends_with(".yaml")
+}
+
+/// Files below `root` as `/`-separated relative paths, sorted; `.git` is skipped.
+pub(super) fn list_files(root: &Path) -> Vec<String> {
+    let mut files: Vec<String> = walkdir::WalkDir::new(root)
+        .into_iter()
+        .filter_entry(|e| e.file_name() != ".git")
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file())
+        .filter_map(|e| {
+            let rel = e.path().strip_prefix(root).ok()?;
+            let parts: Vec<String> = rel
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect();
+            Some(parts.join("/"))
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// GitLab's wildcard for `include:local`: regex-escape, then `**` → `.*?`, `*` → `[^/]*?`,
+/// anchored (lib/gitlab/ci/config/external/file/local.rb via `Gitlab::Git::Repository`'s
+/// `search_files_by_wildcard_path`).
+pub(super) fn wildcard_regex(path: &str) -> Regex {
+    let escaped = regex::escape(path);
+    let pattern = escaped
+        .replace(r"\*\*", "\u{0}")
+        .replace(r"\*", "[^/]*?")
+        .replace('\u{0}', ".*?");
+    Regex::new(&format!("^{pattern}$")).unwrap_or_else(|_| never_matching())
+}
+
+/// `exists:` globs use Ruby's `File.fnmatch?` with `FNM_PATHNAME | FNM_EXTGLOB`; `**/` spans
+/// directories.
+pub(super) fn glob_regex(glob: &str) -> Regex {
+    let mut out = String::from("^");
+    let chars: Vec<char> = glob.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        match chars[i] {
+            '*' if chars.get(i + 1) == Some(&'*') && chars.get(i + 2) == Some(&'/') => {
+                out.push_str("(?:.*/)?");
+                i += 3;
+                continue;
+            }
+            '*' if chars.get(i + 1) == Some(&'*') => {
+                out.push_str(".*");
+                i += 2;
+                continue;
+            }
+            '*' => out.push_str("[^/]*"),
+            '?' => out.push_str("[^/]"),
+            '{' => out.push_str("(?:"),
+            '}' => out.push(')'),
+            ',' => out.push('|'),
+            c => out.push_str(&regex::escape(&c.to_string())),
+        }
+        i += 1;
+    }
+    out.push('$');
+    Regex::new(&out).unwrap_or_else(|_| never_matching())
+}
+
+fn never_matching() -> Regex {
+    static NEVER: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"[^\s\S]").expect("valid regex"));
+    NEVER.clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{base64, glob_regex, wildcard_regex};
+
+    #[test]
+    fn base64_pads_like_the_standard_alphabet() {
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foo"), "Zm9v");
+        assert_eq!(base64(b"foob"), "Zm9vYg==");
+    }
+
+    #[test]
+    fn wildcards_follow_gitlab_semantics() {
+        let one = wildcard_regex("configs/*.yml");
+        assert!(one.is_match("configs/a.yml"));
+        assert!(!one.is_match("configs/sub/a.yml"));
+        let any = wildcard_regex("configs/**.yml");
+        assert!(any.is_match("configs/a.yml"));
+        assert!(any.is_match("configs/sub/a.yml"));
+        let sub = wildcard_regex("configs/**/*.yml");
+        assert!(!sub.is_match("configs/a.yml"));
+        assert!(sub.is_match("configs/sub/a.yml"));
+    }
+
+    #[test]
+    fn exists_globs_cross_directories_only_with_double_star() {
+        assert!(glob_regex("**/*.py").is_match("a.py"));
+        assert!(glob_regex("**/*.py").is_match("src/a.py"));
+        assert!(!glob_regex("*.py").is_match("src/a.py"));
+        assert!(glob_regex("Dockerfile").is_match("Dockerfile"));
+    }
+}
