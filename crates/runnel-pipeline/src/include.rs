@@ -94,7 +94,7 @@ pub(crate) struct Loader<'a, 'o> {
     limit_reported: bool,
     files: HashMap<String, Result<FileId, String>>,
     /// Identities of the files being expanded, outermost first (for cycles).
-    stack: Vec<String>,
+    stack: Vec<(String, &'static str)>,
     /// The include entries that led to the file being expanded (for notes).
     include_spans: Vec<Span>,
 }
@@ -155,10 +155,12 @@ impl<'a, 'o> Loader<'a, 'o> {
         let (header, content) = split_header(docs);
         let Some(mut content) = content.filter(|c| !c.is_null()) else {
             let path = self.map.path(file).to_owned();
-            let message = if self.stack.is_empty() {
-                format!("`{path}` is empty: a pipeline configuration needs at least one job")
-            } else {
-                format!("included file `{path}` is empty")
+            let message = match self.stack.last() {
+                None => {
+                    format!("`{path}` is empty: a pipeline configuration needs at least one job")
+                }
+                // GitLab: file/local.rb "Local file `x` is empty!", file/project.rb likewise.
+                Some((_, kind)) => format!("{kind} `{path}` is empty"),
             };
             let span = self.include_spans.last().copied().unwrap_or(args_span);
             self.error(Diagnostic::error(span, message).with_code("include-empty"));
@@ -307,7 +309,11 @@ impl<'a, 'o> Loader<'a, 'o> {
         args: &[(Key, Node)],
         args_span: Span,
     ) -> Option<Node> {
-        if self.stack.contains(&target.identity) {
+        if self
+            .stack
+            .iter()
+            .any(|(identity, _)| *identity == target.identity)
+        {
             let d = Diagnostic::error(
                 entry_span,
                 format!(
@@ -344,7 +350,7 @@ impl<'a, 'o> Loader<'a, 'o> {
                 return None;
             }
         }
-        self.stack.push(target.identity);
+        self.stack.push((target.identity, target.kind));
         self.include_spans.push(entry_span);
         let node = self.expand_file(file, &target.origin, args, args_span, target.component);
         self.include_spans.pop();

@@ -28,8 +28,12 @@ pub(super) fn base64(bytes: &[u8]) -> String {
     out
 }
 
+/// GitLab: file/base.rb `YAML_ALLOWLIST_EXTENSION = /.+\.(yml|yaml)$/i` on the base name.
 pub(super) fn has_yaml_extension(path: &str) -> bool {
-    path.ends_with(".yml") || path.ends_with(".yaml")
+    let name = path.rsplit('/').next().unwrap_or(path).to_ascii_lowercase();
+    [".yml", ".yaml"]
+        .iter()
+        .any(|ext| name.len() > ext.len() && name.ends_with(ext))
 }
 
 /// Files below `root` as `/`-separated relative paths, sorted; `.git` is skipped.

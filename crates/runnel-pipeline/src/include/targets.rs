@@ -173,12 +173,18 @@ impl Loader<'_, '_> {
             return Vec::new();
         }
         let project = project.trim_matches('/');
-        let root = self
-            .opts
-            .projects_dir
-            .as_ref()
-            .map(|d| d.join(project))
-            .filter(|d| d.is_dir());
+        // A checkout of that ref (`<project>@<ref>`) wins over the plain checkout; GitLab matches
+        // project paths case-insensitively (file/project.rb downcases them).
+        let reference = entry.get("ref").and_then(Node::as_str);
+        let root = self.opts.projects_dir.as_ref().and_then(|dir| {
+            let mut candidates = Vec::new();
+            if let Some(reference) = reference {
+                candidates.push(dir.join(format!("{project}@{reference}")));
+            }
+            candidates.push(dir.join(project));
+            candidates.push(dir.join(project.to_lowercase()));
+            candidates.into_iter().find(|d| d.is_dir())
+        });
         let Some(root) = root else {
             self.error(
                 Diagnostic::error(span, format!("project `{project}` not found or access denied"))
