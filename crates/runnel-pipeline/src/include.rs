@@ -62,8 +62,9 @@ const OTHER_KEYS: [&str; 7] = [
 /// Where a file came from, which decides how its own includes resolve.
 #[derive(Debug, Clone)]
 pub(crate) struct Origin {
-    /// The project directory that `local:` paths in this file are relative to.
-    pub(crate) project_root: PathBuf,
+    /// The project directory that `local:` paths in this file are relative to; `None` for remote
+    /// and template files, which GitLab expands without a project (context.rb `mutate`).
+    pub(crate) project_root: Option<PathBuf>,
     /// Remote and template files resolve their includes anonymously, without variables.
     pub(crate) anonymous: bool,
 }

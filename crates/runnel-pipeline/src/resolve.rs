@@ -101,7 +101,7 @@ pub fn load_str(
         .map(|(k, v)| (Key::new(k.clone(), v.span), v.clone()))
         .collect();
     let origin = Origin {
-        project_root: opts.project_dir.clone(),
+        project_root: Some(opts.project_dir.clone()),
         anonymous: false,
     };
     let mut loader = Loader::new(map, opts);

@@ -71,7 +71,11 @@ impl Loader<'_, '_> {
                 },
                 _ => Vec::new(),
             };
-            let files = list_files(&origin.project_root);
+            let files = origin
+                .project_root
+                .as_deref()
+                .map(list_files)
+                .unwrap_or_default();
             let any = paths.iter().any(|p| {
                 let p = inputs::expand(p, self.variables(origin), false);
                 let pattern = glob_regex(p.trim_start_matches('/'));

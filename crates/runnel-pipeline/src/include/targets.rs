@@ -38,13 +38,22 @@ impl Loader<'_, '_> {
             );
             return Vec::new();
         }
+        // GitLab: file/local.rb "Local file `x` does not have project!" in remote and template files.
+        let Some(project_root) = origin.project_root.as_deref() else {
+            self.error(
+                Diagnostic::error(span, format!("local file `{location}` does not have project"))
+                    .with_code("include-no-project")
+                    .with_help("a file included with `remote:` or `template:` has no project, so it cannot include local files"),
+            );
+            return Vec::new();
+        };
         let local = |rel: &str| Target {
             kind: "local file",
-            identity: format!("local:{}", origin.project_root.join(rel).display()),
+            identity: format!("local:{}", project_root.join(rel).display()),
             display: rel.to_owned(),
-            source: TargetSource::Path(origin.project_root.join(rel)),
+            source: TargetSource::Path(project_root.join(rel)),
             origin: Origin {
-                project_root: origin.project_root.clone(),
+                project_root: Some(project_root.to_path_buf()),
                 anonymous: origin.anonymous,
             },
             component: Vec::new(),
@@ -54,7 +63,7 @@ impl Loader<'_, '_> {
             return vec![local(path)];
         }
         // GitLab matches wildcards against the paths of the commit, in path order.
-        let files = list_files(&origin.project_root);
+        let files = list_files(project_root);
         let pattern = wildcard_regex(path);
         files
             .iter()
@@ -92,7 +101,7 @@ impl Loader<'_, '_> {
             display: url.to_owned(),
             source: TargetSource::Remote(url.to_owned()),
             origin: Origin {
-                project_root: self.opts.project_dir.clone(),
+                project_root: None,
                 anonymous: true,
             },
             component: Vec::new(),
@@ -134,7 +143,7 @@ impl Loader<'_, '_> {
             display: format!("templates/{name}"),
             source: TargetSource::Path(path),
             origin: Origin {
-                project_root: self.opts.project_dir.clone(),
+                project_root: None,
                 anonymous: true,
             },
             component: Vec::new(),
@@ -224,7 +233,7 @@ impl Loader<'_, '_> {
                 display: format!("{project}/{rel}"),
                 source: TargetSource::Path(root.join(&rel)),
                 origin: Origin {
-                    project_root: root.clone(),
+                    project_root: Some(root.clone()),
                     anonymous: origin.anonymous,
                 },
                 component: Vec::new(),
@@ -290,7 +299,7 @@ impl Loader<'_, '_> {
             ),
             source: TargetSource::Path(file),
             origin: Origin {
-                project_root: root,
+                project_root: Some(root),
                 anonymous: false,
             },
             integrity: None,
