@@ -103,6 +103,8 @@ pub struct RuleContext<'a> {
     pub compare_to: Option<CompareTo<'a>>,
     /// The project's files, listed once on first use.
     project_files: OnceCell<Vec<String>>,
+    /// The project's top-level files, listed once on first use.
+    top_level_files: OnceCell<Vec<String>>,
 }
 
 impl<'a> RuleContext<'a> {
@@ -113,6 +115,7 @@ impl<'a> RuleContext<'a> {
             project_dir: None,
             compare_to: None,
             project_files: OnceCell::new(),
+            top_level_files: OnceCell::new(),
         }
     }
 
@@ -135,17 +138,23 @@ impl<'a> RuleContext<'a> {
     }
 
     /// Every file under the project directory (not `.git`), relative, `/`-separated, sorted:
-    /// GitLab's worktree paths.
-    fn project_files(&self) -> &[String] {
-        self.project_files.get_or_init(|| match self.project_dir {
-            Some(dir) => list_files(dir),
+    /// GitLab's worktree paths. Only the top level when `top_level_only`.
+    fn project_files(&self, top_level_only: bool) -> &[String] {
+        let (cell, depth) = if top_level_only {
+            (&self.top_level_files, 1)
+        } else {
+            (&self.project_files, usize::MAX)
+        };
+        cell.get_or_init(|| match self.project_dir {
+            Some(dir) => list_files(dir, depth),
             None => Vec::new(),
         })
     }
 }
 
-fn list_files(dir: &Path) -> Vec<String> {
+fn list_files(dir: &Path, max_depth: usize) -> Vec<String> {
     let mut files: Vec<String> = walkdir::WalkDir::new(dir)
+        .max_depth(max_depth)
         .into_iter()
         .filter_entry(|e| !(e.depth() > 0 && e.file_name() == ".git"))
         .filter_map(Result::ok)
@@ -298,7 +307,12 @@ pub fn exists_satisfied(exists: &Exists, ctx: &RuleContext<'_>) -> bool {
     if exists.project.is_some() {
         return false;
     }
-    let files = ctx.project_files();
+    // GitLab: exists.rb `top_level_glob?` — without `/` or `**`, only the top level is listed.
+    let top_level_only = exists
+        .paths
+        .iter()
+        .all(|g| !g.contains('/') && !g.contains("**"));
+    let files = ctx.project_files(top_level_only);
     let globs: Vec<String> = exists
         .paths
         .iter()
