@@ -39,12 +39,17 @@ impl RulesKind {
                 "needs",
                 "interruptible",
             ],
+            // GitLab: entry/workflow.rb also lets through `start_in`, `allow_failure` and
+            // `needs` ("should not be allowed but we can't break this behavior now").
             RulesKind::Workflow => &[
                 "if",
                 "changes",
                 "exists",
                 "when",
+                "start_in",
+                "allow_failure",
                 "variables",
+                "needs",
                 "auto_cancel",
             ],
             RulesKind::Include => &["if", "changes", "exists", "when"],
