@@ -1,7 +1,9 @@
 //! The `runnel` command line: argument parsing and wiring only.
 
 mod cmd;
+mod exec;
 mod exit_code;
+mod report;
 
 use std::process::ExitCode;
 

@@ -1,11 +1,112 @@
-//! `runnel exec`.
+//! `runnel exec`: runs the repository's pipeline on this machine, with GitLab's semantics.
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+use anyhow::Context as _;
+
+use crate::exec::{self, Options};
 
 /// Arguments of `runnel exec`.
 #[derive(Debug, clap::Args)]
-pub(crate) struct ExecArgs {}
+pub(crate) struct ExecArgs {
+    /// Run only these jobs (a parallel group's name selects every instance). Named manual jobs
+    /// run too.
+    #[arg(value_name = "JOB")]
+    jobs: Vec<String>,
+    /// Also run the needs of the named jobs, transitively.
+    #[arg(long)]
+    needs: bool,
+    /// Run the needs of the named jobs, transitively, but not the jobs themselves.
+    #[arg(long, conflicts_with = "needs")]
+    only_needs: bool,
+    /// Run only the jobs of this stage.
+    #[arg(long, value_name = "STAGE")]
+    stage: Option<String>,
+    /// Start this manual job (or run this delayed job now). Repeatable.
+    #[arg(long, value_name = "JOB")]
+    manual: Vec<String>,
+    /// A pipeline variable, as in GitLab's "Run pipeline" form: highest precedence. Repeatable.
+    #[arg(long = "var", value_name = "KEY=VALUE")]
+    vars: Vec<String>,
+    /// A YAML mapping of project CI/CD variables: `NAME: value` or `NAME: {value, masked, file}`.
+    #[arg(long, value_name = "FILE")]
+    variables_file: Option<PathBuf>,
+    /// The pipeline file, relative to the project directory.
+    #[arg(long, value_name = "FILE", default_value = ".gitlab-ci.yml")]
+    file: PathBuf,
+    /// How many jobs run at once (default: the number of CPUs).
+    #[arg(long, short = 'j', value_name = "N")]
+    concurrency: Option<usize>,
+    /// The executor. Only `shell` runs locally today.
+    #[arg(long, default_value = "shell", value_parser = ["shell"])]
+    executor: String,
+    /// List the jobs of the pipeline and exit.
+    #[arg(long)]
+    list: bool,
+    /// Print one JSON document with every job's status and output instead of live output.
+    #[arg(long)]
+    json: bool,
+    /// Run as if started in DIR.
+    #[arg(short = 'C', value_name = "DIR")]
+    dir: Option<PathBuf>,
+    /// Where jobs' working copies, artifacts and caches are kept (default: `.runnel/` in the
+    /// project).
+    #[arg(long, value_name = "DIR")]
+    projects_dir: Option<PathBuf>,
+}
 
-pub(crate) fn run(_args: ExecArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`runnel exec` is not implemented yet")
+pub(crate) fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
+    let cwd = std::env::current_dir().context("failed to read the current directory")?;
+    let project_dir = match &args.dir {
+        Some(dir) => absolute(&cwd, dir),
+        None => cwd,
+    };
+    let project_dir = project_dir.canonicalize().with_context(|| {
+        format!(
+            "failed to open project directory `{}`",
+            project_dir.display()
+        )
+    })?;
+    let state_dir = match &args.projects_dir {
+        Some(dir) => absolute(&project_dir, dir),
+        None => project_dir.join(".runnel"),
+    };
+    let mut rerun = String::from("runnel exec");
+    if let Some(dir) = &args.dir {
+        rerun.push_str(&format!(
+            " -C {}",
+            crate::report::shell_quote(&dir.display().to_string())
+        ));
+    }
+    let options = Options {
+        project_dir,
+        state_dir,
+        file: args.file,
+        jobs: args.jobs,
+        stage: args.stage,
+        needs: args.needs,
+        only_needs: args.only_needs,
+        manual: args.manual,
+        vars: args.vars,
+        variables_file: args
+            .variables_file
+            .map(|f| absolute(&std::env::current_dir().unwrap_or_default(), &f)),
+        concurrency: args
+            .concurrency
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from))
+            .max(1),
+        list: args.list,
+        json: args.json,
+        rerun_prefix: rerun,
+    };
+    exec::run(options)
+}
+
+fn absolute(base: &Path, path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        path.to_owned()
+    } else {
+        base.join(path)
+    }
 }

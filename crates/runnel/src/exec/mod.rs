@@ -1,0 +1,12 @@
+//! `runnel exec`: the wiring between the loader, the scheduler, the planner and the shell
+//! executor.
+
+mod driver;
+mod git;
+mod load;
+mod run;
+mod select;
+mod shell;
+mod varfile;
+
+pub(crate) use run::{Options, run};

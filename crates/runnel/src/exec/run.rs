@@ -1,0 +1,354 @@
+//! One `runnel exec` run: load the pipeline, select and schedule its jobs, run them through the
+//! shell executor, report.
+
+use std::collections::HashMap;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use runnel_pipeline::plan::{self, RunContext};
+use runnel_pipeline::schedule::{RetryPolicy, Schedule, ScheduleJob};
+
+use crate::exec::driver::Driver;
+use crate::exec::load::{self, LoadError};
+use crate::exec::select::{Candidate, Selection, select};
+use crate::exec::{git, shell, varfile};
+use crate::exit_code;
+use crate::report::{Console, JobRecord, Json, Reporter};
+
+/// What the command line asked for, resolved to absolute paths.
+#[derive(Debug)]
+pub(crate) struct Options {
+    pub(crate) project_dir: PathBuf,
+    pub(crate) state_dir: PathBuf,
+    pub(crate) file: PathBuf,
+    pub(crate) jobs: Vec<String>,
+    pub(crate) stage: Option<String>,
+    pub(crate) needs: bool,
+    pub(crate) only_needs: bool,
+    pub(crate) manual: Vec<String>,
+    pub(crate) vars: Vec<String>,
+    pub(crate) variables_file: Option<PathBuf>,
+    pub(crate) concurrency: usize,
+    pub(crate) list: bool,
+    pub(crate) json: bool,
+    pub(crate) rerun_prefix: String,
+}
+
+pub(crate) fn run(opts: Options) -> anyhow::Result<ExitCode> {
+    let project_variables = match &opts.variables_file {
+        Some(path) => varfile::read(path)?,
+        None => Vec::new(),
+    };
+    let pipeline_variables = opts
+        .vars
+        .iter()
+        .map(|v| varfile::parse_cli(v))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let meta = git::read(&opts.project_dir);
+    let mut ctx = RunContext {
+        pipeline_source: "push".into(),
+        config_path: opts.file.display().to_string(),
+        git: meta.git,
+        project: meta.project,
+        user: meta.user,
+        repo_url: opts.project_dir.display().to_string(),
+        project_variables,
+        pipeline_variables,
+        ..RunContext::default()
+    };
+
+    let changed = git::changed_files(&opts.project_dir);
+    let pipeline = match load::load(&opts, &ctx, changed) {
+        Ok(pipeline) => pipeline,
+        Err(LoadError::Config(rendered)) => {
+            eprint!("{rendered}");
+            return Ok(ExitCode::from(exit_code::FAILURE));
+        }
+        Err(LoadError::NoPipeline(why)) => {
+            eprintln!("no pipeline: {why}");
+            if opts.json {
+                println!("{}", serde_json::json!({"status": "skipped", "jobs": []}));
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
+    if opts.list {
+        print_list(&pipeline.jobs);
+        return Ok(ExitCode::SUCCESS);
+    }
+
+    let jobs = &pipeline.jobs;
+    let index_of: HashMap<&str, usize> = jobs
+        .iter()
+        .enumerate()
+        .map(|(i, j)| (j.name.as_str(), i))
+        .collect();
+    let needs_of = |job: &runnel_pipeline::job::Job| -> Option<Vec<usize>> {
+        job.needs.as_ref().map(|needs| {
+            needs
+                .iter()
+                .filter_map(|need| match need {
+                    runnel_pipeline::job::Need::Job { job, .. } => {
+                        index_of.get(job.as_str()).copied()
+                    }
+                    _ => None,
+                })
+                .collect()
+        })
+    };
+    let candidates: Vec<Candidate<'_>> = jobs
+        .iter()
+        .map(|j| Candidate {
+            name: &j.name,
+            stage: &j.stage,
+            needs: needs_of(j).unwrap_or_default(),
+        })
+        .collect();
+    let selection = Selection {
+        jobs: &opts.jobs,
+        stage: opts.stage.as_deref(),
+        needs: opts.needs,
+        only_needs: opts.only_needs,
+    };
+    let (selected, named) = select(&candidates, &selection)?;
+    let position: HashMap<usize, usize> =
+        selected.iter().enumerate().map(|(s, &p)| (p, s)).collect();
+    let schedule_jobs: Vec<ScheduleJob> = selected
+        .iter()
+        .map(|&p| {
+            let job = &jobs[p];
+            ScheduleJob {
+                name: job.name.clone(),
+                stage_index: job.stage_index,
+                needs: needs_of(job)
+                    .map(|n| n.iter().filter_map(|i| position.get(i).copied()).collect()),
+                when: job.when.clone(),
+                allow_failure: job.allow_failure.clone(),
+                retry: job
+                    .retry
+                    .as_ref()
+                    .map_or_else(RetryPolicy::default, |r| RetryPolicy {
+                        max: u32::from(r.max),
+                        when: r.when.clone(),
+                        exit_codes: (!r.exit_codes.is_empty()).then(|| {
+                            r.exit_codes
+                                .iter()
+                                .filter_map(|c| i32::try_from(*c).ok())
+                                .collect()
+                        }),
+                    }),
+            }
+        })
+        .collect();
+    let mut schedule = Schedule::new(schedule_jobs);
+    for &p in &named {
+        if let Some(&s) = position.get(&p) {
+            schedule.play(s);
+            ctx.played.push(jobs[p].name.clone());
+        }
+    }
+    for name in &opts.manual {
+        let found: Vec<usize> = selected
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| jobs[**p].name == *name)
+            .map(|(s, _)| s)
+            .collect();
+        if found.is_empty() && !index_of.contains_key(name.as_str()) {
+            anyhow::bail!("`--manual {name}`: no job of the pipeline has this name");
+        }
+        for s in found {
+            schedule.play(s);
+            ctx.played.push(name.clone());
+        }
+    }
+
+    prepare_state_dir(&opts.state_dir)?;
+    ctx.pipeline_iid = next_pipeline_iid(&opts.state_dir);
+    ctx.pipeline_id = ctx.pipeline_iid;
+    ctx.files_keys = files_keys(&opts.project_dir, jobs);
+    let log_dir = opts.state_dir.join("logs");
+    std::fs::create_dir_all(&log_dir)
+        .with_context(|| format!("failed to create `{}`", log_dir.display()))?;
+
+    let records: Vec<JobRecord> = selected
+        .iter()
+        .map(|&p| JobRecord {
+            name: jobs[p].name.clone(),
+            stage: jobs[p].stage.clone(),
+            status: "created",
+            id: ctx.job_id(p),
+            ..JobRecord::default()
+        })
+        .collect();
+    let mut reporter: Box<dyn Reporter> = if opts.json {
+        Box::new(Json)
+    } else {
+        Box::new(Console::new(&records))
+    };
+    if !opts.json {
+        for (i, job) in jobs.iter().enumerate() {
+            if position.contains_key(&i) && job.image.is_some() {
+                println!(
+                    "{}: `image: {}` is ignored by the shell executor",
+                    job.name,
+                    job.image.as_ref().map_or("", |i| i.name.as_str())
+                );
+            }
+        }
+    }
+    let coverage_patterns: Vec<Option<&str>> = selected
+        .iter()
+        .map(|&p| jobs[p].coverage.as_deref())
+        .collect();
+    let coverage = |i: usize, output: &[String]| -> Option<String> {
+        let pattern = coverage_patterns.get(i).copied().flatten()?;
+        runnel_exec::extract_coverage(pattern, &output.join("\n"))
+    };
+    let planner = |i: usize, ctx: &RunContext| plan::plan_job(jobs, selected[i], ctx);
+    let runner = Arc::new(shell::ShellRunner::new(&opts.project_dir, &opts.state_dir));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(opts.concurrency.clamp(1, 4))
+        .enable_all()
+        .build()
+        .context("failed to start the async runtime")?;
+    let driver = Driver {
+        runner,
+        schedule,
+        records,
+        ctx,
+        planner: &planner,
+        coverage: &coverage,
+        concurrency: opts.concurrency,
+        log_dir: Some(log_dir),
+        reporter: reporter.as_mut(),
+    };
+    let mut summary = runtime.block_on(driver.run());
+    summary.rerun_prefix = opts.rerun_prefix.clone();
+    reporter.finish(&summary);
+    if !summary.blocking_manual.is_empty() && opts.json {
+        let names: Vec<String> = summary
+            .blocking_manual
+            .iter()
+            .map(|n| format!("`{n}`"))
+            .collect();
+        eprintln!(
+            "pipeline blocked by manual jobs {}; start them with --manual",
+            names.join(", ")
+        );
+    }
+    let code = if summary.interrupted {
+        exit_code::INTERRUPTED
+    } else if summary.passed {
+        exit_code::SUCCESS
+    } else {
+        exit_code::FAILURE
+    };
+    let _ = std::io::stdout().flush();
+    Ok(ExitCode::from(code))
+}
+
+fn print_list(jobs: &[runnel_pipeline::job::Job]) {
+    let name_w = jobs
+        .iter()
+        .map(|j| j.name.chars().count())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    let stage_w = jobs
+        .iter()
+        .map(|j| j.stage.chars().count())
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    println!(
+        "{:<name_w$}  {:<stage_w$}  {:<10}  {:<13}  needs",
+        "name", "stage", "when", "allow_failure"
+    );
+    for job in jobs {
+        let needs = match &job.needs {
+            None => String::new(),
+            Some(needs) => {
+                let names: Vec<&str> = needs
+                    .iter()
+                    .filter_map(|n| match n {
+                        runnel_pipeline::job::Need::Job { job, .. } => Some(job.as_str()),
+                        _ => None,
+                    })
+                    .collect();
+                format!("[{}]", names.join(", "))
+            }
+        };
+        let allow = match &job.allow_failure {
+            runnel_pipeline::when::AllowFailure::Bool(b) => b.to_string(),
+            runnel_pipeline::when::AllowFailure::ExitCodes { exit_codes } => {
+                format!("{exit_codes:?}")
+            }
+        };
+        println!(
+            "{:<name_w$}  {:<stage_w$}  {:<10}  {:<13}  {needs}",
+            job.name,
+            job.stage,
+            job.when.as_str(),
+            allow
+        );
+    }
+}
+
+/// Creates `.runnel/` with a `.gitignore` that ignores everything in it.
+fn prepare_state_dir(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("failed to create `{}`", dir.display()))?;
+    let ignore = dir.join(".gitignore");
+    if !ignore.exists() {
+        std::fs::write(&ignore, "*\n")
+            .with_context(|| format!("failed to write `{}`", ignore.display()))?;
+    }
+    Ok(())
+}
+
+/// The next pipeline number of this project (`CI_PIPELINE_IID`), kept in `.runnel/pipeline-iid`.
+fn next_pipeline_iid(dir: &Path) -> u64 {
+    let path = dir.join("pipeline-iid");
+    let last: u64 = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(0);
+    let next = last + 1;
+    let _ = std::fs::write(&path, next.to_string());
+    next
+}
+
+/// `cache:key:files` digests. GitLab hashes the ids of the files' last commits; runnel hashes
+/// their content, so an edit that is not committed yet also changes the key (docs/divergences.md).
+fn files_keys(project_dir: &Path, jobs: &[runnel_pipeline::job::Job]) -> HashMap<String, String> {
+    use sha2::{Digest as _, Sha256};
+    let mut keys = HashMap::new();
+    for job in jobs {
+        for cache in &job.cache {
+            let runnel_pipeline::job::CacheKey::Files { files, .. } = &cache.key else {
+                continue;
+            };
+            let joined = files.join("\n");
+            if keys.contains_key(&joined) {
+                continue;
+            }
+            let mut ids: Vec<String> = files
+                .iter()
+                .filter_map(|f| std::fs::read(project_dir.join(f)).ok())
+                .map(|content| hex::encode(Sha256::digest(&content)))
+                .collect();
+            if ids.is_empty() {
+                continue;
+            }
+            ids.sort();
+            ids.dedup();
+            let digest = hex::encode(Sha256::digest(ids.join("-").as_bytes()));
+            keys.insert(joined, digest[..40].to_owned());
+        }
+    }
+    keys
+}

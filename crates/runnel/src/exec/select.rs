@@ -1,0 +1,202 @@
+//! Which jobs of the pipeline `runnel exec` runs: all of them, the named ones, one stage, and
+//! with `--needs` / `--only-needs` the named jobs' needs, transitively.
+
+use std::collections::BTreeSet;
+
+use anyhow::bail;
+
+/// A job as selection sees it.
+pub(crate) struct Candidate<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) stage: &'a str,
+    /// Indices of the jobs it needs.
+    pub(crate) needs: Vec<usize>,
+}
+
+/// What the command line asked for.
+#[derive(Debug, Default)]
+pub(crate) struct Selection<'a> {
+    pub(crate) jobs: &'a [String],
+    pub(crate) stage: Option<&'a str>,
+    pub(crate) needs: bool,
+    pub(crate) only_needs: bool,
+}
+
+/// The indices of the jobs to run, in pipeline order, and the subset that were named (a named
+/// job runs even when it is manual).
+pub(crate) fn select(
+    candidates: &[Candidate<'_>],
+    selection: &Selection<'_>,
+) -> anyhow::Result<(Vec<usize>, Vec<usize>)> {
+    let mut named = Vec::new();
+    for name in selection.jobs {
+        let found: Vec<usize> = candidates
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.name == name || base_name(c.name) == name)
+            .map(|(i, _)| i)
+            .collect();
+        if found.is_empty() {
+            let names = candidates.iter().map(|c| c.name);
+            let hint = runnel_pipeline::diag::suggest(name, names)
+                .map_or(String::new(), |s| format!("; did you mean `{s}`?"));
+            bail!("job `{name}` is not in the pipeline{hint}");
+        }
+        named.extend(found);
+    }
+    if let Some(stage) = selection.stage {
+        if !candidates.iter().any(|c| c.stage == stage) {
+            bail!("no job of the pipeline is in stage `{stage}`");
+        }
+        named.extend(
+            candidates
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| c.stage == stage)
+                .map(|(i, _)| i),
+        );
+    }
+    if named.is_empty() {
+        return Ok(((0..candidates.len()).collect(), Vec::new()));
+    }
+    let mut selected: BTreeSet<usize> = named.iter().copied().collect();
+    if selection.needs || selection.only_needs {
+        let mut stack: Vec<usize> = named.clone();
+        let mut needed = BTreeSet::new();
+        while let Some(i) = stack.pop() {
+            for &need in &candidates[i].needs {
+                if needed.insert(need) {
+                    stack.push(need);
+                }
+            }
+        }
+        if selection.only_needs {
+            selected = needed.into_iter().filter(|i| !named.contains(i)).collect();
+        } else {
+            selected.extend(needed);
+        }
+    }
+    let named = if selection.only_needs {
+        Vec::new()
+    } else {
+        named
+    };
+    Ok((selected.into_iter().collect(), named))
+}
+
+/// `rspec 1/3` → `rspec`, `deploy: [aws]` → `deploy`: naming the group selects every instance.
+fn base_name(name: &str) -> &str {
+    if let Some((base, _)) = name.split_once(": [") {
+        return base;
+    }
+    match name.rsplit_once(' ') {
+        Some((base, tail))
+            if tail.contains('/') && tail.chars().all(|c| c.is_ascii_digit() || c == '/') =>
+        {
+            base
+        }
+        _ => name,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Candidate, Selection, select};
+
+    fn pipeline() -> Vec<Candidate<'static>> {
+        vec![
+            Candidate {
+                name: "pre",
+                stage: ".pre",
+                needs: vec![],
+            },
+            Candidate {
+                name: "build",
+                stage: "build",
+                needs: vec![0],
+            },
+            Candidate {
+                name: "test 1/2",
+                stage: "test",
+                needs: vec![1],
+            },
+            Candidate {
+                name: "test 2/2",
+                stage: "test",
+                needs: vec![1],
+            },
+            Candidate {
+                name: "deploy",
+                stage: "deploy",
+                needs: vec![2, 3],
+            },
+        ]
+    }
+
+    #[test]
+    fn no_selection_runs_everything() {
+        let (selected, named) = select(&pipeline(), &Selection::default()).expect("valid");
+        assert_eq!(selected, vec![0, 1, 2, 3, 4]);
+        assert!(named.is_empty());
+    }
+
+    #[test]
+    fn named_jobs_run_alone_unless_needs_is_given() {
+        let jobs = ["deploy".to_owned()];
+        let only = Selection {
+            jobs: &jobs,
+            ..Selection::default()
+        };
+        assert_eq!(select(&pipeline(), &only).expect("valid").0, vec![4]);
+        let with_needs = Selection {
+            jobs: &jobs,
+            needs: true,
+            ..Selection::default()
+        };
+        assert_eq!(
+            select(&pipeline(), &with_needs).expect("valid").0,
+            vec![0, 1, 2, 3, 4]
+        );
+        let only_needs = Selection {
+            jobs: &jobs,
+            only_needs: true,
+            ..Selection::default()
+        };
+        assert_eq!(
+            select(&pipeline(), &only_needs).expect("valid"),
+            (vec![0, 1, 2, 3], vec![])
+        );
+    }
+
+    #[test]
+    fn a_group_name_selects_every_instance_and_a_stage_selects_its_jobs() {
+        let jobs = ["test".to_owned()];
+        let group = Selection {
+            jobs: &jobs,
+            ..Selection::default()
+        };
+        assert_eq!(select(&pipeline(), &group).expect("valid").0, vec![2, 3]);
+        let stage = Selection {
+            stage: Some("build"),
+            ..Selection::default()
+        };
+        assert_eq!(select(&pipeline(), &stage).expect("valid").0, vec![1]);
+    }
+
+    #[test]
+    fn unknown_job_names_are_errors_with_a_suggestion() {
+        let jobs = ["deplyo".to_owned()];
+        let err = select(
+            &pipeline(),
+            &Selection {
+                jobs: &jobs,
+                ..Selection::default()
+            },
+        )
+        .expect_err("unknown job");
+        assert_eq!(
+            err.to_string(),
+            "job `deplyo` is not in the pipeline; did you mean `deploy`?"
+        );
+    }
+}
