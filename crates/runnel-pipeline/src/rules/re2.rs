@@ -263,6 +263,15 @@ fn translate_escape(
         '1'..='7' | '0' => return octal_escape(chars, i, out),
         '8' | '9' => return Err("backreferences are not supported".to_owned()),
         '<' | '>' => out.push(next),
+        'x' | 'p' | 'P' if chars.get(i + 2) == Some(&'{') => {
+            // `\x{7F}`, `\p{Greek}`: the braces belong to the escape.
+            let close = chars[i + 2..]
+                .iter()
+                .position(|c| *c == '}')
+                .ok_or("unclosed `{` in escape")?;
+            out.extend(&chars[i..i + 3 + close]);
+            return Ok(i + 3 + close);
+        }
         c if c.is_ascii_punctuation() => {
             out.push('\\');
             out.push(c);
