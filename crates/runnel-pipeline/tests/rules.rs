@@ -577,6 +577,23 @@ mod properties {
         }
 
         #[test]
+        fn error_offsets_are_char_boundaries_within_the_text(text in "\\PC{0,40}") {
+            if let Err(e) = Expr::parse(&text) {
+                prop_assert!(e.offset <= text.len() && text.is_char_boundary(e.offset));
+            }
+        }
+
+        #[test]
+        fn regexp_translation_never_panics(body in "\\PC{0,30}", flags in "[imsU]{0,2}") {
+            let _ = runnel_pipeline::rules::Pattern::new(&format!("/{body}/{flags}"));
+        }
+
+        #[test]
+        fn regexp_translation_never_panics_on_regexp_soup(body in r"[\\(){}\[\]^$.*+?|:<>=!PQEx0-9a-z-]{0,24}") {
+            let _ = runnel_pipeline::rules::Pattern::new(&format!("/{body}/"));
+        }
+
+        #[test]
         fn parser_never_panics_on_expression_soup(text in r#"[$A-Z()=~!&|"'/ nul]{0,40}"#) {
             let _ = Expr::parse(&text);
         }
