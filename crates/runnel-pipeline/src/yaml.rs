@@ -5,6 +5,7 @@
 //!
 //! This module knows nothing of GitLab keywords: it only builds the tree and reports YAML errors.
 
+use std::collections::HashMap;
 use std::fmt;
 
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -352,6 +353,8 @@ fn options() -> serde_saphyr::Options {
     options.legacy_octal_numbers = true;
     options.null_as_string = true;
     options.with_snippet = false;
+    // Psych's merge semantics differ from the YAML spec's (see `map_entries`); we merge ourselves.
+    options.merge_keys = serde_saphyr::MergeKeyPolicy::AsOrdinary;
     // `.inf` and `.nan` reach our Psych typing as text.
     options.non_finite_float_policy = serde_saphyr::NonFiniteFloatPolicy::AsString;
     if let Some(budget) = options.budget.as_mut() {
@@ -466,26 +469,7 @@ impl Converter<'_> {
         }
         let value = match value {
             Raw::Seq(items) => Value::Seq(items.into_iter().map(|n| self.node(n)).collect()),
-            Raw::Map(mut entries) => {
-                // serde-saphyr puts keys merged with `<<` after the explicit ones; Psych inserts
-                // them where `<<` stands. Merged keys carry the position of the `<<` entry.
-                let position = |k: &Spanned<String>| (k.referenced.line(), k.referenced.column());
-                if !entries.is_sorted_by_key(|(k, _)| position(k)) {
-                    entries.sort_by_key(|(k, _)| position(k));
-                }
-                Value::Map(
-                    entries
-                        .into_iter()
-                        .map(|(k, v)| {
-                            let key = Key {
-                                span: self.span(&k.referenced),
-                                name: k.value,
-                            };
-                            (key, self.node(v))
-                        })
-                        .collect(),
-                )
-            }
+            Raw::Map(entries) => Value::Map(self.map_entries(entries)),
             scalar if core_tag => scalar_value(scalar),
             scalar => self.plain_scalar(scalar, &raw.defined, span),
         };
@@ -503,6 +487,47 @@ impl Converter<'_> {
             span.end = last.end;
         }
         Node { span, tag, value }
+    }
+
+    /// A mapping's entries as Psych's `revive_hash` builds them: pairs in document order, the
+    /// last write of a key wins (keeping the key's first position), and `<<` merges a mapping
+    /// (or a sequence of mappings, earlier ones winning) at the place it stands. A `<<` whose
+    /// value is neither stays an ordinary key.
+    fn map_entries(&mut self, entries: Vec<(Spanned<String>, RawNode)>) -> Vec<(Key, Node)> {
+        let mut out = Entries::default();
+        for (k, v) in entries {
+            let key = Key {
+                span: self.span(&k.referenced),
+                name: k.value,
+            };
+            let node = self.node(v);
+            if key.name == "<<" && node.tag.is_none() {
+                match node.value {
+                    Value::Map(merged) => {
+                        merged.into_iter().for_each(|(k, v)| out.set(k, v));
+                        continue;
+                    }
+                    Value::Seq(items)
+                        if items
+                            .iter()
+                            .all(|i| i.tag.is_none() && i.as_map().is_some()) =>
+                    {
+                        let mut merged = Entries::default();
+                        for item in items.into_iter().rev() {
+                            if let Value::Map(entries) = item.value {
+                                entries.into_iter().for_each(|(k, v)| merged.set(k, v));
+                            }
+                        }
+                        merged.entries.into_iter().for_each(|(k, v)| out.set(k, v));
+                        continue;
+                    }
+                    value => out.set(key, Node { value, ..node }),
+                }
+                continue;
+            }
+            out.set(key, node);
+        }
+        out.entries
     }
 
     /// Re-types a scalar as Psych would when it was written plain (unquoted, not a block scalar).
@@ -554,6 +579,41 @@ impl Converter<'_> {
             && token[1..]
                 .chars()
                 .all(|c| c == '-' || c == '+' || c.is_ascii_digit())
+    }
+}
+
+/// Mapping entries with Ruby `Hash#[]=` semantics.
+#[derive(Default)]
+struct Entries {
+    entries: Vec<(Key, Node)>,
+    index: HashMap<String, usize>,
+}
+
+impl Entries {
+    fn set(&mut self, key: Key, value: Node) {
+        // Most mappings are small: search them; index the big ones (a pipeline's root).
+        if self.entries.len() < 16 {
+            match self.entries.iter_mut().find(|(k, _)| k.name == key.name) {
+                Some((_, existing)) => *existing = value,
+                None => self.entries.push((key, value)),
+            }
+            if self.entries.len() == 16 {
+                self.index = self
+                    .entries
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (k, _))| (k.name.clone(), i))
+                    .collect();
+            }
+            return;
+        }
+        match self.index.get(&key.name) {
+            Some(&i) => self.entries[i].1 = value,
+            None => {
+                self.index.insert(key.name.clone(), self.entries.len());
+                self.entries.push((key, value));
+            }
+        }
     }
 }
 

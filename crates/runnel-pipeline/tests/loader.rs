@@ -273,9 +273,18 @@ fn large_pipeline_over_many_includes_loads() {
     std::fs::write(dir.path().join(".gitlab-ci.yml"), root).expect("write root");
     let opts = LoadOptions::new(dir.path());
     let mut map = SourceMap::new();
-    let started = std::time::Instant::now();
+    let mut best = std::time::Duration::MAX;
+    for _ in 0..4 {
+        let started = std::time::Instant::now();
+        let _ = load(
+            &mut SourceMap::new(),
+            &dir.path().join(".gitlab-ci.yml"),
+            &opts,
+        );
+        best = best.min(started.elapsed());
+    }
     let config = load(&mut map, &dir.path().join(".gitlab-ci.yml"), &opts).expect("loads");
-    eprintln!("loaded 1,000 jobs from 51 files in {:?}", started.elapsed());
+    eprintln!("loaded 1,000 jobs from 51 files in {best:?} (best of 4)");
     let jobs = config.root.as_map().expect("a mapping");
     assert_eq!(
         jobs.iter()
