@@ -1,7 +1,10 @@
 //! Variable expansion: GitLab's server-side `ExpandVariables` and the runner's `os.Expand`.
 
 use proptest::prelude::*;
-use runnel_pipeline::expand::{expand_runner, expand_server, expand_server_existing};
+use runnel_pipeline::expand::{
+    ExpandVariable, SortExpandOptions, expand_runner, expand_runner_variables, expand_server,
+    expand_server_existing, sort_and_expand_all,
+};
 
 fn vars() -> Vec<(String, String)> {
     [
@@ -81,4 +84,68 @@ proptest! {
         // Upper-case names are never defined in `vars()`.
         prop_assert_eq!(expand_server_existing(&text, &vars()), text);
     }
+}
+
+/// GitLab expands variables that refer to each other before sending the job
+/// ([`sort_and_expand_all`] with the runner's options), then the runner expands once more.
+fn as_job_sees_them(vars: &[ExpandVariable]) -> Vec<(String, String)> {
+    let sent = sort_and_expand_all(vars, SortExpandOptions::RUNNER);
+    assert_eq!(sent.error, None);
+    expand_runner_variables(&sent.variables)
+        .into_iter()
+        .map(|v| (v.key, v.value))
+        .collect()
+}
+
+#[test]
+fn dollar_dollar_survives_the_server_and_becomes_one_dollar_on_the_runner() {
+    // shared/conformance/cases/variables-escaping-dollar.
+    let vars = [
+        ExpandVariable::new("FLAGS", "-al"),
+        ExpandVariable::new("LS_CMD", r#"ls "$FLAGS" $$TMP_DIR"#),
+    ];
+    let seen = as_job_sees_them(&vars);
+    assert!(
+        seen.contains(&("LS_CMD".to_owned(), r#"ls "-al" $TMP_DIR"#.to_owned())),
+        "{seen:?}"
+    );
+}
+
+#[test]
+fn expand_false_variables_stay_literal_and_others_expand() {
+    // shared/conformance/cases/variables-expand-false.
+    let mut raw = ExpandVariable::new("VAR_2", "2 $VAR_1");
+    raw.raw = true;
+    let vars = [
+        ExpandVariable::new("VAR_1", "1"),
+        raw,
+        ExpandVariable::new("VAR_3", "3 $VAR_1"),
+    ];
+    let seen = as_job_sees_them(&vars);
+    assert!(
+        seen.contains(&("VAR_2".to_owned(), "2 $VAR_1".to_owned())),
+        "{seen:?}"
+    );
+    assert!(
+        seen.contains(&("VAR_3".to_owned(), "3 1".to_owned())),
+        "{seen:?}"
+    );
+}
+
+#[test]
+fn a_variable_referring_to_a_raw_one_gets_the_raw_value_unexpanded() {
+    // GitLab: collection.rb `expand_value` (issue 353991): `C: $B` with raw `B: raw-$A`
+    // reaches the job as `raw-$A`.
+    let mut raw = ExpandVariable::new("B", "raw-$A");
+    raw.raw = true;
+    let vars = [
+        ExpandVariable::new("A", "normal"),
+        raw,
+        ExpandVariable::new("C", "$B"),
+    ];
+    let seen = as_job_sees_them(&vars);
+    assert!(
+        seen.contains(&("C".to_owned(), "raw-$A".to_owned())),
+        "{seen:?}"
+    );
 }

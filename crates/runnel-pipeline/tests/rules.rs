@@ -282,6 +282,46 @@ mod rules_evaluation {
     }
 
     #[test]
+    fn exists_agrees_with_the_rules_exists_conformance_case() {
+        // shared/conformance/cases/rules-exists: `*` matches the dot file `.gitkeep`
+        // (FNM_DOTMATCH), variables expand in paths, and an empty path matches nothing.
+        let dir = tempfile::tempdir().expect("temp dir");
+        let root = dir.path();
+        for file in [
+            "exists.file",
+            "existsDir/.gitkeep",
+            "existsDir/existDirNested/.gitkeep",
+            "existsDir/existDirNested/recursive.file",
+        ] {
+            let path = root.join(file);
+            std::fs::create_dir_all(path.parent().unwrap_or(root)).expect("mkdir");
+            std::fs::write(&path, "").expect("write");
+        }
+        let v = vars(&[("DIR", "existsDir/existDirNested")]);
+        let cases = [
+            ("exists: [exists.file]", true),
+            ("exists: {paths: [exists.file]}", true),
+            ("exists: ['existsDir/*']", true),
+            ("exists: ['existsDir/**/*']", true),
+            ("exists: [not-exists.file]", false),
+            ("exists: ['notExistsDir/*']", false),
+            ("exists: ['notExistsDir/**/*']", false),
+            ("exists: ['${DIR}/recursive.file']", true),
+            ("exists: ['']", false),
+        ];
+        for (rule, expected) in cases {
+            let (rules, errors) = load(&format!("rules:\n  - {rule}\n"), RulesKind::Job);
+            assert_eq!(errors, "", "{rule}");
+            let ctx = RuleContext::new(&v).with_project_dir(Some(Path::new(root)));
+            assert_eq!(
+                evaluate_rules(&rules, &ctx).matched_rule.is_some(),
+                expected,
+                "{rule}"
+            );
+        }
+    }
+
+    #[test]
     fn invalid_rules_are_reported_with_spans() {
         let yaml = r#"rules:
   - if: '$CI_COMMIT_BRANCH = "main"'
