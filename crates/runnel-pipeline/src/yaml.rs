@@ -348,8 +348,9 @@ pub fn parse_document(map: &SourceMap, file: FileId) -> Result<Node, Diagnostics
 
 fn options() -> serde_saphyr::Options {
     let mut options = serde_saphyr::Options::default();
-    // Psych keeps the last of duplicate keys silently.
-    options.duplicate_keys = serde_saphyr::DuplicateKeyPolicy::LastWins;
+    // Psych keeps a duplicate key's first position and last value, silently; `map_entries` does
+    // that with every pair forwarded (repeated `<<` entries included).
+    options.duplicate_keys = serde_saphyr::DuplicateKeyPolicy::PassThrough;
     options.legacy_octal_numbers = true;
     options.null_as_string = true;
     options.with_snippet = false;
@@ -650,6 +651,21 @@ mod tests {
         assert_eq!(doc.get("e").and_then(|n| n.as_str()), Some("5"));
         assert_eq!(doc.get("f").and_then(|n| n.as_str()), Some("y"));
         assert_eq!(doc.get("g").and_then(|n| n.as_str()), Some("y"));
+    }
+
+    #[test]
+    fn duplicate_keys_keep_first_position_and_last_value() {
+        let mut map = SourceMap::new();
+        let file = map.add("a.yml", "a: 1\nb: 2\na: 3\n");
+        let doc = parse_document(&map, file).expect("valid");
+        let keys: Vec<&str> = doc
+            .as_map()
+            .unwrap_or_default()
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .collect();
+        assert_eq!(keys, ["a", "b"]);
+        assert_eq!(doc.get("a").and_then(|n| n.as_i64()), Some(3));
     }
 
     #[test]
