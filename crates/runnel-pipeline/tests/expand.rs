@@ -149,3 +149,25 @@ fn a_variable_referring_to_a_raw_one_gets_the_raw_value_unexpanded() {
         "{seen:?}"
     );
 }
+
+#[test]
+fn nested_references_resolve_through_server_then_runner() {
+    // shared/conformance/cases-extra/variables-nested-name-expansion: GitLab turns
+    // `${URL_${ENV}}` into `${URL_DEV}`, and the runner's pass turns that into its value.
+    let vars = [
+        ExpandVariable::new("DEV_URL", "dev-url"),
+        ExpandVariable::new("URL_DEV", "url-dev"),
+        ExpandVariable::new("URL", "${URL_${ENV}}"),
+        ExpandVariable::new("OTHER", "${${ENV}_URL}"),
+        ExpandVariable::new("ENV", "DEV"),
+    ];
+    let seen = as_job_sees_them(&vars);
+    assert!(
+        seen.contains(&("URL".to_owned(), "url-dev".to_owned())),
+        "{seen:?}"
+    );
+    assert!(
+        seen.contains(&("OTHER".to_owned(), "dev-url".to_owned())),
+        "{seen:?}"
+    );
+}
