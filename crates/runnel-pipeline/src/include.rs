@@ -169,7 +169,9 @@ impl<'a, 'o> Loader<'a, 'o> {
         };
         let before = self.diagnostics.len();
         let mut diags = Diagnostics::new();
-        let values = inputs::evaluate_inputs(header.as_ref(), args, args_span, &mut diags);
+        // The root file's inputs come from outside the YAML (pipeline inputs).
+        let passed_at = (!self.stack.is_empty()).then_some(args_span);
+        let values = inputs::evaluate_inputs(header.as_ref(), args, passed_at, &mut diags);
         diags.into_iter().for_each(|d| self.error(d));
         let values = values?;
         if header.is_some() {

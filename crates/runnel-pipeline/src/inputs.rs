@@ -30,25 +30,30 @@ pub(crate) struct Context {
 }
 
 /// Checks the provided `args` against the header's `spec:inputs` and returns the input values
-/// (defaults filled in). `args_span` points at the `inputs:` that passed them.
+/// (defaults filled in). `args_span` points at the `inputs:` that passed them; `None` for the
+/// pipeline inputs of the root file, which come from outside the YAML.
 pub(crate) fn evaluate_inputs(
     header: Option<&Node>,
     args: &[(Key, Node)],
-    args_span: Span,
+    args_span: Option<Span>,
     diagnostics: &mut Diagnostics,
 ) -> Option<Vec<(String, Node)>> {
     let Some(header) = header else {
         if !args.is_empty() {
             diagnostics.push(
-                Diagnostic::error(args_span, "unknown input arguments")
-                    .with_code("inputs-unknown")
-                    .with_help("the included file has no `spec:inputs` header"),
+                Diagnostic::error(
+                    args_span.unwrap_or(Span::synthetic()),
+                    "unknown input arguments",
+                )
+                .with_code("inputs-unknown")
+                .with_help("the included file has no `spec:inputs` header"),
             );
             return None;
         }
         return Some(Vec::new());
     };
     let before = diagnostics.len();
+    check_header_keys(header, diagnostics);
     let spec = header.get("spec");
     let empty = Node::new(header.span, Value::Map(Vec::new()));
     let specs = spec.and_then(|s| s.get("inputs")).unwrap_or(&empty);
@@ -84,21 +89,61 @@ pub(crate) fn evaluate_inputs(
             .iter()
             .find(|(k, _)| k.name == name.name)
             .map(|(_, v)| v);
-        if let Some(value) = check_input(&name.name, spec, provided, args_span, diagnostics) {
+        if let Some(value) = check_input(name, spec, provided, args_span, diagnostics) {
             values.push((name.name.clone(), value));
         }
     }
     (diagnostics.len() == before).then_some(values)
 }
 
+/// GitLab: lib/gitlab/ci/config/header/{root,spec,input}.rb — the keys a header may use.
+fn check_header_keys(header: &Node, diagnostics: &mut Diagnostics) {
+    const SPEC_KEYS: [&str; 4] = ["inputs", "include", "component", "description"];
+    const INPUT_KEYS: [&str; 6] = [
+        "default",
+        "description",
+        "options",
+        "regex",
+        "type",
+        "rules",
+    ];
+    let mut unknown = |key: &Key, place: &str, allowed: &[&str]| {
+        diagnostics.push(
+            Diagnostic::error(key.span, format!("unknown key `{}` in {place}", key.name))
+                .with_code("inputs-spec")
+                .with_suggestion(&key.name, allowed.iter().copied()),
+        );
+    };
+    for (key, spec) in header.as_map().unwrap_or_default() {
+        if key.name != "spec" {
+            unknown(key, "the header", &["spec"]);
+            continue;
+        }
+        for (key, value) in spec.as_map().unwrap_or_default() {
+            if !SPEC_KEYS.contains(&key.name.as_str()) {
+                unknown(key, "`spec`", &SPEC_KEYS);
+            } else if key.name == "inputs" {
+                for (name, input) in value.as_map().unwrap_or_default() {
+                    for (key, _) in input.as_map().unwrap_or_default() {
+                        if !INPUT_KEYS.contains(&key.name.as_str()) {
+                            unknown(key, &format!("input `{}`", name.name), &INPUT_KEYS);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Validates one input and returns its value (the provided one or the default).
 fn check_input(
-    name: &str,
+    key: &Key,
     spec: &Node,
     provided: Option<&Node>,
-    args_span: Span,
+    args_span: Option<Span>,
     diagnostics: &mut Diagnostics,
 ) -> Option<Node> {
+    let name = key.name.as_str();
     let err = |span: Span, message: String| {
         Diagnostic::error(span, format!("`{name}` input: {message}")).with_code("inputs-invalid")
     };
@@ -127,10 +172,14 @@ fn check_input(
     // A provided `null` counts as not provided (GitLab: `value.nil? ? default : value`).
     let provided = provided.filter(|v| !v.is_null());
     let Some(value) = provided.or(default) else {
-        diagnostics.push(err(
-            args_span,
+        let mut d = err(
+            args_span.unwrap_or(key.span),
             "required value has not been provided".into(),
-        ));
+        );
+        if args_span.is_none() {
+            d = d.with_help("give it a `default`, or pass it as a pipeline input");
+        }
+        diagnostics.push(d);
         return None;
     };
     let is_default = provided.is_none();
