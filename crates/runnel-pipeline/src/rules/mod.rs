@@ -1,8 +1,17 @@
 //! `rules:` and the `rules:if` expression language (also `only`/`except`).
 //!
 //! The language is GitLab's (lib/gitlab/ci/pipeline/expression/): [`lex`] scans, [`parse`]
-//! builds an [`Expr`], [`eval`] evaluates it against a [`VarLookup`]; [`re2`] compiles its
-//! regexps as GitLab's RE2 does.
+//! builds an [`Expr`] the way GitLab's shunting-yard parser does, [`eval`] evaluates it against
+//! a [`VarLookup`] with Ruby's semantics; [`re2`] compiles its regexps as GitLab's RE2 does.
+//! [`rule`] evaluates `rules:` (with [`glob`], Ruby's `File.fnmatch?`), [`node`] converts the
+//! YAML, and [`only`] handles the legacy `only`/`except`.
+//!
+//! Where runnel cannot do exactly what GitLab does:
+//! - `exists:project` (another project's files) is false; `changes:compare_to` needs the
+//!   caller's [`RuleContext::compare_to`], else the push's changed files are used.
+//! - `only:refs` regexps that RE2 rejects fall back to Ruby's regexp engine in GitLab; here
+//!   such a pattern is compared as a plain ref name.
+//! - `$X =~ true` raises in GitLab; here `true` is searched as the text `true`.
 
 pub mod eval;
 pub mod glob;
