@@ -65,6 +65,10 @@ pub(crate) fn run(opts: Options) -> anyhow::Result<ExitCode> {
         Ok(pipeline) => pipeline,
         Err(LoadError::Config(rendered)) => {
             eprint!("{rendered}");
+            if opts.json {
+                let doc = serde_json::json!({"status": "error", "error": rendered, "jobs": []});
+                println!("{doc}");
+            }
             return Ok(ExitCode::from(exit_code::FAILURE));
         }
         Err(LoadError::NoPipeline(why)) => {
@@ -104,7 +108,8 @@ pub(crate) fn run(opts: Options) -> anyhow::Result<ExitCode> {
         .map(|j| Candidate {
             name: &j.name,
             stage: &j.stage,
-            needs: needs_of(j).unwrap_or_default(),
+            stage_index: j.stage_index,
+            needs: needs_of(j),
         })
         .collect();
     let selection = Selection {
@@ -113,7 +118,10 @@ pub(crate) fn run(opts: Options) -> anyhow::Result<ExitCode> {
         needs: opts.needs,
         only_needs: opts.only_needs,
     };
-    let (selected, named) = select(&candidates, &selection)?;
+    let (selected, named) = match select(&candidates, &selection) {
+        Ok(selection) => selection,
+        Err(err) => return Ok(user_error(&opts, &err.to_string())),
+    };
     let position: HashMap<usize, usize> =
         selected.iter().enumerate().map(|(s, &p)| (p, s)).collect();
     let schedule_jobs: Vec<ScheduleJob> = selected
@@ -158,7 +166,8 @@ pub(crate) fn run(opts: Options) -> anyhow::Result<ExitCode> {
             .map(|(s, _)| s)
             .collect();
         if found.is_empty() && !index_of.contains_key(name.as_str()) {
-            anyhow::bail!("`--manual {name}`: no job of the pipeline has this name");
+            let message = format!("`--manual {name}`: no job of the pipeline has this name");
+            return Ok(user_error(&opts, &message));
         }
         for s in found {
             schedule.play(s);
@@ -320,6 +329,18 @@ fn next_pipeline_iid(dir: &Path) -> u64 {
     let next = last + 1;
     let _ = std::fs::write(&path, next.to_string());
     next
+}
+
+/// A mistake on the command line: printed (and, with `--json`, given as the document), exit 1.
+fn user_error(opts: &Options, message: &str) -> ExitCode {
+    eprintln!("error: {message}");
+    if opts.json {
+        println!(
+            "{}",
+            serde_json::json!({"status": "error", "error": message, "jobs": []})
+        );
+    }
+    ExitCode::from(exit_code::FAILURE)
 }
 
 /// `cache:key:files` digests. GitLab hashes the ids of the files' last commits; runnel hashes

@@ -9,8 +9,10 @@ use anyhow::bail;
 pub(crate) struct Candidate<'a> {
     pub(crate) name: &'a str,
     pub(crate) stage: &'a str,
-    /// Indices of the jobs it needs.
-    pub(crate) needs: Vec<usize>,
+    pub(crate) stage_index: usize,
+    /// Indices of the jobs it needs; `None`: it waits for every job of earlier stages, which
+    /// `--needs` then pulls in.
+    pub(crate) needs: Option<Vec<usize>>,
 }
 
 /// What the command line asked for.
@@ -64,7 +66,18 @@ pub(crate) fn select(
         let mut stack: Vec<usize> = named.clone();
         let mut needed = BTreeSet::new();
         while let Some(i) = stack.pop() {
-            for &need in &candidates[i].needs {
+            let implicit: Vec<usize>;
+            let needs = match &candidates[i].needs {
+                Some(needs) => needs,
+                None => {
+                    let stage = candidates[i].stage_index;
+                    implicit = (0..candidates.len())
+                        .filter(|&j| candidates[j].stage_index < stage)
+                        .collect();
+                    &implicit
+                }
+            };
+            for &need in needs {
                 if needed.insert(need) {
                     stack.push(need);
                 }
@@ -136,7 +149,7 @@ mod tests {
     #[test]
     fn no_selection_runs_everything() {
         let (selected, named) = select(&pipeline(), &Selection::default()).expect("valid");
-        assert_eq!(selected, vec![0, 1, 2, 3, 4]);
+        assert_eq!(selected, vec![0, 1, 2, 3, 4, 5]);
         assert!(named.is_empty());
     }
 
