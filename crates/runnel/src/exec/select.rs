@@ -116,33 +116,28 @@ fn base_name(name: &str) -> &str {
 mod tests {
     use super::{Candidate, Selection, select};
 
+    fn candidate(
+        name: &'static str,
+        stage_index: usize,
+        needs: Option<Vec<usize>>,
+    ) -> Candidate<'static> {
+        let stage = [".pre", "build", "test", "deploy"][stage_index];
+        Candidate {
+            name,
+            stage,
+            stage_index,
+            needs,
+        }
+    }
+
     fn pipeline() -> Vec<Candidate<'static>> {
         vec![
-            Candidate {
-                name: "pre",
-                stage: ".pre",
-                needs: vec![],
-            },
-            Candidate {
-                name: "build",
-                stage: "build",
-                needs: vec![0],
-            },
-            Candidate {
-                name: "test 1/2",
-                stage: "test",
-                needs: vec![1],
-            },
-            Candidate {
-                name: "test 2/2",
-                stage: "test",
-                needs: vec![1],
-            },
-            Candidate {
-                name: "deploy",
-                stage: "deploy",
-                needs: vec![2, 3],
-            },
+            candidate("pre", 0, Some(vec![])),
+            candidate("build", 1, Some(vec![0])),
+            candidate("test 1/2", 2, Some(vec![1])),
+            candidate("test 2/2", 2, Some(vec![1])),
+            candidate("deploy", 3, Some(vec![2, 3])),
+            candidate("report", 3, None),
         ]
     }
 
@@ -178,6 +173,20 @@ mod tests {
         assert_eq!(
             select(&pipeline(), &only_needs).expect("valid"),
             (vec![0, 1, 2, 3], vec![])
+        );
+    }
+
+    #[test]
+    fn needs_of_a_job_without_needs_are_the_earlier_stages() {
+        let jobs = ["report".to_owned()];
+        let with_needs = Selection {
+            jobs: &jobs,
+            needs: true,
+            ..Selection::default()
+        };
+        assert_eq!(
+            select(&pipeline(), &with_needs).expect("valid").0,
+            vec![0, 1, 2, 3, 5]
         );
     }
 
