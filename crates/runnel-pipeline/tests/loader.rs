@@ -306,3 +306,17 @@ fn large_pipeline_over_many_includes_loads() {
         .collect();
     assert_eq!(script, ["echo base", "echo 19"]);
 }
+
+proptest::proptest! {
+    /// Random text made of YAML punctuation, keywords and interpolation never panics the loader.
+    #[test]
+    fn random_yaml_like_text_never_panics(
+        text in r#"([a-z_]{1,8}|[:\-\[\]{}&*!<>|'" ,#~.$]|\n {0,4}|[0-9]{1,4}|!reference|<<|\$\[\[ inputs\.[a-z] \]\]|extends|include|---\n){0,60}"#
+    ) {
+        let opts = LoadOptions::new(fixtures_dir().join("include/local_string"));
+        let mut map = SourceMap::new();
+        if let Err(diags) = load_str(&mut map, ".gitlab-ci.yml", text, &opts) {
+            let _ = render_plain(&diags.0, &map);
+        }
+    }
+}
