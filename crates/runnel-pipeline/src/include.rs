@@ -96,6 +96,8 @@ pub(crate) struct Loader<'a, 'o> {
     files: HashMap<String, Result<FileId, String>>,
     /// Identities of the files being expanded, outermost first (for cycles).
     stack: Vec<(String, &'static str)>,
+    /// Every file of a project directory, listed once per load (wildcards and `exists:`).
+    listings: HashMap<PathBuf, std::rc::Rc<[String]>>,
     /// The include entries that led to the file being expanded (for notes).
     include_spans: Vec<Span>,
 }
@@ -111,6 +113,7 @@ impl<'a, 'o> Loader<'a, 'o> {
             files: HashMap::new(),
             stack: Vec::new(),
             include_spans: Vec::new(),
+            listings: HashMap::new(),
         }
     }
 
@@ -126,6 +129,14 @@ impl<'a, 'o> Loader<'a, 'o> {
             }
         }
         self.diagnostics.push(diagnostic);
+    }
+
+    /// The files below `root`, sorted (cached for the load).
+    fn files_of(&mut self, root: &std::path::Path) -> std::rc::Rc<[String]> {
+        self.listings
+            .entry(root.to_path_buf())
+            .or_insert_with(|| paths::list_files(root).into())
+            .clone()
     }
 
     fn variables(&self, origin: &Origin) -> &'a [(String, String)] {

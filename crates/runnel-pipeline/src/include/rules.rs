@@ -2,7 +2,7 @@
 //! GitLab: lib/gitlab/ci/config/external/rules.rb.
 
 use crate::diag::Diagnostic;
-use crate::include::paths::{glob_regex, list_files};
+use crate::include::paths::glob_regex;
 use crate::include::{Loader, Origin};
 use crate::inputs;
 use crate::yaml::{Node, Value};
@@ -71,11 +71,10 @@ impl Loader<'_, '_> {
                 },
                 _ => Vec::new(),
             };
-            let files = origin
-                .project_root
-                .as_deref()
-                .map(list_files)
-                .unwrap_or_default();
+            let files = match origin.project_root.as_deref() {
+                Some(root) => self.files_of(root),
+                None => Vec::new().into(),
+            };
             let any = paths.iter().any(|p| {
                 let p = inputs::expand(p, self.variables(origin), false);
                 let pattern = glob_regex(p.trim_start_matches('/'));

@@ -2,7 +2,7 @@
 //! `template`, `project` and `component`.
 
 use crate::diag::Diagnostic;
-use crate::include::paths::{has_yaml_extension, list_files, wildcard_regex};
+use crate::include::paths::{has_yaml_extension, wildcard_regex};
 use crate::include::{Loader, Origin, Target, TargetSource};
 use crate::inputs;
 use crate::source::Span;
@@ -63,7 +63,7 @@ impl Loader<'_, '_> {
             return vec![local(path)];
         }
         // GitLab matches wildcards against the paths of the commit, in path order.
-        let files = list_files(project_root);
+        let files = self.files_of(project_root);
         let pattern = wildcard_regex(path);
         files
             .iter()
