@@ -29,6 +29,9 @@ pub struct LoadOptions<'a> {
     pub variables: Vec<(String, String)>,
     /// Pipeline inputs for the root file's `spec:inputs`.
     pub inputs: Vec<(String, Node)>,
+    /// The files this push changed, for `include:rules:changes`; `None` when unknown, and then
+    /// every `changes:` rule matches (GitLab does the same without a diff base).
+    pub changed_files: Option<Vec<String>>,
     /// GitLab's include limit (150 by default), counting nested and repeated includes.
     pub max_includes: usize,
 }
@@ -41,6 +44,7 @@ impl<'a> LoadOptions<'a> {
             fetcher: None,
             variables: Vec::new(),
             inputs: Vec::new(),
+            changed_files: None,
             max_includes: MAX_INCLUDES,
         }
     }

@@ -27,10 +27,11 @@ fn fixture_fetcher(url: &str) -> Result<String, String> {
     std::fs::read_to_string(path).map_err(|_| "404 Not Found".to_owned())
 }
 
-/// The `# context:` header: `var=NAME=value` and `input=name=value` items.
+/// The `# context:` header: `var=NAME=value`, `input=name=value` and `changed=path` items.
 struct Case {
     variables: Vec<(String, String)>,
     inputs: Vec<(String, Node)>,
+    changed: Option<Vec<String>>,
 }
 
 impl Case {
@@ -38,6 +39,7 @@ impl Case {
         let mut case = Case {
             variables: Vec::new(),
             inputs: Vec::new(),
+            changed: None,
         };
         let Some(line) = text
             .lines()
@@ -51,6 +53,10 @@ impl Case {
                 && let Some((k, v)) = var.split_once('=')
             {
                 case.variables.push((k.to_owned(), v.to_owned()));
+            } else if let Some(path) = item.strip_prefix("changed=") {
+                case.changed
+                    .get_or_insert_with(Vec::new)
+                    .push(path.to_owned());
             } else if let Some(input) = item.strip_prefix("input=")
                 && let Some((k, v)) = input.split_once('=')
             {
@@ -81,6 +87,7 @@ fn run_case(path: &Path) -> String {
     opts.fetcher = Some(&fetcher);
     opts.variables = case.variables;
     opts.inputs = case.inputs;
+    opts.changed_files = case.changed;
     let mut map = SourceMap::new();
     match load_str(&mut map, ".gitlab-ci.yml", text, &opts) {
         Ok(config) => serde_json::to_string_pretty(&config.to_json()).expect("JSON serializes"),

@@ -58,19 +58,7 @@ impl Loader<'_, '_> {
             }
         }
         if let Some(exists) = rule.get("exists") {
-            let paths: Vec<&str> = match &exists.value {
-                Value::Str(s) => vec![s.as_str()],
-                Value::Seq(items) => items.iter().filter_map(Node::as_str).collect(),
-                Value::Map(_) => match exists.get("paths") {
-                    Some(p) => match &p.value {
-                        Value::Str(s) => vec![s.as_str()],
-                        Value::Seq(items) => items.iter().filter_map(Node::as_str).collect(),
-                        _ => Vec::new(),
-                    },
-                    None => Vec::new(),
-                },
-                _ => Vec::new(),
-            };
+            let paths: Vec<&str> = rule_paths(exists);
             let files = match origin.project_root.as_deref() {
                 Some(root) => self.files_of(root),
                 None => Vec::new().into(),
@@ -84,8 +72,31 @@ impl Loader<'_, '_> {
                 return false;
             }
         }
-        // `changes:` needs the pushed diff; locally every file counts as changed, as GitLab does
-        // for pipelines without a diff base.
+        // Without the pushed diff every `changes:` matches, as GitLab does without a diff base.
+        if let (Some(changes), Some(changed)) = (rule.get("changes"), &self.opts.changed_files) {
+            let globs = rule_paths(changes);
+            let vars = self.variables(origin);
+            let any = globs.iter().any(|g| {
+                let pattern = glob_regex(inputs::expand(g, vars, false).trim_start_matches('/'));
+                changed.iter().any(|f| pattern.is_match(f))
+            });
+            if !any {
+                return false;
+            }
+        }
         true
+    }
+}
+
+/// The paths of `exists:` or `changes:`: a string, a list, or a mapping with `paths:`.
+fn rule_paths(node: &Node) -> Vec<&str> {
+    let list = match &node.value {
+        Value::Map(_) => node.get("paths"),
+        _ => Some(node),
+    };
+    match list.map(|n| &n.value) {
+        Some(Value::Str(s)) => vec![s.as_str()],
+        Some(Value::Seq(items)) => items.iter().filter_map(Node::as_str).collect(),
+        _ => Vec::new(),
     }
 }
