@@ -65,6 +65,9 @@ pub(crate) struct Origin {
     /// The project directory that `local:` paths in this file are relative to; `None` for remote
     /// and template files, which GitLab expands without a project (context.rb `mutate`).
     pub(crate) project_root: Option<PathBuf>,
+    /// How messages name this project's files: empty for the pipeline's project, else
+    /// `group/project/`.
+    pub(crate) display_prefix: String,
     /// Remote and template files resolve their includes anonymously, without variables.
     pub(crate) anonymous: bool,
 }

@@ -106,6 +106,7 @@ pub fn load_str(
         .collect();
     let origin = Origin {
         project_root: Some(opts.project_dir.clone()),
+        display_prefix: String::new(),
         anonymous: false,
     };
     let mut loader = Loader::new(map, opts);

@@ -50,10 +50,11 @@ impl Loader<'_, '_> {
         let local = |rel: &str| Target {
             kind: "local file",
             identity: format!("local:{}", project_root.join(rel).display()),
-            display: rel.to_owned(),
+            display: format!("{}{rel}", origin.display_prefix),
             source: TargetSource::Path(project_root.join(rel)),
             origin: Origin {
                 project_root: Some(project_root.to_path_buf()),
+                display_prefix: origin.display_prefix.clone(),
                 anonymous: origin.anonymous,
             },
             component: Vec::new(),
@@ -102,6 +103,7 @@ impl Loader<'_, '_> {
             source: TargetSource::Remote(url.to_owned()),
             origin: Origin {
                 project_root: None,
+                display_prefix: String::new(),
                 anonymous: true,
             },
             component: Vec::new(),
@@ -144,6 +146,7 @@ impl Loader<'_, '_> {
             source: TargetSource::Path(path),
             origin: Origin {
                 project_root: None,
+                display_prefix: String::new(),
                 anonymous: true,
             },
             component: Vec::new(),
@@ -234,6 +237,7 @@ impl Loader<'_, '_> {
                 source: TargetSource::Path(root.join(&rel)),
                 origin: Origin {
                     project_root: Some(root.clone()),
+                    display_prefix: format!("{project}/"),
                     anonymous: origin.anonymous,
                 },
                 component: Vec::new(),
@@ -300,6 +304,7 @@ impl Loader<'_, '_> {
             source: TargetSource::Path(file),
             origin: Origin {
                 project_root: Some(root),
+                display_prefix: format!("{project}/"),
                 anonymous: false,
             },
             integrity: None,
