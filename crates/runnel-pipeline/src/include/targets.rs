@@ -187,10 +187,14 @@ impl Loader<'_, '_> {
         let project = project.trim_matches('/');
         // A checkout of that ref (`<project>@<ref>`) wins over the plain checkout; GitLab matches
         // project paths case-insensitively (file/project.rb downcases them).
-        let reference = entry.get("ref").and_then(Node::as_str);
+        let vars = self.variables(origin);
+        let reference = entry
+            .get("ref")
+            .and_then(Node::as_str)
+            .map(|r| inputs::expand(r, vars, false));
         let root = self.opts.projects_dir.as_ref().and_then(|dir| {
             let mut candidates = Vec::new();
-            if let Some(reference) = reference {
+            if let Some(reference) = &reference {
                 candidates.push(dir.join(format!("{project}@{reference}")));
             }
             candidates.push(dir.join(project));
