@@ -131,6 +131,12 @@ pub struct ScheduleJob {
     pub allow_failure: AllowFailure,
     /// `retry:`.
     pub retry: RetryPolicy,
+    /// The pipeline the job belongs to: 0 for the pipeline itself, others for child pipelines.
+    /// Stage ordering only looks at jobs of the same pipeline.
+    pub pipeline: usize,
+    /// For a job of a child pipeline: the trigger job that creates that pipeline. The job is not
+    /// looked at before the trigger job succeeded.
+    pub trigger: Option<usize>,
 }
 
 /// What the scheduler knows about one job.
@@ -270,6 +276,12 @@ impl Schedule {
                 if self.states[index].status != JobStatus::Created {
                     continue;
                 }
+                if let Some(trigger) = self.jobs[index].trigger
+                    && self.states[trigger].status != JobStatus::Success
+                    && self.states[trigger].status != JobStatus::Running
+                {
+                    continue;
+                }
                 let previous = self.previous_status(index);
                 if !previous.is_completed() {
                     continue;
@@ -323,7 +335,10 @@ impl Schedule {
             Some(needs) => composite(needs.iter().map(|&i| self.composite_input(i)), true),
             None => composite(
                 (0..self.jobs.len())
-                    .filter(|&i| self.jobs[i].stage_index < job.stage_index)
+                    .filter(|&i| {
+                        self.jobs[i].pipeline == job.pipeline
+                            && self.jobs[i].stage_index < job.stage_index
+                    })
                     .map(|i| self.composite_input(i)),
                 false,
             ),
@@ -397,14 +412,19 @@ impl Schedule {
         })
     }
 
-    /// The pipeline's status: the composite of all its jobs. `manual` means blocked by a manual
-    /// job; `created` (or `running`) when jobs were left waiting.
+    /// The pipeline's status: the composite of all its jobs (child pipelines count through their
+    /// trigger jobs). `manual` means blocked by a manual job; `running` when jobs were left
+    /// waiting.
     pub fn pipeline_status(&self) -> PipelineStatus {
-        let status = composite((0..self.jobs.len()).map(|i| self.composite_input(i)), false);
-        let warnings = self
-            .states
-            .iter()
-            .any(|s| s.status == JobStatus::Failed && s.allowed_failure);
+        self.status_of_pipeline(0)
+    }
+
+    /// The status of pipeline `pipeline` (0: the pipeline itself, others: child pipelines).
+    pub fn status_of_pipeline(&self, pipeline: usize) -> PipelineStatus {
+        let members = || (0..self.jobs.len()).filter(move |&i| self.jobs[i].pipeline == pipeline);
+        let status = composite(members().map(|i| self.composite_input(i)), false);
+        let warnings = members()
+            .any(|i| self.states[i].status == JobStatus::Failed && self.states[i].allowed_failure);
         match status {
             None => PipelineStatus::Success,
             Some(JobStatus::Success) if warnings => PipelineStatus::Warning,
@@ -415,6 +435,21 @@ impl Schedule {
             Some(JobStatus::Manual) => PipelineStatus::Blocked,
             Some(_) => PipelineStatus::Running,
         }
+    }
+
+    /// Whether nothing more can happen in pipeline `pipeline` without a person: none of its jobs
+    /// is pending, running or scheduled, and none can be reached by [`Schedule::advance`].
+    pub fn pipeline_is_idle(&self, pipeline: usize) -> bool {
+        (0..self.jobs.len())
+            .filter(|&i| self.jobs[i].pipeline == pipeline)
+            .all(|i| {
+                let status = self.states[i].status;
+                match status {
+                    JobStatus::Pending | JobStatus::Running | JobStatus::Scheduled => false,
+                    JobStatus::Created => !self.previous_status(i).is_completed(),
+                    _ => true,
+                }
+            })
     }
 
     /// Manual jobs that hold others back: they are not allowed to fail and at least one
@@ -577,6 +612,8 @@ mod tests {
             when: When::OnSuccess,
             allow_failure: AllowFailure::Bool(false),
             retry: RetryPolicy::default(),
+            pipeline: 0,
+            trigger: None,
         }
     }
 
@@ -969,6 +1006,41 @@ mod tests {
         s.advance();
         assert_eq!(statuses(&s), vec!["canceled", "canceled", "canceled"]);
         assert_eq!(s.pipeline_status(), PipelineStatus::Canceled);
+    }
+
+    #[test]
+    fn child_pipeline_jobs_wait_for_their_trigger_and_order_by_their_own_stages() {
+        let child = |name: &str, stage: usize| ScheduleJob {
+            pipeline: 1,
+            trigger: Some(1),
+            ..job(name, stage)
+        };
+        let mut s = Schedule::new(vec![
+            job("build", 1),
+            job("trigger", 2),
+            child("child-build", 0),
+            child("child-test", 1),
+            job("deploy", 3),
+        ]);
+        assert_eq!(s.advance(), vec![Transition::Ready(0)]);
+        s.start(0);
+        s.finish(0, &JobResult::Success);
+        assert_eq!(s.advance(), vec![Transition::Ready(1)]);
+        s.start(1);
+        assert_eq!(
+            s.advance(),
+            vec![Transition::Ready(2)],
+            "a running trigger creates the child"
+        );
+        assert!(!s.pipeline_is_idle(1));
+        s.start(2);
+        s.finish(2, &failed(1));
+        assert_eq!(s.advance(), vec![Transition::Skipped(3)]);
+        assert!(s.pipeline_is_idle(1));
+        assert_eq!(s.status_of_pipeline(1), PipelineStatus::Failed);
+        s.finish(1, &failed(1));
+        assert_eq!(s.advance(), vec![Transition::Skipped(4)]);
+        assert_eq!(s.pipeline_status(), PipelineStatus::Failed);
     }
 
     #[test]

@@ -2,14 +2,14 @@
 //! them (at most `concurrency` at once), turns their traces into report events, and feeds each
 //! end back to the schedule, until nothing can move. Ctrl-C cancels every job.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
 use runnel_api::JobPayload;
 use runnel_pipeline::plan::RunContext;
-use runnel_pipeline::schedule::{Finished, JobResult, Schedule, Transition};
+use runnel_pipeline::schedule::{Finished, JobResult, JobStatus, Schedule, Transition};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -30,6 +30,17 @@ pub(crate) struct JobEnd {
     pub(crate) artifacts: Vec<String>,
     /// `tests, failures, errors, skipped` from its junit reports.
     pub(crate) junit: Option<[u64; 4]>,
+}
+
+/// A trigger job (GitLab's bridge).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Bridge {
+    /// The child pipeline it creates (`None`: a downstream project's pipeline, which a local run
+    /// cannot create).
+    pub(crate) child: Option<usize>,
+    /// `strategy: depend`: it ends with its child pipeline's status; otherwise it succeeds as
+    /// soon as the child pipeline is created (GitLab: app/models/ci/bridge.rb).
+    pub(crate) depend: bool,
 }
 
 /// Where and how one job attempt runs.
@@ -65,7 +76,12 @@ pub(crate) struct Driver<'a, R: JobRunner> {
     pub(crate) runner: Arc<R>,
     pub(crate) schedule: Schedule,
     pub(crate) records: Vec<JobRecord>,
-    pub(crate) ctx: RunContext,
+    /// One context per pipeline: 0 is the pipeline itself, the others its child pipelines.
+    pub(crate) ctxs: Vec<RunContext>,
+    /// The pipeline of each scheduled job.
+    pub(crate) unit_pipeline: Vec<usize>,
+    /// Trigger jobs, by schedule index: they create a child pipeline instead of running.
+    pub(crate) bridges: HashMap<usize, Bridge>,
     pub(crate) planner: &'a Planner<'a>,
     pub(crate) coverage: &'a (dyn Fn(usize, &[String]) -> Option<String> + 'a),
     pub(crate) concurrency: usize,
@@ -119,19 +135,7 @@ impl<R: JobRunner> Driver<'_, R> {
         let mut interrupted = false;
         loop {
             if !interrupted {
-                for transition in self.schedule.advance() {
-                    match transition {
-                        Transition::Ready(i) => queue.push_back(i),
-                        Transition::Delayed(i, wait) => {
-                            timers.spawn(async move {
-                                tokio::time::sleep(wait).await;
-                                i
-                            });
-                            self.set_status(i);
-                        }
-                        Transition::Skipped(i) | Transition::Manual(i) => self.set_status(i),
-                    }
-                }
+                self.advance(&mut queue, &mut timers, &mut seq);
             }
             while !interrupted && tasks.len() < self.concurrency {
                 let Some(i) = queue.pop_front() else { break };
@@ -198,6 +202,86 @@ impl<R: JobRunner> Driver<'_, R> {
         }
     }
 
+    /// Applies the schedule's transitions until nothing changes: ready jobs are queued, trigger
+    /// jobs create their child pipelines, and `strategy: depend` trigger jobs end with theirs.
+    fn advance(&mut self, queue: &mut VecDeque<usize>, timers: &mut JoinSet<usize>, seq: &mut u64) {
+        loop {
+            let mut changed = false;
+            for transition in self.schedule.advance() {
+                changed = true;
+                match transition {
+                    Transition::Ready(i) if self.bridges.contains_key(&i) => {
+                        self.start_bridge(i, seq)
+                    }
+                    Transition::Ready(i) => queue.push_back(i),
+                    Transition::Delayed(i, wait) => {
+                        timers.spawn(async move {
+                            tokio::time::sleep(wait).await;
+                            i
+                        });
+                        self.set_status(i);
+                    }
+                    Transition::Skipped(i) | Transition::Manual(i) => self.set_status(i),
+                }
+            }
+            let waiting: Vec<(usize, usize)> = self
+                .bridges
+                .iter()
+                .filter(|(i, b)| b.depend && self.schedule.state(**i).status == JobStatus::Running)
+                .filter_map(|(i, b)| b.child.map(|c| (*i, c)))
+                .collect();
+            for (i, child) in waiting {
+                if self.schedule.pipeline_is_idle(child) {
+                    let result = if self.schedule.status_of_pipeline(child).passed() {
+                        JobResult::Success
+                    } else {
+                        JobResult::Failed {
+                            failure_reason: "downstream_pipeline_failure".into(),
+                            exit_code: None,
+                        }
+                    };
+                    *seq += 1;
+                    self.end_bridge(i, *seq, &result);
+                    changed = true;
+                }
+            }
+            if !changed {
+                return;
+            }
+        }
+    }
+
+    /// A trigger job creates its child pipeline; without `strategy: depend` that is all it does.
+    fn start_bridge(&mut self, i: usize, seq: &mut u64) {
+        *seq += 1;
+        self.schedule.start(i);
+        let record = &mut self.records[i];
+        record.status = "running";
+        record.started_seq = Some(*seq);
+        self.reporter
+            .event(&Event::Started { job: i, attempt: 1 }, &self.records);
+        let bridge = self.bridges[&i];
+        if bridge.child.is_none() {
+            let line = TraceLine::Output("downstream project pipelines are not run locally".into());
+            self.reporter
+                .event(&Event::Line { job: i, line }, &self.records);
+        }
+        if !bridge.depend || bridge.child.is_none() {
+            *seq += 1;
+            self.end_bridge(i, *seq, &JobResult::Success);
+        }
+    }
+
+    fn end_bridge(&mut self, i: usize, seq: u64, result: &JobResult) {
+        self.schedule.finish(i, result);
+        let record = &mut self.records[i];
+        record.finished_seq = Some(seq);
+        record.duration = Some(std::time::Duration::ZERO);
+        record.status = self.schedule.state(i).report_status();
+        self.reporter
+            .event(&Event::Status { job: i }, &self.records);
+    }
+
     fn set_status(&mut self, i: usize) {
         self.records[i].status = self.schedule.state(i).report_status();
         self.reporter
@@ -218,7 +302,7 @@ impl<R: JobRunner> Driver<'_, R> {
         cancel: &Cancel,
         tasks: &mut JoinSet<(usize, JobEnd)>,
     ) {
-        let payload = (self.planner)(i, &self.ctx);
+        let payload = (self.planner)(i, &self.ctxs[self.unit_pipeline[i]]);
         self.schedule.start(i);
         let attempt = self.schedule.state(i).retries + 1;
         let record = &mut self.records[i];
@@ -334,7 +418,7 @@ impl<R: JobRunner> Driver<'_, R> {
         if let Some(state) = running[i].take() {
             self.records[i].duration = Some(state.started.elapsed());
         }
-        let name = self.records[i].name.clone();
+        let name = self.schedule.jobs()[i].name.clone();
         let finished = self.schedule.finish(i, &end.result);
         let record = &mut self.records[i];
         record.finished_seq = Some(seq);
@@ -350,9 +434,10 @@ impl<R: JobRunner> Driver<'_, R> {
             record.status = "retried";
         } else {
             record.status = self.schedule.state(i).report_status();
-            self.ctx.dotenv.insert(name.clone(), end.dotenv);
+            let ctx = &mut self.ctxs[self.unit_pipeline[i]];
+            ctx.dotenv.insert(name.clone(), end.dotenv);
             if end.has_artifacts {
-                self.ctx.finished.insert(name, record.id);
+                ctx.finished.insert(name, record.id);
             }
         }
         self.reporter

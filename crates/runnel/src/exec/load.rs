@@ -73,3 +73,103 @@ pub(crate) fn load(
         )),
     }
 }
+
+/// A child pipeline (`trigger:include`), created when its trigger job runs.
+pub(crate) struct Child {
+    /// The child's jobs.
+    pub(crate) pipeline: Pipeline,
+    /// Its context: its own pipeline id, source `parent_pipeline`, and the trigger job's
+    /// variables as pipeline variables.
+    pub(crate) ctx: RunContext,
+    /// `strategy: depend`: the trigger job's status is the child pipeline's.
+    pub(crate) depend: bool,
+}
+
+/// Loads the child pipeline of trigger job `bridge`. GitLab: the trigger job's YAML variables
+/// (global ones included) become the child's pipeline variables, and the parent's pipeline
+/// variables only with `forward: pipeline_variables: true`
+/// (app/models/ci/bridge.rb `downstream_variables`).
+pub(crate) fn load_child(
+    opts: &Options,
+    parent: &RunContext,
+    bridge: &runnel_pipeline::job::Job,
+    number: u64,
+) -> Result<Option<Child>, LoadError> {
+    let Some(trigger) = &bridge.trigger else {
+        return Ok(None);
+    };
+    let Some(include) = &trigger.include else {
+        return Ok(None);
+    };
+    let forward = |key: &str, default: bool| {
+        trigger
+            .forward
+            .as_ref()
+            .and_then(|f| f.get(key))
+            .and_then(serde_json::Value::as_bool)
+            .unwrap_or(default)
+    };
+    let mut ctx = parent.clone();
+    ctx.pipeline_id = parent.pipeline_id * 100 + number;
+    ctx.pipeline_iid = ctx.pipeline_id;
+    ctx.pipeline_source = "parent_pipeline".to_owned();
+    ctx.dotenv.clear();
+    ctx.finished.clear();
+    ctx.played.clear();
+    if !forward("pipeline_variables", false) {
+        ctx.pipeline_variables.clear();
+    }
+    if forward("yaml_variables", true) {
+        ctx.pipeline_variables.extend(
+            bridge
+                .variables
+                .iter()
+                .map(|v| runnel_api::JobVariable::new(&v.name, &v.value)),
+        );
+    }
+    let mut sources = SourceMap::new();
+    let text = format!("include: {include}\n");
+    let display = format!(
+        "{} (trigger:include of `{}`)",
+        opts.file.display(),
+        bridge.name
+    );
+    let mut load_options = LoadOptions::new(&opts.project_dir);
+    load_options.variables = runnel_pipeline::plan::pipeline_variables(&ctx)
+        .into_iter()
+        .chain(ctx.project_variables.iter().cloned())
+        .chain(ctx.pipeline_variables.iter().cloned())
+        .map(|v| (v.key, v.value))
+        .collect();
+    let config = resolve::load_str(&mut sources, &display, text, &load_options)
+        .map_err(|d| LoadError::Config(render_plain(&d.0, &sources)))?;
+    let pipeline_context = PipelineContext {
+        ref_name: ctx.git.ref_name.clone(),
+        ref_type: if ctx.git.is_tag {
+            RefType::Tag
+        } else {
+            RefType::Branch
+        },
+        source: ctx.pipeline_source.clone(),
+        default_branch: ctx.git.default_branch.clone(),
+        variables: ctx
+            .project_variables
+            .iter()
+            .chain(&ctx.pipeline_variables)
+            .map(|v| (v.key.clone(), v.value.clone()))
+            .collect(),
+        changed_files: None,
+        project_dir: Some(opts.project_dir.clone()),
+        merge_request: None,
+        commit_sha: Some(ctx.git.sha.clone()).filter(|s| !s.is_empty()),
+        project_path: Some(ctx.project.path.clone()),
+    };
+    let pipeline = Pipeline::from_root(&config.root, &pipeline_context)
+        .map_err(|d| LoadError::Config(render_plain(&d.0, &sources)))?;
+    let depend = trigger.strategy.as_deref() == Some("depend");
+    Ok((pipeline.creation == Creation::Created).then_some(Child {
+        pipeline,
+        ctx,
+        depend,
+    }))
+}

@@ -8,10 +8,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use runnel_pipeline::job::{Job, JobKind};
 use runnel_pipeline::plan::{self, RunContext};
 use runnel_pipeline::schedule::{RetryPolicy, Schedule, ScheduleJob};
 
-use crate::exec::driver::Driver;
+use crate::exec::driver::{Bridge, Driver};
 use crate::exec::load::{self, LoadError};
 use crate::exec::select::{Candidate, Selection, select};
 use crate::exec::{git, shell, varfile};
@@ -63,14 +64,7 @@ pub(crate) fn run(opts: Options) -> anyhow::Result<ExitCode> {
     let changed = git::changed_files(&opts.project_dir);
     let pipeline = match load::load(&opts, &ctx, changed) {
         Ok(pipeline) => pipeline,
-        Err(LoadError::Config(rendered)) => {
-            eprint!("{rendered}");
-            if opts.json {
-                let doc = serde_json::json!({"status": "error", "error": rendered, "jobs": []});
-                println!("{doc}");
-            }
-            return Ok(ExitCode::from(exit_code::FAILURE));
-        }
+        Err(LoadError::Config(rendered)) => return Ok(config_error(&opts, &rendered)),
         Err(LoadError::NoPipeline(why)) => {
             eprintln!("no pipeline: {why}");
             if opts.json {
@@ -83,6 +77,10 @@ pub(crate) fn run(opts: Options) -> anyhow::Result<ExitCode> {
         print_list(&pipeline.jobs);
         return Ok(ExitCode::SUCCESS);
     }
+
+    prepare_state_dir(&opts.state_dir)?;
+    ctx.pipeline_iid = next_pipeline_iid(&opts.state_dir);
+    ctx.pipeline_id = ctx.pipeline_iid;
 
     let jobs = &pipeline.jobs;
     let index_of: HashMap<&str, usize> = jobs
@@ -124,33 +122,73 @@ pub(crate) fn run(opts: Options) -> anyhow::Result<ExitCode> {
     };
     let position: HashMap<usize, usize> =
         selected.iter().enumerate().map(|(s, &p)| (p, s)).collect();
-    let schedule_jobs: Vec<ScheduleJob> = selected
+    let mut schedule_jobs: Vec<ScheduleJob> = selected
         .iter()
         .map(|&p| {
-            let job = &jobs[p];
-            ScheduleJob {
-                name: job.name.clone(),
-                stage_index: job.stage_index,
-                needs: needs_of(job)
-                    .map(|n| n.iter().filter_map(|i| position.get(i).copied()).collect()),
-                when: job.when.clone(),
-                allow_failure: job.allow_failure.clone(),
-                retry: job
-                    .retry
-                    .as_ref()
-                    .map_or_else(RetryPolicy::default, |r| RetryPolicy {
-                        max: u32::from(r.max),
-                        when: r.when.clone(),
-                        exit_codes: (!r.exit_codes.is_empty()).then(|| {
-                            r.exit_codes
-                                .iter()
-                                .filter_map(|c| i32::try_from(*c).ok())
-                                .collect()
-                        }),
-                    }),
-            }
+            let needs = needs_of(&jobs[p])
+                .map(|n| n.iter().filter_map(|i| position.get(i).copied()).collect());
+            schedule_job(&jobs[p], needs, 0, None)
         })
         .collect();
+    // Units: (pipeline, job index in that pipeline) for every scheduled job.
+    let mut units: Vec<(usize, usize)> = selected.iter().map(|&p| (0, p)).collect();
+    let mut names: Vec<String> = selected.iter().map(|&p| jobs[p].name.clone()).collect();
+    let mut children: Vec<load::Child> = Vec::new();
+    let mut bridges: HashMap<usize, Bridge> = HashMap::new();
+    for (s, &p) in selected.iter().enumerate() {
+        let job = &jobs[p];
+        if job.kind != JobKind::Trigger {
+            continue;
+        }
+        let number = children.len() as u64 + 1;
+        let child = match load::load_child(&opts, &ctx, job, number) {
+            Ok(child) => child,
+            Err(LoadError::Config(rendered)) => return Ok(config_error(&opts, &rendered)),
+            Err(LoadError::NoPipeline(_)) => None,
+        };
+        let Some(child) = child else {
+            bridges.insert(
+                s,
+                Bridge {
+                    child: None,
+                    depend: false,
+                },
+            );
+            continue;
+        };
+        let pipeline_no = children.len() + 1;
+        let offset = schedule_jobs.len();
+        let child_jobs = &child.pipeline.jobs;
+        let child_index: HashMap<&str, usize> = child_jobs
+            .iter()
+            .enumerate()
+            .map(|(i, j)| (j.name.as_str(), i))
+            .collect();
+        for (j, child_job) in child_jobs.iter().enumerate() {
+            let needs = child_job.needs.as_ref().map(|needs| {
+                needs
+                    .iter()
+                    .filter_map(|need| match need {
+                        runnel_pipeline::job::Need::Job { job, .. } => {
+                            child_index.get(job.as_str()).map(|i| i + offset)
+                        }
+                        _ => None,
+                    })
+                    .collect()
+            });
+            schedule_jobs.push(schedule_job(child_job, needs, pipeline_no, Some(s)));
+            units.push((pipeline_no, j));
+            names.push(format!("[{}] -> {}", job.name, child_job.name));
+        }
+        bridges.insert(
+            s,
+            Bridge {
+                child: Some(pipeline_no),
+                depend: child.depend,
+            },
+        );
+        children.push(child);
+    }
     let mut schedule = Schedule::new(schedule_jobs);
     for &p in &named {
         if let Some(&s) = position.get(&p) {
@@ -175,21 +213,31 @@ pub(crate) fn run(opts: Options) -> anyhow::Result<ExitCode> {
         }
     }
 
-    prepare_state_dir(&opts.state_dir)?;
-    ctx.pipeline_iid = next_pipeline_iid(&opts.state_dir);
-    ctx.pipeline_id = ctx.pipeline_iid;
     ctx.files_keys = files_keys(&opts.project_dir, jobs);
     let log_dir = opts.state_dir.join("logs");
     std::fs::create_dir_all(&log_dir)
         .with_context(|| format!("failed to create `{}`", log_dir.display()))?;
 
-    let records: Vec<JobRecord> = selected
+    let mut ctxs = vec![ctx];
+    for child in &mut children {
+        child.ctx.files_keys = ctxs[0].files_keys.clone();
+        ctxs.push(child.ctx.clone());
+    }
+    let job_of = |(pipeline, j): (usize, usize)| {
+        if pipeline == 0 {
+            &jobs[j]
+        } else {
+            &children[pipeline - 1].pipeline.jobs[j]
+        }
+    };
+    let records: Vec<JobRecord> = units
         .iter()
-        .map(|&p| JobRecord {
-            name: jobs[p].name.clone(),
-            stage: jobs[p].stage.clone(),
+        .zip(&names)
+        .map(|(&(pipeline, j), name)| JobRecord {
+            name: name.clone(),
+            stage: job_of((pipeline, j)).stage.clone(),
             status: "created",
-            id: ctx.job_id(p),
+            id: ctxs[pipeline].job_id(j),
             ..JobRecord::default()
         })
         .collect();
@@ -209,15 +257,23 @@ pub(crate) fn run(opts: Options) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    let coverage_patterns: Vec<Option<&str>> = selected
+    let coverage_patterns: Vec<Option<&str>> = units
         .iter()
-        .map(|&p| jobs[p].coverage.as_deref())
+        .map(|&u| job_of(u).coverage.as_deref())
         .collect();
     let coverage = |i: usize, output: &[String]| -> Option<String> {
         let pattern = coverage_patterns.get(i).copied().flatten()?;
         runnel_exec::extract_coverage(pattern, &output.join("\n"))
     };
-    let planner = |i: usize, ctx: &RunContext| plan::plan_job(jobs, selected[i], ctx);
+    let planner = |i: usize, ctx: &RunContext| {
+        let (pipeline, j) = units[i];
+        let jobs = if pipeline == 0 {
+            jobs
+        } else {
+            &children[pipeline - 1].pipeline.jobs
+        };
+        plan::plan_job(jobs, j, ctx)
+    };
     let runner = Arc::new(shell::ShellRunner::new(&opts.project_dir, &opts.state_dir));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(opts.concurrency.clamp(1, 4))
@@ -228,7 +284,9 @@ pub(crate) fn run(opts: Options) -> anyhow::Result<ExitCode> {
         runner,
         schedule,
         records,
-        ctx,
+        ctxs,
+        unit_pipeline: units.iter().map(|&(pipeline, _)| pipeline).collect(),
+        bridges,
         planner: &planner,
         coverage: &coverage,
         concurrency: opts.concurrency,
@@ -329,6 +387,48 @@ fn next_pipeline_iid(dir: &Path) -> u64 {
     let next = last + 1;
     let _ = std::fs::write(&path, next.to_string());
     next
+}
+
+/// Mistakes in the configuration: the rendered diagnostics (and, with `--json`, a document
+/// that carries them), exit 1.
+fn config_error(opts: &Options, rendered: &str) -> ExitCode {
+    eprint!("{rendered}");
+    if opts.json {
+        let doc = serde_json::json!({"status": "error", "error": rendered, "jobs": []});
+        println!("{doc}");
+    }
+    ExitCode::from(exit_code::FAILURE)
+}
+
+/// A job's entry in the schedule.
+fn schedule_job(
+    job: &Job,
+    needs: Option<Vec<usize>>,
+    pipeline: usize,
+    trigger: Option<usize>,
+) -> ScheduleJob {
+    ScheduleJob {
+        name: job.name.clone(),
+        stage_index: job.stage_index,
+        needs,
+        when: job.when.clone(),
+        allow_failure: job.allow_failure.clone(),
+        retry: job
+            .retry
+            .as_ref()
+            .map_or_else(RetryPolicy::default, |r| RetryPolicy {
+                max: u32::from(r.max),
+                when: r.when.clone(),
+                exit_codes: (!r.exit_codes.is_empty()).then(|| {
+                    r.exit_codes
+                        .iter()
+                        .filter_map(|c| i32::try_from(*c).ok())
+                        .collect()
+                }),
+            }),
+        pipeline,
+        trigger,
+    }
 }
 
 /// A mistake on the command line: printed (and, with `--json`, given as the document), exit 1.
