@@ -398,3 +398,30 @@ fn configuration_errors_print_diagnostics_and_exit_1() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("nowhere"), "{err}");
 }
+
+#[test]
+fn delayed_job_runs_after_start_in_and_before_the_next_stage() {
+    let repo = TestRepo::new("delayed");
+    let (code, doc) = repo.json(&[]);
+    assert_eq!(code, 0, "{doc:#}");
+    assert_eq!(output(&doc, "later"), vec!["later"]);
+    assert!(seq(&doc, "later", "finished_seq") < seq(&doc, "next", "started_seq"));
+}
+
+#[test]
+fn child_pipeline_runs_with_the_trigger_jobs_variables_and_depend_fails_the_trigger() {
+    let repo = TestRepo::new("child");
+    let (code, doc) = repo.json(&[]);
+    assert_ne!(code, 0, "{doc:#}");
+    assert_eq!(
+        output(&doc, "[parent] -> child-build"),
+        vec!["global parent parent_pipeline"]
+    );
+    assert_eq!(status(&doc, "[parent] -> child-test"), "failed");
+    assert_eq!(status(&doc, "parent"), "failed", "strategy: depend");
+    assert_eq!(status(&doc, "after"), "skipped");
+    assert!(
+        seq(&doc, "[parent] -> child-build", "finished_seq")
+            < seq(&doc, "[parent] -> child-test", "started_seq")
+    );
+}

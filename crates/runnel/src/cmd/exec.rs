@@ -50,8 +50,8 @@ pub(crate) struct ExecArgs {
     /// Run as if started in DIR.
     #[arg(short = 'C', value_name = "DIR")]
     dir: Option<PathBuf>,
-    /// Where jobs' working copies, artifacts and caches are kept (default: `.runnel/` in the
-    /// project).
+    /// Checked-out projects for `include:project`, `include:component` and `include:template`
+    /// (`DIR/<group>/<project>/<file>`).
     #[arg(long, value_name = "DIR")]
     projects_dir: Option<PathBuf>,
 }
@@ -68,10 +68,16 @@ pub(crate) fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
             project_dir.display()
         )
     })?;
-    let state_dir = match &args.projects_dir {
-        Some(dir) => absolute(&project_dir, dir),
-        None => project_dir.join(".runnel"),
-    };
+    let state_dir = project_dir.join(".runnel");
+    // Paths on the command line are relative to the project, as if runnel started there.
+    let projects_dir = args
+        .projects_dir
+        .as_deref()
+        .map(|dir| absolute(&project_dir, dir));
+    let variables_file = args
+        .variables_file
+        .as_deref()
+        .map(|f| absolute(&project_dir, f));
     let mut rerun = String::from("runnel exec");
     if let Some(dir) = &args.dir {
         rerun.push_str(&format!(
@@ -82,6 +88,7 @@ pub(crate) fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
     let options = Options {
         project_dir,
         state_dir,
+        projects_dir,
         file: args.file,
         jobs: args.jobs,
         stage: args.stage,
@@ -89,9 +96,7 @@ pub(crate) fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
         only_needs: args.only_needs,
         manual: args.manual,
         vars: args.vars,
-        variables_file: args
-            .variables_file
-            .map(|f| absolute(&std::env::current_dir().unwrap_or_default(), &f)),
+        variables_file,
         concurrency: args
             .concurrency
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from))

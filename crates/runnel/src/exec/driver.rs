@@ -164,7 +164,9 @@ impl<R: JobRunner> Driver<'_, R> {
                     }
                 }
                 Some(Ok(i)) = timers.join_next(), if !interrupted => {
-                    self.schedule.play(i);
+                    if self.schedule.play(i) {
+                        queue.push_back(i);
+                    }
                 }
                 _ = tokio::signal::ctrl_c(), if !cancel.abort.is_cancelled() => {
                     if interrupted {

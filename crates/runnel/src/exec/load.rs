@@ -34,6 +34,7 @@ pub(crate) fn load(
         .map(|v| (v.key.clone(), v.value.clone()))
         .collect();
     let mut load_options = LoadOptions::new(&opts.project_dir);
+    load_options.projects_dir = opts.projects_dir.clone();
     let mut include_variables: Vec<(String, String)> =
         runnel_pipeline::plan::pipeline_variables(ctx)
             .into_iter()
@@ -135,6 +136,7 @@ pub(crate) fn load_child(
         bridge.name
     );
     let mut load_options = LoadOptions::new(&opts.project_dir);
+    load_options.projects_dir = opts.projects_dir.clone();
     load_options.variables = runnel_pipeline::plan::pipeline_variables(&ctx)
         .into_iter()
         .chain(ctx.project_variables.iter().cloned())

@@ -24,6 +24,7 @@ use crate::report::{Console, JobRecord, Json, Reporter};
 pub(crate) struct Options {
     pub(crate) project_dir: PathBuf,
     pub(crate) state_dir: PathBuf,
+    pub(crate) projects_dir: Option<PathBuf>,
     pub(crate) file: PathBuf,
     pub(crate) jobs: Vec<String>,
     pub(crate) stage: Option<String>,

@@ -18,6 +18,10 @@ const PALETTE: [AnsiColors; 6] = [
     AnsiColors::BrightBlue,
 ];
 
+/// Build stages of the runner (`get_sources`, `restore_cache`, ...) that take less than this
+/// are not shown.
+const QUIET_SECTION_MS: u128 = 200;
+
 /// Lines of a failed job's output shown after the table.
 const TAIL_LINES: usize = 15;
 
@@ -76,6 +80,14 @@ impl Console {
             TraceLine::Output(text) => Some(format!("{prefix} > {text}")),
             TraceLine::Command(cmd) => Some(format!("{prefix} {}", self.dim(&format!("$ {cmd}")))),
             TraceLine::SectionStart { .. } => None,
+            // The runner's quick build stages are noise; slow ones and the scripts are shown.
+            TraceLine::SectionEnd { name, duration }
+                if duration.as_millis() < QUIET_SECTION_MS
+                    && !name.starts_with("step_")
+                    && name != "after_script" =>
+            {
+                None
+            }
             TraceLine::SectionEnd { name, duration } => Some(format!(
                 "{prefix} {}",
                 self.dim(&format!("· {name} ({:.2} s)", seconds(*duration)))
