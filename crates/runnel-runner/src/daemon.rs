@@ -84,6 +84,26 @@ pub async fn run(
     options: RunOptions,
     executor: Arc<dyn JobExecutor>,
 ) -> Result<Shutdown, RunError> {
+    let mut signals = Signals::install()?;
+    let (control_tx, control) = mpsc::channel(4);
+    tokio::spawn(async move {
+        loop {
+            let received = signals.next().await;
+            if control_tx.send(received).await.is_err() {
+                break;
+            }
+        }
+    });
+    run_controlled(options, executor, control).await
+}
+
+/// Runs the daemon until `control` asks it to stop (what signals do in [`run`]).
+pub async fn run_controlled(
+    options: RunOptions,
+    executor: Arc<dyn JobExecutor>,
+    mut signals: mpsc::Receiver<Control>,
+) -> Result<Shutdown, RunError> {
+    let loaded_mtime = crate::reload::mtime(&options.config_path);
     let loaded = load(&options.config_path)?;
     for key in &loaded.unknown_keys {
         tracing::warn!("{key}");
@@ -111,11 +131,11 @@ pub async fn run(
         tracing::info!(address = %address, "serving metrics at /metrics");
         tokio::spawn(metrics.clone().serve(listener));
     }
-    let mut signals = Signals::install()?;
     let (config_tx, mut config_rx) = watch::channel(config.clone());
     let (force_tx, force_rx) = mpsc::channel(1);
     tokio::spawn(watch_config(
         options.config_path.clone(),
+        loaded_mtime,
         config_tx,
         metrics.clone(),
         force_rx,
@@ -148,10 +168,10 @@ pub async fn run(
                 let config = config_rx.borrow_and_update().clone();
                 daemon.apply(&config);
             }
-            signal = signals.next() => match signal {
-                Received::Reload => { let _ = force_tx.try_send(()); }
-                Received::Graceful => return Ok(daemon.shutdown_gracefully(&mut signals).await),
-                Received::Forceful => {
+            signal = signals.recv() => match signal {
+                Some(Control::Reload) => { let _ = force_tx.try_send(()); }
+                Some(Control::Graceful) | None => return Ok(daemon.shutdown_gracefully(&mut signals).await),
+                Some(Control::Forceful) => {
                     let timeout = config_rx.borrow().shutdown_timeout_secs();
                     return Ok(daemon.shutdown_forcefully(&mut signals, timeout).await);
                 }
@@ -261,13 +281,13 @@ impl Daemon {
         self.shared.jobs.close();
     }
 
-    async fn shutdown_gracefully(mut self, signals: &mut Signals) -> Shutdown {
+    async fn shutdown_gracefully(mut self, signals: &mut mpsc::Receiver<Control>) -> Shutdown {
         tracing::info!("graceful shutdown: not taking new jobs, waiting for running jobs");
         self.stop_polling();
         tokio::select! {
             () = self.shared.jobs.wait() => Shutdown::Graceful,
-            signal = signals.next() => {
-                if signal == Received::Reload {
+            Some(signal) = signals.recv() => {
+                if signal == Control::Reload {
                     self.shared.jobs.wait().await;
                     return Shutdown::Graceful;
                 }
@@ -277,7 +297,11 @@ impl Daemon {
         }
     }
 
-    async fn shutdown_forcefully(mut self, signals: &mut Signals, timeout_secs: u64) -> Shutdown {
+    async fn shutdown_forcefully(
+        mut self,
+        signals: &mut mpsc::Receiver<Control>,
+        timeout_secs: u64,
+    ) -> Shutdown {
         tracing::warn!("shutdown: aborting running jobs");
         self.stop_polling();
         if let Ok(active) = self.shared.active.lock() {
@@ -291,15 +315,19 @@ impl Daemon {
                 tracing::error!("jobs did not report within shutdown_timeout ({timeout_secs} s)");
                 Shutdown::Forceful
             }
-            _ = signals.next() => Shutdown::Immediate,
+            Some(_) = signals.recv() => Shutdown::Immediate,
         }
     }
 }
 
+/// What signals ask of the daemon.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Received {
+pub enum Control {
+    /// SIGQUIT: stop taking jobs, wait for the running ones.
     Graceful,
+    /// SIGTERM/SIGINT: abort running jobs.
     Forceful,
+    /// SIGHUP: reload the config.
     Reload,
 }
 
@@ -321,12 +349,12 @@ impl Signals {
         })
     }
 
-    async fn next(&mut self) -> Received {
+    async fn next(&mut self) -> Control {
         tokio::select! {
-            _ = self.quit.recv() => Received::Graceful,
-            _ = self.term.recv() => Received::Forceful,
-            _ = self.int.recv() => Received::Forceful,
-            _ = self.hup.recv() => Received::Reload,
+            _ = self.quit.recv() => Control::Graceful,
+            _ = self.term.recv() => Control::Forceful,
+            _ = self.int.recv() => Control::Forceful,
+            _ = self.hup.recv() => Control::Reload,
         }
     }
 }

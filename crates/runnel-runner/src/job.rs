@@ -59,7 +59,6 @@ pub(crate) async fn run(setup: JobSetup, payload: JobPayload) -> Option<JobRepor
     };
     let deadline = Instant::now() + timeout;
     let buffer = setup.context.trace.clone();
-    write_header(&buffer, &setup.context);
     let debug_trace = payload
         .variables
         .iter()
@@ -162,17 +161,6 @@ async fn acknowledge(setup: &JobSetup, payload: &JobPayload, cancel: &JobCancel)
     }
     // The job was assigned to this runner; running it is better than losing it.
     true
-}
-
-fn write_header(buffer: &TraceBuffer, context: &JobContext) {
-    let header = format!(
-        "Running with runnel {} (gitlab-runner compatible)\n  on {} {}, system ID: {}\n",
-        env!("CARGO_PKG_VERSION"),
-        context.runner.name,
-        context.runner.short_token(),
-        context.system_id,
-    );
-    buffer.write(header.as_bytes());
 }
 
 /// Runs the executor until it returns, or until the deadline or an abort plus a grace period.

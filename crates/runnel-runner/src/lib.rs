@@ -7,10 +7,15 @@
 pub mod client;
 pub mod config;
 pub mod daemon;
+pub mod exec_adapter;
 pub mod executor;
 mod job;
 pub mod metrics;
 mod poller;
+pub mod register;
 pub mod reload;
 pub mod system_id;
+#[cfg(feature = "test-support")]
+pub mod test_support;
 pub mod trace_patch;
+pub use toml;

@@ -16,21 +16,27 @@ use crate::metrics::Metrics;
 /// gitlab-runner's reload check interval.
 pub const RELOAD_CHECK_INTERVAL: Duration = Duration::from_secs(3);
 
-fn mtime(path: &Path) -> Option<SystemTime> {
-    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+/// The modification time and size of `path`, to compare with later ones. The size catches
+/// edits within one tick of the file system's coarse clock.
+pub fn mtime(path: &Path) -> Option<(SystemTime, u64)> {
+    std::fs::metadata(path)
+        .ok()
+        .and_then(|m| Some((m.modified().ok()?, m.len())))
 }
 
 /// Watches `path` and publishes each valid new config on `sender` until the receivers are
-/// gone. `force` (SIGHUP) reloads at once.
+/// gone. `loaded` is the modification time of the config already in force (read before it was
+/// loaded, so an edit made while loading is not missed). `force` (SIGHUP) reloads at once.
 pub async fn watch_config(
     path: PathBuf,
+    loaded: Option<(SystemTime, u64)>,
     sender: watch::Sender<Arc<Config>>,
     metrics: Arc<Metrics>,
     mut force: mpsc::Receiver<()>,
 ) {
     let (events_tx, mut events) = mpsc::channel::<()>(16);
     let watcher = start_watcher(&path, events_tx);
-    let mut seen = mtime(&path);
+    let mut seen = loaded;
     loop {
         let forced = tokio::select! {
             () = tokio::time::sleep(RELOAD_CHECK_INTERVAL) => false,

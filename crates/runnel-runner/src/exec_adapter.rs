@@ -1,0 +1,228 @@
+//! Runs payloads with `runnel-exec` (the shell executor for now), with artifacts going to and
+//! coming from the coordinator over HTTP and the trace streamed into the daemon's buffer.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use runnel_api::{ArtifactSpec, Dependency, FeaturesInfo, JobPayload};
+use runnel_exec::{ArtifactStore, BoxFuture, LocalCacheStore, Sources, StoreError, TraceSink};
+
+use crate::client::{ArtifactUpload, Coordinator, UploadOutcome};
+use crate::config::RunnerConfig;
+use crate::executor::{ExecFuture, ExecOutcome, ExecStatus, JobContext, JobExecutor};
+
+/// The `runnel-exec` shell executor behind the daemon.
+#[derive(Debug, Clone)]
+pub struct ShellJobExecutor {
+    /// The directory relative `builds_dir`/`cache_dir` are resolved against (the daemon's
+    /// working directory, as gitlab-runner's shell executor does).
+    pub working_dir: PathBuf,
+}
+
+impl ShellJobExecutor {
+    /// An executor resolving relative directories against the current directory.
+    pub fn new() -> Self {
+        Self {
+            working_dir: std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),
+        }
+    }
+
+    fn dir(&self, configured: Option<&str>, default: &str) -> PathBuf {
+        let dir = PathBuf::from(configured.filter(|d| !d.is_empty()).unwrap_or(default));
+        if dir.is_absolute() {
+            dir
+        } else {
+            self.working_dir.join(dir)
+        }
+    }
+}
+
+impl Default for ShellJobExecutor {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl JobExecutor for ShellJobExecutor {
+    fn features(&self, _runner: &RunnerConfig) -> FeaturesInfo {
+        // What runnel-exec and this daemon implement; gitlab-runner's shell executor set
+        // (`executors/shell`, `shells/abstract.go`, `network/gitlab.go`).
+        FeaturesInfo {
+            variables: true,
+            artifacts: true,
+            cache: true,
+            fallback_cache_keys: true,
+            shared: true,
+            upload_multiple_artifacts: true,
+            upload_raw_artifacts: true,
+            refspecs: true,
+            masking: true,
+            raw_variables: true,
+            artifacts_exclude: true,
+            multi_build_steps: true,
+            trace_reset: true,
+            trace_checksum: true,
+            trace_size: true,
+            cancelable: true,
+            return_exit_code: true,
+            cancel_gracefully: true,
+            two_phase_job_commit: true,
+            ..FeaturesInfo::default()
+        }
+    }
+
+    fn execute(&self, payload: JobPayload, ctx: JobContext) -> ExecFuture {
+        let runner = &ctx.runner;
+        // gitlab-runner's shared builds directory: <builds_dir>/<short token>/<concurrent id>.
+        let builds_dir = self
+            .dir(runner.builds_dir.as_deref(), "builds")
+            .join(runner.short_token())
+            .join(ctx.concurrent_id.to_string());
+        let cache_dir = self.dir(runner.cache_dir.as_deref(), "cache");
+        let trace = ctx.trace.clone();
+        let exec_ctx = runnel_exec::JobContext {
+            builds_dir,
+            cache_dir: cache_dir.clone(),
+            sources: Sources::Git,
+            artifacts: Arc::new(HttpArtifactStore {
+                coordinator: ctx.coordinator.clone(),
+            }),
+            cache: Arc::new(LocalCacheStore::new(cache_dir)),
+            cancel: ctx.cancel.script.clone(),
+            abort: ctx.cancel.abort.clone(),
+            deadline: Some(tokio::time::Instant::from_std(ctx.deadline)),
+            output_limit: usize::try_from(runner.output_limit_bytes()).unwrap_or(usize::MAX),
+            trace_log: None,
+            runner_name: runner.name.clone(),
+            runner_short_token: runner.short_token(),
+            kill_grace: Duration::from_secs(10),
+            trace_sink: Some(TraceSink(Arc::new(move |bytes: &[u8]| trace.write(bytes)))),
+        };
+        Box::pin(async move {
+            let (events, _) = tokio::sync::mpsc::unbounded_channel();
+            match runnel_exec::run_job(payload, exec_ctx, events).await {
+                Ok(outcome) => ExecOutcome {
+                    status: match outcome.status {
+                        runnel_exec::JobStatus::Success => ExecStatus::Success,
+                        runnel_exec::JobStatus::Failed => ExecStatus::Failed,
+                        runnel_exec::JobStatus::Canceled => ExecStatus::Canceled,
+                    },
+                    failure_reason: outcome.failure_reason,
+                    exit_code: outcome.exit_code,
+                },
+                Err(err) => {
+                    tracing::error!(error = %crate::trace_patch::error_chain(&err), "the executor failed");
+                    ExecOutcome {
+                        status: ExecStatus::Failed,
+                        failure_reason: Some(runnel_api::FailureReason::RunnerSystemFailure),
+                        exit_code: None,
+                    }
+                }
+            }
+        })
+    }
+}
+
+/// Artifacts over the coordinator's API: upload with the job token, download of dependencies
+/// with their token.
+#[derive(Debug, Clone)]
+pub struct HttpArtifactStore {
+    coordinator: Coordinator,
+}
+
+impl HttpArtifactStore {
+    /// A store talking to `coordinator`.
+    pub fn new(coordinator: Coordinator) -> Self {
+        Self { coordinator }
+    }
+}
+
+/// The multipart file name gitlab-runner sends for an artifact of `format`.
+fn upload_file_name(spec: &ArtifactSpec) -> String {
+    let name = if spec.name.is_empty() {
+        "artifacts"
+    } else {
+        spec.name.as_str()
+    };
+    let extension = match spec.artifact_format.as_str() {
+        "" | "zip" | "zipzstd" => ".zip",
+        "gzip" => ".gz",
+        "tarzstd" => ".tar.zst",
+        _ => "",
+    };
+    if name.ends_with(extension) {
+        name.to_owned()
+    } else {
+        format!("{name}{extension}")
+    }
+}
+
+fn remote(action: &str, source: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    StoreError::Remote {
+        action: action.to_owned(),
+        source: Box::new(source),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the coordinator answered {0}")]
+struct UploadRefused(String);
+
+impl ArtifactStore for HttpArtifactStore {
+    fn upload<'a>(
+        &'a self,
+        job: &'a JobPayload,
+        spec: &'a ArtifactSpec,
+        archive: &'a Path,
+    ) -> BoxFuture<'a, Result<PathBuf, StoreError>> {
+        Box::pin(async move {
+            let upload = ArtifactUpload {
+                path: archive.to_owned(),
+                file_name: upload_file_name(spec),
+                artifact_type: spec.artifact_type.clone(),
+                artifact_format: spec.artifact_format.clone(),
+                expire_in: spec.expire_in.clone(),
+            };
+            let outcome = self
+                .coordinator
+                .upload_artifacts(job.id, &job.token, &upload)
+                .await
+                .map_err(|err| remote("upload artifacts", err))?;
+            match outcome {
+                UploadOutcome::Created => Ok(archive.to_owned()),
+                UploadOutcome::TooLarge => Err(remote(
+                    "upload artifacts",
+                    UploadRefused("413 Request Entity Too Large".into()),
+                )),
+                UploadOutcome::Forbidden => Err(remote(
+                    "upload artifacts",
+                    UploadRefused("403 Forbidden".into()),
+                )),
+                UploadOutcome::Failed(status) => Err(remote(
+                    "upload artifacts",
+                    UploadRefused(status.to_string()),
+                )),
+            }
+        })
+    }
+
+    fn download<'a>(
+        &'a self,
+        _job: &'a JobPayload,
+        dependency: &'a Dependency,
+        scratch: &'a Path,
+    ) -> BoxFuture<'a, Result<Option<PathBuf>, StoreError>> {
+        Box::pin(async move {
+            if dependency.artifacts_file.is_none() {
+                return Ok(None);
+            }
+            let destination = scratch.join(format!("artifacts-{}.zip", dependency.id));
+            self.coordinator
+                .download_artifacts(dependency.id, &dependency.token, &destination)
+                .await
+                .map_err(|err| remote("download artifacts", err))?;
+            Ok(Some(destination))
+        })
+    }
+}

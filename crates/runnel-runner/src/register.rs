@@ -1,0 +1,339 @@
+//! `register`, `verify`, `unregister` and `list`: the runner's lifecycle on the coordinator and
+//! in `config.toml` (gitlab-runner `commands/register.go`, `commands/verify.go`,
+//! `commands/unregister.go`, `commands/list.go`).
+
+use std::path::Path;
+
+use runnel_api::{RegisterRunnerRequest, RunnerToken, VersionInfo};
+
+use crate::client::{ClientError, Coordinator, http_client};
+use crate::config::{ConfigEditor, ConfigError, RunnerConfig, load, short_token};
+use crate::system_id;
+
+/// What `runnel register` was told.
+#[derive(Debug, Clone, Default)]
+pub struct Registration {
+    /// The GitLab root URL.
+    pub url: String,
+    /// A runner authentication token (`glrt-…`) or an existing runner token.
+    pub token: Option<String>,
+    /// A legacy registration token.
+    pub registration_token: Option<String>,
+    /// Comma-separated tags (legacy flow only).
+    pub tag_list: Option<String>,
+    /// Pick jobs without tags (legacy flow only; forced on when there are no tags).
+    pub run_untagged: Option<bool>,
+    /// Lock to the project (legacy flow only; default true).
+    pub locked: Option<bool>,
+    /// `not_protected` or `ref_protected` (legacy flow only).
+    pub access_level: Option<String>,
+    /// Maximum job timeout in seconds (legacy flow only).
+    pub maximum_timeout: Option<u64>,
+    /// Register paused (legacy flow only).
+    pub paused: Option<bool>,
+    /// Maintenance note (legacy flow only).
+    pub maintenance_note: Option<String>,
+    /// The new `[[runners]]` entry: name, executor and executor settings. `url`, `id`, `token`
+    /// and the token times are filled in by registration.
+    pub runner: RunnerConfig,
+}
+
+/// Why a lifecycle command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RegisterError {
+    /// Neither `--token` nor `--registration-token`.
+    #[error("a runner token is required: pass `--token` (glrt-…) or `--registration-token`")]
+    NoToken,
+    /// Server-owned settings given with an authentication token.
+    #[error(
+        "{flags} cannot be set here for a runner created with an authentication token (glrt-…): set them on the runner in GitLab"
+    )]
+    ServerOwnedFlags {
+        /// The flags.
+        flags: String,
+    },
+    /// The config file failed.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The coordinator call failed.
+    #[error("failed to register the runner")]
+    Client(#[from] ClientError),
+    /// No runner matched the selection.
+    #[error("no runner in `{path}` matches {selection}")]
+    NoMatch {
+        /// The config file.
+        path: String,
+        /// The selection.
+        selection: String,
+    },
+}
+
+fn version_info(executor: &str) -> VersionInfo {
+    VersionInfo {
+        name: "runnel".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        platform: crate::client::go_os().into(),
+        architecture: crate::client::go_arch().into(),
+        executor: executor.into(),
+        ..VersionInfo::default()
+    }
+}
+
+/// Registers a runner and appends it to the config file. Returns the new entry.
+pub async fn register(
+    config_path: &Path,
+    registration: Registration,
+) -> Result<RunnerConfig, RegisterError> {
+    let system_id = system_id::load_or_create(config_path);
+    let http = http_client()?;
+    let mut runner = registration.runner.clone();
+    runner.url = registration.url.clone();
+    let info = version_info(&runner.executor);
+    if let Some(token) = registration.token.clone().filter(|t| !t.is_empty()) {
+        reject_server_owned_flags(&registration)?;
+        let coordinator =
+            Coordinator::new(http, &registration.url, RunnerToken::new(token), system_id)?;
+        let answer = coordinator.verify(Some(info)).await?;
+        runner.id = answer.id.and_then(|id| i64::try_from(id).ok());
+        runner.token = answer.token.expose().to_owned();
+        runner.token_expires_at = answer.token_expires_at.as_deref().and_then(parse_datetime);
+    } else if let Some(token) = registration
+        .registration_token
+        .clone()
+        .filter(|t| !t.is_empty())
+    {
+        let tag_list = registration.tag_list.clone().unwrap_or_default();
+        let request = RegisterRunnerRequest {
+            token: RunnerToken::new(token.clone()),
+            description: runner.name.clone(),
+            maintenance_note: registration.maintenance_note.clone().unwrap_or_default(),
+            // gitlab-runner: run_untagged is forced on when the tag list is empty.
+            run_untagged: registration.run_untagged.unwrap_or(false) || tag_list.trim().is_empty(),
+            tag_list,
+            locked: registration.locked.unwrap_or(true),
+            access_level: registration.access_level.clone().unwrap_or_default(),
+            maximum_timeout: registration.maximum_timeout.unwrap_or(0),
+            paused: registration.paused.unwrap_or(false),
+            info,
+        };
+        let coordinator =
+            Coordinator::new(http, &registration.url, RunnerToken::new(token), system_id)?;
+        let answer = coordinator.register(&request).await?;
+        runner.id = answer.id.and_then(|id| i64::try_from(id).ok());
+        runner.token = answer.token.expose().to_owned();
+        runner.token_expires_at = answer.token_expires_at.as_deref().and_then(parse_datetime);
+    } else {
+        return Err(RegisterError::NoToken);
+    }
+    runner.token_obtained_at = parse_datetime(&now_rfc3339());
+    if runner.executor.starts_with("docker") {
+        let docker = runner.docker.get_or_insert_with(Default::default);
+        if docker.disable_cache != Some(true) && !docker.volumes.iter().any(|v| v == "/cache") {
+            docker.volumes.push("/cache".into());
+        }
+    }
+    let mut editor = ConfigEditor::open(config_path)?;
+    editor.add_runner(&runner);
+    editor.save()?;
+    Ok(runner)
+}
+
+fn reject_server_owned_flags(registration: &Registration) -> Result<(), RegisterError> {
+    let given: Vec<&str> = [
+        ("--tag-list", registration.tag_list.is_some()),
+        ("--run-untagged", registration.run_untagged.is_some()),
+        ("--locked", registration.locked.is_some()),
+        ("--access-level", registration.access_level.is_some()),
+        ("--maximum-timeout", registration.maximum_timeout.is_some()),
+        ("--paused", registration.paused.is_some()),
+        (
+            "--maintenance-note",
+            registration.maintenance_note.is_some(),
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(flag, set)| set.then_some(flag))
+    .collect();
+    if given.is_empty() {
+        Ok(())
+    } else {
+        Err(RegisterError::ServerOwnedFlags {
+            flags: given.join(", "),
+        })
+    }
+}
+
+/// The result of verifying one runner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verified {
+    /// The coordinator knows the runner.
+    Valid,
+    /// The coordinator answered 403.
+    Removed,
+    /// The check failed for another reason (message).
+    Error(String),
+}
+
+/// Verifies every runner in the config that `select` accepts; with `delete`, removes the ones
+/// the coordinator no longer knows. Returns (name, short token, result) per runner.
+pub async fn verify(
+    config_path: &Path,
+    mut select: impl FnMut(&RunnerConfig) -> bool,
+    delete: bool,
+) -> Result<Vec<(String, String, Verified)>, RegisterError> {
+    let config = load(config_path)?.config;
+    let system_id = system_id::load_or_create(config_path);
+    let http = http_client()?;
+    let mut results = Vec::new();
+    for runner in config.runners.iter().filter(|r| select(r)) {
+        let result = match Coordinator::new(
+            http.clone(),
+            &runner.url,
+            RunnerToken::new(runner.token.clone()),
+            system_id.clone(),
+        ) {
+            Ok(coordinator) => match coordinator
+                .verify(Some(version_info(&runner.executor)))
+                .await
+            {
+                Ok(_) => Verified::Valid,
+                Err(ClientError::Forbidden { .. }) => Verified::Removed,
+                Err(err) => Verified::Error(crate::trace_patch::error_chain(&err)),
+            },
+            Err(err) => Verified::Error(err.to_string()),
+        };
+        results.push((runner.name.clone(), runner.short_token(), result));
+    }
+    if delete {
+        let removed: Vec<String> = config
+            .runners
+            .iter()
+            .zip(&results)
+            .filter(|(_, (_, _, result))| *result == Verified::Removed)
+            .map(|(runner, _)| runner.token.clone())
+            .collect();
+        if !removed.is_empty() {
+            let mut editor = ConfigEditor::open(config_path)?;
+            editor.remove_runners(|_, token| removed.iter().any(|t| t == token));
+            editor.save()?;
+        }
+    }
+    Ok(results)
+}
+
+/// Which runners `unregister` acts on.
+#[derive(Debug, Clone)]
+pub enum Selection {
+    /// `--name`.
+    Name(String),
+    /// `--url` and `--token`.
+    UrlToken(String, String),
+    /// `--all-runners`.
+    All,
+}
+
+/// Unregisters the selected runners and removes them from the config. Runners the coordinator
+/// refuses stay in the file and are reported.
+pub async fn unregister(
+    config_path: &Path,
+    selection: &Selection,
+) -> Result<Vec<(String, Result<(), String>)>, RegisterError> {
+    let config = load(config_path)?.config;
+    let system_id = system_id::load_or_create(config_path);
+    let http = http_client()?;
+    let matches = |runner: &RunnerConfig| match selection {
+        Selection::Name(name) => &runner.name == name,
+        Selection::UrlToken(url, token) => {
+            &runner.token == token && runner.url.trim_end_matches('/') == url.trim_end_matches('/')
+        }
+        Selection::All => true,
+    };
+    let selected: Vec<&RunnerConfig> = config.runners.iter().filter(|r| matches(r)).collect();
+    if selected.is_empty() {
+        let selection = match selection {
+            Selection::Name(name) => format!("`--name {name}`"),
+            Selection::UrlToken(url, token) => {
+                format!("`--url {url}` and token {}", short_token(token))
+            }
+            Selection::All => "`--all-runners`".into(),
+        };
+        return Err(RegisterError::NoMatch {
+            path: config_path.display().to_string(),
+            selection,
+        });
+    }
+    let mut results = Vec::new();
+    let mut removed = Vec::new();
+    for runner in selected {
+        let outcome = async {
+            let coordinator = Coordinator::new(
+                http.clone(),
+                &runner.url,
+                RunnerToken::new(runner.token.clone()),
+                system_id.clone(),
+            )?;
+            coordinator.unregister().await
+        }
+        .await;
+        match outcome {
+            Ok(()) => {
+                removed.push(runner.token.clone());
+                results.push((runner.name.clone(), Ok(())));
+            }
+            Err(err) => results.push((
+                runner.name.clone(),
+                Err(crate::trace_patch::error_chain(&err)),
+            )),
+        }
+    }
+    if !removed.is_empty() {
+        let mut editor = ConfigEditor::open(config_path)?;
+        editor.remove_runners(|_, token| removed.iter().any(|t| t == token));
+        editor.save()?;
+    }
+    Ok(results)
+}
+
+fn now_rfc3339() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let days = i64::try_from(secs / 86_400).unwrap_or(0);
+    let rem = secs % 86_400;
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// The date of a day count since 1970-01-01 (Howard Hinnant's algorithm).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = u32::try_from(doy - (153 * mp + 2) / 5 + 1).unwrap_or(1);
+    let month = u32::try_from(if mp < 10 { mp + 3 } else { mp - 9 }).unwrap_or(1);
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+fn parse_datetime(value: &str) -> Option<toml::value::Datetime> {
+    value.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::civil_from_days;
+
+    #[test]
+    fn civil_dates_round_trip() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(11_017), (2000, 3, 1));
+    }
+}

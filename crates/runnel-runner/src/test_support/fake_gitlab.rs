@@ -1,0 +1,875 @@
+//! A fake of GitLab's runner API for tests (nothing real can run here: GitLab itself).
+//!
+//! It checks every request as GitLab would (paths, headers, JSON bodies, tokens, `system_id`,
+//! `Content-Range` arithmetic, the final checksum) and answers as GitLab does, including its
+//! errors (403 for bad tokens, 416 with `Range` for a wrong trace offset, `Job-Status` headers).
+//! Every deviation from the protocol is recorded in [`FakeGitLab::violations`], which tests
+//! assert to be empty. GitLab sources: `lib/api/ci/runner.rb`, `lib/api/ci/helpers/runner.rb`,
+//! `app/services/ci/append_build_trace_service.rb`, `app/services/ci/update_build_state_service.rb`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, patch, post, put};
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+
+use super::proxy::Proxy;
+
+/// A job's state in the fake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FakeJobState {
+    /// Waiting for a runner.
+    Pending,
+    /// Assigned and running.
+    Running,
+    /// User cancel with `cancel_gracefully`: after_script may still run.
+    Canceling,
+    /// Canceled.
+    Canceled,
+    /// Succeeded.
+    Success,
+    /// Failed.
+    Failed,
+}
+
+impl FakeJobState {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Running => "running",
+            Self::Canceling => "canceling",
+            Self::Canceled => "canceled",
+            Self::Success => "success",
+            Self::Failed => "failed",
+        }
+    }
+
+    /// Whether the job has ended.
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Canceled | Self::Success | Self::Failed)
+    }
+}
+
+/// One job in the fake.
+#[derive(Debug, Clone)]
+pub struct FakeJob {
+    /// The payload sent to the runner.
+    pub payload: Value,
+    /// The state.
+    pub state: FakeJobState,
+    /// The trace as received.
+    pub trace: Vec<u8>,
+    /// How many times the job was handed to a runner.
+    pub assignments: usize,
+    /// The final `PUT` body.
+    pub final_update: Option<Value>,
+    /// Uploaded artifacts: (query string pairs, file name, bytes).
+    pub artifacts: Vec<(BTreeMap<String, String>, String, Vec<u8>)>,
+    token: String,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    registration_tokens: Vec<String>,
+    runners: HashMap<String, u64>,
+    managers: Vec<(String, String)>,
+    next_id: u64,
+    jobs: BTreeMap<u64, FakeJob>,
+    queue_version: u64,
+    violations: Vec<String>,
+    requests: Vec<String>,
+    trace_interval: u64,
+    redirect_uploads: bool,
+}
+
+/// The shared state of the fake.
+#[derive(Debug, Clone, Default)]
+struct Shared {
+    inner: Arc<Mutex<Inner>>,
+    changed: Arc<Notify>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// The fake GitLab, listening on 127.0.0.1 behind a proxy that can be taken down.
+#[derive(Debug)]
+pub struct FakeGitLab {
+    shared: Shared,
+    proxy: Proxy,
+}
+
+impl FakeGitLab {
+    /// Starts the fake on a free port.
+    pub async fn start() -> Self {
+        let shared = Shared::default();
+        shared.lock().next_id = 1000;
+        shared.lock().trace_interval = 1;
+        let app = router(shared.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the fake GitLab");
+        let backend = listener.local_addr().expect("local address");
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        let proxy = Proxy::start(backend).await;
+        Self { shared, proxy }
+    }
+
+    /// The GitLab root URL (`http://127.0.0.1:<port>/`).
+    pub fn url(&self) -> String {
+        format!("http://{}/", self.proxy.address())
+    }
+
+    /// Makes the coordinator unreachable: open connections are cut and new ones refused.
+    pub async fn go_away(&self) {
+        self.proxy.down().await;
+    }
+
+    /// Makes the coordinator reachable again on the same address.
+    pub async fn come_back(&self) {
+        self.proxy.up().await;
+    }
+
+    /// Accepts `token` as a legacy registration token.
+    pub fn add_registration_token(&self, token: &str) {
+        self.shared
+            .lock()
+            .registration_tokens
+            .push(token.to_owned());
+    }
+
+    /// Creates a runner as the UI does and returns its `glrt-` authentication token.
+    pub fn create_runner(&self) -> String {
+        let mut inner = self.shared.lock();
+        inner.next_id += 1;
+        let id = inner.next_id;
+        let token = format!("glrt-t1_{id:0>20}");
+        inner.runners.insert(token.clone(), id);
+        token
+    }
+
+    /// Whether `token` is a registered runner token.
+    pub fn runner_exists(&self, token: &str) -> bool {
+        self.shared.lock().runners.contains_key(token)
+    }
+
+    /// Forgets a runner, as deleting it in the UI does.
+    pub fn delete_runner(&self, token: &str) {
+        self.shared.lock().runners.remove(token);
+    }
+
+    /// The (token, system id) pairs of runner managers seen.
+    pub fn managers(&self) -> Vec<(String, String)> {
+        self.shared.lock().managers.clone()
+    }
+
+    /// The server-sent trace update interval in seconds (default 1).
+    pub fn set_trace_interval(&self, seconds: u64) {
+        self.shared.lock().trace_interval = seconds;
+    }
+
+    /// Answers the first artifact upload of each job with a 307 to another URL.
+    pub fn redirect_uploads(&self) {
+        self.shared.lock().redirect_uploads = true;
+    }
+
+    /// Queues a job with `script` as its script step; returns the job id.
+    pub fn add_job(&self, spec: JobSpec) -> u64 {
+        let mut inner = self.shared.lock();
+        inner.next_id += 1;
+        let id = inner.next_id;
+        let token = format!("glcbt-64_job{id}secret");
+        let payload = spec.payload(id, &token);
+        inner.jobs.insert(
+            id,
+            FakeJob {
+                payload,
+                state: FakeJobState::Pending,
+                trace: Vec::new(),
+                assignments: 0,
+                final_update: None,
+                artifacts: Vec::new(),
+                token,
+            },
+        );
+        inner.queue_version += 1;
+        drop(inner);
+        self.shared.changed.notify_waiters();
+        id
+    }
+
+    /// Cancels a job as a user does: `canceling` when graceful, else `canceled`.
+    pub fn cancel(&self, id: u64, graceful: bool) {
+        if let Some(job) = self.shared.lock().jobs.get_mut(&id) {
+            job.state = if graceful {
+                FakeJobState::Canceling
+            } else {
+                FakeJobState::Canceled
+            };
+        }
+        self.shared.changed.notify_waiters();
+    }
+
+    /// A job's current record.
+    pub fn job(&self, id: u64) -> Option<FakeJob> {
+        self.shared.lock().jobs.get(&id).cloned()
+    }
+
+    /// Every protocol deviation seen so far.
+    pub fn violations(&self) -> Vec<String> {
+        self.shared.lock().violations.clone()
+    }
+
+    /// `METHOD path` of every request, in order.
+    pub fn requests(&self) -> Vec<String> {
+        self.shared.lock().requests.clone()
+    }
+
+    /// Waits until `done` holds for the fake's state (checked after every change).
+    pub async fn wait_for(&self, mut done: impl FnMut(&FakeGitLab) -> bool) {
+        loop {
+            let changed = self.shared.changed.notified();
+            if done(self) {
+                return;
+            }
+            changed.await;
+        }
+    }
+
+    /// Waits until job `id` has a final update and returns it.
+    pub async fn wait_for_final(&self, id: u64) -> FakeJob {
+        self.wait_for(|fake| fake.job(id).is_some_and(|job| job.final_update.is_some()))
+            .await;
+        self.job(id).expect("the job exists")
+    }
+
+    /// Waits until the trace of job `id` contains `needle`.
+    pub async fn wait_for_trace(&self, id: u64, needle: &str) {
+        self.wait_for(|fake| {
+            fake.job(id)
+                .is_some_and(|job| String::from_utf8_lossy(&job.trace).contains(needle))
+        })
+        .await;
+    }
+}
+
+/// What a queued job does.
+#[derive(Debug, Clone, Default)]
+pub struct JobSpec {
+    /// `script` lines.
+    pub script: Vec<String>,
+    /// `after_script` lines.
+    pub after_script: Vec<String>,
+    /// Extra variables: (key, value, masked).
+    pub variables: Vec<(String, String, bool)>,
+    /// `runner_info.timeout` in seconds (default 3600).
+    pub timeout: Option<u64>,
+    /// `artifacts:paths` of an `archive` artifact.
+    pub artifact_paths: Vec<String>,
+    /// Jobs whose artifacts this job downloads.
+    pub dependencies: Vec<u64>,
+}
+
+impl JobSpec {
+    /// A job running `script`.
+    pub fn script(lines: &[&str]) -> Self {
+        Self {
+            script: lines.iter().map(|l| (*l).to_owned()).collect(),
+            ..Self::default()
+        }
+    }
+
+    fn payload(&self, id: u64, token: &str) -> Value {
+        let mut variables = vec![
+            json!({"key": "CI_JOB_ID", "value": id.to_string(), "public": true, "masked": false}),
+            json!({"key": "CI_JOB_TOKEN", "value": token, "public": false, "masked": true}),
+            json!({"key": "CI_PROJECT_PATH", "value": "acme/app", "public": true, "masked": false}),
+            json!({"key": "GIT_STRATEGY", "value": "none", "public": true, "masked": false}),
+        ];
+        for (key, value, masked) in &self.variables {
+            variables
+                .push(json!({"key": key, "value": value, "public": !masked, "masked": masked}));
+        }
+        let timeout = self.timeout.unwrap_or(3600);
+        let mut steps = vec![
+            json!({"name": "script", "script": self.script, "timeout": timeout, "when": "on_success", "allow_failure": false}),
+        ];
+        if !self.after_script.is_empty() {
+            steps.push(json!({"name": "after_script", "script": self.after_script, "timeout": timeout, "when": "always", "allow_failure": true}));
+        }
+        let artifacts: Vec<Value> = if self.artifact_paths.is_empty() {
+            Vec::new()
+        } else {
+            vec![
+                json!({"name": "build", "untracked": false, "paths": self.artifact_paths, "when": "on_success", "expire_in": "1 week", "artifact_type": "archive", "artifact_format": "zip"}),
+            ]
+        };
+        let dependencies: Vec<Value> = self
+            .dependencies
+            .iter()
+            .map(|dep| json!({"id": dep, "name": format!("job{dep}"), "token": token, "artifacts_file": {"filename": "artifacts.zip", "size": 1}}))
+            .collect();
+        json!({
+            "id": id,
+            "token": token,
+            "allow_git_fetch": false,
+            "job_info": {"id": id, "name": format!("job{id}"), "stage": "test", "pipeline_id": 1, "project_id": 7, "project_name": "app", "project_full_path": "acme/app", "namespace_id": 1, "root_namespace_id": 1, "organization_id": 1, "instance_id": "", "instance_uuid": "", "user_id": 1, "time_in_queue_seconds": 0.5, "project_jobs_running_on_instance_runners_count": "+Inf", "queue_size": 0, "queue_depth": 0},
+            "git_info": {"repo_url": format!("http://gitlab-ci-token:{token}@127.0.0.1/acme/app.git"), "ref": "main", "sha": "0123456789abcdef0123456789abcdef01234567", "before_sha": "0000000000000000000000000000000000000000", "ref_type": "branch", "refspecs": ["+refs/heads/main:refs/remotes/origin/main"], "depth": 20, "repo_object_format": "sha1", "protected": false},
+            "runner_info": {"uuid": "", "timeout": timeout},
+            "variables": variables,
+            "steps": steps,
+            "image": null,
+            "services": null,
+            "artifacts": artifacts,
+            "cache": [],
+            "credentials": [],
+            "dependencies": dependencies,
+            "features": {"trace_sections": true, "failure_reasons": ["unknown_failure", "script_failure", "api_failure", "stuck_or_timeout_failure", "runner_system_failure", "job_execution_timeout", "runner_unsupported"]},
+        })
+    }
+}
+
+fn router(shared: Shared) -> Router {
+    Router::new()
+        .route("/api/v4/runners", post(register).delete(unregister))
+        .route("/api/v4/runners/verify", post(verify))
+        .route("/api/v4/runners/managers", delete(unregister_manager))
+        .route("/api/v4/jobs/request", post(request_job))
+        .route("/api/v4/jobs/{id}", put(update_job))
+        .route("/api/v4/jobs/{id}/trace", patch(patch_trace))
+        .route(
+            "/api/v4/jobs/{id}/artifacts",
+            post(upload_artifacts).get(download_artifacts),
+        )
+        .fallback(|| async {
+            (
+                StatusCode::NOT_FOUND,
+                axum::Json(json!({"error": "404 Not Found"})),
+            )
+        })
+        .with_state(shared)
+}
+
+fn violation(inner: &mut Inner, text: String) {
+    inner.violations.push(text);
+}
+
+/// Checks the headers every runner request carries.
+fn check_common(inner: &mut Inner, what: &str, headers: &HeaderMap) {
+    inner.requests.push(what.to_owned());
+    if headers.get("user-agent").is_none() {
+        violation(inner, format!("{what}: no User-Agent"));
+    }
+    let request_id_ok = headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.len() == 32 && v.bytes().all(|b| b.is_ascii_hexdigit()));
+    if !request_id_ok {
+        violation(inner, format!("{what}: no valid X-Request-Id"));
+    }
+}
+
+fn parse_json(inner: &mut Inner, what: &str, headers: &HeaderMap, body: &[u8]) -> Option<Value> {
+    let json_type = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !json_type {
+        violation(
+            inner,
+            format!("{what}: Content-Type is not application/json"),
+        );
+    }
+    match serde_json::from_slice(body) {
+        Ok(value) => Some(value),
+        Err(err) => {
+            violation(inner, format!("{what}: body is not JSON: {err}"));
+            None
+        }
+    }
+}
+
+fn check_system_id(inner: &mut Inner, what: &str, body: &Value) -> Option<String> {
+    let id = body
+        .get("system_id")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    match &id {
+        Some(id) if crate::system_id::is_valid(id) => {}
+        _ => violation(
+            inner,
+            format!("{what}: system_id missing or malformed: {id:?}"),
+        ),
+    }
+    id
+}
+
+fn forbidden() -> Response {
+    (
+        StatusCode::FORBIDDEN,
+        axum::Json(json!({"message": "403 Forbidden"})),
+    )
+        .into_response()
+}
+
+async fn register(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    let mut inner = shared.lock();
+    check_common(&mut inner, "POST /api/v4/runners", &headers);
+    let Some(body) = parse_json(&mut inner, "register", &headers, &body) else {
+        return StatusCode::BAD_REQUEST.into_response();
+    };
+    let token = body.get("token").and_then(Value::as_str).unwrap_or("");
+    if !inner.registration_tokens.iter().any(|t| t == token) {
+        return forbidden();
+    }
+    let tags = body.get("tag_list").and_then(Value::as_str).unwrap_or("");
+    let run_untagged = body.get("run_untagged").and_then(Value::as_bool);
+    if run_untagged.is_none() || body.get("locked").and_then(Value::as_bool).is_none() {
+        violation(
+            &mut inner,
+            "register: run_untagged and locked must always be sent".into(),
+        );
+    }
+    // GitLab: lib/api/ci/runner.rb — a runner with no tags must run untagged jobs.
+    if tags.is_empty() && run_untagged == Some(false) {
+        return (StatusCode::BAD_REQUEST, axum::Json(json!({"message": {"tags_list": ["can not be empty when runner is not allowed to pick untagged jobs"]}}))).into_response();
+    }
+    inner.next_id += 1;
+    let id = inner.next_id;
+    let new_token = format!("glrtr-{id:0>20}");
+    inner.runners.insert(new_token.clone(), id);
+    drop(inner);
+    shared.changed.notify_waiters();
+    (
+        StatusCode::CREATED,
+        axum::Json(json!({"id": id, "token": new_token, "token_expires_at": null})),
+    )
+        .into_response()
+}
+
+async fn verify(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    let mut inner = shared.lock();
+    check_common(&mut inner, "POST /api/v4/runners/verify", &headers);
+    let Some(body) = parse_json(&mut inner, "verify", &headers, &body) else {
+        return StatusCode::BAD_REQUEST.into_response();
+    };
+    let token = body
+        .get("token")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned();
+    let system_id = check_system_id(&mut inner, "verify", &body);
+    let Some(id) = inner.runners.get(&token).copied() else {
+        return forbidden();
+    };
+    if let Some(system_id) = system_id
+        && !inner.managers.contains(&(token.clone(), system_id.clone()))
+    {
+        inner.managers.push((token.clone(), system_id));
+    }
+    drop(inner);
+    shared.changed.notify_waiters();
+    (
+        StatusCode::OK,
+        axum::Json(json!({"id": id, "token": token, "token_expires_at": null})),
+    )
+        .into_response()
+}
+
+async fn unregister(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    let mut inner = shared.lock();
+    check_common(&mut inner, "DELETE /api/v4/runners", &headers);
+    let Some(body) = parse_json(&mut inner, "unregister", &headers, &body) else {
+        return StatusCode::BAD_REQUEST.into_response();
+    };
+    let token = body
+        .get("token")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned();
+    if token.starts_with("glrt-") {
+        violation(
+            &mut inner,
+            "DELETE /runners with a glrt- token: GitLab wants /runners/managers".into(),
+        );
+    }
+    if inner.runners.remove(&token).is_none() {
+        return forbidden();
+    }
+    drop(inner);
+    shared.changed.notify_waiters();
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn unregister_manager(
+    State(shared): State<Shared>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let mut inner = shared.lock();
+    check_common(&mut inner, "DELETE /api/v4/runners/managers", &headers);
+    let Some(body) = parse_json(&mut inner, "unregister manager", &headers, &body) else {
+        return StatusCode::BAD_REQUEST.into_response();
+    };
+    let token = body
+        .get("token")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned();
+    let system_id = check_system_id(&mut inner, "unregister manager", &body).unwrap_or_default();
+    if !inner.runners.contains_key(&token) {
+        return forbidden();
+    }
+    let before = inner.managers.len();
+    inner
+        .managers
+        .retain(|(t, s)| !(t == &token && s == &system_id));
+    if inner.managers.len() == before {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    drop(inner);
+    shared.changed.notify_waiters();
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn request_job(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    let mut inner = shared.lock();
+    check_common(&mut inner, "POST /api/v4/jobs/request", &headers);
+    let Some(body) = parse_json(&mut inner, "job request", &headers, &body) else {
+        return StatusCode::BAD_REQUEST.into_response();
+    };
+    let token = body
+        .get("token")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned();
+    if !inner.runners.contains_key(&token) {
+        return forbidden();
+    }
+    check_system_id(&mut inner, "job request", &body);
+    let features = body.pointer("/info/features");
+    if features
+        .and_then(Value::as_object)
+        .is_none_or(|f| f.len() < 30)
+    {
+        violation(
+            &mut inner,
+            "job request: info.features must list every feature".into(),
+        );
+    }
+    let version = inner.queue_version.to_string();
+    let last_update_header = [("X-GitLab-Last-Update", version.clone())];
+    let next = inner
+        .jobs
+        .iter_mut()
+        .find(|(_, job)| job.state == FakeJobState::Pending);
+    let Some((_, job)) = next else {
+        return (StatusCode::NO_CONTENT, last_update_header).into_response();
+    };
+    job.state = FakeJobState::Running;
+    job.assignments += 1;
+    let payload = job.payload.clone();
+    inner.queue_version += 1;
+    drop(inner);
+    shared.changed.notify_waiters();
+    (StatusCode::CREATED, last_update_header, axum::Json(payload)).into_response()
+}
+
+fn job_token_ok(job: &FakeJob, headers: &HeaderMap, body: Option<&Value>) -> bool {
+    let header = headers.get("job-token").and_then(|v| v.to_str().ok());
+    let in_body = body.and_then(|b| b.get("token")).and_then(Value::as_str);
+    header.or(in_body) == Some(job.token.as_str())
+}
+
+fn with_job_status(mut response: Response, state: FakeJobState) -> Response {
+    response
+        .headers_mut()
+        .insert("Job-Status", HeaderValue::from_static(state.as_str()));
+    response
+}
+
+async fn update_job(
+    State(shared): State<Shared>,
+    Path(id): Path<u64>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let mut inner = shared.lock();
+    check_common(&mut inner, "PUT /api/v4/jobs/:id", &headers);
+    let Some(body) = parse_json(&mut inner, "update job", &headers, &body) else {
+        return StatusCode::BAD_REQUEST.into_response();
+    };
+    let Some(job) = inner.jobs.get(&id).cloned() else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    if !job_token_ok(&job, &headers, Some(&body)) {
+        return forbidden();
+    }
+    let state = body.get("state").and_then(Value::as_str).unwrap_or("");
+    if !matches!(state, "running" | "success" | "failed" | "pending") {
+        return (
+            StatusCode::BAD_REQUEST,
+            axum::Json(json!({"message": "400 Bad request - state does not have a valid value"})),
+        )
+            .into_response();
+    }
+    if job.state.is_final() {
+        return with_job_status(forbidden(), job.state);
+    }
+    if state == "running" || state == "pending" {
+        return with_job_status(StatusCode::OK.into_response(), job.state);
+    }
+    let checksum = format!("crc32:{:08x}", crc32fast::hash(&job.trace));
+    let sent_checksum = body.pointer("/output/checksum").and_then(Value::as_str);
+    let sent_size = body.pointer("/output/bytesize").and_then(Value::as_u64);
+    if !job.trace.is_empty() && sent_checksum != Some(checksum.as_str()) {
+        violation(
+            &mut inner,
+            format!("job {id}: final checksum {sent_checksum:?} != {checksum}"),
+        );
+    }
+    if !job.trace.is_empty() && sent_size != Some(job.trace.len() as u64) {
+        violation(
+            &mut inner,
+            format!(
+                "job {id}: final bytesize {sent_size:?} != {}",
+                job.trace.len()
+            ),
+        );
+    }
+    if state == "failed" && body.get("failure_reason").and_then(Value::as_str).is_none() {
+        violation(
+            &mut inner,
+            format!("job {id}: failed without failure_reason"),
+        );
+    }
+    if body.get("exit_code").and_then(Value::as_i64) == Some(0) {
+        violation(&mut inner, format!("job {id}: exit_code 0 must be omitted"));
+    }
+    let new_state = match (job.state, state) {
+        (FakeJobState::Canceling, _) => FakeJobState::Canceled,
+        (_, "success") => FakeJobState::Success,
+        _ => FakeJobState::Failed,
+    };
+    if let Some(job) = inner.jobs.get_mut(&id) {
+        job.state = new_state;
+        job.final_update = Some(body);
+    }
+    drop(inner);
+    shared.changed.notify_waiters();
+    with_job_status(StatusCode::OK.into_response(), new_state)
+}
+
+async fn patch_trace(
+    State(shared): State<Shared>,
+    Path(id): Path<u64>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let mut inner = shared.lock();
+    check_common(&mut inner, "PATCH /api/v4/jobs/:id/trace", &headers);
+    let interval = inner.trace_interval.to_string();
+    let Some(job) = inner.jobs.get(&id).cloned() else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    if !job_token_ok(&job, &headers, None) {
+        return forbidden();
+    }
+    if job.state.is_final() {
+        return with_job_status(forbidden(), job.state);
+    }
+    let Some(range) = headers
+        .get("content-range")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+    else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "400 Bad request - Missing Content-Range header",
+        )
+            .into_response();
+    };
+    if body.is_empty() {
+        violation(&mut inner, format!("job {id}: empty trace patch"));
+    }
+    let parsed = range
+        .split_once('-')
+        .and_then(|(a, b)| Some((a.parse::<u64>().ok()?, b.parse::<u64>().ok()?)));
+    let Some((start, end)) = parsed else {
+        violation(
+            &mut inner,
+            format!("job {id}: malformed Content-Range {range:?}"),
+        );
+        return StatusCode::BAD_REQUEST.into_response();
+    };
+    if end + 1 != start + body.len() as u64 {
+        violation(
+            &mut inner,
+            format!(
+                "job {id}: Content-Range {range} does not match {} bytes",
+                body.len()
+            ),
+        );
+    }
+    let size = job.trace.len() as u64;
+    if start != size {
+        let mut response = StatusCode::RANGE_NOT_SATISFIABLE.into_response();
+        response.headers_mut().insert(
+            "Range",
+            HeaderValue::from_str(&format!("0-{size}")).expect("ascii"),
+        );
+        return response;
+    }
+    let state = job.state;
+    let new_size = if let Some(job) = inner.jobs.get_mut(&id) {
+        job.trace.extend_from_slice(&body);
+        job.trace.len()
+    } else {
+        0
+    };
+    drop(inner);
+    shared.changed.notify_waiters();
+    let mut response = StatusCode::ACCEPTED.into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        "Range",
+        HeaderValue::from_str(&format!("0-{new_size}")).expect("ascii"),
+    );
+    headers.insert(
+        "X-GitLab-Trace-Update-Interval",
+        HeaderValue::from_str(&interval).expect("ascii"),
+    );
+    with_job_status(response, state)
+}
+
+async fn upload_artifacts(
+    State(shared): State<Shared>,
+    Path(id): Path<u64>,
+    Query(query): Query<BTreeMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let mut inner = shared.lock();
+    check_common(&mut inner, "POST /api/v4/jobs/:id/artifacts", &headers);
+    let Some(job) = inner.jobs.get(&id).cloned() else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    if !job_token_ok(&job, &headers, None) {
+        return forbidden();
+    }
+    if inner.redirect_uploads && !query.contains_key("redirected") {
+        let mut response = StatusCode::TEMPORARY_REDIRECT.into_response();
+        let location = format!(
+            "/api/v4/jobs/{id}/artifacts?redirected=1&artifact_type={}&artifact_format={}",
+            query.get("artifact_type").map_or("", String::as_str),
+            query.get("artifact_format").map_or("", String::as_str)
+        );
+        response
+            .headers_mut()
+            .insert("Location", HeaderValue::from_str(&location).expect("ascii"));
+        return response;
+    }
+    let content_type = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let Some(boundary) = content_type.strip_prefix("multipart/form-data; boundary=") else {
+        violation(
+            &mut inner,
+            format!("job {id}: artifacts upload is not multipart/form-data"),
+        );
+        return StatusCode::BAD_REQUEST.into_response();
+    };
+    match single_file_part(&body, boundary) {
+        Some((file_name, data)) => {
+            if let Some(job) = inner.jobs.get_mut(&id) {
+                job.artifacts.push((query, file_name, data));
+            }
+        }
+        None => {
+            violation(
+                &mut inner,
+                format!("job {id}: artifacts upload must have exactly one `file` part"),
+            );
+            return StatusCode::BAD_REQUEST.into_response();
+        }
+    }
+    drop(inner);
+    shared.changed.notify_waiters();
+    (StatusCode::CREATED, "201").into_response()
+}
+
+/// The file name and bytes of the only part, which must be named `file`.
+fn single_file_part(body: &[u8], boundary: &str) -> Option<(String, Vec<u8>)> {
+    let delimiter = format!("--{boundary}");
+    let text = body;
+    let positions: Vec<usize> = text
+        .windows(delimiter.len())
+        .enumerate()
+        .filter(|(_, w)| *w == delimiter.as_bytes())
+        .map(|(i, _)| i)
+        .collect();
+    if positions.len() != 2 {
+        return None;
+    }
+    let part = &text[positions[0] + delimiter.len()..positions[1]];
+    let header_end = part.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&part[..header_end]);
+    if !head.contains("name=\"file\"") {
+        return None;
+    }
+    let file_name = head
+        .split("filename=\"")
+        .nth(1)?
+        .split('"')
+        .next()?
+        .to_owned();
+    let data = part[header_end + 4..].strip_suffix(b"\r\n")?.to_vec();
+    Some((file_name, data))
+}
+
+async fn download_artifacts(
+    State(shared): State<Shared>,
+    Path(id): Path<u64>,
+    headers: HeaderMap,
+) -> Response {
+    let mut inner = shared.lock();
+    check_common(&mut inner, "GET /api/v4/jobs/:id/artifacts", &headers);
+    let token = headers
+        .get("job-token")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !inner.jobs.values().any(|job| job.token == token) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            axum::Json(json!({"message": "401 Unauthorized"})),
+        )
+            .into_response();
+    }
+    let archive = inner
+        .jobs
+        .get(&id)
+        .and_then(|job| {
+            job.artifacts
+                .iter()
+                .find(|(q, _, _)| q.get("artifact_type").map(String::as_str) == Some("archive"))
+        })
+        .map(|(_, _, data)| data.clone());
+    match archive {
+        Some(data) => (StatusCode::OK, [("Content-Type", "application/zip")], data).into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}

@@ -1,0 +1,6 @@
+//! Test support: a fake GitLab coordinator (behind the `test-support` feature).
+
+mod fake_gitlab;
+mod proxy;
+
+pub use fake_gitlab::{FakeGitLab, FakeJob, FakeJobState, JobSpec};

@@ -1,0 +1,368 @@
+//! The daemon against the fake GitLab, with the real shell executor from runnel-exec.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use runnel_runner::daemon::{Control, RunOptions, Shutdown, run_controlled};
+use runnel_runner::exec_adapter::ShellJobExecutor;
+use runnel_runner::test_support::{FakeGitLab, FakeJobState, JobSpec};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+struct Daemon {
+    control: mpsc::Sender<Control>,
+    handle: JoinHandle<Shutdown>,
+    _dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    async fn stop(self) -> Shutdown {
+        let _ = self.control.send(Control::Graceful).await;
+        self.handle.await.expect("the daemon task")
+    }
+}
+
+fn config(
+    fake: &FakeGitLab,
+    token: &str,
+    dir: &Path,
+    extra_global: &str,
+    extra_runner: &str,
+) -> String {
+    format!(
+        "concurrent = 4\ncheck_interval = 1\n{extra_global}\n[[runners]]\n  name = \"test-runner\"\n  url = \"{}\"\n  token = \"{token}\"\n  executor = \"shell\"\n  builds_dir = \"{}\"\n  cache_dir = \"{}\"\n{extra_runner}\n",
+        fake.url(),
+        dir.join("builds").display(),
+        dir.join("cache").display(),
+    )
+}
+
+async fn start(fake: &FakeGitLab, extra_global: &str, extra_runner: &str) -> Daemon {
+    let token = fake.create_runner();
+    start_with_token(fake, &token, extra_global, extra_runner).await
+}
+
+async fn start_with_token(
+    fake: &FakeGitLab,
+    token: &str,
+    extra_global: &str,
+    extra_runner: &str,
+) -> Daemon {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config_path = dir.path().join("config.toml");
+    std::fs::write(
+        &config_path,
+        config(fake, token, dir.path(), extra_global, extra_runner),
+    )
+    .expect("write config");
+    let (control, rx) = mpsc::channel(4);
+    let options = RunOptions {
+        config_path,
+        listen_address: None,
+    };
+    let handle = tokio::spawn(async move {
+        run_controlled(options, Arc::new(ShellJobExecutor::new()), rx)
+            .await
+            .expect("the daemon runs")
+    });
+    Daemon {
+        control,
+        handle,
+        _dir: dir,
+    }
+}
+
+/// Replaces a file as editors do, so the daemon never reads half of it.
+fn write_atomically(path: &Path, text: &str) {
+    let temp = path.with_extension("tmp");
+    std::fs::write(&temp, text).expect("write");
+    std::fs::rename(&temp, path).expect("rename");
+}
+
+fn trace_text(fake: &FakeGitLab, id: u64) -> String {
+    String::from_utf8_lossy(&fake.job(id).expect("job").trace).into_owned()
+}
+
+fn final_field(fake: &FakeGitLab, id: u64, field: &str) -> serde_json::Value {
+    fake.job(id)
+        .and_then(|job| job.final_update)
+        .and_then(|u| u.get(field).cloned())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn successful_job_streams_its_trace_and_reports_success_with_checksum() {
+    let fake = FakeGitLab::start().await;
+    let id = fake.add_job(JobSpec::script(&["echo hello from the job"]));
+    let daemon = start(&fake, "", "").await;
+    let job = fake.wait_for_final(id).await;
+    assert_eq!(job.state, FakeJobState::Success);
+    assert_eq!(job.assignments, 1);
+    let trace = trace_text(&fake, id);
+    assert!(trace.contains("hello from the job"), "{trace}");
+    assert!(trace.contains("Job succeeded"), "{trace}");
+    let requests = fake.requests();
+    let ack = requests
+        .iter()
+        .position(|r| r == "PUT /api/v4/jobs/:id")
+        .expect("an acknowledgement");
+    let first_patch = requests
+        .iter()
+        .position(|r| r == "PATCH /api/v4/jobs/:id/trace")
+        .expect("a trace patch");
+    assert!(
+        ack < first_patch,
+        "the job must be acknowledged before its trace: {requests:?}"
+    );
+    assert_eq!(daemon.stop().await, Shutdown::Graceful);
+    assert_eq!(fake.violations(), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_script_reports_script_failure_and_exit_code() {
+    let fake = FakeGitLab::start().await;
+    let id = fake.add_job(JobSpec::script(&["echo about to fail", "exit 3"]));
+    let daemon = start(&fake, "", "").await;
+    let job = fake.wait_for_final(id).await;
+    assert_eq!(job.state, FakeJobState::Failed);
+    assert_eq!(final_field(&fake, id, "failure_reason"), "script_failure");
+    assert_eq!(final_field(&fake, id, "exit_code"), 3);
+    daemon.stop().await;
+    assert_eq!(fake.violations(), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn masked_variables_never_reach_the_coordinator() {
+    let fake = FakeGitLab::start().await;
+    let mut spec = JobSpec::script(&[
+        "echo \"secret is $DEPLOY_PASSWORD\"",
+        "printf '%s' \"$DEPLOY_PASSWORD\" | fold -w 3",
+    ]);
+    spec.variables
+        .push(("DEPLOY_PASSWORD".into(), "s3cr3t-Value-42".into(), true));
+    let id = fake.add_job(spec);
+    let daemon = start(&fake, "", "").await;
+    fake.wait_for_final(id).await;
+    let trace = trace_text(&fake, id);
+    assert!(!trace.contains("s3cr3t-Value-42"), "{trace}");
+    assert!(trace.contains("secret is [MASKED]"), "{trace}");
+    assert!(
+        !trace.contains("glcbt-64_job"),
+        "the job token leaked: {trace}"
+    );
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_cancel_stops_the_script_and_runs_after_script() {
+    let fake = FakeGitLab::start().await;
+    // Output keeps the trace PATCHes going; their `Job-Status: canceling` carries the cancel.
+    let mut spec = JobSpec::script(&[
+        "echo started",
+        "for i in $(seq 1 60); do echo tick $i; sleep 1; done",
+        "echo not reached",
+    ]);
+    spec.after_script = vec!["echo after_script ran with $CI_JOB_STATUS".into()];
+    let id = fake.add_job(spec);
+    let daemon = start(&fake, "", "").await;
+    fake.wait_for_trace(id, "started").await;
+    fake.cancel(id, true);
+    let job = fake.wait_for_final(id).await;
+    assert_eq!(job.state, FakeJobState::Canceled);
+    let trace = trace_text(&fake, id);
+    assert!(trace.contains("after_script ran with canceled"), "{trace}");
+    assert!(!trace.contains("not reached"), "{trace}");
+    daemon.stop().await;
+    assert_eq!(fake.violations(), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_timeout_fails_the_job_with_job_execution_timeout() {
+    let fake = FakeGitLab::start().await;
+    let mut spec = JobSpec::script(&["echo waiting", "sleep 60"]);
+    spec.timeout = Some(2);
+    let id = fake.add_job(spec);
+    let daemon = start(&fake, "", "").await;
+    let job = fake.wait_for_final(id).await;
+    assert_eq!(job.state, FakeJobState::Failed);
+    assert_eq!(
+        final_field(&fake, id, "failure_reason"),
+        "job_execution_timeout"
+    );
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn output_limit_truncates_with_gitlab_notice() {
+    let fake = FakeGitLab::start().await;
+    let id = fake.add_job(JobSpec::script(&[
+        "head -c 5000 /dev/zero | tr '\\0' x",
+        "echo; echo still running",
+    ]));
+    let daemon = start(&fake, "", "  output_limit = 1").await;
+    let job = fake.wait_for_final(id).await;
+    assert_eq!(job.state, FakeJobState::Success);
+    let trace = trace_text(&fake, id);
+    assert!(
+        trace.contains("Job's log exceeded limit of 1024 bytes."),
+        "{trace}"
+    );
+    assert!(
+        job.trace.len() < 1024 + 300,
+        "trace of {} bytes",
+        job.trace.len()
+    );
+    daemon.stop().await;
+    assert_eq!(fake.violations(), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn artifacts_are_uploaded_following_a_redirect_and_downloaded_by_dependents() {
+    let fake = FakeGitLab::start().await;
+    fake.redirect_uploads();
+    let mut build = JobSpec::script(&["mkdir -p dist", "echo built > dist/out.txt"]);
+    build.artifact_paths = vec!["dist/".into()];
+    let build_id = fake.add_job(build);
+    let daemon = start(&fake, "", "").await;
+    let job = fake.wait_for_final(build_id).await;
+    assert_eq!(
+        job.state,
+        FakeJobState::Success,
+        "{}",
+        trace_text(&fake, build_id)
+    );
+    let (query, file_name, data) = job.artifacts.first().cloned().expect("an upload");
+    assert_eq!(
+        query.get("artifact_type").map(String::as_str),
+        Some("archive")
+    );
+    assert_eq!(
+        query.get("artifact_format").map(String::as_str),
+        Some("zip")
+    );
+    assert_eq!(file_name, "build.zip");
+    assert!(data.starts_with(b"PK"), "a zip archive");
+    let mut test = JobSpec::script(&["cat dist/out.txt"]);
+    test.dependencies = vec![build_id];
+    let test_id = fake.add_job(test);
+    let job = fake.wait_for_final(test_id).await;
+    assert_eq!(
+        job.state,
+        FakeJobState::Success,
+        "{}",
+        trace_text(&fake, test_id)
+    );
+    assert!(trace_text(&fake, test_id).contains("built"));
+    daemon.stop().await;
+    assert_eq!(fake.violations(), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coordinator_outage_of_30_seconds_loses_no_trace_and_delivers_the_status() {
+    let fake = FakeGitLab::start().await;
+    let id = fake.add_job(JobSpec::script(&[
+        "for i in $(seq 1 15); do echo line $i; sleep 1; done",
+    ]));
+    let daemon = start(&fake, "", "").await;
+    fake.wait_for_trace(id, "line 2").await;
+    fake.go_away().await;
+    tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+    fake.come_back().await;
+    let job = fake.wait_for_final(id).await;
+    assert_eq!(job.state, FakeJobState::Success);
+    let trace = trace_text(&fake, id);
+    for i in 1..=15 {
+        assert!(
+            trace.contains(&format!("line {i}\n")),
+            "line {i} missing: {trace}"
+        );
+    }
+    // The fake checks the final checksum and size against every byte it received.
+    assert_eq!(fake.violations(), Vec::<String>::new());
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_daemons_run_forty_jobs_exactly_once() {
+    let fake = FakeGitLab::start().await;
+    let ids: Vec<u64> = (0..40)
+        .map(|i| fake.add_job(JobSpec::script(&[&format!("echo job {i}")])))
+        .collect();
+    let token = fake.create_runner();
+    let first = start_with_token(&fake, &token, "", "").await;
+    let second = start_with_token(&fake, &token, "", "").await;
+    fake.wait_for(|fake| {
+        ids.iter()
+            .all(|id| fake.job(*id).is_some_and(|j| j.final_update.is_some()))
+    })
+    .await;
+    for id in &ids {
+        let job = fake.job(*id).expect("job");
+        assert_eq!(job.assignments, 1, "job {id}");
+        assert_eq!(
+            job.state,
+            FakeJobState::Success,
+            "job {id}: {}",
+            trace_text(&fake, *id)
+        );
+    }
+    first.stop().await;
+    second.stop().await;
+    assert_eq!(fake.violations(), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forceful_shutdown_aborts_running_jobs_and_reports_them_failed() {
+    let fake = FakeGitLab::start().await;
+    let id = fake.add_job(JobSpec::script(&["echo started", "sleep 60"]));
+    let daemon = start(&fake, "", "").await;
+    fake.wait_for_trace(id, "started").await;
+    daemon
+        .control
+        .send(Control::Forceful)
+        .await
+        .expect("control");
+    assert_eq!(daemon.handle.await.expect("daemon"), Shutdown::Forceful);
+    let job = fake.job(id).expect("job");
+    assert_eq!(job.state, FakeJobState::Failed);
+    let reason = job
+        .final_update
+        .and_then(|u| u.get("failure_reason").cloned())
+        .unwrap_or_default();
+    // `runner_interrupted` is not in the fake's failure_reasons, so it maps to unknown_failure.
+    assert_eq!(reason, "unknown_failure");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_edits_apply_without_restart_and_invalid_edits_keep_the_last_good_config() {
+    let fake = FakeGitLab::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config_path = dir.path().join("config.toml");
+    std::fs::write(&config_path, "concurrent = 2\ncheck_interval = 1\n").expect("write");
+    let (control, rx) = mpsc::channel(4);
+    let options = RunOptions {
+        config_path: config_path.clone(),
+        listen_address: None,
+    };
+    let handle = tokio::spawn(async move {
+        run_controlled(options, Arc::new(ShellJobExecutor::new()), rx)
+            .await
+            .expect("the daemon runs")
+    });
+    let token = fake.create_runner();
+    write_atomically(&config_path, &config(&fake, &token, dir.path(), "", ""));
+    let first = fake.add_job(JobSpec::script(&["echo picked up after reload"]));
+    assert_eq!(
+        fake.wait_for_final(first).await.state,
+        FakeJobState::Success
+    );
+    write_atomically(&config_path, "concurrent = [broken\n");
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    let second = fake.add_job(JobSpec::script(&["echo still polling"]));
+    assert_eq!(
+        fake.wait_for_final(second).await.state,
+        FakeJobState::Success
+    );
+    let _ = control.send(Control::Graceful).await;
+    handle.await.expect("daemon");
+}
