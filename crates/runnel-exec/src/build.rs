@@ -74,6 +74,17 @@ pub async fn run_job_with(
     ));
     let result = run_stages(executor, &job, &ctx, &mut trace).await;
     executor.cleanup(&job).await;
+    // A job that cannot run as it asks (an image that cannot be pulled, …) fails with its own
+    // reason; every other error is a system failure.
+    let (result, reported) = match result {
+        Err(ExecError::JobFailed { reason, message }) => {
+            trace.error(&format!("Job failed: {message}"));
+            let mut outcome = JobOutcome::new(JobStatus::Failed);
+            outcome.failure_reason = Some(reason);
+            (Ok(outcome), true)
+        }
+        other => (other, false),
+    };
     let mut outcome = match &result {
         Ok(outcome) => outcome.clone(),
         Err(err) => {
@@ -86,20 +97,22 @@ pub async fn run_job_with(
             outcome
         }
     };
-    if result.is_ok() {
+    if result.is_ok() && !reported {
         final_line(&mut trace, &outcome, &job.payload);
     }
     outcome.duration = started.elapsed();
     let events_trace = trace.events_handle();
     let bytes = trace.into_bytes();
     outcome.trace_bytes = bytes.len() as u64;
-    if let Some(log) = &ctx.trace_log {
-        write_log(log, &bytes)?;
-    }
+    let logged = ctx
+        .trace_log
+        .as_deref()
+        .map_or(Ok(()), |log| write_log(log, &bytes));
     let _ = events_trace.send(JobEvent::Finished {
         job: job.payload.id,
         outcome: outcome.clone(),
     });
+    logged?;
     result.map(|_| outcome)
 }
 
@@ -208,10 +221,11 @@ async fn run_stages(
     trace.section_start("prepare_script", "Preparing environment");
     trace.println(&format!("Running on {}...", hostname()));
     prepare_dirs(job)?;
+    let exports = file_exports(job)?;
     trace.section_end();
 
     if !stopped(ctx, &mut run) {
-        get_sources(job, ctx, trace, &mut run).await?;
+        get_sources(executor, job, ctx, trace, &mut run, &exports).await?;
     }
     if run.succeeded() && !stopped(ctx, &mut run) {
         cache_stage::restore(job, ctx, trace).await?;
@@ -222,7 +236,6 @@ async fn run_stages(
     {
         run.fail(JobStatus::Failed, Some(FailureReason::ScriptFailure), None);
     }
-    let exports = file_exports(job)?;
     if run.succeeded() && !stopped(ctx, &mut run) {
         run_steps(executor, job, ctx, trace, &mut run, &exports).await?;
     }
@@ -285,15 +298,37 @@ fn prepare_dirs(job: &PreparedJob) -> Result<(), ExecError> {
 }
 
 async fn get_sources(
+    executor: &mut dyn Executor,
     job: &PreparedJob,
     ctx: &JobContext,
     trace: &mut Trace,
     run: &mut Run,
+    exports: &Exports,
 ) -> Result<(), ExecError> {
     let strategy = GitStrategy::of(&job.payload, &job.variables);
+    let header = match &ctx.sources {
+        Sources::WorkingTree(_) => "Getting source from the working tree",
+        Sources::Git => "Getting source from Git repository",
+    };
+    trace.section_start("get_sources", header);
+    let skip_hooks = matches!(strategy, GitStrategy::None | GitStrategy::Empty);
+    if !skip_hooks
+        && !run_hook(
+            executor,
+            job,
+            ctx,
+            trace,
+            run,
+            exports,
+            "pre_get_sources_script",
+        )
+        .await?
+    {
+        trace.section_end();
+        return Ok(());
+    }
     match &ctx.sources {
         Sources::WorkingTree(tree) => {
-            trace.section_start("get_sources", "Getting source from the working tree");
             let clean = job.variables.get("GIT_CLEAN_FLAGS") != Some("none");
             // A working tree copy is always a sync unless `GIT_STRATEGY=clone` asks for a fresh one.
             let strategy = if job.variables.get("GIT_STRATEGY") == Some("clone") {
@@ -307,7 +342,6 @@ async fn get_sources(
             copy_working_tree(tree, &job.project_dir, strategy, clean, trace).await?;
         }
         Sources::Git => {
-            trace.section_start("get_sources", "Getting source from Git repository");
             if let Some(code) = fetch_git(
                 &job.payload,
                 &job.variables,
@@ -325,8 +359,65 @@ async fn get_sources(
             }
         }
     }
+    if run.succeeded() && !skip_hooks {
+        run_hook(
+            executor,
+            job,
+            ctx,
+            trace,
+            run,
+            exports,
+            "post_get_sources_script",
+        )
+        .await?;
+    }
     trace.section_end();
     Ok(())
+}
+
+/// Runs the payload hook `name` (`pre_get_sources_script`, `post_get_sources_script`) in the
+/// `get_sources` stage. Returns `false` when it failed (the job fails).
+async fn run_hook(
+    executor: &mut dyn Executor,
+    job: &PreparedJob,
+    ctx: &JobContext,
+    trace: &mut Trace,
+    run: &mut Run,
+    exports: &Exports,
+    name: &str,
+) -> Result<bool, ExecError> {
+    let Some(hook) = job.payload.hooks.iter().find(|h| h.name == name) else {
+        return Ok(true);
+    };
+    if hook.script.iter().all(|c| c.trim().is_empty()) {
+        return Ok(true);
+    }
+    std::fs::create_dir_all(&job.project_dir)
+        .map_err(ExecError::io("create the directory", &job.project_dir))?;
+    let body = stage_body(exports, &env_file(job), &job.project_dir, &hook.script);
+    let stage = StageRun {
+        name: "get_sources".into(),
+        script: wrap(&body, job.variables.bool("CI_DEBUG_TRACE")),
+        cancel: ctx.cancel.clone(),
+        deadline: run.deadline,
+    };
+    match executor.run(job, stage, trace).await? {
+        ScriptEnd::Exited(0) => return Ok(true),
+        ScriptEnd::Exited(code) => run.fail(
+            JobStatus::Failed,
+            Some(FailureReason::ScriptFailure),
+            Some(code),
+        ),
+        ScriptEnd::TimedOut => run.fail(
+            JobStatus::Failed,
+            Some(FailureReason::JobExecutionTimeout),
+            None,
+        ),
+        ScriptEnd::Canceled => {
+            run.fail(JobStatus::Canceled, Some(FailureReason::JobCanceled), None)
+        }
+    }
+    Ok(false)
 }
 
 /// Writes file variables into the temporary directory (mode 0600) and returns the exports.
@@ -378,11 +469,15 @@ async fn run_steps(
         );
         let body = stage_body(exports, &env_file(job), &job.project_dir, &step.script);
         // `cancel` is a child of `abort`, so it fires for both.
+        let deadline = match step.timeout {
+            0 => script_deadline,
+            seconds => script_deadline.min(Instant::now() + Duration::from_secs(seconds)),
+        };
         let stage = StageRun {
             name: name.clone(),
             script: wrap(&body, debug),
             cancel: ctx.cancel.clone(),
-            deadline: script_deadline,
+            deadline,
         };
         let end = executor.run(job, stage, trace).await;
         trace.section_end();

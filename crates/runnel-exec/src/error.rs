@@ -48,6 +48,15 @@ pub enum ExecError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// The job cannot run in the environment it asks for (an image that cannot be pulled or is
+    /// not allowed): the job fails with `reason`; runnel itself did not break.
+    #[error("{message}")]
+    JobFailed {
+        /// GitLab's failure reason (`image_pull_failure`, `runner_configuration_error`, …).
+        reason: runnel_api::FailureReason,
+        /// What the trace says after "Job failed: ".
+        message: String,
+    },
     /// A blocking task panicked or was cancelled.
     #[error("failed to finish a background task")]
     Join(#[source] tokio::task::JoinError),

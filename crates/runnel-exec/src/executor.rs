@@ -33,7 +33,7 @@ pub struct PreparedJob {
 pub struct StageRun {
     /// The build stage (`step_script`, `after_script`, …).
     pub name: String,
-    /// The complete bash script, to feed to the shell on stdin.
+    /// The complete bash script; an executor feeds it to the shell on stdin or as a file.
     pub script: String,
     /// Cancels this stage: the executor kills what it started and returns [`ScriptEnd::Canceled`].
     pub cancel: CancellationToken,

@@ -41,13 +41,13 @@ pub(crate) struct KillPolicy {
 /// the pipe is abandoned after this long.
 const ABANDON_AFTER: Duration = Duration::from_secs(2);
 
-/// Runs `cmd` with `script` on its stdin until it exits, is cancelled, or passes its deadline.
+/// Runs `cmd` (with `script` on its stdin, when given) until it exits, is cancelled, or passes its deadline.
 /// When this returns, the whole process group is gone (or was sent SIGKILL), whatever the outcome.
 ///
 /// stdout and stderr share one pipe, so the trace keeps their order.
 pub(crate) async fn run_script(
     mut cmd: Command,
-    script: &[u8],
+    script: Option<&[u8]>,
     trace: &mut Trace,
     cancel: &CancellationToken,
     deadline: Instant,
@@ -57,7 +57,11 @@ pub(crate) async fn run_script(
     let stderr = writer.try_clone().map_err(ExecError::Spawn)?;
     cmd.process_group(0)
         .kill_on_drop(true)
-        .stdin(Stdio::piped())
+        .stdin(if script.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::from(OwnedFd::from(writer)))
         .stderr(Stdio::from(OwnedFd::from(stderr)));
     let mut child = cmd.spawn().map_err(ExecError::Spawn)?;
@@ -68,6 +72,8 @@ pub(crate) async fn run_script(
         .id()
         .and_then(|id| i32::try_from(id).ok())
         .map(Pid::from_raw);
+    // If this future is dropped mid-way, the guard still kills the whole group.
+    let mut guard = GroupGuard(pgid);
     let mut output =
         pipe::Receiver::from_owned_fd(OwnedFd::from(reader)).map_err(ExecError::Spawn)?;
     let mut stdin = child.stdin.take();
@@ -77,7 +83,7 @@ pub(crate) async fn run_script(
     let end = {
         let mut written = stdin.is_none();
         let write_script = async {
-            if let Some(stdin) = stdin.as_mut() {
+            if let (Some(stdin), Some(script)) = (stdin.as_mut(), script) {
                 // A shell that exits early closes stdin; its exit code tells what happened.
                 let _ = stdin.write_all(script).await;
                 let _ = stdin.shutdown().await;
@@ -85,18 +91,20 @@ pub(crate) async fn run_script(
         };
         tokio::pin!(write_script);
         loop {
+            // Cancel and deadline come first, so a script that never stops printing cannot
+            // starve them; output left in the pipe is drained by `terminate_group`.
             tokio::select! {
                 biased;
+                () = cancel.cancelled() => break ScriptEnd::Canceled,
+                () = tokio::time::sleep_until(deadline) => break ScriptEnd::TimedOut,
+                status = child.wait() => {
+                    break ScriptEnd::Exited(exit_code(status.map_err(ExecError::Wait)?));
+                }
                 read = output.read(&mut buf), if !eof => match read {
                     Ok(0) | Err(_) => eof = true,
                     Ok(n) => trace.write(&buf[..n]),
                 },
                 () = &mut write_script, if !written => written = true,
-                status = child.wait() => {
-                    break ScriptEnd::Exited(exit_code(status.map_err(ExecError::Wait)?));
-                }
-                () = cancel.cancelled() => break ScriptEnd::Canceled,
-                () = tokio::time::sleep_until(deadline) => break ScriptEnd::TimedOut,
             }
         }
     };
@@ -104,10 +112,22 @@ pub(crate) async fn run_script(
     if let Some(pgid) = pgid {
         terminate_group(pgid, &mut output, &mut buf, eof, trace, policy).await;
     }
+    guard.0 = None;
     let _ = child.start_kill();
     let _ = child.wait().await;
     trace.flush();
     Ok(end)
+}
+
+/// Sends SIGKILL to the process group when dropped while still armed.
+struct GroupGuard(Option<Pid>);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.0 {
+            let _ = killpg(pgid, Signal::SIGKILL);
+        }
+    }
 }
 
 /// Ends every process left in the group: SIGTERM, drain output until the pipe closes or the

@@ -96,13 +96,11 @@ pub(crate) fn wrap(body: &str, debug_trace: bool) -> String {
     if debug_trace {
         script.push_str("set -o xtrace\n");
     }
-    script.push_str("case \"$(set -o)\" in *pipefail*) set -o pipefail;; esac; set -o errexit\n");
+    // gitlab-runner tests `$(set -o)` for pipefail and evals in a `( … )` subshell; both fork.
+    // Testing the shell's version variable and a `{ …; }` group do the same without a fork.
+    script.push_str("if [ -n \"${BASH_VERSION:-}${ZSH_VERSION:-}\" ]; then set -o pipefail; fi; set -o errexit\n");
     script.push_str("set +o noclobber\n");
-    let _ = writeln!(
-        script,
-        "( trap 'exit 1' TERM; eval {} ) < /dev/null",
-        shell_quote(body)
-    );
+    let _ = writeln!(script, "{{ eval {}\n}} < /dev/null", shell_quote(body));
     script.push_str("exit 0\n");
     script
 }

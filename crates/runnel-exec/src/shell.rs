@@ -104,25 +104,25 @@ impl Executor for ShellExecutor {
                 executor: "shell",
                 source: "`run` called before `prepare`".into(),
             })?;
+            // The script goes to a file: bash reads a pipe one byte at a time (so that commands
+            // reading stdin get the rest), which costs a system call per byte of exports.
+            let path = job.tmp_dir.join(format!("script-{}.sh", stage.name));
+            std::fs::write(&path, stage.script.as_bytes())
+                .map_err(ExecError::io("write the stage script", &path))?;
             let mut cmd = Command::new(&shell);
             if shell.file_name().is_some_and(|n| n == "bash") {
                 cmd.args(["--noprofile", "--norc"]);
             }
+            cmd.arg(&path);
             if job.project_dir.is_dir() {
                 cmd.current_dir(&job.project_dir);
             }
             let policy = KillPolicy {
                 grace: self.config.kill_grace,
             };
-            run_script(
-                cmd,
-                stage.script.as_bytes(),
-                trace,
-                &stage.cancel,
-                stage.deadline,
-                policy,
-            )
-            .await
+            let end = run_script(cmd, None, trace, &stage.cancel, stage.deadline, policy).await;
+            let _ = std::fs::remove_file(&path);
+            end
         })
     }
 

@@ -107,6 +107,15 @@ impl PayloadBuilder {
         self
     }
 
+    /// Adds a hook (`pre_get_sources_script`, `post_get_sources_script`).
+    pub fn hook(mut self, name: &str, commands: &[&str]) -> Self {
+        self.payload.hooks.push(runnel_api::Hook {
+            name: name.to_owned(),
+            script: commands.iter().map(|c| (*c).to_owned()).collect(),
+        });
+        self
+    }
+
     /// Sets the job timeout in seconds.
     pub fn timeout(mut self, seconds: u64) -> Self {
         self.payload.runner_info.timeout = seconds;

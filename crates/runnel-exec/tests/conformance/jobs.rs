@@ -289,3 +289,73 @@ async fn working_tree_copy_includes_uncommitted_files_but_not_ignored_ones() {
         );
     }
 }
+
+#[tokio::test]
+async fn get_sources_hooks_run_around_the_sources() {
+    for (name, make) in executors() {
+        let project = TestProject::new();
+        project.write("src.txt", "source");
+        let payload = PayloadBuilder::new(12, "hooks")
+            .hook("pre_get_sources_script", &["echo pre-hook"])
+            .hook(
+                "post_get_sources_script",
+                &["echo post-hook sees $(cat src.txt)"],
+            )
+            .script(&["true"])
+            .build();
+        let ran = run(make, &project, payload).await;
+        assert_eq!(
+            ran.outcome.status,
+            JobStatus::Success,
+            "{name}: {}",
+            ran.output
+        );
+        let pre = ran.output.find("\npre-hook").expect("pre hook output");
+        let post = ran
+            .output
+            .find("\npost-hook sees source")
+            .expect("post hook output");
+        assert!(pre < post, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn failing_hook_fails_the_job_before_the_script() {
+    for (name, make) in executors() {
+        let project = TestProject::new();
+        let payload = PayloadBuilder::new(13, "hook-fail")
+            .hook("pre_get_sources_script", &["exit 4"])
+            .script(&["echo script-ran"])
+            .build();
+        let ran = run(make, &project, payload).await;
+        assert_eq!(ran.outcome.exit_code, Some(4), "{name}");
+        assert!(!ran.output.contains("\nscript-ran"), "{name}");
+    }
+}
+
+#[tokio::test]
+async fn output_limit_truncates_the_trace_but_the_job_continues() {
+    for (name, make) in executors() {
+        let project = TestProject::new();
+        let payload = PayloadBuilder::new(14, "limit")
+            .script(&[
+                "head -c 200000 /dev/zero | tr '\\0' 'x'",
+                "echo still-running > marker.txt",
+            ])
+            .build();
+        let mut ctx = project.context("14");
+        ctx.output_limit = 10_000;
+        let ran = crate::run_with(make, payload, ctx).await;
+        assert_eq!(ran.outcome.status, JobStatus::Success, "{name}");
+        assert!(
+            ran.trace
+                .contains("Job's log exceeded limit of 10000 bytes."),
+            "{name}"
+        );
+        assert!(ran.trace.len() < 11_000, "{name}: {}", ran.trace.len());
+        assert!(
+            crate::project_dir(&project).join("marker.txt").exists(),
+            "{name}"
+        );
+    }
+}
