@@ -188,6 +188,12 @@ impl PayloadBuilder {
     }
 }
 
+impl From<JobPayload> for PayloadBuilder {
+    fn from(payload: JobPayload) -> Self {
+        Self { payload }
+    }
+}
+
 fn step(name: &str, commands: &[&str], when: When) -> Step {
     Step {
         name: name.to_owned(),
@@ -251,6 +257,19 @@ impl TestProject {
         ));
         ctx.cache = Arc::new(LocalCacheStore::new(self.dir.path().join(".runnel/cache")));
         ctx
+    }
+}
+
+/// Context helpers for tests.
+pub trait ContextExt {
+    /// The context with `sources` instead.
+    fn with_sources(self, sources: Sources) -> Self;
+}
+
+impl ContextExt for JobContext {
+    fn with_sources(mut self, sources: Sources) -> Self {
+        self.sources = sources;
+        self
     }
 }
 

@@ -4,6 +4,7 @@
 mod archives;
 mod jobs;
 mod processes;
+mod sources;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

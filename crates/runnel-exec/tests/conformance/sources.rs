@@ -1,0 +1,154 @@
+//! `get_sources` from a Git repository (the daemon's path), honouring `GIT_STRATEGY`,
+//! `GIT_DEPTH` and `GIT_CHECKOUT`.
+
+use std::path::Path;
+use std::process::Command;
+
+use runnel_exec::test_support::{ContextExt, PayloadBuilder, TestProject};
+use runnel_exec::{JobStatus, Sources};
+
+use crate::{executors, project_dir, run_with};
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let output = Command::new("git")
+        .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("git runs");
+    assert!(
+        output.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+/// A repository with two commits on `main`; returns the sha of each.
+fn repository(project: &TestProject) -> (String, String) {
+    let dir = project.path();
+    git(dir, &["checkout", "-q", "-b", "main"]);
+    project.write("file.txt", "first");
+    git(dir, &["add", "file.txt"]);
+    git(dir, &["commit", "-q", "-m", "one"]);
+    let first = git(dir, &["rev-parse", "HEAD"]);
+    project.write("file.txt", "second");
+    git(dir, &["commit", "-q", "-am", "two"]);
+    let second = git(dir, &["rev-parse", "HEAD"]);
+    (first, second)
+}
+
+fn git_payload(project: &TestProject, id: u64, sha: &str, script: &[&str]) -> PayloadBuilder {
+    let mut payload = PayloadBuilder::new(id, "git").script(script).build();
+    payload.git_info.repo_url = format!("file://{}", project.path().display());
+    payload.git_info.sha = sha.to_owned();
+    payload.git_info.ref_name = "main".to_owned();
+    payload.git_info.refspecs = vec!["+refs/heads/*:refs/remotes/origin/*".to_owned()];
+    PayloadBuilder::from(payload)
+}
+
+#[tokio::test]
+async fn git_sources_check_out_the_requested_commit() {
+    for (name, make) in executors() {
+        let project = TestProject::new();
+        let (first, second) = repository(&project);
+        for (id, sha, expected) in [(80, &first, "first"), (81, &second, "second")] {
+            let payload = git_payload(&project, id, sha, &["cat file.txt"]).build();
+            let mut ctx = project.context(&id.to_string());
+            ctx.sources = Sources::Git;
+            let ran = run_with(make, payload, ctx).await;
+            assert_eq!(
+                ran.outcome.status,
+                JobStatus::Success,
+                "{name}: {}",
+                ran.output
+            );
+            assert!(
+                ran.output.contains(&format!(
+                    "Checking out {} as detached HEAD (ref is main)",
+                    &sha[..8]
+                )),
+                "{name}"
+            );
+            assert!(
+                ran.output.contains(&format!("\n{expected}")),
+                "{name}: {}",
+                ran.output
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn git_strategy_none_and_empty_leave_or_clear_the_directory() {
+    for (name, make) in executors() {
+        let project = TestProject::new();
+        let (_, second) = repository(&project);
+        let payload = git_payload(&project, 82, &second, &["echo kept > kept.txt"]).build();
+        let mut ctx = project.context("82");
+        ctx.sources = Sources::Git;
+        let ran = run_with(make, payload, ctx.clone()).await;
+        assert_eq!(
+            ran.outcome.status,
+            JobStatus::Success,
+            "{name}: {}",
+            ran.output
+        );
+
+        let payload = git_payload(&project, 83, &second, &["cat kept.txt"])
+            .var("GIT_STRATEGY", "none")
+            .build();
+        let ran = run_with(
+            make,
+            payload,
+            project.context("83").with_sources(Sources::Git),
+        )
+        .await;
+        assert_eq!(
+            ran.outcome.status,
+            JobStatus::Success,
+            "{name}: none keeps the directory: {}",
+            ran.output
+        );
+
+        let payload = git_payload(
+            &project,
+            84,
+            &second,
+            &["test ! -e file.txt", "test ! -e kept.txt"],
+        )
+        .var("GIT_STRATEGY", "empty")
+        .build();
+        let ran = run_with(
+            make,
+            payload,
+            project.context("84").with_sources(Sources::Git),
+        )
+        .await;
+        assert_eq!(
+            ran.outcome.status,
+            JobStatus::Success,
+            "{name}: empty clears it: {}",
+            ran.output
+        );
+        let _ = project_dir(&project);
+    }
+}
+
+#[tokio::test]
+async fn unreachable_repository_fails_the_job() {
+    for (name, make) in executors() {
+        let project = TestProject::new();
+        let mut payload = PayloadBuilder::new(85, "git").script(&["echo ran"]).build();
+        payload.git_info.repo_url = format!("file://{}/missing", project.path().display());
+        payload.git_info.sha = "0123456789abcdef0123456789abcdef01234567".to_owned();
+        let ran = run_with(
+            make,
+            payload,
+            project.context("85").with_sources(Sources::Git),
+        )
+        .await;
+        assert_eq!(ran.outcome.status, JobStatus::Failed, "{name}");
+        assert!(!ran.output.contains("\nran"), "{name}");
+    }
+}
