@@ -425,3 +425,14 @@ fn child_pipeline_runs_with_the_trigger_jobs_variables_and_depend_fails_the_trig
             < seq(&doc, "[parent] -> child-test", "started_seq")
     );
 }
+
+#[test]
+fn jobs_of_one_resource_group_do_not_overlap() {
+    let repo = TestRepo::new("resource-group");
+    let (code, doc) = repo.json(&["--concurrency", "2"]);
+    assert_eq!(code, 0, "{doc:#}");
+    let (a, b) = (job(&doc, "deploy-a"), job(&doc, "deploy-b"));
+    let apart = a["finished_seq"].as_u64() < b["started_seq"].as_u64()
+        || b["finished_seq"].as_u64() < a["started_seq"].as_u64();
+    assert!(apart, "{doc:#}");
+}

@@ -2,6 +2,10 @@
 
 mod exec;
 mod lint;
+mod list;
+mod register;
+mod unregister;
+mod verify;
 
 use std::process::ExitCode;
 
@@ -22,11 +26,23 @@ enum Command {
     Lint(lint::LintArgs),
     /// Run the repository's pipeline on this machine.
     Exec(exec::ExecArgs),
+    /// Register a runner with a GitLab instance (gitlab-runner's flags and prompts).
+    Register(register::RegisterArgs),
+    /// Check that GitLab still knows the configured runners.
+    Verify(verify::VerifyArgs),
+    /// Remove runners from GitLab and from config.toml.
+    Unregister(unregister::UnregisterArgs),
+    /// List the runners in config.toml.
+    List(list::ListArgs),
 }
 
 pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Lint(args) => lint::run(args),
         Command::Exec(args) => exec::run(args),
+        Command::Register(args) => register::run(args),
+        Command::Verify(args) => verify::run(args),
+        Command::Unregister(args) => unregister::run(args),
+        Command::List(args) => list::run(args),
     }
 }

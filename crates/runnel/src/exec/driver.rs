@@ -2,7 +2,7 @@
 //! them (at most `concurrency` at once), turns their traces into report events, and feeds each
 //! end back to the schedule, until nothing can move. Ctrl-C cancels every job.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -82,6 +82,8 @@ pub(crate) struct Driver<'a, R: JobRunner> {
     pub(crate) unit_pipeline: Vec<usize>,
     /// Trigger jobs, by schedule index: they create a child pipeline instead of running.
     pub(crate) bridges: HashMap<usize, Bridge>,
+    /// The `resource_group` of each scheduled job (variables expanded).
+    pub(crate) resource_groups: Vec<Option<String>>,
     pub(crate) planner: &'a Planner<'a>,
     pub(crate) coverage: &'a (dyn Fn(usize, &[String]) -> Option<String> + 'a),
     pub(crate) concurrency: usize,
@@ -126,6 +128,7 @@ impl<R: JobRunner> Driver<'_, R> {
             abort: CancellationToken::new(),
         };
         let mut slots: BTreeSet<usize> = (0..self.concurrency).collect();
+        let mut busy_groups: HashSet<String> = HashSet::new();
         let (tx, mut rx) = mpsc::unbounded_channel::<Message>();
         let mut tasks: JoinSet<(usize, JobEnd)> = JoinSet::new();
         let mut timers: JoinSet<usize> = JoinSet::new();
@@ -138,7 +141,22 @@ impl<R: JobRunner> Driver<'_, R> {
                 self.advance(&mut queue, &mut timers, &mut seq);
             }
             while !interrupted && tasks.len() < self.concurrency {
-                let Some(i) = queue.pop_front() else { break };
+                // GitLab: a job waits while another job of its `resource_group` runs
+                // (app/models/ci/resource_group.rb).
+                let free = |i: &usize| {
+                    self.resource_groups[*i]
+                        .as_ref()
+                        .is_none_or(|g| !busy_groups.contains(g))
+                };
+                let Some(position) = queue.iter().position(free) else {
+                    break;
+                };
+                let Some(i) = queue.remove(position) else {
+                    break;
+                };
+                if let Some(group) = &self.resource_groups[i] {
+                    busy_groups.insert(group.clone());
+                }
                 seq += 1;
                 let slot = slots.pop_first().unwrap_or(self.concurrency);
                 self.start(i, seq, slot, &mut running, &tx, &cancel, &mut tasks);
@@ -158,6 +176,9 @@ impl<R: JobRunner> Driver<'_, R> {
                     seq += 1;
                     if let Some(state) = &running[i] {
                         slots.insert(state.slot);
+                    }
+                    if let Some(group) = &self.resource_groups[i] {
+                        busy_groups.remove(group);
                     }
                     if self.finish(i, seq, end, &mut running) == Finished::Retry {
                         queue.push_front(i);

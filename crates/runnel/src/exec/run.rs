@@ -288,6 +288,10 @@ pub(crate) fn run(opts: Options) -> anyhow::Result<ExitCode> {
         ctxs,
         unit_pipeline: units.iter().map(|&(pipeline, _)| pipeline).collect(),
         bridges,
+        resource_groups: units
+            .iter()
+            .map(|&u| job_of(u).resource_group.clone())
+            .collect(),
         planner: &planner,
         coverage: &coverage,
         concurrency: opts.concurrency,
@@ -445,7 +449,8 @@ fn user_error(opts: &Options, message: &str) -> ExitCode {
 }
 
 /// `cache:key:files` digests. GitLab hashes the ids of the files' last commits; runnel hashes
-/// their content, so an edit that is not committed yet also changes the key (docs/divergences.md).
+/// their content, so an edit that is not committed yet also changes the key; a local run has
+/// no server-side history of the files to ask.
 fn files_keys(project_dir: &Path, jobs: &[runnel_pipeline::job::Job]) -> HashMap<String, String> {
     use sha2::{Digest as _, Sha256};
     let mut keys = HashMap::new();

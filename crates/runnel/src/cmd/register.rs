@@ -1,0 +1,296 @@
+//! `runnel register`: gitlab-runner's flags, environment variables and prompts.
+
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use runnel_runner::config::{CacheConfig, CustomConfig, DockerConfig, KubernetesConfig, RunnerConfig, SshConfig};
+use runnel_runner::register::{Registration, register};
+
+/// The executors `register` offers.
+const EXECUTORS: &str = "shell, docker, docker-windows, docker+machine, docker-autoscaler, kubernetes, ssh, parallels, virtualbox, custom, instance";
+
+/// Arguments of `runnel register` (gitlab-runner `commands/register.go` and the runner fields of
+/// `common/config.go`, with the same environment variables).
+#[derive(Debug, clap::Args)]
+pub(crate) struct RegisterArgs {
+    /// The config file.
+    #[arg(short = 'c', long = "config", env = "CONFIG_FILE")]
+    config: Option<PathBuf>,
+    /// Ask nothing; a missing required value is an error.
+    #[arg(short = 'n', long, env = "REGISTER_NON_INTERACTIVE")]
+    non_interactive: bool,
+    /// The GitLab instance URL.
+    #[arg(short = 'u', long, env = "CI_SERVER_URL")]
+    url: Option<String>,
+    /// The runner authentication token (glrt-…).
+    #[arg(short = 't', long, env = "CI_SERVER_TOKEN")]
+    token: Option<String>,
+    /// A legacy registration token.
+    #[arg(short = 'r', long, env = "REGISTRATION_TOKEN")]
+    registration_token: Option<String>,
+    /// The runner name (description); the host name by default.
+    #[arg(long, visible_alias = "description", env = "RUNNER_NAME")]
+    name: Option<String>,
+    /// Comma-separated tags (legacy registration only).
+    #[arg(long, env = "RUNNER_TAG_LIST")]
+    tag_list: Option<String>,
+    /// Pick jobs without tags (legacy registration only).
+    #[arg(long, env = "REGISTER_RUN_UNTAGGED", num_args = 0..=1, default_missing_value = "true")]
+    run_untagged: Option<bool>,
+    /// Lock the runner to its project (legacy registration only; default true).
+    #[arg(long, env = "REGISTER_LOCKED", num_args = 0..=1, default_missing_value = "true")]
+    locked: Option<bool>,
+    /// `not_protected` or `ref_protected` (legacy registration only).
+    #[arg(long, env = "REGISTER_ACCESS_LEVEL")]
+    access_level: Option<String>,
+    /// Maximum job timeout in seconds (legacy registration only).
+    #[arg(long, env = "REGISTER_MAXIMUM_TIMEOUT")]
+    maximum_timeout: Option<u64>,
+    /// Register paused (legacy registration only).
+    #[arg(long, env = "REGISTER_PAUSED", num_args = 0..=1, default_missing_value = "true")]
+    paused: Option<bool>,
+    /// A note for maintainers (legacy registration only).
+    #[arg(long, env = "REGISTER_MAINTENANCE_NOTE")]
+    maintenance_note: Option<String>,
+    /// The executor.
+    #[arg(long, env = "RUNNER_EXECUTOR")]
+    executor: Option<String>,
+    /// The shell: bash, sh, pwsh.
+    #[arg(long, env = "RUNNER_SHELL")]
+    shell: Option<String>,
+    /// Jobs in flight for this runner (0 = unlimited).
+    #[arg(long, env = "RUNNER_LIMIT")]
+    limit: Option<i64>,
+    /// Trace size limit in KiB.
+    #[arg(long, env = "RUNNER_OUTPUT_LIMIT")]
+    output_limit: Option<i64>,
+    /// Parallel job requests for this runner.
+    #[arg(long, env = "RUNNER_REQUEST_CONCURRENCY")]
+    request_concurrency: Option<i64>,
+    /// Where builds are stored.
+    #[arg(long, env = "RUNNER_BUILDS_DIR")]
+    builds_dir: Option<String>,
+    /// Where the cache is stored.
+    #[arg(long, env = "RUNNER_CACHE_DIR")]
+    cache_dir: Option<String>,
+    /// Overrides the URL used to clone.
+    #[arg(long, env = "CLONE_URL")]
+    clone_url: Option<String>,
+    /// `KEY=value` added to every job (repeatable).
+    #[arg(long = "env", env = "RUNNER_ENV", value_delimiter = ',')]
+    environment: Vec<String>,
+    /// Runs before the sources are fetched.
+    #[arg(long, env = "RUNNER_PRE_GET_SOURCES_SCRIPT")]
+    pre_get_sources_script: Option<String>,
+    /// Runs after the sources are fetched.
+    #[arg(long, env = "RUNNER_POST_GET_SOURCES_SCRIPT")]
+    post_get_sources_script: Option<String>,
+    /// Runs before the script.
+    #[arg(long, env = "RUNNER_PRE_BUILD_SCRIPT")]
+    pre_build_script: Option<String>,
+    /// Runs after the script.
+    #[arg(long, env = "RUNNER_POST_BUILD_SCRIPT")]
+    post_build_script: Option<String>,
+    /// CA file for GitLab's certificate.
+    #[arg(long = "tls-ca-file", env = "CI_SERVER_TLS_CA_FILE")]
+    tls_ca_file: Option<String>,
+    /// The default Docker image.
+    #[arg(long, env = "DOCKER_IMAGE")]
+    docker_image: Option<String>,
+    /// Privileged Docker containers.
+    #[arg(long, env = "DOCKER_PRIVILEGED", num_args = 0..=1, default_missing_value = "true")]
+    docker_privileged: Option<bool>,
+    /// Docker volumes (repeatable).
+    #[arg(long, env = "DOCKER_VOLUMES", value_delimiter = ',')]
+    docker_volumes: Vec<String>,
+    /// Docker pull policy (repeatable).
+    #[arg(long, env = "DOCKER_PULL_POLICY", value_delimiter = ',')]
+    docker_pull_policy: Vec<String>,
+    /// Kubernetes namespace.
+    #[arg(long, env = "KUBERNETES_NAMESPACE")]
+    kubernetes_namespace: Option<String>,
+    /// Kubernetes default image.
+    #[arg(long, env = "KUBERNETES_IMAGE")]
+    kubernetes_image: Option<String>,
+    /// SSH host.
+    #[arg(long, env = "SSH_HOST")]
+    ssh_host: Option<String>,
+    /// SSH port.
+    #[arg(long, env = "SSH_PORT")]
+    ssh_port: Option<String>,
+    /// SSH user.
+    #[arg(long, env = "SSH_USER")]
+    ssh_user: Option<String>,
+    /// SSH password.
+    #[arg(long, env = "SSH_PASSWORD")]
+    ssh_password: Option<String>,
+    /// SSH private key.
+    #[arg(long, env = "SSH_IDENTITY_FILE")]
+    ssh_identity_file: Option<String>,
+    /// Custom executor run program.
+    #[arg(long, env = "CUSTOM_RUN_EXEC")]
+    custom_run_exec: Option<String>,
+    /// Cache type: s3, gcs, azure.
+    #[arg(long, env = "CACHE_TYPE")]
+    cache_type: Option<String>,
+    /// Share the cache between runners.
+    #[arg(long, env = "CACHE_SHARED", num_args = 0..=1, default_missing_value = "true")]
+    cache_shared: Option<bool>,
+}
+
+/// Reads answers to prompts.
+struct Prompter {
+    interactive: bool,
+    input: std::io::StdinLock<'static>,
+}
+
+impl Prompter {
+    /// Asks `question`; a given value is the default `[value]` that Enter accepts.
+    fn ask(&mut self, question: &str, given: Option<String>, required: bool) -> anyhow::Result<Option<String>> {
+        if !self.interactive {
+            if required && given.as_deref().is_none_or(str::is_empty) {
+                anyhow::bail!("{question} is required with --non-interactive");
+            }
+            return Ok(given);
+        }
+        loop {
+            match &given {
+                Some(value) if !value.is_empty() => println!("{question}\n[{value}]: "),
+                _ => println!("{question}"),
+            }
+            std::io::stdout().flush()?;
+            let mut line = String::new();
+            if self.input.read_line(&mut line)? == 0 {
+                anyhow::bail!("no answer to `{question}` (end of input)");
+            }
+            let answer = line.trim().to_owned();
+            let value = if answer.is_empty() { given.clone() } else { Some(answer) };
+            if !required || value.as_deref().is_some_and(|v| !v.is_empty()) {
+                return Ok(value);
+            }
+        }
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "runnel".into())
+}
+
+pub(crate) fn run(args: RegisterArgs) -> anyhow::Result<ExitCode> {
+    let config_path = args.config.clone().unwrap_or_else(runnel_runner::config::default_config_path);
+    let mut prompt = Prompter { interactive: !args.non_interactive, input: std::io::stdin().lock() };
+    let url = prompt
+        .ask("Enter the GitLab instance URL (for example, https://gitlab.com/):", args.url.clone(), true)?
+        .unwrap_or_default();
+    let authentication = args.token.as_deref().is_some_and(|t| !t.is_empty());
+    let mut registration = Registration { url, token: args.token.clone(), ..Registration::default() };
+    if authentication {
+        registration.tag_list = args.tag_list.clone();
+        registration.run_untagged = args.run_untagged;
+        registration.locked = args.locked;
+        registration.access_level = args.access_level.clone();
+        registration.maximum_timeout = args.maximum_timeout;
+        registration.paused = args.paused;
+        registration.maintenance_note = args.maintenance_note.clone();
+    } else {
+        registration.registration_token =
+            prompt.ask("Enter the registration token:", args.registration_token.clone(), true)?;
+    }
+    let name_question = if authentication {
+        "Enter a name for the runner. This is stored only in the local config.toml file:"
+    } else {
+        "Enter a description for the runner:"
+    };
+    let name = prompt.ask(name_question, Some(args.name.clone().unwrap_or_else(hostname)), false)?;
+    if !authentication {
+        registration.tag_list = prompt.ask("Enter tags for the runner (comma-separated):", args.tag_list.clone(), false)?;
+        registration.maintenance_note =
+            prompt.ask("Enter optional maintenance note for the runner:", args.maintenance_note.clone(), false)?;
+        registration.run_untagged = args.run_untagged;
+        registration.locked = args.locked;
+        registration.access_level = args.access_level.clone();
+        registration.maximum_timeout = args.maximum_timeout;
+        registration.paused = args.paused;
+    }
+    let executor = prompt
+        .ask(&format!("Enter an executor: {EXECUTORS}:"), args.executor.clone(), true)?
+        .unwrap_or_default();
+    let mut runner = runner_config(&args, name.unwrap_or_default(), executor.clone());
+    if executor.starts_with("docker") {
+        let image = prompt.ask("Enter the default Docker image (for example, ruby:3.3):", args.docker_image.clone(), true)?;
+        runner.docker.get_or_insert_with(Default::default).image = image;
+    }
+    registration.runner = runner;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let registered = runtime.block_on(register(&config_path, registration))?;
+    println!(
+        "Runner registered successfully. Feel free to start it, but if it's running already the config should be automatically reloaded!"
+    );
+    println!("Configuration (with the authentication token) was saved in {:?}", config_path.display().to_string());
+    if let Ok(loaded) = runnel_runner::config::load(&config_path) {
+        let concurrent = loaded.config.concurrent();
+        let limit = registered.limit().unwrap_or(0);
+        if limit > concurrent {
+            eprintln!("warning: the runner's limit ({limit}) is higher than the global `concurrent` ({concurrent})");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn runner_config(args: &RegisterArgs, name: String, executor: String) -> RunnerConfig {
+    let mut runner = RunnerConfig {
+        name,
+        executor,
+        shell: args.shell.clone(),
+        limit: args.limit,
+        output_limit: args.output_limit,
+        request_concurrency: args.request_concurrency,
+        builds_dir: args.builds_dir.clone(),
+        cache_dir: args.cache_dir.clone(),
+        clone_url: args.clone_url.clone(),
+        environment: args.environment.clone(),
+        pre_get_sources_script: args.pre_get_sources_script.clone(),
+        post_get_sources_script: args.post_get_sources_script.clone(),
+        pre_build_script: args.pre_build_script.clone(),
+        post_build_script: args.post_build_script.clone(),
+        tls_ca_file: args.tls_ca_file.clone(),
+        ..RunnerConfig::default()
+    };
+    if args.docker_privileged.is_some() || !args.docker_volumes.is_empty() || !args.docker_pull_policy.is_empty() {
+        runner.docker = Some(DockerConfig {
+            privileged: args.docker_privileged,
+            volumes: args.docker_volumes.clone(),
+            pull_policy: (!args.docker_pull_policy.is_empty()).then(|| {
+                runnel_runner::toml::Value::Array(args.docker_pull_policy.iter().cloned().map(runnel_runner::toml::Value::String).collect())
+            }),
+            ..DockerConfig::default()
+        });
+    }
+    if args.kubernetes_namespace.is_some() || args.kubernetes_image.is_some() {
+        runner.kubernetes = Some(KubernetesConfig {
+            namespace: args.kubernetes_namespace.clone(),
+            image: args.kubernetes_image.clone(),
+            ..KubernetesConfig::default()
+        });
+    }
+    if args.ssh_host.is_some() {
+        runner.ssh = Some(SshConfig {
+            host: args.ssh_host.clone(),
+            port: args.ssh_port.clone(),
+            user: args.ssh_user.clone(),
+            password: args.ssh_password.clone(),
+            identity_file: args.ssh_identity_file.clone(),
+            ..SshConfig::default()
+        });
+    }
+    if args.custom_run_exec.is_some() {
+        runner.custom = Some(CustomConfig { run_exec: args.custom_run_exec.clone(), ..CustomConfig::default() });
+    }
+    if args.cache_type.is_some() || args.cache_shared.is_some() {
+        runner.cache = Some(CacheConfig { kind: args.cache_type.clone(), shared: args.cache_shared, ..CacheConfig::default() });
+    }
+    runner
+}

@@ -1,0 +1,52 @@
+//! `runnel unregister`: removes runners from GitLab and from the config file.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use runnel_runner::register::{Selection, unregister};
+
+/// Arguments of `runnel unregister`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct UnregisterArgs {
+    /// The config file.
+    #[arg(short = 'c', long = "config", env = "CONFIG_FILE")]
+    config: Option<PathBuf>,
+    /// The runner's name.
+    #[arg(short = 'n', long)]
+    name: Option<String>,
+    /// The runner's GitLab URL (with `--token`).
+    #[arg(short = 'u', long, env = "CI_SERVER_URL")]
+    url: Option<String>,
+    /// The runner's token (with `--url`).
+    #[arg(short = 't', long, env = "CI_SERVER_TOKEN")]
+    token: Option<String>,
+    /// Every runner in the config file.
+    #[arg(long)]
+    all_runners: bool,
+}
+
+pub(crate) fn run(args: UnregisterArgs) -> anyhow::Result<ExitCode> {
+    let config_path = args.config.clone().unwrap_or_else(runnel_runner::config::default_config_path);
+    let selection = if args.all_runners {
+        Selection::All
+    } else if let Some(name) = args.name.clone() {
+        Selection::Name(name)
+    } else if let (Some(url), Some(token)) = (args.url.clone(), args.token.clone()) {
+        Selection::UrlToken(url, token)
+    } else {
+        anyhow::bail!("say which runner to unregister: `--name`, `--url` with `--token`, or `--all-runners`");
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let results = runtime.block_on(unregister(&config_path, &selection))?;
+    let mut failed = false;
+    for (name, result) in results {
+        match result {
+            Ok(()) => println!("Unregistering runner from GitLab succeeded    name={name}"),
+            Err(message) => {
+                failed = true;
+                eprintln!("error: failed to unregister runner `{name}`: {message}");
+            }
+        }
+    }
+    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}

@@ -1,0 +1,53 @@
+//! `runnel verify`: checks that GitLab still knows the configured runners.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use runnel_runner::register::{Verified, verify};
+
+/// Arguments of `runnel verify`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct VerifyArgs {
+    /// The config file.
+    #[arg(short = 'c', long = "config", env = "CONFIG_FILE")]
+    config: Option<PathBuf>,
+    /// Only the runner with this name.
+    #[arg(short = 'n', long)]
+    name: Option<String>,
+    /// Only runners of this GitLab URL.
+    #[arg(short = 'u', long, env = "CI_SERVER_URL")]
+    url: Option<String>,
+    /// Only the runner with this token.
+    #[arg(short = 't', long, env = "CI_SERVER_TOKEN")]
+    token: Option<String>,
+    /// Remove runners GitLab no longer knows from the config file.
+    #[arg(long)]
+    delete: bool,
+}
+
+pub(crate) fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
+    let config_path = args.config.clone().unwrap_or_else(runnel_runner::config::default_config_path);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let select = |runner: &runnel_runner::config::RunnerConfig| {
+        args.name.as_ref().is_none_or(|n| &runner.name == n)
+            && args.url.as_ref().is_none_or(|u| runner.url.trim_end_matches('/') == u.trim_end_matches('/'))
+            && args.token.as_ref().is_none_or(|t| &runner.token == t)
+    };
+    let results = runtime.block_on(verify(&config_path, select, args.delete))?;
+    let mut failed = false;
+    for (name, short_token, result) in results {
+        match result {
+            Verified::Valid => println!("Verifying runner... is valid                        runner={short_token} name={name}"),
+            Verified::Removed => {
+                failed = !args.delete;
+                let action = if args.delete { ", removed from the config" } else { "" };
+                println!("Verifying runner... is removed{action}               runner={short_token} name={name}");
+            }
+            Verified::Error(message) => {
+                failed = true;
+                println!("Verifying runner... failed: {message}   runner={short_token} name={name}");
+            }
+        }
+    }
+    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
