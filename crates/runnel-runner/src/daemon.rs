@@ -190,6 +190,11 @@ impl Daemon {
         self.shared.check_interval = Duration::from_secs(config.check_interval_secs());
         let mut wanted = HashMap::new();
         for runner in &config.runners {
+            if !self.shared.executor.supports(&runner.executor) {
+                self.shared.metrics.error("error");
+                tracing::error!(name = %runner.name, executor = %runner.executor, "skipping runner: runnel cannot run this executor yet (supported: shell)");
+                continue;
+            }
             if runner.token.trim().is_empty() {
                 tracing::warn!(name = %runner.name, "skipping runner without a token");
                 continue;

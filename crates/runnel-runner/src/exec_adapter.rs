@@ -45,6 +45,10 @@ impl Default for ShellJobExecutor {
 }
 
 impl JobExecutor for ShellJobExecutor {
+    fn supports(&self, name: &str) -> bool {
+        name == "shell"
+    }
+
     fn features(&self, _runner: &RunnerConfig) -> FeaturesInfo {
         // What runnel-exec and this daemon implement; gitlab-runner's shell executor set
         // (`executors/shell`, `shells/abstract.go`, `network/gitlab.go`).

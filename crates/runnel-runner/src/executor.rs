@@ -120,6 +120,9 @@ pub type ExecFuture = Pin<Box<dyn Future<Output = ExecOutcome> + Send>>;
 /// Executes payloads. `execute` must return once the job's processes are gone, whatever the
 /// outcome, and must honour `ctx.cancel` and `ctx.deadline`.
 pub trait JobExecutor: Send + Sync + 'static {
+    /// Whether this executor can run jobs of a `[[runners]]` entry with `executor = name`.
+    fn supports(&self, name: &str) -> bool;
+
     /// The `info.executor` and `info.shell` advertised for `runner`, and its features.
     fn features(&self, runner: &RunnerConfig) -> runnel_api::FeaturesInfo;
 

@@ -12,12 +12,17 @@ pub(crate) struct ListArgs {
 }
 
 pub(crate) fn run(args: ListArgs) -> anyhow::Result<ExitCode> {
-    let config_path = args.config.unwrap_or_else(runnel_runner::config::default_config_path);
+    let config_path = args
+        .config
+        .unwrap_or_else(runnel_runner::config::default_config_path);
     let loaded = runnel_runner::config::load(&config_path)?;
     for key in &loaded.unknown_keys {
         eprintln!("warning: {key}");
     }
-    println!("Listing configured runners                          ConfigFile={}", config_path.display());
+    println!(
+        "Listing configured runners                          ConfigFile={}",
+        config_path.display()
+    );
     for runner in &loaded.config.runners {
         println!(
             "{:<40} Executor={} Token={} URL={}",

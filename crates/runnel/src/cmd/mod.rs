@@ -4,6 +4,7 @@ mod exec;
 mod lint;
 mod list;
 mod register;
+mod run;
 mod unregister;
 mod verify;
 
@@ -27,7 +28,9 @@ enum Command {
     /// Run the repository's pipeline on this machine.
     Exec(exec::ExecArgs),
     /// Register a runner with a GitLab instance (gitlab-runner's flags and prompts).
-    Register(register::RegisterArgs),
+    Register(Box<register::RegisterArgs>),
+    /// Run the runner daemon: poll GitLab for jobs and execute them.
+    Run(run::RunArgs),
     /// Check that GitLab still knows the configured runners.
     Verify(verify::VerifyArgs),
     /// Remove runners from GitLab and from config.toml.
@@ -40,7 +43,8 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Lint(args) => lint::run(args),
         Command::Exec(args) => exec::run(args),
-        Command::Register(args) => register::run(args),
+        Command::Register(args) => register::run(*args),
+        Command::Run(args) => run::run(args),
         Command::Verify(args) => verify::run(args),
         Command::Unregister(args) => unregister::run(args),
         Command::List(args) => list::run(args),

@@ -4,7 +4,9 @@ use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use runnel_runner::config::{CacheConfig, CustomConfig, DockerConfig, KubernetesConfig, RunnerConfig, SshConfig};
+use runnel_runner::config::{
+    CacheConfig, CustomConfig, DockerConfig, KubernetesConfig, RunnerConfig, SshConfig,
+};
 use runnel_runner::register::{Registration, register};
 
 /// The executors `register` offers.
@@ -147,7 +149,12 @@ struct Prompter {
 
 impl Prompter {
     /// Asks `question`; a given value is the default `[value]` that Enter accepts.
-    fn ask(&mut self, question: &str, given: Option<String>, required: bool) -> anyhow::Result<Option<String>> {
+    fn ask(
+        &mut self,
+        question: &str,
+        given: Option<String>,
+        required: bool,
+    ) -> anyhow::Result<Option<String>> {
         if !self.interactive {
             if required && given.as_deref().is_none_or(str::is_empty) {
                 anyhow::bail!("{question} is required with --non-interactive");
@@ -165,7 +172,11 @@ impl Prompter {
                 anyhow::bail!("no answer to `{question}` (end of input)");
             }
             let answer = line.trim().to_owned();
-            let value = if answer.is_empty() { given.clone() } else { Some(answer) };
+            let value = if answer.is_empty() {
+                given.clone()
+            } else {
+                Some(answer)
+            };
             if !required || value.as_deref().is_some_and(|v| !v.is_empty()) {
                 return Ok(value);
             }
@@ -180,13 +191,27 @@ fn hostname() -> String {
 }
 
 pub(crate) fn run(args: RegisterArgs) -> anyhow::Result<ExitCode> {
-    let config_path = args.config.clone().unwrap_or_else(runnel_runner::config::default_config_path);
-    let mut prompt = Prompter { interactive: !args.non_interactive, input: std::io::stdin().lock() };
+    let config_path = args
+        .config
+        .clone()
+        .unwrap_or_else(runnel_runner::config::default_config_path);
+    let mut prompt = Prompter {
+        interactive: !args.non_interactive,
+        input: std::io::stdin().lock(),
+    };
     let url = prompt
-        .ask("Enter the GitLab instance URL (for example, https://gitlab.com/):", args.url.clone(), true)?
+        .ask(
+            "Enter the GitLab instance URL (for example, https://gitlab.com/):",
+            args.url.clone(),
+            true,
+        )?
         .unwrap_or_default();
     let authentication = args.token.as_deref().is_some_and(|t| !t.is_empty());
-    let mut registration = Registration { url, token: args.token.clone(), ..Registration::default() };
+    let mut registration = Registration {
+        url,
+        token: args.token.clone(),
+        ..Registration::default()
+    };
     if authentication {
         registration.tag_list = args.tag_list.clone();
         registration.run_untagged = args.run_untagged;
@@ -196,19 +221,33 @@ pub(crate) fn run(args: RegisterArgs) -> anyhow::Result<ExitCode> {
         registration.paused = args.paused;
         registration.maintenance_note = args.maintenance_note.clone();
     } else {
-        registration.registration_token =
-            prompt.ask("Enter the registration token:", args.registration_token.clone(), true)?;
+        registration.registration_token = prompt.ask(
+            "Enter the registration token:",
+            args.registration_token.clone(),
+            true,
+        )?;
     }
     let name_question = if authentication {
         "Enter a name for the runner. This is stored only in the local config.toml file:"
     } else {
         "Enter a description for the runner:"
     };
-    let name = prompt.ask(name_question, Some(args.name.clone().unwrap_or_else(hostname)), false)?;
+    let name = prompt.ask(
+        name_question,
+        Some(args.name.clone().unwrap_or_else(hostname)),
+        false,
+    )?;
     if !authentication {
-        registration.tag_list = prompt.ask("Enter tags for the runner (comma-separated):", args.tag_list.clone(), false)?;
-        registration.maintenance_note =
-            prompt.ask("Enter optional maintenance note for the runner:", args.maintenance_note.clone(), false)?;
+        registration.tag_list = prompt.ask(
+            "Enter tags for the runner (comma-separated):",
+            args.tag_list.clone(),
+            false,
+        )?;
+        registration.maintenance_note = prompt.ask(
+            "Enter optional maintenance note for the runner:",
+            args.maintenance_note.clone(),
+            false,
+        )?;
         registration.run_untagged = args.run_untagged;
         registration.locked = args.locked;
         registration.access_level = args.access_level.clone();
@@ -216,25 +255,40 @@ pub(crate) fn run(args: RegisterArgs) -> anyhow::Result<ExitCode> {
         registration.paused = args.paused;
     }
     let executor = prompt
-        .ask(&format!("Enter an executor: {EXECUTORS}:"), args.executor.clone(), true)?
+        .ask(
+            &format!("Enter an executor: {EXECUTORS}:"),
+            args.executor.clone(),
+            true,
+        )?
         .unwrap_or_default();
     let mut runner = runner_config(&args, name.unwrap_or_default(), executor.clone());
     if executor.starts_with("docker") {
-        let image = prompt.ask("Enter the default Docker image (for example, ruby:3.3):", args.docker_image.clone(), true)?;
+        let image = prompt.ask(
+            "Enter the default Docker image (for example, ruby:3.3):",
+            args.docker_image.clone(),
+            true,
+        )?;
         runner.docker.get_or_insert_with(Default::default).image = image;
     }
     registration.runner = runner;
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let registered = runtime.block_on(register(&config_path, registration))?;
     println!(
         "Runner registered successfully. Feel free to start it, but if it's running already the config should be automatically reloaded!"
     );
-    println!("Configuration (with the authentication token) was saved in {:?}", config_path.display().to_string());
+    println!(
+        "Configuration (with the authentication token) was saved in {:?}",
+        config_path.display().to_string()
+    );
     if let Ok(loaded) = runnel_runner::config::load(&config_path) {
         let concurrent = loaded.config.concurrent();
         let limit = registered.limit().unwrap_or(0);
         if limit > concurrent {
-            eprintln!("warning: the runner's limit ({limit}) is higher than the global `concurrent` ({concurrent})");
+            eprintln!(
+                "warning: the runner's limit ({limit}) is higher than the global `concurrent` ({concurrent})"
+            );
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -259,12 +313,21 @@ fn runner_config(args: &RegisterArgs, name: String, executor: String) -> RunnerC
         tls_ca_file: args.tls_ca_file.clone(),
         ..RunnerConfig::default()
     };
-    if args.docker_privileged.is_some() || !args.docker_volumes.is_empty() || !args.docker_pull_policy.is_empty() {
+    if args.docker_privileged.is_some()
+        || !args.docker_volumes.is_empty()
+        || !args.docker_pull_policy.is_empty()
+    {
         runner.docker = Some(DockerConfig {
             privileged: args.docker_privileged,
             volumes: args.docker_volumes.clone(),
             pull_policy: (!args.docker_pull_policy.is_empty()).then(|| {
-                runnel_runner::toml::Value::Array(args.docker_pull_policy.iter().cloned().map(runnel_runner::toml::Value::String).collect())
+                runnel_runner::toml::Value::Array(
+                    args.docker_pull_policy
+                        .iter()
+                        .cloned()
+                        .map(runnel_runner::toml::Value::String)
+                        .collect(),
+                )
             }),
             ..DockerConfig::default()
         });
@@ -287,10 +350,17 @@ fn runner_config(args: &RegisterArgs, name: String, executor: String) -> RunnerC
         });
     }
     if args.custom_run_exec.is_some() {
-        runner.custom = Some(CustomConfig { run_exec: args.custom_run_exec.clone(), ..CustomConfig::default() });
+        runner.custom = Some(CustomConfig {
+            run_exec: args.custom_run_exec.clone(),
+            ..CustomConfig::default()
+        });
     }
     if args.cache_type.is_some() || args.cache_shared.is_some() {
-        runner.cache = Some(CacheConfig { kind: args.cache_type.clone(), shared: args.cache_shared, ..CacheConfig::default() });
+        runner.cache = Some(CacheConfig {
+            kind: args.cache_type.clone(),
+            shared: args.cache_shared,
+            ..CacheConfig::default()
+        });
     }
     runner
 }

@@ -26,7 +26,10 @@ pub(crate) struct UnregisterArgs {
 }
 
 pub(crate) fn run(args: UnregisterArgs) -> anyhow::Result<ExitCode> {
-    let config_path = args.config.clone().unwrap_or_else(runnel_runner::config::default_config_path);
+    let config_path = args
+        .config
+        .clone()
+        .unwrap_or_else(runnel_runner::config::default_config_path);
     let selection = if args.all_runners {
         Selection::All
     } else if let Some(name) = args.name.clone() {
@@ -34,9 +37,13 @@ pub(crate) fn run(args: UnregisterArgs) -> anyhow::Result<ExitCode> {
     } else if let (Some(url), Some(token)) = (args.url.clone(), args.token.clone()) {
         Selection::UrlToken(url, token)
     } else {
-        anyhow::bail!("say which runner to unregister: `--name`, `--url` with `--token`, or `--all-runners`");
+        anyhow::bail!(
+            "say which runner to unregister: `--name`, `--url` with `--token`, or `--all-runners`"
+        );
     };
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let results = runtime.block_on(unregister(&config_path, &selection))?;
     let mut failed = false;
     for (name, result) in results {
@@ -48,5 +55,9 @@ pub(crate) fn run(args: UnregisterArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }

@@ -26,28 +26,50 @@ pub(crate) struct VerifyArgs {
 }
 
 pub(crate) fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
-    let config_path = args.config.clone().unwrap_or_else(runnel_runner::config::default_config_path);
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let config_path = args
+        .config
+        .clone()
+        .unwrap_or_else(runnel_runner::config::default_config_path);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let select = |runner: &runnel_runner::config::RunnerConfig| {
         args.name.as_ref().is_none_or(|n| &runner.name == n)
-            && args.url.as_ref().is_none_or(|u| runner.url.trim_end_matches('/') == u.trim_end_matches('/'))
+            && args
+                .url
+                .as_ref()
+                .is_none_or(|u| runner.url.trim_end_matches('/') == u.trim_end_matches('/'))
             && args.token.as_ref().is_none_or(|t| &runner.token == t)
     };
     let results = runtime.block_on(verify(&config_path, select, args.delete))?;
     let mut failed = false;
     for (name, short_token, result) in results {
         match result {
-            Verified::Valid => println!("Verifying runner... is valid                        runner={short_token} name={name}"),
+            Verified::Valid => println!(
+                "Verifying runner... is valid                        runner={short_token} name={name}"
+            ),
             Verified::Removed => {
                 failed = !args.delete;
-                let action = if args.delete { ", removed from the config" } else { "" };
-                println!("Verifying runner... is removed{action}               runner={short_token} name={name}");
+                let action = if args.delete {
+                    ", removed from the config"
+                } else {
+                    ""
+                };
+                println!(
+                    "Verifying runner... is removed{action}               runner={short_token} name={name}"
+                );
             }
             Verified::Error(message) => {
                 failed = true;
-                println!("Verifying runner... failed: {message}   runner={short_token} name={name}");
+                println!(
+                    "Verifying runner... failed: {message}   runner={short_token} name={name}"
+                );
             }
         }
     }
-    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
