@@ -14,6 +14,8 @@ mod build;
 mod cache_stage;
 mod context;
 mod coverage;
+#[cfg(feature = "docker")]
+pub mod docker;
 mod error;
 mod event;
 mod executor;

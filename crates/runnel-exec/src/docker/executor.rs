@@ -1,0 +1,333 @@
+//! [`DockerExecutor`]: the [`Executor`] that runs a job's scripts in a container of its image,
+//! with its services next to it, and removes everything it made when the job ends.
+//!
+//! Helper work (sources, caches, artifacts) is done by runnel on the host against the build
+//! directories, which the containers see at the same paths (bind mounts), so no helper image is
+//! pulled and the `runnel` binary is not needed inside the container.
+
+use bollard::Docker;
+use bollard::query_parameters::{
+    ListContainersOptionsBuilder, ListNetworksOptionsBuilder, RemoveContainerOptionsBuilder,
+};
+
+use super::config::{DEFAULT_WAIT_FOR_SERVICES_TIMEOUT, DockerConfig};
+use super::container::{
+    BuildContainer, Network, binds, create_build_container, host_config, run_stage,
+};
+use super::error::DockerError;
+use super::image::{get_image, job_image_name};
+use super::names::{MANAGED_LABEL, labels, unique_prefix};
+use super::services::{
+    Service, ServiceSetup, create_network, start_service, wait_for_services, write_logs,
+};
+use crate::error::ExecError;
+use crate::executor::{Executor, PreparedJob, StageRun};
+use crate::process::ScriptEnd;
+use crate::store::BoxFuture;
+use crate::trace::Trace;
+
+/// Runs a job in a container of its image (or the runner's), with its `services:`.
+#[derive(Debug)]
+pub struct DockerExecutor {
+    config: DockerConfig,
+    docker: Option<Docker>,
+    /// What this job created, removed by `cleanup`.
+    created: Created,
+}
+
+#[derive(Debug, Default)]
+struct Created {
+    build: Option<String>,
+    services: Vec<Service>,
+    network: Option<String>,
+}
+
+impl DockerExecutor {
+    /// A Docker executor with `config`. The engine is contacted in `prepare`.
+    pub fn new(config: DockerConfig) -> Self {
+        Self {
+            config,
+            docker: None,
+            created: Created::default(),
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &DockerConfig {
+        &self.config
+    }
+
+    async fn prepare_job(
+        &mut self,
+        job: &PreparedJob,
+        trace: &mut Trace,
+    ) -> Result<(), DockerError> {
+        let docker = connect(&self.config).await?;
+        self.docker = Some(docker.clone());
+        let config = &self.config;
+        let image_name = job_image_name(job, config)?;
+        trace.println(&format!(
+            "Using Docker executor with image {image_name} ..."
+        ));
+        let prefix = unique_prefix(job.payload.id.0);
+        let binds = binds(job, config, trace)?;
+        let network = match (&config.network_mode, job.payload.services.is_empty()) {
+            (Some(mode), _) => Network::Mode {
+                mode: mode.clone(),
+                links: Vec::new(),
+            },
+            (None, true) => Network::Default,
+            (None, false) => {
+                let name = format!("{prefix}-network");
+                create_network(&docker, &name, job).await?;
+                self.created.network = Some(name.clone());
+                Network::PerJob(name)
+            }
+        };
+        let mut network = network;
+        if !job.payload.services.is_empty() {
+            let setup = ServiceSetup {
+                prefix: &prefix,
+                network: match &network {
+                    Network::PerJob(name) => Some(name.as_str()),
+                    Network::Mode { mode, .. } if is_user_network(mode) => Some(mode.as_str()),
+                    _ => None,
+                },
+                host_config: host_config(config, binds.clone(), &network)?,
+            };
+            for (index, service) in job.payload.services.iter().enumerate() {
+                let started =
+                    start_service(&docker, job, config, &setup, index, service, trace).await?;
+                self.created.services.push(started);
+            }
+            let timeout = config
+                .wait_for_services_timeout
+                .unwrap_or(DEFAULT_WAIT_FOR_SERVICES_TIMEOUT);
+            wait_for_services(
+                &docker,
+                &self.created.services,
+                setup.network,
+                timeout,
+                trace,
+            )
+            .await;
+            // On the default bridge, services are reached through links (gitlab-runner's
+            // legacy mode).
+            if let Network::Mode { mode, links } = &mut network
+                && mode == "bridge"
+            {
+                for service in &self.created.services {
+                    for alias in &service.aliases {
+                        links.push(format!("{}:{alias}", service.name));
+                    }
+                }
+            }
+        }
+        let image = get_image(
+            &docker,
+            &image_name,
+            job.payload.image.as_ref(),
+            job,
+            config,
+            trace,
+        )
+        .await?;
+        let image_id = image.id.clone().unwrap_or_else(|| image_name.clone());
+        let job_image = job.payload.image.as_ref();
+        let entrypoint = job_image
+            .map(|i| i.entrypoint.clone())
+            .filter(|e| !e.is_empty());
+        let user = job_image
+            .and_then(|i| i.executor_opts.as_ref())
+            .and_then(|o| o.docker.as_ref())
+            .and_then(|d| d.user.clone())
+            .or_else(|| config.user.clone());
+        let hostname = config.hostname.clone().unwrap_or_else(|| {
+            format!(
+                "runner-{}-project-{}-concurrent-0",
+                job.variables
+                    .get("CI_RUNNER_SHORT_TOKEN")
+                    .unwrap_or("local"),
+                job.payload.job_info.project_id
+            )
+        });
+        let name = format!("{prefix}-build");
+        let id = create_build_container(
+            &docker,
+            BuildContainer {
+                name: &name,
+                image_id: &image_id,
+                entrypoint,
+                user,
+                hostname,
+                working_dir: job.project_dir.to_string_lossy().into_owned(),
+                labels: labels(job, "build", &[]),
+                host_config: host_config(config, binds, &network)?,
+                network: &network,
+            },
+        )
+        .await?;
+        self.created.build = Some(id);
+        Ok(())
+    }
+}
+
+/// A network name the user created (not one of Docker's modes), where aliases work.
+fn is_user_network(mode: &str) -> bool {
+    !matches!(mode, "bridge" | "host" | "none" | "default") && !mode.starts_with("container:")
+}
+
+/// Connects to the engine of `config` (or `DOCKER_HOST`, or the local socket).
+async fn connect(config: &DockerConfig) -> Result<Docker, DockerError> {
+    let docker = match &config.host {
+        Some(host) => Docker::connect_with_host(host),
+        None => Docker::connect_with_defaults(),
+    }
+    .map_err(DockerError::api("connect to the Docker engine"))?;
+    docker
+        .negotiate_version()
+        .await
+        .map_err(DockerError::api("connect to the Docker engine"))
+}
+
+impl Executor for DockerExecutor {
+    fn name(&self) -> &'static str {
+        "docker"
+    }
+
+    fn prepare<'a>(
+        &'a mut self,
+        job: &'a PreparedJob,
+        trace: &'a mut Trace,
+    ) -> BoxFuture<'a, Result<(), ExecError>> {
+        Box::pin(async move { self.prepare_job(job, trace).await.map_err(ExecError::from) })
+    }
+
+    fn run<'a>(
+        &'a mut self,
+        _job: &'a PreparedJob,
+        stage: StageRun,
+        trace: &'a mut Trace,
+    ) -> BoxFuture<'a, Result<ScriptEnd, ExecError>> {
+        Box::pin(async move {
+            let (Some(docker), Some(id)) = (&self.docker, &self.created.build) else {
+                return Err(ExecError::Prepare {
+                    executor: "docker",
+                    source: "`run` called before `prepare`".into(),
+                });
+            };
+            let end = run_stage(
+                docker,
+                id,
+                stage.script.as_bytes(),
+                trace,
+                &stage.cancel,
+                stage.deadline,
+                self.config.stop_timeout,
+            )
+            .await?;
+            if stage.name.starts_with("step_") && end != ScriptEnd::Exited(0) {
+                for service in &self.created.services {
+                    trace.println("");
+                    trace.println(&format!(
+                        "Service container logs of {} ({}):",
+                        service.image, service.name
+                    ));
+                    write_logs(docker, service, trace).await;
+                }
+            }
+            Ok(end)
+        })
+    }
+
+    fn cleanup<'a>(&'a mut self, _job: &'a PreparedJob) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let created = std::mem::take(&mut self.created);
+            if let Some(docker) = &self.docker {
+                remove(docker, created).await;
+            }
+        })
+    }
+}
+
+impl Drop for DockerExecutor {
+    /// A job future dropped before `cleanup` (a runner killed mid-job) still removes what it
+    /// made, on the runtime if one is running.
+    fn drop(&mut self) {
+        let created = std::mem::take(&mut self.created);
+        let nothing =
+            created.build.is_none() && created.services.is_empty() && created.network.is_none();
+        if let (false, Some(docker), Ok(runtime)) = (
+            nothing,
+            self.docker.clone(),
+            tokio::runtime::Handle::try_current(),
+        ) {
+            runtime.spawn(async move { remove(&docker, created).await });
+        }
+    }
+}
+
+/// Removes containers (with their anonymous volumes), then the network.
+async fn remove(docker: &Docker, created: Created) {
+    let ids: Vec<String> = created
+        .build
+        .into_iter()
+        .chain(created.services.into_iter().map(|s| s.id))
+        .collect();
+    let removals = ids.iter().map(|id| remove_container(docker, id));
+    futures_util::future::join_all(removals).await;
+    if let Some(network) = created.network {
+        let _ = docker.remove_network(&network).await;
+    }
+}
+
+async fn remove_container(docker: &Docker, id: &str) {
+    let options = RemoveContainerOptionsBuilder::default()
+        .force(true)
+        .v(true)
+        .build();
+    let _ = docker.remove_container(id, Some(options)).await;
+}
+
+/// Removes every container and network runnel made on the engine of `config` (label
+/// `dev.runnel.managed=true`), e.g. left by a runner that was killed; returns how many objects
+/// were removed. Call it only when no job of this engine is running.
+pub async fn remove_leftovers(config: &DockerConfig) -> Result<usize, ExecError> {
+    let docker = connect(config).await.map_err(ExecError::from)?;
+    let filters =
+        std::collections::HashMap::from([("label", vec![format!("{MANAGED_LABEL}=true")])]);
+    let containers = docker
+        .list_containers(Some(
+            ListContainersOptionsBuilder::default()
+                .all(true)
+                .filters(&filters)
+                .build(),
+        ))
+        .await
+        .map_err(DockerError::api("list containers"))
+        .map_err(ExecError::from)?;
+    let mut removed = 0;
+    for container in containers {
+        if let Some(id) = container.id {
+            remove_container(&docker, &id).await;
+            removed += 1;
+        }
+    }
+    let networks = docker
+        .list_networks(Some(
+            ListNetworksOptionsBuilder::default()
+                .filters(&filters)
+                .build(),
+        ))
+        .await
+        .map_err(DockerError::api("list networks"))
+        .map_err(ExecError::from)?;
+    for network in networks {
+        if let Some(id) = network.id
+            && docker.remove_network(&id).await.is_ok()
+        {
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}

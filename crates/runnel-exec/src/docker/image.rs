@@ -1,0 +1,296 @@
+//! Choosing and getting images: the job's `image:` (or the runner's `image`), `allowed_images`
+//! and `allowed_services`, and the pull policies tried in order.
+//!
+//! GitLab: gitlab-runner `executors/docker/internal/pull/manager.go` (`GetDockerImage`: the
+//! job's policies win over the runner's, each must be allowed, each is tried in turn, a failed
+//! pull is an `image_pull_failure`) and `executors/docker/docker.go` (`expandImageName`,
+//! `verifyAllowedImage`).
+
+use std::time::Duration;
+
+use bollard::Docker;
+use bollard::auth::DockerCredentials;
+use bollard::models::ImageInspect;
+use bollard::query_parameters::CreateImageOptionsBuilder;
+use futures_util::StreamExt;
+use globset::GlobBuilder;
+use runnel_api::{FailureReason, Image};
+
+use super::config::{DockerConfig, PullPolicy, policy_list};
+use super::error::{DockerError, is_not_found};
+use crate::executor::PreparedJob;
+use crate::trace::Trace;
+
+/// A pull that takes longer than this fails (`prepare` cannot be cancelled, so it is bounded).
+const PULL_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+
+/// The image name the job container runs: the job's `image:` expanded and checked against
+/// `allowed_images`, else the runner's `image`.
+pub(crate) fn job_image_name(
+    job: &PreparedJob,
+    config: &DockerConfig,
+) -> Result<String, DockerError> {
+    let named = job
+        .payload
+        .image
+        .as_ref()
+        .map(|image| job.variables.expand(&image.name))
+        .filter(|name| !name.trim().is_empty());
+    match named {
+        Some(name) => {
+            let internal: Vec<&str> = config.image.iter().map(String::as_str).collect();
+            verify_allowed(&name, "images", &config.allowed_images, &internal)?;
+            Ok(name)
+        }
+        None => config.image.clone().filter(|i| !i.is_empty()).ok_or_else(|| {
+            DockerError::config(
+                "no Docker image specified to run the job in: set `image:` in the job or `image` \
+                 in `[runners.docker]`",
+            )
+        }),
+    }
+}
+
+/// A service's image name, expanded and checked against `allowed_services`.
+pub(crate) fn service_image_name(
+    job: &PreparedJob,
+    service: &Image,
+    config: &DockerConfig,
+) -> Result<String, DockerError> {
+    let name = job.variables.expand(&service.name);
+    verify_allowed(&name, "services", &config.allowed_services, &[])?;
+    Ok(name)
+}
+
+/// gitlab-runner `verifyAllowedImage`: an empty list allows everything; globs match as
+/// doublestar does (`*` stops at `/`).
+fn verify_allowed(
+    image: &str,
+    option: &str,
+    allowed: &[String],
+    internal: &[&str],
+) -> Result<(), DockerError> {
+    if allowed.is_empty() || internal.contains(&image) {
+        return Ok(());
+    }
+    let matches = allowed.iter().any(|pattern| {
+        GlobBuilder::new(pattern)
+            .literal_separator(true)
+            .build()
+            .is_ok_and(|glob| glob.compile_matcher().is_match(image))
+    });
+    if matches {
+        return Ok(());
+    }
+    let list: Vec<String> = allowed.iter().map(|a| format!("`{a}`")).collect();
+    Err(DockerError::config(format!(
+        "the image `{image}` is not present on the list of allowed {option} ({}): please check \
+         the runner's configuration",
+        list.join(", ")
+    )))
+}
+
+/// Gets `name` locally or by pulling, following the pull policies of `image` (the job's) or of
+/// the runner; prints what it does as gitlab-runner does.
+pub(crate) async fn get_image(
+    docker: &Docker,
+    name: &str,
+    image: Option<&Image>,
+    job: &PreparedJob,
+    config: &DockerConfig,
+    trace: &mut Trace,
+) -> Result<ImageInspect, DockerError> {
+    let job_policies = image.map(|i| i.pull_policy.as_slice()).unwrap_or_default();
+    let (policies, source) = if job_policies.is_empty() {
+        let source = if config.pull_policy.is_empty() {
+            "Runner config (default)"
+        } else {
+            "Runner config"
+        };
+        (config.pull_policies(), source)
+    } else {
+        let parsed = job_policies
+            .iter()
+            .map(|p| p.parse::<PullPolicy>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(DockerError::config)?;
+        (parsed, "GitLab pipeline config")
+    };
+    let allowed = config.allowed_pull_policies();
+    let usable: Vec<PullPolicy> = policies
+        .iter()
+        .copied()
+        .filter(|p| allowed.contains(p))
+        .collect();
+    if usable.is_empty() {
+        return Err(DockerError::config(format!(
+            "failed to pull image `{name}`: pull_policy ({}) defined in {source} is not one of \
+             the allowed_pull_policies ({})",
+            policy_list(&policies),
+            policy_list(&allowed)
+        )));
+    }
+    let mut last_error = String::new();
+    for (index, policy) in usable.iter().enumerate() {
+        if index > 0 {
+            trace.info(&format!(
+                "Attempt #{}: Trying \"{policy}\" pull policy",
+                index + 1
+            ));
+        }
+        match image_with_policy(docker, name, *policy, job, trace).await {
+            Ok(found) => {
+                let id = found.id.clone().unwrap_or_default();
+                if id != name {
+                    trace.println(&format!("Using docker image {id} for {name} ..."));
+                }
+                return Ok(found);
+            }
+            Err(err) => {
+                trace.warning(&format!(
+                    "Failed to pull image with policy \"{policy}\": {err}"
+                ));
+                last_error = err;
+            }
+        }
+    }
+    Err(DockerError::Job {
+        reason: FailureReason::ImagePullFailure,
+        message: format!(
+            "failed to pull image \"{name}\" with specified policies {}: {last_error}",
+            policy_list(&usable)
+        ),
+    })
+}
+
+/// One policy: the local image, a pull, or why neither worked.
+async fn image_with_policy(
+    docker: &Docker,
+    name: &str,
+    policy: PullPolicy,
+    job: &PreparedJob,
+    trace: &mut Trace,
+) -> Result<ImageInspect, String> {
+    let local = docker.inspect_image(name).await;
+    match (&local, policy) {
+        (Ok(_), PullPolicy::Never) => return local.map_err(|e| e.to_string()),
+        (Ok(found), _) if found.id.as_deref() == Some(name) => {
+            return local.map_err(|e| e.to_string());
+        }
+        (Ok(_), PullPolicy::IfNotPresent) => {
+            trace.println(&format!(
+                "Using locally found image version due to \"{policy}\" pull policy"
+            ));
+            return local.map_err(|e| e.to_string());
+        }
+        (Err(err), PullPolicy::Never) if is_not_found(err) => {
+            return Err(format!(
+                "no such image `{name}` locally, and the pull policy is `never`"
+            ));
+        }
+        (Err(err), _) if !is_not_found(err) => return Err(err.to_string()),
+        _ => {}
+    }
+    trace.println(&format!("Pulling docker image {name} ..."));
+    pull(docker, name, job).await?;
+    docker.inspect_image(name).await.map_err(|e| e.to_string())
+}
+
+async fn pull(docker: &Docker, name: &str, job: &PreparedJob) -> Result<(), String> {
+    let (repository, tag) = split_tag(name);
+    let mut options = CreateImageOptionsBuilder::default().from_image(repository);
+    if let Some(tag) = tag {
+        options = options.tag(tag);
+    }
+    let platform = job
+        .payload
+        .image
+        .as_ref()
+        .and_then(|i| i.executor_opts.as_ref())
+        .and_then(|o| o.docker.as_ref())
+        .and_then(|d| d.platform.clone());
+    if let Some(platform) = &platform {
+        options = options.platform(platform);
+    }
+    let credentials = credentials_for(name, job);
+    let mut stream = docker.create_image(Some(options.build()), None, credentials);
+    let drain = async {
+        while let Some(item) = stream.next().await {
+            item.map_err(|e| e.to_string())?;
+        }
+        Ok::<(), String>(())
+    };
+    match tokio::time::timeout(PULL_TIMEOUT, drain).await {
+        Ok(result) => result,
+        Err(_) => Err(format!(
+            "the pull did not finish within {} s",
+            PULL_TIMEOUT.as_secs()
+        )),
+    }
+}
+
+/// `name` without its tag, and the tag (`latest` when there is none; `None` for a digest).
+fn split_tag(name: &str) -> (&str, Option<&str>) {
+    if name.contains('@') {
+        return (name, None);
+    }
+    let last_slash = name.rfind('/').map_or(0, |i| i + 1);
+    match name[last_slash..].rfind(':') {
+        Some(colon) => (
+            &name[..last_slash + colon],
+            Some(&name[last_slash + colon + 1..]),
+        ),
+        None => (name, Some("latest")),
+    }
+}
+
+/// The job's registry credentials for the registry of `name` (the payload's `credentials` of
+/// type `registry`).
+fn credentials_for(name: &str, job: &PreparedJob) -> Option<DockerCredentials> {
+    let registry = name
+        .split_once('/')
+        .map(|(first, _)| first)
+        .filter(|first| first.contains('.') || first.contains(':') || *first == "localhost")
+        .unwrap_or("docker.io");
+    job.payload
+        .credentials
+        .iter()
+        .filter(|c| c.kind == "registry")
+        .find(|c| c.url.trim_end_matches('/') == registry)
+        .map(|c| DockerCredentials {
+            username: Some(c.username.clone()),
+            password: Some(c.password.clone()),
+            serveraddress: Some(c.url.clone()),
+            ..DockerCredentials::default()
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{split_tag, verify_allowed};
+
+    #[test]
+    fn tags_split_after_the_last_slash() {
+        assert_eq!(split_tag("python:3.11-slim"), ("python", Some("3.11-slim")));
+        assert_eq!(
+            split_tag("localhost:5000/app"),
+            ("localhost:5000/app", Some("latest"))
+        );
+        assert_eq!(split_tag("a/b@sha256:00"), ("a/b@sha256:00", None));
+    }
+
+    #[test]
+    fn allowed_images_are_globs_where_star_stops_at_slashes() {
+        let allowed = vec!["python:*".to_owned(), "registry.local/**".to_owned()];
+        assert!(verify_allowed("python:3.11-slim", "images", &allowed, &[]).is_ok());
+        assert!(verify_allowed("registry.local/a/b:1", "images", &allowed, &[]).is_ok());
+        let err = verify_allowed("evil/python:3", "images", &allowed, &[]).expect_err("refused");
+        assert_eq!(
+            err.to_string(),
+            "the image `evil/python:3` is not present on the list of allowed images \
+             (`python:*`, `registry.local/**`): please check the runner's configuration"
+        );
+        assert!(verify_allowed("anything", "images", &[], &[]).is_ok());
+        assert!(verify_allowed("runner-default", "images", &allowed, &["runner-default"]).is_ok());
+    }
+}
