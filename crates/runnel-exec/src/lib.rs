@@ -27,6 +27,7 @@ mod reports;
 mod script;
 mod shell;
 mod sources;
+mod steps;
 mod store;
 mod trace;
 mod variables;
