@@ -99,14 +99,14 @@ pub(crate) fn check_definition(definition: &Definition, diags: &mut Diagnostics)
 
 /// `needs` written in the job's rules (validated like job needs).
 fn rule_needs(def: &JobDef) -> Vec<Vec<Need>> {
-    let Some(rules) = def.rules.as_ref().and_then(|r| r.as_seq()) else {
+    let Some(rules) = &def.rules else {
         return Vec::new();
     };
     let mut scratch = Diagnostics::new();
     let mut r = crate::job::read::Reader::new(&mut scratch, "");
     rules
         .iter()
-        .filter_map(|rule| rule.get("needs"))
+        .filter_map(|rule| rule.needs.as_ref())
         .filter_map(|n| crate::job::convert::needs(&mut r, "rules:needs", n))
         .collect()
 }
@@ -121,7 +121,6 @@ fn check_needs(
 ) {
     let job = &def.job.name;
     let mut seen: HashSet<&str> = HashSet::new();
-    let mut job_needs = 0usize;
     for need in needs {
         let Need::Job {
             job: target,
@@ -133,7 +132,6 @@ fn check_needs(
         else {
             continue;
         };
-        job_needs += 1;
         if !seen.insert(target.as_str()) && matrix.is_none() {
             diags.push(
                 Diagnostic::error(
@@ -188,13 +186,6 @@ fn check_needs(
             );
         }
         edges.push((index, *span));
-    }
-    if job_needs > NEEDS_LIMIT {
-        diags.push(
-            Diagnostic::error(def.job.span, format!("job `{job}` has {job_needs} needs, more than the limit of {NEEDS_LIMIT}"))
-                .with_code("too-many-needs")
-                .with_note(Span::synthetic(), format!("GitLab reports: {job}: one job can only need {NEEDS_LIMIT} others, but you have listed {job_needs}. See needs keyword documentation for more details")),
-        );
     }
 }
 

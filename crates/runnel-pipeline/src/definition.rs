@@ -50,7 +50,7 @@ impl Definition {
             );
             return Err(diags);
         };
-        let mut r = Reader::new(&mut diags, "the top level");
+        let mut r = Reader::new(&mut diags, "the configuration");
         let stages = read_stages(&mut r, root.get("stages"));
         let variables = match root.get("variables") {
             Some(v) => read_variables(&mut r, "variables", v, VariablesPlace::TopLevel),

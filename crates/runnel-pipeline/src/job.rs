@@ -16,7 +16,7 @@ use serde::Serialize;
 pub use self::read::parse_duration;
 pub use self::types::{
     Artifacts, Cache, CacheKey, Environment, Hooks, IdToken, Image, Inherit, InheritList, Need,
-    Pages, Policy, Release, Retry, Service, Trigger,
+    Pages, Release, Retry, Service, Trigger,
 };
 use crate::source::Span;
 use crate::variables::Variable;

@@ -7,7 +7,7 @@
 //! lib/gitlab/ci/pipeline/seed/{build,stage}.rb, lib/gitlab/ci/build/rules.rb,
 //! lib/gitlab/ci/config/normalizer.rb.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use serde::Serialize;
 
@@ -55,6 +55,14 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
+    /// Creates the pipeline for `context` from a loaded configuration.
+    pub fn new(
+        config: &crate::resolve::Config,
+        context: &PipelineContext,
+    ) -> Result<Pipeline, Diagnostics> {
+        Pipeline::from_root(&config.root, context)
+    }
+
     /// Creates the pipeline from a resolved root mapping (after includes, `extends` and
     /// `!reference`).
     pub fn from_root(root: &Node, context: &PipelineContext) -> Result<Pipeline, Diagnostics> {
@@ -88,7 +96,7 @@ fn create(definition: &Definition, context: &PipelineContext) -> Result<Pipeline
         .collect();
 
     // Workflow rules see predefined, top-level and CLI variables.
-    let mut lookup = predefined.clone();
+    let mut lookup: seed::Lookup = predefined.iter().cloned().collect();
     lookup.extend(
         definition
             .variables
@@ -96,8 +104,7 @@ fn create(definition: &Definition, context: &PipelineContext) -> Result<Pipeline
             .map(|v| (v.name.clone(), v.value.clone())),
     );
     lookup.extend(context.variables.iter().cloned());
-    let workflow = seed::evaluate_workflow(&definition.workflow, &lookup, context)
-        .map_err(Diagnostics::from)?;
+    let workflow = seed::evaluate_workflow(&definition.workflow, &lookup, context);
     let mut root_variables = definition.variables.clone();
     let Some(workflow) = workflow else {
         return Ok(empty(
@@ -125,7 +132,7 @@ fn create(definition: &Definition, context: &PipelineContext) -> Result<Pipeline
     let mut kept: Vec<(usize, Decision, Vec<Variable>)> = Vec::new();
     for (i, def) in definition.jobs.iter().enumerate() {
         let job_vars = job_variables(def, &root_variables);
-        let mut lookup = predefined.clone();
+        let mut lookup: seed::Lookup = predefined.iter().cloned().collect();
         lookup.extend(job_vars.iter().map(|v| (v.name.clone(), v.value.clone())));
         lookup.extend(context.variables.iter().cloned());
         match seed::decide(def, &lookup, context, has_workflow_rules) {
@@ -292,13 +299,15 @@ fn resolve_needs(
             None => {
                 let name = &def.job.name;
                 let defined = table.resolve(target, matrix.as_deref()).is_some();
-                let why = if defined {
-                    "rules, `only` or `except` removed it from this pipeline"
+                let message = if defined {
+                    format!(
+                        "job `{name}` needs `{target}`, which rules, `only` or `except` removed from this pipeline"
+                    )
                 } else {
-                    "it is not defined"
+                    format!("job `{name}` needs `{target}`, which is not defined")
                 };
                 diags.push(
-                    Diagnostic::error(*span, format!("job `{name}` needs `{target}`, which is not in this pipeline: {why}"))
+                    Diagnostic::error(*span, message)
                         .with_code("need-not-in-pipeline")
                         .with_help("to need a job that is not always in the pipeline, use `optional: true`")
                         .with_note(Span::synthetic(), format!(
@@ -307,6 +316,17 @@ fn resolve_needs(
                 );
             }
         }
+    }
+    // GitLab: seed/build.rb (`needs_errors`) — counted after parallel expansion.
+    let count = out.iter().filter(|n| matches!(n, Need::Job { .. })).count();
+    if count > crate::dag::NEEDS_LIMIT {
+        let name = &def.job.name;
+        let limit = crate::dag::NEEDS_LIMIT;
+        diags.push(
+            Diagnostic::error(def.job.span, format!("job `{name}` needs {count} jobs, more than the limit of {limit}"))
+                .with_code("too-many-needs")
+                .with_note(Span::synthetic(), format!("GitLab reports: {name}: one job can only need {limit} others, but you have listed {count}. See needs keyword documentation for more details")),
+        );
     }
     Some(out)
 }
@@ -324,6 +344,7 @@ fn expand_names(table: &crate::dag::NameTable, names: &[String]) -> Vec<String> 
 }
 
 /// `workflow:name` with variables expanded, trimmed; `None` when empty.
+/// GitLab: lib/gitlab/ci/pipeline/chain/populate_metadata.rb (`ExpandVariables.expand`).
 fn pipeline_name(
     definition: &Definition,
     root: &[Variable],
@@ -331,14 +352,11 @@ fn pipeline_name(
     cli: &[Variable],
 ) -> Option<String> {
     let name = definition.workflow.name.as_ref()?;
-    let mut vars: HashMap<&str, &str> = predefined
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
+    let mut vars: seed::Lookup = predefined.iter().cloned().collect();
     for v in root.iter().chain(cli) {
-        vars.insert(&v.name, &v.value);
+        vars.insert(v.name.clone(), v.value.clone());
     }
-    let expanded = seed::expand_simple(name, &vars);
+    let expanded = crate::expand::expand_server(name, &vars);
     let trimmed = expanded.trim();
     (!trimmed.is_empty()).then(|| trimmed.to_owned())
 }

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::job::read::{Reader, to_json};
 use crate::keywords;
+use crate::rules::{Rule, RulesKind, rules_from_node_in};
 use crate::yaml::Node;
 
 /// `workflow:` as written, validated.
@@ -17,8 +18,8 @@ pub(crate) struct Workflow {
     pub(crate) name: Option<String>,
     /// `workflow:auto_cancel`.
     pub(crate) auto_cancel: Option<serde_json::Value>,
-    /// `workflow:rules` as written; `None` when absent.
-    pub(crate) rules: Option<Node>,
+    /// `workflow:rules`, validated; `None` when absent.
+    pub(crate) rules: Option<Vec<Rule>>,
 }
 
 /// What `workflow:` decided for one pipeline.
@@ -59,28 +60,9 @@ pub(crate) fn read_workflow(r: &mut Reader<'_>, node: &Node) -> Workflow {
                 read_auto_cancel(r, "workflow:auto_cancel", v);
                 workflow.auto_cancel = Some(to_json(v));
             }
-            "rules" => {
-                if v.as_seq().is_some() {
-                    for rule in v.as_seq().unwrap_or_default() {
-                        if rule.as_map().is_some() {
-                            crate::keywords::check_keys(
-                                rule,
-                                keywords::WORKFLOW_RULE,
-                                "a `workflow:rules` entry",
-                                r.diags,
-                            );
-                            if let Some(auto_cancel) = rule.get("auto_cancel") {
-                                read_auto_cancel(r, "workflow:rules:auto_cancel", auto_cancel);
-                            }
-                            if let Some(when) = rule.get("when") {
-                                r.one_of("workflow:rules:when", when, keywords::WORKFLOW_WHEN);
-                            }
-                        }
-                    }
-                    workflow.rules = Some(v.clone());
-                } else if !v.is_null() {
-                    r.expected("workflow:rules", v, "a list of rules");
-                }
+            "rules" if !v.is_null() => {
+                let rules = rules_from_node_in(v, RulesKind::Workflow, "`workflow`", r.diags);
+                workflow.rules = Some(rules);
             }
             _ => {}
         }

@@ -7,10 +7,11 @@
 
 use crate::diag::Diagnostic;
 use crate::job::read::Reader;
-use crate::job::types::{Inherit, Policy};
+use crate::job::types::Inherit;
 use crate::job::{Job, JobKind, convert};
 use crate::keywords;
 use crate::matrix::Parallel;
+use crate::rules::{OnlyExcept, Rule, RulesKind, only_except_from_node, rules_from_node_in};
 use crate::source::Span;
 use crate::variables::{VariablesPlace, read_variables};
 use crate::when::{AllowFailure, When};
@@ -26,10 +27,10 @@ pub(crate) struct JobDef {
     pub(crate) when_set: bool,
     /// Whether the job sets `allow_failure:` itself.
     pub(crate) allow_failure_set: bool,
-    /// `rules:` as written (converted by `rules::rules_from_node` at pipeline creation).
-    pub(crate) rules: Option<Node>,
-    pub(crate) only: Option<Policy>,
-    pub(crate) except: Option<Policy>,
+    /// `rules:`, validated.
+    pub(crate) rules: Option<Vec<Rule>>,
+    pub(crate) only: Option<OnlyExcept>,
+    pub(crate) except: Option<OnlyExcept>,
     pub(crate) parallel: Option<Parallel>,
     /// Where `stage:` is written (the job's name when it is not).
     pub(crate) stage_span: Span,
@@ -183,7 +184,8 @@ fn check_job_keys(r: &mut Reader<'_>, name: &Key, map: &[(Key, Node)], kind: Job
     };
     for (key, _) in map {
         let k = key.as_str();
-        if allowed.contains(&k) {
+        // `script` with `trigger` is reported once, by `check_combinations`.
+        if allowed.contains(&k) || (kind == JobKind::Build && k == "trigger") {
             continue;
         }
         let job = &name.name;
@@ -305,16 +307,23 @@ fn convert_keyword(
         "parallel" => def.parallel = convert::parallel(r, key, value),
         "manual_confirmation" => job.manual_confirmation = r.string(key, value),
         "rules" => {
-            if value.as_seq().is_some_and(|s| !s.is_empty()) {
-                def.rules = Some(value.clone());
-            } else {
-                // GitLab: entry/rules.rb — "rules config should be an array of hashes" and
-                // `rules: []` "can't be blank".
+            if value.as_seq().is_some_and(<[Node]>::is_empty) {
+                // GitLab: entry/rules.rb — `rules: []` "can't be blank".
                 r.expected(key, value, "a non-empty list of rules");
+            } else {
+                let place = r.place.clone();
+                def.rules = Some(rules_from_node_in(value, RulesKind::Job, &place, r.diags));
             }
         }
-        "only" => def.only = convert::policy(r, key, value),
-        "except" => def.except = convert::policy(r, key, value),
+        "only" | "except" => {
+            let place = r.place.clone();
+            let policy = only_except_from_node(value, key, &place, r.diags);
+            if key == "only" {
+                def.only = policy;
+            } else {
+                def.except = policy;
+            }
+        }
         "inherit" | "extends" | "identity" | "dast_configuration" | "publish" | "inputs" => {}
         _ => {}
     }

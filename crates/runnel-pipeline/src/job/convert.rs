@@ -2,10 +2,10 @@
 //! validation (lib/gitlab/ci/config/entry/<keyword>.rb). Each reports its errors through the
 //! [`Reader`] and returns `None` when the value is unusable.
 
-use crate::job::read::{Reader, list, parse_duration, scalar_string, to_json};
+use crate::job::read::{Reader, parse_duration, scalar_string, to_json};
 use crate::job::types::{
     Artifacts, Cache, CacheKey, Environment, Hooks, IdToken, Image, Inherit, InheritList, Need,
-    Pages, Policy, Release, Retry, Service, Trigger,
+    Pages, Release, Retry, Service, Trigger,
 };
 use crate::keywords;
 use crate::matrix::{MatrixRow, PARALLEL_LIMIT, Parallel};
@@ -848,47 +848,4 @@ pub(crate) fn inherit(r: &mut Reader<'_>, key: &str, node: &Node) -> Option<Inhe
         }
     }
     Some(inherit)
-}
-
-/// `only:`/`except:` — a list of refs or `{refs, variables, changes, kubernetes}`.
-/// GitLab: entry/policy.rb.
-pub(crate) fn policy(r: &mut Reader<'_>, key: &str, node: &Node) -> Option<Policy> {
-    match &node.value {
-        Value::Seq(_) | Value::Str(_) => Some(Policy {
-            refs: Some(r.strings(key, node, true)?),
-            ..Policy::default()
-        }),
-        Value::Map(entries) => {
-            r.keys(key, node, keywords::POLICY);
-            let mut p = Policy::default();
-            for (k, v) in entries {
-                let sub = format!("{key}:{}", k.as_str());
-                match k.as_str() {
-                    "refs" => p.refs = Some(r.strings(&sub, v, true)?),
-                    "variables" => p.variables = Some(r.strings(&sub, v, true)?),
-                    "changes" => {
-                        let paths = match v.get("paths") {
-                            Some(paths) if v.as_map().is_some() => paths,
-                            _ => v,
-                        };
-                        p.changes = Some(r.strings(&sub, paths, true)?);
-                    }
-                    "kubernetes" => p.kubernetes = Some(r.one_of(&sub, v, &["active"])?),
-                    _ => {}
-                }
-            }
-            Some(p)
-        }
-        _ => {
-            r.expected(
-                key,
-                node,
-                &format!(
-                    "a list of refs or a mapping with {}",
-                    list(keywords::POLICY)
-                ),
-            );
-            None
-        }
-    }
 }

@@ -262,16 +262,3 @@ impl Default for Inherit {
         }
     }
 }
-
-/// `only:`/`except:` in their normalized mapping form.
-#[derive(Debug, Clone, PartialEq, Default, Serialize)]
-pub struct Policy {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub refs: Option<Vec<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub variables: Option<Vec<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub changes: Option<Vec<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub kubernetes: Option<String>,
-}
