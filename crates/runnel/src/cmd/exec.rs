@@ -78,13 +78,7 @@ pub(crate) fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
         .variables_file
         .as_deref()
         .map(|f| absolute(&project_dir, f));
-    let mut rerun = String::from("runnel exec");
-    if let Some(dir) = &args.dir {
-        rerun.push_str(&format!(
-            " -C {}",
-            crate::report::shell_quote(&dir.display().to_string())
-        ));
-    }
+    let rerun = rerun_prefix(&args);
     let options = Options {
         project_dir,
         state_dir,
@@ -106,6 +100,31 @@ pub(crate) fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
         rerun_prefix: rerun,
     };
     exec::run(options)
+}
+
+/// The start of a command line that re-runs one job with the same configuration and variables.
+fn rerun_prefix(args: &ExecArgs) -> String {
+    use crate::report::shell_quote;
+    let mut words = vec!["runnel".to_owned(), "exec".to_owned()];
+    if let Some(dir) = &args.dir {
+        words.extend(["-C".to_owned(), shell_quote(&dir.display().to_string())]);
+    }
+    if args.file != Path::new(".gitlab-ci.yml") {
+        words.extend([
+            "--file".to_owned(),
+            shell_quote(&args.file.display().to_string()),
+        ]);
+    }
+    if let Some(file) = &args.variables_file {
+        words.extend([
+            "--variables-file".to_owned(),
+            shell_quote(&file.display().to_string()),
+        ]);
+    }
+    for var in &args.vars {
+        words.extend(["--var".to_owned(), shell_quote(var)]);
+    }
+    words.join(" ")
 }
 
 fn absolute(base: &Path, path: &Path) -> PathBuf {
