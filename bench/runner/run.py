@@ -1,0 +1,173 @@
+#!/usr/bin/env python3
+"""Benchmarks of `runnel run` against the fake GitLab (crates/runnel-runner/examples/fake_gitlab.rs).
+
+Measures:
+  1. idle RSS of `runnel run` with 3 registered runners (after 10 s of polling),
+  2. job pickup latency (queue -> the runner takes the job), n jobs one after another,
+     with check_interval = 3 (gitlab-runner's default) and with check_interval = 1,
+  3. trace throughput with masking on, for a job printing 1 GiB (default output_limit, so the
+     daemon's memory stays bounded); peak RSS of the daemon during that job.
+
+Usage: bench/runner/run.py [--pickup-jobs N] [--gib G]   (builds release binaries first)
+"""
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
+RUNNEL = os.path.join(TARGET, "release", "runnel")
+FAKE = os.path.join(TARGET, "release", "examples", "fake_gitlab")
+
+
+def build():
+    subprocess.run(["cargo", "build", "--release", "-p", "runnel"], cwd=ROOT, check=True)
+    subprocess.run(
+        ["cargo", "build", "--release", "-p", "runnel-runner", "--features", "test-support",
+         "--example", "fake_gitlab"],
+        cwd=ROOT, check=True)
+
+
+class Fake:
+    def __init__(self, runners):
+        self.proc = subprocess.Popen([FAKE, str(runners)], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True, bufsize=1)
+        self.url = self.proc.stdout.readline().split()[1]
+        self.tokens = [self.proc.stdout.readline().split()[1] for _ in range(runners)]
+
+    def job(self, script):
+        self.proc.stdin.write(f"job {script}\n")
+        self.proc.stdin.flush()
+        return int(self.proc.stdout.readline().split()[1])
+
+    def wait(self, job_id):
+        self.proc.stdin.write(f"wait {job_id}\n")
+        self.proc.stdin.flush()
+        fields = self.proc.stdout.readline().split()
+        values = dict(f.split("=") for f in fields[3:])
+        return fields[2], {k: int(v) for k, v in values.items()}
+
+    def close(self):
+        self.proc.kill()
+        self.proc.wait()
+
+
+def write_config(path, fake, check_interval, work):
+    lines = [f"concurrent = 4\ncheck_interval = {check_interval}\n"]
+    for i, token in enumerate(fake.tokens):
+        lines.append(
+            f'[[runners]]\n  name = "bench-{i}"\n  url = "{fake.url}"\n  token = "{token}"\n'
+            f'  executor = "shell"\n  builds_dir = "{work}/builds"\n  cache_dir = "{work}/cache"\n')
+    with open(path, "w") as f:
+        f.write("\n".join(lines))
+
+
+def status_kib(pid, field):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def start_daemon(config):
+    return subprocess.Popen([RUNNEL, "run", "-c", config, "--log-level", "warn"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def stop_daemon(proc):
+    proc.send_signal(3)  # SIGQUIT: graceful
+    proc.wait(timeout=60)
+
+
+def idle_rss(work):
+    fake = Fake(3)
+    config = os.path.join(work, "idle.toml")
+    write_config(config, fake, 3, work)
+    daemon = start_daemon(config)
+    time.sleep(10)
+    rss = status_kib(daemon.pid, "VmRSS")
+    hwm = status_kib(daemon.pid, "VmHWM")
+    stop_daemon(daemon)
+    fake.close()
+    return rss, hwm
+
+
+def pickup(work, check_interval, jobs):
+    fake = Fake(1)
+    config = os.path.join(work, f"pickup{check_interval}.toml")
+    write_config(config, fake, check_interval, work)
+    daemon = start_daemon(config)
+    time.sleep(2)
+    latencies = []
+    for _ in range(jobs):
+        job_id = fake.job("true")
+        state, values = fake.wait(job_id)
+        assert state == "Success", state
+        latencies.append(values["pickup_ms"])
+    stop_daemon(daemon)
+    fake.close()
+    return latencies
+
+
+def throughput(work, gib):
+    fake = Fake(1)
+    config = os.path.join(work, "throughput.toml")
+    write_config(config, fake, 1, work)
+    daemon = start_daemon(config)
+    size = gib * 1024 * 1024 * 1024
+    # A masked variable is in force (CI_JOB_TOKEN is masked in every payload of the fake).
+    job_id = fake.job(f"head -c {size} /dev/zero | tr '\\0' 'a'")
+    start = time.monotonic()
+    peak = 0
+    import threading
+    done = threading.Event()
+
+    def sample():
+        nonlocal peak
+        while not done.is_set():
+            try:
+                peak = max(peak, status_kib(daemon.pid, "VmRSS"))
+            except OSError:
+                return
+            time.sleep(0.05)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    state, values = fake.wait(job_id)
+    done.set()
+    sampler.join()
+    elapsed = (values["total_ms"] - values["pickup_ms"]) / 1000 or (time.monotonic() - start)
+    stop_daemon(daemon)
+    fake.close()
+    return state, size / elapsed / 1e6, peak, values["trace_bytes"], elapsed
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--pickup-jobs", type=int, default=10)
+    parser.add_argument("--gib", type=int, default=1)
+    parser.add_argument("--no-build", action="store_true")
+    args = parser.parse_args()
+    if not args.no_build:
+        build()
+    with tempfile.TemporaryDirectory() as work:
+        rss, hwm = idle_rss(work)
+        print(f"idle RSS, 3 runners polling every 3 s: {rss / 1024:.1f} MiB (peak {hwm / 1024:.1f} MiB)")
+        for interval in (3, 1):
+            lat = pickup(work, interval, args.pickup_jobs)
+            print(f"pickup latency, check_interval={interval}: median {statistics.median(lat)} ms, "
+                  f"min {min(lat)} ms, max {max(lat)} ms (n={len(lat)})")
+        state, mbps, peak, trace_bytes, elapsed = throughput(work, args.gib)
+        print(f"trace throughput with masking, {args.gib} GiB job: {mbps:.0f} MB/s "
+              f"({elapsed:.1f} s, job {state}, {trace_bytes} trace bytes sent, daemon peak RSS "
+              f"{peak / 1024:.1f} MiB)")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
