@@ -74,7 +74,17 @@ impl Executor for ShellExecutor {
     ) -> BoxFuture<'a, Result<(), ExecError>> {
         Box::pin(async move {
             let shell = match &self.config.shell {
-                Some(shell) => Some(shell.clone()),
+                Some(shell) if is_executable(shell) => Some(shell.clone()),
+                Some(shell) => {
+                    return Err(ExecError::Prepare {
+                        executor: "shell",
+                        source: format!(
+                            "the shell `{}` is not an executable file",
+                            shell.display()
+                        )
+                        .into(),
+                    });
+                }
                 None => find_on_path(&["bash", "sh"]),
             };
             let Some(shell) = shell else {

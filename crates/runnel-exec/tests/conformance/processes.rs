@@ -149,3 +149,28 @@ async fn abort_skips_after_script() {
         assert!(!lines.iter().any(|l| l == "after-ran"), "{name}");
     }
 }
+
+#[tokio::test]
+async fn children_ignoring_sigterm_are_killed_after_the_grace_period() {
+    for (name, make) in executors() {
+        let project = TestProject::new();
+        let payload = PayloadBuilder::new(24, "stubborn")
+            .timeout(1)
+            .script(&[
+                "(trap '' TERM; exec sleep 1000) > /dev/null 2>&1 & echo $! > bg.pid",
+                "sleep 1000",
+            ])
+            .build();
+        let ran = run(make, &project, payload).await;
+        assert_eq!(
+            ran.outcome.failure_reason,
+            Some(FailureReason::JobExecutionTimeout),
+            "{name}"
+        );
+        let pid = read_pid(&project_dir(&project).join("bg.pid"));
+        assert!(
+            !process_alive(pid),
+            "{name}: SIGTERM-ignoring child {pid} survived"
+        );
+    }
+}

@@ -1,0 +1,72 @@
+//! The shell executor outside the conformance suite: what happens when it cannot prepare.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use runnel_api::FailureReason;
+use runnel_exec::test_support::{PayloadBuilder, TestProject, collect_events};
+use runnel_exec::{ExecError, JobEvent, JobStatus, ShellConfig, ShellExecutor, run_job_with};
+use tokio::sync::mpsc;
+
+#[tokio::test]
+async fn missing_shell_is_a_system_failure_with_a_finished_event_and_a_trace() {
+    let project = TestProject::new();
+    let payload = PayloadBuilder::new(1, "no-shell")
+        .script(&["echo never"])
+        .build();
+    let ctx = project.context("1");
+    let log = ctx.trace_log.clone().expect("a trace log");
+    let mut executor = ShellExecutor::new(ShellConfig {
+        shell: Some(PathBuf::from("/nonexistent/bash")),
+        kill_grace: Duration::from_secs(1),
+    });
+    let (tx, rx) = mpsc::unbounded_channel();
+    let result = run_job_with(&mut executor, payload, ctx, tx).await;
+    assert!(
+        matches!(
+            result,
+            Err(ExecError::Prepare {
+                executor: "shell",
+                ..
+            })
+        ),
+        "{result:?}"
+    );
+    let events = collect_events(rx).await;
+    let Some(JobEvent::Finished { outcome, .. }) = events.last() else {
+        panic!("no Finished event")
+    };
+    assert_eq!(outcome.status, JobStatus::Failed);
+    assert_eq!(
+        outcome.failure_reason,
+        Some(FailureReason::RunnerSystemFailure)
+    );
+    let trace = std::fs::read_to_string(log).expect("the trace is written");
+    assert!(
+        trace.contains("Job failed (system failure): failed to prepare the `shell` executor: the shell `/nonexistent/bash` is not an executable file"),
+        "{trace}"
+    );
+}
+
+#[tokio::test]
+async fn sh_runs_the_same_scripts() {
+    let project = TestProject::new();
+    let payload = PayloadBuilder::new(2, "sh")
+        .var("GREETING", "hi")
+        .script(&["echo $GREETING from sh", "false", "echo unreachable"])
+        .after_script(&["echo status=$CI_JOB_STATUS"])
+        .build();
+    let mut executor = ShellExecutor::new(ShellConfig {
+        shell: Some(PathBuf::from("/bin/sh")),
+        kill_grace: Duration::from_secs(1),
+    });
+    let (tx, rx) = mpsc::unbounded_channel();
+    let outcome = run_job_with(&mut executor, payload, project.context("2"), tx)
+        .await
+        .expect("runs");
+    let output = runnel_exec::test_support::output_text(&collect_events(rx).await);
+    assert_eq!(outcome.exit_code, Some(1), "{output}");
+    assert!(output.contains("\nhi from sh"), "{output}");
+    assert!(!output.contains("\nunreachable"), "{output}");
+    assert!(output.contains("status=failed"), "{output}");
+}
