@@ -10,6 +10,7 @@ use std::time::Instant;
 use runnel_api::JobPayload;
 use runnel_pipeline::plan::RunContext;
 use runnel_pipeline::schedule::{Finished, JobResult, JobStatus, Schedule, Transition};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -104,6 +105,37 @@ struct Running {
     any_section_ended: bool,
 }
 
+/// SIGINT (Ctrl-C) and SIGTERM, listened to for the whole run so none is lost between polls.
+struct Signals {
+    interrupt: Option<Signal>,
+    terminate: Option<Signal>,
+}
+
+impl Signals {
+    fn new() -> Self {
+        Signals {
+            interrupt: signal(SignalKind::interrupt()).ok(),
+            terminate: signal(SignalKind::terminate()).ok(),
+        }
+    }
+
+    /// Waits for the next signal (forever when none could be installed).
+    async fn next(&mut self) {
+        match (&mut self.interrupt, &mut self.terminate) {
+            (Some(interrupt), Some(terminate)) => {
+                tokio::select! {
+                    _ = interrupt.recv() => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            (Some(only), None) | (None, Some(only)) => {
+                only.recv().await;
+            }
+            (None, None) => std::future::pending().await,
+        }
+    }
+}
+
 /// Where a trace line goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Visibility {
@@ -129,6 +161,7 @@ impl<R: JobRunner> Driver<'_, R> {
         };
         let mut slots: BTreeSet<usize> = (0..self.concurrency).collect();
         let mut busy_groups: HashSet<String> = HashSet::new();
+        let mut signals = Signals::new();
         let (tx, mut rx) = mpsc::unbounded_channel::<Message>();
         let mut tasks: JoinSet<(usize, JobEnd)> = JoinSet::new();
         let mut timers: JoinSet<usize> = JoinSet::new();
@@ -189,7 +222,7 @@ impl<R: JobRunner> Driver<'_, R> {
                         queue.push_back(i);
                     }
                 }
-                _ = tokio::signal::ctrl_c(), if !cancel.abort.is_cancelled() => {
+                () = signals.next(), if !cancel.abort.is_cancelled() => {
                     if interrupted {
                         cancel.abort.cancel();
                         continue;
@@ -204,6 +237,15 @@ impl<R: JobRunner> Driver<'_, R> {
         }
         if interrupted {
             self.schedule.cancel();
+            let running_bridges: Vec<usize> = self
+                .bridges
+                .keys()
+                .copied()
+                .filter(|&i| self.schedule.state(i).status == JobStatus::Running)
+                .collect();
+            for i in running_bridges {
+                self.schedule.finish(i, &JobResult::Canceled);
+            }
         }
         for i in 0..self.records.len() {
             self.records[i].status = self.schedule.state(i).report_status();
