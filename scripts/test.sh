@@ -21,6 +21,34 @@ for arg in "$@"; do
 done
 conformance_dir=${CONFORMANCE_DIR:-$repo/../shared/conformance}
 
+# Print the path of the `runnel` binary from cargo's JSON messages on stdin.
+runnel_from_cargo_json() {
+  python3 -c '
+import json, sys
+for line in sys.stdin:
+    try:
+        m = json.loads(line)
+    except ValueError:
+        continue
+    t = m.get("target", {})
+    if (m.get("reason") == "compiler-artifact" and t.get("name") == "runnel" and "bin" in t.get("kind", [])
+            and not m["profile"]["test"] and m.get("executable")):
+        print(m["executable"])
+'
+}
+
+# Build the debug `runnel` binary and set $bin. `cargo test --no-run` is the build nextest just did
+# (same features, so a no-op after it), and it builds the binary for crates/runnel's integration
+# tests; `cargo build -p runnel` (other feature set: slower) only when that yields none.
+build_runnel() {
+  bin=$(cargo test --workspace --no-run --message-format json-render-diagnostics | runnel_from_cargo_json | tail -1)
+  if [[ -z $bin ]]; then
+    bin=$(cargo build -p runnel --message-format json-render-diagnostics | runnel_from_cargo_json | tail -1)
+  fi
+  [[ -n $bin && -x $bin ]] || { echo "no runnel binary came out of the build" >&2; return 1; }
+  echo "runnel binary: $bin"
+}
+
 failed=()
 section() { printf '\n\033[1m=== %s ===\033[0m\n' "$*"; }
 step() {   # step NAME COMMAND...: run it, remember a failure, go on
@@ -42,11 +70,13 @@ step "cargo clippy" cargo clippy --workspace --all-targets -- -D warnings
 step "cargo nextest" cargo nextest run --workspace --profile ci
 
 if ((conformance)) && [[ -f $conformance_dir/harness.py ]]; then
-  step "build runnel for conformance" cargo build -p runnel
-  bin="${CARGO_TARGET_DIR:-$repo/target}/debug/runnel"
-  step "conformance ($conformance_dir)" python3 "$conformance_dir/harness.py" \
-    --args-style runnel --format json --cmd "$bin exec --json {args}" --extra \
-    --jobs 2 --timeout 120 --report "$repo/target/conformance-report.json"
+  bin=
+  step "build runnel for conformance" build_runnel
+  if [[ -n $bin ]]; then
+    step "conformance ($conformance_dir)" python3 "$conformance_dir/harness.py" \
+      --args-style runnel --format json --cmd "$(printf '%q' "$bin") exec --json {args}" --extra \
+      --jobs 2 --timeout 120 --report "${CARGO_TARGET_DIR:-$repo/target}/conformance-report.json"
+  fi
 elif ((conformance)); then
   section "conformance"
   echo "skipped: no harness at $conformance_dir/harness.py"
