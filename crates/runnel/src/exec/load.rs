@@ -63,6 +63,9 @@ pub(crate) fn load(
     };
     let pipeline = Pipeline::from_root(&config.root, &pipeline_context)
         .map_err(|diags| render(&diags, &sources))?;
+    if !pipeline.warnings.is_empty() {
+        eprint!("{}", render_plain(&pipeline.warnings.0, &sources));
+    }
     match pipeline.creation {
         Creation::Created => Ok(pipeline),
         // GitLab's messages: lib/gitlab/ci/pipeline/chain/evaluate_workflow_rules.rb, seed.rb.
