@@ -167,6 +167,11 @@ async fn terminate_group(
             Ok(Ok(n)) => trace.write(&buf[..n]),
         }
     }
+    // SIGKILL is delivered asynchronously: wait until the kernel has really ended them, so that
+    // "nothing is left" holds when this returns (again only in the rare SIGTERM-ignoring case).
+    while group_has_live_members(pgid) && Instant::now() < abandon {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 /// Whether any process is left in the group (zombies included until their parent reaps them).

@@ -34,6 +34,14 @@ pub enum Sources {
 pub struct WorkingTree {
     dir: PathBuf,
     files: OnceCell<Arc<Vec<PathBuf>>>,
+    repository: OnceCell<Option<Repository>>,
+}
+
+/// The repository behind a working tree: its common git directory and `HEAD` commit.
+#[derive(Debug, Clone)]
+struct Repository {
+    git_dir: PathBuf,
+    head: String,
 }
 
 impl WorkingTree {
@@ -42,6 +50,7 @@ impl WorkingTree {
         Arc::new(Self {
             dir: dir.into(),
             files: OnceCell::new(),
+            repository: OnceCell::new(),
         })
     }
 
@@ -88,6 +97,86 @@ impl WorkingTree {
             .await
             .cloned()
     }
+}
+
+impl WorkingTree {
+    /// The git directory and `HEAD` of the tree, read once per run; `None` without a commit.
+    async fn repository(&self) -> Option<Repository> {
+        self.repository
+            .get_or_init(|| async {
+                let output = Command::new("git")
+                    .args([
+                        "rev-parse",
+                        "--path-format=absolute",
+                        "--git-common-dir",
+                        "--verify",
+                        "-q",
+                        "HEAD",
+                    ])
+                    .current_dir(&self.dir)
+                    .output()
+                    .await
+                    .ok()?;
+                let text = String::from_utf8_lossy(&output.stdout);
+                let mut lines = text.lines();
+                let git_dir = PathBuf::from(lines.next()?);
+                let head = lines.next()?.trim().to_owned();
+                (output.status.success() && head.len() >= 40)
+                    .then_some(Repository { git_dir, head })
+            })
+            .await
+            .clone()
+    }
+}
+
+/// Gives a working tree copy a `.git` of its own that borrows the user's objects (through
+/// `objects/info/alternates`, nothing is copied) and tags, with `HEAD` at the user's commit, so
+/// scripts can run `git describe`, `git rev-parse HEAD` or `git diff`. Returns whether `HEAD`
+/// moved (the index must then be read again). Blocking.
+fn link_repository(project_dir: &Path, repository: &Repository) -> std::io::Result<bool> {
+    let git = project_dir.join(".git");
+    if !git.join("HEAD").is_file() {
+        fs::create_dir_all(git.join("objects/info"))?;
+        fs::create_dir_all(git.join("refs/heads"))?;
+        fs::write(
+            git.join("config"),
+            "[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = false\n",
+        )?;
+    }
+    let objects = repository.git_dir.join("objects");
+    fs::write(
+        git.join("objects/info/alternates"),
+        format!("{}\n", objects.display()),
+    )?;
+    let packed = repository.git_dir.join("packed-refs");
+    if packed.is_file() {
+        fs::copy(&packed, git.join("packed-refs"))?;
+    }
+    let tags = repository.git_dir.join("refs/tags");
+    for entry in walkdir::WalkDir::new(&tags)
+        .min_depth(1)
+        .into_iter()
+        .flatten()
+    {
+        let Ok(rel) = entry.path().strip_prefix(&tags) else {
+            continue;
+        };
+        let target = git.join("refs/tags").join(rel);
+        if entry.file_type().is_dir() {
+            fs::create_dir_all(&target)?;
+        } else {
+            if let Some(parent) = target.parent() {
+                fs::create_dir_all(parent)?;
+            }
+            fs::copy(entry.path(), &target)?;
+        }
+    }
+    let head = format!("{}\n", repository.head);
+    let moved = fs::read_to_string(git.join("HEAD")).ok().as_deref() != Some(head.as_str());
+    if moved {
+        fs::write(git.join("HEAD"), head)?;
+    }
+    Ok(moved)
 }
 
 /// `GIT_STRATEGY`.
@@ -150,6 +239,23 @@ pub(crate) async fn copy_working_tree(
         .await
         .map_err(ExecError::Join)??;
     trace.println(&format!("Updated {copied} files"));
+    if let Some(repository) = tree.repository().await {
+        let dir = project_dir.to_owned();
+        let linked = tokio::task::spawn_blocking(move || link_repository(&dir, &repository))
+            .await
+            .map_err(ExecError::Join)?;
+        match linked {
+            // The index only changes with `HEAD`; later jobs in this directory reuse it.
+            Ok(true) => {
+                let args = ["read-tree".to_owned(), "HEAD".to_owned()];
+                if run_git(&args, project_dir, trace).await?.is_some() {
+                    trace.warning("failed to read the index of the working tree's HEAD");
+                }
+            }
+            Ok(false) => {}
+            Err(err) => trace.warning(&format!("failed to give the copy a .git directory: {err}")),
+        }
+    }
     Ok(())
 }
 
@@ -222,6 +328,10 @@ fn sync_files(from: &Path, to: &Path, files: &[PathBuf], clean: bool) -> Result<
                 continue;
             };
             if keep.contains(rel) {
+                continue;
+            }
+            if rel == Path::new(".git") {
+                walker.skip_current_dir();
                 continue;
             }
             if entry.file_type().is_dir() {

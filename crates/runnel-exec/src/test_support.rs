@@ -240,6 +240,41 @@ impl TestProject {
         path
     }
 
+    /// Commits every file of the working tree.
+    pub fn commit_all(&self, message: &str) {
+        for args in [
+            &["add", "-A"][..],
+            &[
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@example.com",
+                "commit",
+                "-q",
+                "-m",
+                message,
+            ][..],
+        ] {
+            let status = std::process::Command::new("git")
+                .args(args)
+                .current_dir(self.dir.path())
+                .status()
+                .expect("git can run");
+            assert!(status.success(), "git {args:?} failed");
+        }
+    }
+
+    /// Runs `git` in the working tree and returns its trimmed output.
+    pub fn git(&self, args: &[&str]) -> String {
+        let output = std::process::Command::new("git")
+            .args(args)
+            .current_dir(self.dir.path())
+            .output()
+            .expect("git can run");
+        assert!(output.status.success(), "git {args:?} failed");
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    }
+
     /// A context like `runnel exec`'s, with the trace log at `.runnel/logs/<name>.log` and a
     /// short kill grace period.
     pub fn context(&self, log_name: &str) -> JobContext {

@@ -30,6 +30,7 @@ async fn artifacts_zip_honours_globs_exclude_and_untracked() {
     for (name, make) in executors() {
         let project = TestProject::new();
         project.write("src/main.txt", "tracked");
+        project.commit_all("initial");
         let payload = PayloadBuilder::new(30, "build")
             .script(&[
                 "mkdir -p dist/sub logs",

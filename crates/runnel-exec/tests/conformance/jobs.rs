@@ -359,3 +359,45 @@ async fn output_limit_truncates_the_trace_but_the_job_continues() {
         );
     }
 }
+
+#[tokio::test]
+async fn working_tree_copy_is_a_git_repository_at_the_users_head() {
+    for (name, make) in executors() {
+        let project = TestProject::new();
+        project.write("tracked.txt", "committed");
+        project.commit_all("first");
+        project.git(&["tag", "v1.2.0"]);
+        let head = project.git(&["rev-parse", "HEAD"]);
+        project.write("tracked.txt", "edited");
+        let payload = PayloadBuilder::new(15, "git")
+            .script(&[
+                "echo head=$(git rev-parse HEAD)",
+                "git describe --tags",
+                "git status --porcelain",
+            ])
+            .build();
+        let ran = run(make, &project, payload.clone()).await;
+        assert_eq!(
+            ran.outcome.status,
+            JobStatus::Success,
+            "{name}: {}",
+            ran.output
+        );
+        assert!(
+            ran.output.contains(&format!("head={head}")),
+            "{name}: {}",
+            ran.output
+        );
+        assert!(ran.output.contains("\nv1.2.0"), "{name}: {}", ran.output);
+        assert!(
+            ran.output.contains("\n M tracked.txt"),
+            "{name}: {}",
+            ran.output
+        );
+        let ran = run(make, &project, payload).await;
+        assert!(
+            ran.output.contains(&format!("head={head}")),
+            "{name}: the second job reuses the .git"
+        );
+    }
+}
