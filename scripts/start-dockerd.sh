@@ -51,8 +51,11 @@ pid=
 if [[ -s $pidfile ]] && alive "$(cat "$pidfile")"; then
   pid=$(cat "$pidfile")              # started but not answering yet: wait for it
 else
+  # A dockerd without the pid file in this network namespace: never start a second one beside it.
+  # (A test daemon in namespaces of its own does not count: it does not serve this socket.)
+  netns=$(readlink /proc/self/ns/net)
   for p in $(pgrep -x dockerd || true); do
-    if alive "$p"; then pid=$p; break; fi   # a dockerd without the pid file: never start a second
+    if alive "$p" && [[ $(readlink "/proc/$p/ns/net" 2>/dev/null) == "$netns" ]]; then pid=$p; break; fi
   done
 fi
 if [[ -n $pid ]]; then
