@@ -38,8 +38,10 @@ pub(crate) struct ExecArgs {
     /// How many jobs run at once (default: the number of CPUs).
     #[arg(long, short = 'j', value_name = "N")]
     concurrency: Option<usize>,
-    /// The executor. Only `shell` runs locally today.
-    #[arg(long, default_value = "shell", value_parser = ["shell"])]
+    /// The executor: `shell` (this machine) or `docker` (each job in a container of its
+    /// `image:`, with its `services:`, on the local Docker engine; images are pulled only when
+    /// missing).
+    #[arg(long, default_value = "shell", value_parser = ["shell", "docker"])]
     executor: String,
     /// List the jobs of the pipeline and exit.
     #[arg(long)]
@@ -98,6 +100,7 @@ pub(crate) fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
         list: args.list,
         json: args.json,
         rerun_prefix: rerun,
+        docker: (args.executor == "docker").then(exec::local_docker_config),
     };
     exec::run(options)
 }

@@ -9,4 +9,4 @@ mod select;
 mod shell;
 mod varfile;
 
-pub(crate) use run::{Options, run};
+pub(crate) use run::{Options, local_docker_config, run};

@@ -37,6 +37,24 @@ pub(crate) struct Options {
     pub(crate) list: bool,
     pub(crate) json: bool,
     pub(crate) rerun_prefix: String,
+    /// `--executor docker`: the Docker executor's settings; `None` runs jobs in the shell.
+    pub(crate) docker: Option<runnel_exec::docker::DockerConfig>,
+}
+
+/// The Docker settings of `runnel exec --executor docker`: images are pulled only when missing
+/// (a job's `pull_policy` may ask for any policy); a job without `image:` fails with a
+/// configuration error.
+pub(crate) fn local_docker_config() -> runnel_exec::docker::DockerConfig {
+    use runnel_exec::docker::{DockerConfig, PullPolicy};
+    DockerConfig {
+        pull_policy: vec![PullPolicy::IfNotPresent],
+        allowed_pull_policies: vec![
+            PullPolicy::Always,
+            PullPolicy::IfNotPresent,
+            PullPolicy::Never,
+        ],
+        ..DockerConfig::default()
+    }
 }
 
 pub(crate) fn run(opts: Options) -> anyhow::Result<ExitCode> {
@@ -275,7 +293,10 @@ pub(crate) fn run(opts: Options) -> anyhow::Result<ExitCode> {
         };
         plan::plan_job(jobs, j, ctx)
     };
-    let runner = Arc::new(shell::ShellRunner::new(&opts.project_dir, &opts.state_dir));
+    let runner = Arc::new(
+        shell::ShellRunner::new(&opts.project_dir, &opts.state_dir)
+            .with_docker(opts.docker.clone()),
+    );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(opts.concurrency.clamp(1, 4))
         .enable_all()

@@ -17,6 +17,8 @@ use crate::report::trace::TraceLine;
 /// The shell executor on this machine.
 pub(crate) struct ShellRunner {
     base: JobContext,
+    /// Runs the jobs in containers instead (`--executor docker`).
+    docker: Option<runnel_exec::docker::DockerConfig>,
 }
 
 impl ShellRunner {
@@ -29,7 +31,13 @@ impl ShellRunner {
         base.sources = Sources::WorkingTree(tree);
         base.artifacts = Arc::new(LocalArtifactStore::new(state_dir.join("artifacts")));
         base.cache = Arc::new(LocalCacheStore::new(state_dir.join("cache")));
-        ShellRunner { base }
+        ShellRunner { base, docker: None }
+    }
+
+    /// Runs the jobs with the Docker executor when `docker` is set.
+    pub(crate) fn with_docker(mut self, docker: Option<runnel_exec::docker::DockerConfig>) -> Self {
+        self.docker = docker;
+        self
     }
 }
 
@@ -45,6 +53,7 @@ impl JobRunner for ShellRunner {
         ctx.trace_log = run.log;
         ctx.abort = run.abort;
         ctx.cancel = run.cancel;
+        let docker = self.docker.clone();
         async move {
             let (tx, mut rx) = mpsc::unbounded_channel::<JobEvent>();
             let forward = async {
@@ -62,7 +71,17 @@ impl JobRunner for ShellRunner {
                     let _ = trace.send(line);
                 }
             };
-            let (result, ()) = tokio::join!(runnel_exec::run_job(payload, ctx, tx), forward);
+            let job = async move {
+                match docker {
+                    Some(mut config) => {
+                        config.stop_timeout = ctx.kill_grace;
+                        let mut executor = runnel_exec::docker::DockerExecutor::new(config);
+                        runnel_exec::run_job_with(&mut executor, payload, ctx, tx).await
+                    }
+                    None => runnel_exec::run_job(payload, ctx, tx).await,
+                }
+            };
+            let (result, ()) = tokio::join!(job, forward);
             match result {
                 Ok(outcome) => JobEnd {
                     result: match outcome.status {
