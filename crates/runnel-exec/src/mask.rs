@@ -239,6 +239,34 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// However the output is cut into chunks, the result is the same as masking it whole,
+        /// and no secret survives.
+        #[test]
+        fn chunking_does_not_change_the_result(
+            text in "[a-z$ \\n-]{0,60}",
+            cuts in proptest::collection::vec(0usize..80, 0..8),
+        ) {
+            let secrets = ["abc$def", "zz-zz", "glpat-"];
+            let input = format!("{text}abc$def{text}zz-zz glpat-tok3n {text}");
+            let mut whole = Masker::new(secrets[..2].iter().copied(), [secrets[2]]);
+            let expected = run(&mut whole, &[&input]);
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(input.len())).collect();
+            cuts.sort_unstable();
+            let mut chunks = Vec::new();
+            let mut start = 0;
+            for cut in cuts {
+                chunks.push(&input[start..cut]);
+                start = cut;
+            }
+            chunks.push(&input[start..]);
+            let mut chunked = Masker::new(secrets[..2].iter().copied(), [secrets[2]]);
+            let got = run(&mut chunked, &chunks);
+            proptest::prop_assert_eq!(&got, &expected);
+            proptest::prop_assert!(!got.contains("abc$def") && !got.contains("zz-zz") && !got.contains("tok3n"));
+        }
+    }
+
     #[test]
     fn longest_phrase_wins() {
         let mut masker = Masker::new(["abcdefgh", "abcdefghijkl"], []);
