@@ -140,6 +140,12 @@ pub async fn run_controlled(
         metrics.clone(),
         force_rx,
     ));
+    tokio::spawn(crate::rotation::rotate_tokens(
+        options.config_path.clone(),
+        config_rx.clone(),
+        http_client()?,
+        system_id.clone(),
+    ));
     let mut daemon = Daemon {
         shared: Shared {
             slots: Arc::new(Semaphore::new(config.concurrent())),

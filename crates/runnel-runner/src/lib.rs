@@ -14,6 +14,7 @@ pub mod metrics;
 mod poller;
 pub mod register;
 pub mod reload;
+pub mod rotation;
 pub mod system_id;
 #[cfg(feature = "test-support")]
 pub mod test_support;

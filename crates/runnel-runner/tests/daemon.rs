@@ -366,3 +366,105 @@ async fn config_edits_apply_without_restart_and_invalid_edits_keep_the_last_good
     let _ = control.send(Control::Graceful).await;
     handle.await.expect("daemon");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trace_lost_by_the_server_is_resent_after_a_416() {
+    let fake = FakeGitLab::start().await;
+    let id = fake.add_job(JobSpec::script(&[
+        "echo first part",
+        "for i in 1 2 3; do sleep 1; echo more $i; done",
+    ]));
+    let daemon = start(&fake, "", "").await;
+    fake.wait_for_trace(id, "first part").await;
+    fake.lose_trace(id, 5);
+    let job = fake.wait_for_final(id).await;
+    assert_eq!(job.state, FakeJobState::Success);
+    let trace = trace_text(&fake, id);
+    assert!(trace.starts_with("Running with runnel"), "{trace}");
+    assert!(
+        trace.contains("first part") && trace.contains("more 3"),
+        "{trace}"
+    );
+    assert!(
+        fake.requests()
+            .iter()
+            .filter(|r| r.starts_with("PATCH"))
+            .count()
+            >= 2
+    );
+    // The final checksum and size cover the resent bytes: the fake compares them.
+    assert_eq!(fake.violations(), Vec::<String>::new());
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn final_update_is_repeated_while_gitlab_answers_202() {
+    let fake = FakeGitLab::start().await;
+    fake.answer_final_updates_with_202(2);
+    let id = fake.add_job(JobSpec::script(&["echo done"]));
+    let daemon = start(&fake, "", "").await;
+    let job = fake.wait_for_final(id).await;
+    assert_eq!(job.state, FakeJobState::Success);
+    let puts = fake
+        .requests()
+        .iter()
+        .filter(|r| r.starts_with("PUT"))
+        .count();
+    assert!(
+        puts >= 4,
+        "acknowledgement, two 202s and the accepted update: {puts}"
+    );
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hard_cancel_aborts_without_after_script() {
+    let fake = FakeGitLab::start().await;
+    let mut spec = JobSpec::script(&[
+        "echo started",
+        "for i in $(seq 1 60); do echo tick $i; sleep 1; done",
+    ]);
+    spec.after_script = vec!["echo after_script ran".into()];
+    let id = fake.add_job(spec);
+    let daemon = start(&fake, "", "").await;
+    fake.wait_for_trace(id, "started").await;
+    fake.cancel(id, false);
+    fake.wait_for(|fake| {
+        fake.requests()
+            .iter()
+            .filter(|r| r.starts_with("PUT"))
+            .count()
+            >= 2
+    })
+    .await;
+    let trace = trace_text(&fake, id);
+    assert!(!trace.contains("after_script ran"), "{trace}");
+    assert!(!trace.contains("tick 60"), "{trace}");
+    assert_eq!(fake.job(id).expect("job").state, FakeJobState::Canceled);
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expiring_tokens_are_rotated_and_written_back() {
+    let fake = FakeGitLab::start().await;
+    let token = fake.create_runner();
+    let times =
+        "  token_obtained_at = 2000-01-01T00:00:00Z\n  token_expires_at = 2000-01-02T00:00:00Z";
+    let daemon = start_with_token(&fake, &token, "# keep this comment", times).await;
+    fake.wait_for(|fake| !fake.rotated_tokens().is_empty())
+        .await;
+    let (old, new) = fake.rotated_tokens()[0].clone();
+    assert_eq!(old, token);
+    let id = fake.add_job(JobSpec::script(&["echo with the new token"]));
+    assert_eq!(fake.wait_for_final(id).await.state, FakeJobState::Success);
+    let text = std::fs::read_to_string(daemon._dir.path().join("config.toml")).expect("config");
+    assert!(
+        text.contains(&format!("token = \"{new}\"")) && text.contains("# keep this comment"),
+        "{text}"
+    );
+    assert!(
+        text.contains("token_expires_at = 2099-01-01T00:00:00Z"),
+        "{text}"
+    );
+    daemon.stop().await;
+}

@@ -11,5 +11,5 @@ pub use artifacts::{ArtifactUpload, UploadOutcome};
 pub use coordinator::{Coordinator, api_base, http_client};
 pub use error::ClientError;
 pub use jobs::{JobRequestOutcome, PatchOutcome, UpdateOutcome};
-pub(crate) use transport::RequestLabels;
 pub use transport::{Endpoint, go_arch, go_os, user_agent};
+pub(crate) use transport::{RequestLabels, days_from_civil};

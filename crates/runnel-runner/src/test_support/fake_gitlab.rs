@@ -86,6 +86,8 @@ struct Inner {
     requests: Vec<String>,
     trace_interval: u64,
     redirect_uploads: bool,
+    pending_final_answers: u32,
+    rotated_tokens: Vec<(String, String)>,
 }
 
 /// The shared state of the fake.
@@ -186,6 +188,25 @@ impl FakeGitLab {
         self.shared.lock().redirect_uploads = true;
     }
 
+    /// Answers the next `count` final updates with 202 (trace still being persisted), as
+    /// GitLab does while live trace chunks are migrated.
+    pub fn answer_final_updates_with_202(&self, count: u32) {
+        self.shared.lock().pending_final_answers = count;
+    }
+
+    /// Drops the end of a job's stored trace, keeping `keep` bytes, as if GitLab lost them; the
+    /// next PATCH then gets a 416 with the shorter `Range`.
+    pub fn lose_trace(&self, id: u64, keep: usize) {
+        if let Some(job) = self.shared.lock().jobs.get_mut(&id) {
+            job.trace.truncate(keep);
+        }
+    }
+
+    /// (old, new) token pairs of `reset_authentication_token` calls.
+    pub fn rotated_tokens(&self) -> Vec<(String, String)> {
+        self.shared.lock().rotated_tokens.clone()
+    }
+
     /// Queues a job with `script` as its script step; returns the job id.
     pub fn add_job(&self, spec: JobSpec) -> u64 {
         let mut inner = self.shared.lock();
@@ -245,7 +266,9 @@ impl FakeGitLab {
             if done(self) {
                 return;
             }
-            changed.await;
+            // Not every request changes state (a refused one only logs itself), so look again
+            // now and then too.
+            let _ = tokio::time::timeout(std::time::Duration::from_millis(100), changed).await;
         }
     }
 
@@ -347,6 +370,10 @@ fn router(shared: Shared) -> Router {
         .route("/api/v4/runners", post(register).delete(unregister))
         .route("/api/v4/runners/verify", post(verify))
         .route("/api/v4/runners/managers", delete(unregister_manager))
+        .route(
+            "/api/v4/runners/reset_authentication_token",
+            post(reset_token),
+        )
         .route("/api/v4/jobs/request", post(request_job))
         .route("/api/v4/jobs/{id}", put(update_job))
         .route("/api/v4/jobs/{id}/trace", patch(patch_trace))
@@ -545,6 +572,38 @@ async fn unregister_manager(
     StatusCode::NO_CONTENT.into_response()
 }
 
+async fn reset_token(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    let mut inner = shared.lock();
+    check_common(
+        &mut inner,
+        "POST /api/v4/runners/reset_authentication_token",
+        &headers,
+    );
+    let Some(body) = parse_json(&mut inner, "reset token", &headers, &body) else {
+        return StatusCode::BAD_REQUEST.into_response();
+    };
+    let token = body
+        .get("token")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned();
+    let Some(id) = inner.runners.remove(&token) else {
+        return forbidden();
+    };
+    inner.next_id += 1;
+    let new_token = format!("glrt-t1_{:0>20}", inner.next_id);
+    inner.runners.insert(new_token.clone(), id);
+    inner.rotated_tokens.push((token, new_token.clone()));
+    drop(inner);
+    shared.changed.notify_waiters();
+    let expires = "2099-01-01T00:00:00Z";
+    (
+        StatusCode::CREATED,
+        axum::Json(json!({"token": new_token, "token_expires_at": expires})),
+    )
+        .into_response()
+}
+
 async fn request_job(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
     let mut inner = shared.lock();
     check_common(&mut inner, "POST /api/v4/jobs/request", &headers);
@@ -658,6 +717,15 @@ async fn update_job(
     }
     if body.get("exit_code").and_then(Value::as_i64) == Some(0) {
         violation(&mut inner, format!("job {id}: exit_code 0 must be omitted"));
+    }
+    if inner.pending_final_answers > 0 {
+        inner.pending_final_answers -= 1;
+        let mut response = StatusCode::ACCEPTED.into_response();
+        response.headers_mut().insert(
+            "X-GitLab-Trace-Update-Interval",
+            HeaderValue::from_static("1"),
+        );
+        return with_job_status(response, job.state);
     }
     let new_state = match (job.state, state) {
         (FakeJobState::Canceling, _) => FakeJobState::Canceled,
