@@ -72,6 +72,20 @@ async fn start_with_token(
     }
 }
 
+/// The daemon's `/metrics` text.
+async fn scrape(port: u16) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+        return String::new();
+    };
+    let _ = stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await;
+    let mut text = String::new();
+    let _ = stream.read_to_string(&mut text).await;
+    text
+}
+
 /// Replaces a file as editors do, so the daemon never reads half of it.
 fn write_atomically(path: &Path, text: &str) {
     let temp = path.with_extension("tmp");
@@ -137,15 +151,20 @@ async fn masked_variables_never_reach_the_coordinator() {
     let mut spec = JobSpec::script(&[
         "echo \"secret is $DEPLOY_PASSWORD\"",
         "printf '%s' \"$DEPLOY_PASSWORD\" | fold -w 3",
+        "echo \"url https://x/?p=s3cr3t%2FValue%2B42\"",
     ]);
     spec.variables
-        .push(("DEPLOY_PASSWORD".into(), "s3cr3t-Value-42".into(), true));
+        .push(("DEPLOY_PASSWORD".into(), "s3cr3t/Value+42".into(), true));
     let id = fake.add_job(spec);
     let daemon = start(&fake, "", "").await;
     fake.wait_for_final(id).await;
     let trace = trace_text(&fake, id);
-    assert!(!trace.contains("s3cr3t-Value-42"), "{trace}");
+    assert!(!trace.contains("s3cr3t/Value+42"), "{trace}");
     assert!(trace.contains("secret is [MASKED]"), "{trace}");
+    assert!(
+        !trace.contains("s3cr3t%2FValue%2B42"),
+        "the URL-encoded form leaked: {trace}"
+    );
     assert!(
         !trace.contains("glcbt-64_job"),
         "the job token leaked: {trace}"
@@ -340,9 +359,14 @@ async fn config_edits_apply_without_restart_and_invalid_edits_keep_the_last_good
     let config_path = dir.path().join("config.toml");
     std::fs::write(&config_path, "concurrent = 2\ncheck_interval = 1\n").expect("write");
     let (control, rx) = mpsc::channel(4);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("address")
+        .port();
     let options = RunOptions {
         config_path: config_path.clone(),
-        listen_address: None,
+        listen_address: Some(format!("127.0.0.1:{port}")),
     };
     let handle = tokio::spawn(async move {
         run_controlled(options, Arc::new(ShellJobExecutor::new()), rx)
@@ -357,7 +381,12 @@ async fn config_edits_apply_without_restart_and_invalid_edits_keep_the_last_good
         FakeJobState::Success
     );
     write_atomically(&config_path, "concurrent = [broken\n");
-    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    while !scrape(port)
+        .await
+        .contains("gitlab_runner_configuration_loading_error_total 1")
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
     let second = fake.add_job(JobSpec::script(&["echo still polling"]));
     assert_eq!(
         fake.wait_for_final(second).await.state,
