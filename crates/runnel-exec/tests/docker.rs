@@ -642,3 +642,46 @@ async fn docker_containers_carry_gitlab_labels_and_privileged_is_off() {
     }
     assert!(leftovers(9119).await.is_empty());
 }
+
+#[tokio::test]
+async fn docker_abort_on_runner_shutdown_removes_everything_without_after_script() {
+    if !available() {
+        return;
+    }
+    let project = TestProject::new();
+    let mut payload = with_image(
+        PayloadBuilder::new(9120, "shutdown")
+            .script(&["echo started", "sleep 1000"])
+            .after_script(&["echo after-ran"])
+            .build(),
+        image(TEST_BUSYBOX_IMAGE),
+    );
+    payload.services = vec![http_service("web")];
+    let ctx = project.context("9120");
+    let abort = ctx.abort.clone();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let job = tokio::spawn(async move {
+        let mut executor = DockerExecutor::new(config());
+        run_job_with(&mut executor, payload, ctx, tx).await
+    });
+    let mut output = String::new();
+    while let Some(event) = rx.recv().await {
+        if let JobEvent::Output { line, .. } = &event {
+            output.push_str(line);
+            output.push('\n');
+            if line == "started" {
+                abort.cancel();
+            }
+        }
+        if matches!(event, JobEvent::Finished { .. }) {
+            break;
+        }
+    }
+    let outcome = job
+        .await
+        .expect("the job task ends")
+        .expect("runnel does not break");
+    assert_eq!(outcome.status, JobStatus::Canceled, "{output}");
+    assert!(!output.contains("after-ran"), "{output}");
+    assert!(leftovers(9120).await.is_empty());
+}

@@ -91,6 +91,22 @@ pub(crate) fn build_dirs(builds_dir: &Path, project_dir: &Path, tmp_dir: &Path) 
     dirs
 }
 
+/// The object directories a working-tree copy borrows from the user's repository
+/// (`.git/objects/info/alternates` of the project directory): mounted read-only at the same
+/// paths so `git` works in the container.
+pub(crate) fn alternates(project_dir: &Path) -> Vec<PathBuf> {
+    let file = project_dir.join(".git/objects/info/alternates");
+    let Ok(text) = std::fs::read_to_string(file) else {
+        return Vec::new();
+    };
+    text.lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .map(PathBuf::from)
+        .filter(|path| path.is_absolute() && path.is_dir())
+        .collect()
+}
+
 /// The binds of the job: build directories, then `volumes` from the config (cache volumes as
 /// gitlab-runner makes them: under `cache_dir`, or a Docker volume per project and path).
 pub(crate) fn binds(
@@ -201,31 +217,39 @@ pub(crate) fn host_config(
 }
 
 /// What the job container is made from.
-pub(crate) struct BuildContainer<'a> {
-    pub(crate) name: &'a str,
-    pub(crate) image_id: &'a str,
+#[derive(Debug, Clone)]
+pub(crate) struct BuildContainer {
+    pub(crate) name: String,
+    pub(crate) image_id: String,
     pub(crate) entrypoint: Option<Vec<String>>,
     pub(crate) user: Option<String>,
     pub(crate) hostname: String,
     pub(crate) working_dir: String,
     pub(crate) labels: HashMap<String, String>,
     pub(crate) host_config: HostConfig,
-    pub(crate) network: &'a Network,
+    pub(crate) network: Network,
 }
 
-/// Creates the job container; returns its id.
+/// Creates the job container with `extra_binds` besides the spec's; returns its id.
 pub(crate) async fn create_build_container(
     docker: &Docker,
-    spec: BuildContainer<'_>,
+    spec: &BuildContainer,
+    extra_binds: &[String],
 ) -> Result<String, DockerError> {
-    let networking_config = match spec.network {
+    let spec = spec.clone();
+    let mut host_config = spec.host_config;
+    host_config
+        .binds
+        .get_or_insert_with(Vec::new)
+        .extend(extra_binds.iter().cloned());
+    let networking_config = match &spec.network {
         Network::PerJob(name) => Some(NetworkingConfig {
             endpoints_config: Some(HashMap::from([(name.clone(), EndpointSettings::default())])),
         }),
         _ => None,
     };
     let body = ContainerCreateBody {
-        image: Some(spec.image_id.to_owned()),
+        image: Some(spec.image_id),
         hostname: Some(spec.hostname),
         user: spec.user,
         cmd: Some(vec!["sh".into(), "-c".into(), DETECT_SHELL_SCRIPT.into()]),
@@ -238,12 +262,12 @@ pub(crate) async fn create_build_container(
         tty: Some(false),
         working_dir: Some(spec.working_dir),
         labels: Some(spec.labels),
-        host_config: Some(spec.host_config),
+        host_config: Some(host_config),
         networking_config,
         ..ContainerCreateBody::default()
     };
     let options = CreateContainerOptionsBuilder::default()
-        .name(spec.name)
+        .name(&spec.name)
         .build();
     let created = docker
         .create_container(Some(options), body)

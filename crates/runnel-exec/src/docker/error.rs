@@ -15,6 +15,9 @@ pub(crate) enum DockerError {
         #[source]
         source: bollard::errors::Error,
     },
+    /// A stage was run before `prepare` succeeded (a bug in the caller).
+    #[error("failed to run a stage: the executor was not prepared")]
+    NotPrepared,
     /// The job cannot run as it asks (a job failure, not a runnel one).
     #[error("{message}")]
     Job {

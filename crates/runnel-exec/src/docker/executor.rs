@@ -5,6 +5,8 @@
 //! directories, which the containers see at the same paths (bind mounts), so no helper image is
 //! pulled and the `runnel` binary is not needed inside the container.
 
+use std::path::PathBuf;
+
 use bollard::Docker;
 use bollard::query_parameters::{
     ListContainersOptionsBuilder, ListNetworksOptionsBuilder, RemoveContainerOptionsBuilder,
@@ -12,7 +14,7 @@ use bollard::query_parameters::{
 
 use super::config::{DEFAULT_WAIT_FOR_SERVICES_TIMEOUT, DockerConfig};
 use super::container::{
-    BuildContainer, Network, binds, create_build_container, host_config, run_stage,
+    BuildContainer, Network, alternates, binds, create_build_container, host_config, run_stage,
 };
 use super::error::DockerError;
 use super::image::{get_image, job_image_name};
@@ -33,6 +35,11 @@ pub struct DockerExecutor {
     docker: Option<Docker>,
     /// What this job created, removed by `cleanup`.
     created: Created,
+    /// The job container to create at the first `run` (after the sources are in place, so
+    /// the directories they borrow are known).
+    spec: Option<BuildContainer>,
+    /// The borrowed object directories the current job container mounts.
+    mounted_alternates: Vec<PathBuf>,
 }
 
 #[derive(Debug, Default)]
@@ -49,6 +56,8 @@ impl DockerExecutor {
             config,
             docker: None,
             created: Created::default(),
+            spec: None,
+            mounted_alternates: Vec::new(),
         }
     }
 
@@ -87,6 +96,7 @@ impl DockerExecutor {
         let mut network = network;
         if !job.payload.services.is_empty() {
             let setup = ServiceSetup {
+                config,
                 prefix: &prefix,
                 network: match &network {
                     Network::PerJob(name) => Some(name.as_str()),
@@ -96,9 +106,16 @@ impl DockerExecutor {
                 host_config: host_config(config, binds.clone(), &network)?,
             };
             for (index, service) in job.payload.services.iter().enumerate() {
-                let started =
-                    start_service(&docker, job, config, &setup, index, service, trace).await?;
-                self.created.services.push(started);
+                start_service(
+                    &docker,
+                    job,
+                    &setup,
+                    index,
+                    service,
+                    trace,
+                    &mut self.created.services,
+                )
+                .await?;
             }
             let timeout = config
                 .wait_for_services_timeout
@@ -151,24 +168,45 @@ impl DockerExecutor {
                 job.payload.job_info.project_id
             )
         });
-        let name = format!("{prefix}-build");
-        let id = create_build_container(
-            &docker,
-            BuildContainer {
-                name: &name,
-                image_id: &image_id,
-                entrypoint,
-                user,
-                hostname,
-                working_dir: job.project_dir.to_string_lossy().into_owned(),
-                labels: labels(job, "build", &[]),
-                host_config: host_config(config, binds, &network)?,
-                network: &network,
-            },
-        )
-        .await?;
-        self.created.build = Some(id);
+        self.spec = Some(BuildContainer {
+            name: format!("{prefix}-build"),
+            image_id,
+            entrypoint,
+            user,
+            hostname,
+            working_dir: job.project_dir.to_string_lossy().into_owned(),
+            labels: labels(job, "build", &[]),
+            host_config: host_config(config, binds, &network)?,
+            network,
+        });
         Ok(())
+    }
+
+    /// The job container, created (or re-created, when the sources now borrow objects from a
+    /// directory it does not mount) before a stage runs.
+    async fn build_container(&mut self, job: &PreparedJob) -> Result<String, DockerError> {
+        let (Some(docker), Some(spec)) = (&self.docker, &self.spec) else {
+            return Err(DockerError::NotPrepared);
+        };
+        let needed = alternates(&job.project_dir);
+        if let Some(id) = &self.created.build
+            && needed
+                .iter()
+                .all(|dir| self.mounted_alternates.contains(dir))
+        {
+            return Ok(id.clone());
+        }
+        if let Some(old) = self.created.build.take() {
+            remove_container(docker, &old).await;
+        }
+        let extra: Vec<String> = needed
+            .iter()
+            .map(|dir| format!("{0}:{0}:ro", dir.display()))
+            .collect();
+        let id = create_build_container(docker, spec, &extra).await?;
+        self.created.build = Some(id.clone());
+        self.mounted_alternates = needed;
+        Ok(id)
     }
 }
 
@@ -205,20 +243,18 @@ impl Executor for DockerExecutor {
 
     fn run<'a>(
         &'a mut self,
-        _job: &'a PreparedJob,
+        job: &'a PreparedJob,
         stage: StageRun,
         trace: &'a mut Trace,
     ) -> BoxFuture<'a, Result<ScriptEnd, ExecError>> {
         Box::pin(async move {
-            let (Some(docker), Some(id)) = (&self.docker, &self.created.build) else {
-                return Err(ExecError::Prepare {
-                    executor: "docker",
-                    source: "`run` called before `prepare`".into(),
-                });
+            let id = self.build_container(job).await?;
+            let Some(docker) = &self.docker else {
+                return Err(DockerError::NotPrepared.into());
             };
             let end = run_stage(
                 docker,
-                id,
+                &id,
                 stage.script.as_bytes(),
                 trace,
                 &stage.cancel,

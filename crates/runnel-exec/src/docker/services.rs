@@ -62,21 +62,24 @@ pub(crate) async fn create_network(
 
 /// What every service container shares.
 pub(crate) struct ServiceSetup<'a> {
+    pub(crate) config: &'a DockerConfig,
     pub(crate) prefix: &'a str,
     pub(crate) network: Option<&'a str>,
     pub(crate) host_config: HostConfig,
 }
 
-/// Pulls (per the pull policies), creates and starts the service `index` of the job.
+/// Pulls (per the pull policies), creates and starts the service `index` of the job, adding
+/// it to `started` as soon as it exists.
 pub(crate) async fn start_service(
     docker: &Docker,
     job: &PreparedJob,
-    config: &DockerConfig,
     setup: &ServiceSetup<'_>,
     index: usize,
     service: &Image,
     trace: &mut Trace,
-) -> Result<Service, DockerError> {
+    started: &mut Vec<Service>,
+) -> Result<(), DockerError> {
+    let config = setup.config;
     let image_name = service_image_name(job, service, config)?;
     let parsed = ServiceName::parse(&image_name)
         .ok_or_else(|| DockerError::config(format!("invalid service name: `{}`", service.name)))?;
@@ -133,24 +136,21 @@ pub(crate) async fn start_service(
         .map_err(DockerError::api(format!(
             "create the service container `{name}`"
         )))?;
-    let started = Service {
+    let id = created.id.clone();
+    // Recorded before the start, so cleanup removes it even if the start fails.
+    started.push(Service {
         id: created.id,
         name: name.clone(),
         image: image_name,
         aliases,
         ports: health_ports(&own, job, &image),
-    };
+    });
     docker
-        .start_container(&started.id, None)
+        .start_container(&id, None)
         .await
-        .map_err(|source| {
-            // Leave it to cleanup: the id is in the error's caller's list through `started`.
-            DockerError::Api {
-                action: format!("start the service container `{name}`"),
-                source,
-            }
-        })
-        .map(|()| started)
+        .map_err(DockerError::api(format!(
+            "start the service container `{name}`"
+        )))
 }
 
 /// The ports to wait for (gitlab-runner: `HEALTHCHECK_TCP_PORT`, else the exposed TCP ports).
