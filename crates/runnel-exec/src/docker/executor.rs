@@ -94,52 +94,9 @@ impl DockerExecutor {
             }
         };
         let mut network = network;
-        if !job.payload.services.is_empty() {
-            let setup = ServiceSetup {
-                config,
-                prefix: &prefix,
-                network: match &network {
-                    Network::PerJob(name) => Some(name.as_str()),
-                    Network::Mode { mode, .. } if is_user_network(mode) => Some(mode.as_str()),
-                    _ => None,
-                },
-                host_config: host_config(config, binds.clone(), &network)?,
-            };
-            for (index, service) in job.payload.services.iter().enumerate() {
-                start_service(
-                    &docker,
-                    job,
-                    &setup,
-                    index,
-                    service,
-                    trace,
-                    &mut self.created.services,
-                )
-                .await?;
-            }
-            let timeout = config
-                .wait_for_services_timeout
-                .unwrap_or(DEFAULT_WAIT_FOR_SERVICES_TIMEOUT);
-            wait_for_services(
-                &docker,
-                &self.created.services,
-                setup.network,
-                timeout,
-                trace,
-            )
-            .await;
-            // On the default bridge, services are reached through links (gitlab-runner's
-            // legacy mode).
-            if let Network::Mode { mode, links } = &mut network
-                && mode == "bridge"
-            {
-                for service in &self.created.services {
-                    for alias in &service.aliases {
-                        links.push(format!("{}:{alias}", service.name));
-                    }
-                }
-            }
-        }
+        self.start_services(&docker, job, &prefix, &binds, &mut network, trace)
+            .await?;
+        let config = &self.config;
         let image = get_image(
             &docker,
             &image_name,
@@ -179,6 +136,66 @@ impl DockerExecutor {
             host_config: host_config(config, binds, &network)?,
             network,
         });
+        Ok(())
+    }
+
+    /// Starts the job's services, waits for them, and gives the job container links to them
+    /// on the default bridge (gitlab-runner's legacy mode).
+    async fn start_services(
+        &mut self,
+        docker: &Docker,
+        job: &PreparedJob,
+        prefix: &str,
+        binds: &[String],
+        network: &mut Network,
+        trace: &mut Trace,
+    ) -> Result<(), DockerError> {
+        if job.payload.services.is_empty() {
+            return Ok(());
+        }
+        let config = &self.config;
+        let setup = ServiceSetup {
+            config,
+            prefix,
+            network: match &*network {
+                Network::PerJob(name) => Some(name.as_str()),
+                Network::Mode { mode, .. } if is_user_network(mode) => Some(mode.as_str()),
+                _ => None,
+            },
+            host_config: host_config(config, binds.to_vec(), network)?,
+        };
+        for (index, service) in job.payload.services.iter().enumerate() {
+            start_service(
+                docker,
+                job,
+                &setup,
+                index,
+                service,
+                trace,
+                &mut self.created.services,
+            )
+            .await?;
+        }
+        let timeout = config
+            .wait_for_services_timeout
+            .unwrap_or(DEFAULT_WAIT_FOR_SERVICES_TIMEOUT);
+        wait_for_services(
+            docker,
+            &self.created.services,
+            setup.network,
+            timeout,
+            trace,
+        )
+        .await;
+        if let Network::Mode { mode, links } = network
+            && mode == "bridge"
+        {
+            for service in &self.created.services {
+                for alias in &service.aliases {
+                    links.push(format!("{}:{alias}", service.name));
+                }
+            }
+        }
         Ok(())
     }
 
