@@ -127,34 +127,11 @@ fn create(definition: &Definition, context: &PipelineContext) -> Result<Pipeline
         matched_rule: workflow.matched_rule,
     };
 
-    // Decide each job.
+    // Decide each job, and each parallel instance on its own: GitLab seeds the instances
+    // separately, so `rules:if` sees the matrix variables.
     let has_workflow_rules = definition.workflow.rules.is_some();
-    let mut kept: Vec<(usize, Decision, Vec<Variable>)> = Vec::new();
+    let mut kept: Vec<(usize, Job, Decision)> = Vec::new();
     for (i, def) in definition.jobs.iter().enumerate() {
-        let job_vars = job_variables(def, &root_variables);
-        let mut lookup: seed::Lookup = predefined.iter().cloned().collect();
-        lookup.extend(job_vars.iter().map(|v| (v.name.clone(), v.value.clone())));
-        lookup.extend(context.variables.iter().cloned());
-        match seed::decide(def, &lookup, context, has_workflow_rules) {
-            Ok(Some(decision)) => kept.push((i, decision, job_vars)),
-            Ok(None) => {}
-            Err(d) => diags.push(d),
-        }
-    }
-
-    // Expand parallel jobs into instances.
-    let present: HashSet<usize> = kept.iter().map(|(i, _, _)| *i).collect();
-    let table = crate::dag::NameTable::new(&definition.jobs);
-    let mut jobs: Vec<Job> = Vec::new();
-    for (i, decision, job_vars) in kept {
-        let def = &definition.jobs[i];
-        let rule_vars = decision.variables.clone();
-        let base = apply_decision(def, decision, job_vars);
-        let needs = resolve_needs(&table, &present, def, &base, &mut diags);
-        let dependencies = base
-            .dependencies
-            .as_ref()
-            .map(|deps| expand_names(&table, deps));
         let instances = match &def.parallel {
             None => vec![None],
             Some(parallel) => matrix::expand(&def.job.name, parallel)
@@ -163,27 +140,36 @@ fn create(definition: &Definition, context: &PipelineContext) -> Result<Pipeline
                 .collect(),
         };
         for instance in instances {
-            let mut job = base.clone();
-            if let Some(instance) = instance {
-                job.name = instance.name;
-                // GitLab: normalizer.rb — matrix variables are job variables (they override job
-                // variables of the same name); a matched rule's variables win over them.
-                let matrix_vars = instance.variables.iter().map(|(k, v)| Variable {
-                    span: def.job.span,
-                    ..Variable::synthetic(k, v)
-                });
-                variables::merge(&mut job.variables, matrix_vars);
-                job.parallel = Some(ParallelInstance {
-                    index: instance.index,
-                    total: instance.total,
-                    matrix: instance.variables,
-                });
+            let job = instance_job(def, instance, &root_variables);
+            let mut lookup: seed::Lookup = predefined.iter().cloned().collect();
+            lookup.extend(
+                job.variables
+                    .iter()
+                    .map(|v| (v.name.clone(), v.value.clone())),
+            );
+            lookup.extend(context.variables.iter().cloned());
+            match seed::decide(def, &lookup, context, has_workflow_rules) {
+                Ok(Some(decision)) => kept.push((i, job, decision)),
+                Ok(None) => {}
+                Err(d) => diags.push(d),
             }
-            variables::merge(&mut job.variables, rule_vars.iter().cloned());
-            job.needs = needs.clone();
-            job.dependencies = dependencies.clone();
-            jobs.push(job);
         }
+    }
+
+    // Needs and dependencies name concrete jobs; needs on jobs that are not in the pipeline are
+    // errors unless optional.
+    let present: HashSet<String> = kept.iter().map(|(_, job, _)| job.name.clone()).collect();
+    let table = crate::dag::NameTable::new(&definition.jobs);
+    let mut jobs: Vec<Job> = Vec::with_capacity(kept.len());
+    for (i, job, decision) in kept {
+        let def = &definition.jobs[i];
+        let mut job = apply_decision(job, decision);
+        job.needs = resolve_needs(&table, &present, def, &job, &mut diags);
+        job.dependencies = job
+            .dependencies
+            .as_ref()
+            .map(|deps| expand_names(&table, deps));
+        jobs.push(job);
     }
     if diags.has_errors() {
         return Err(diags);
@@ -227,23 +213,38 @@ fn empty(creation: Creation, variables: Vec<Variable>, workflow: WorkflowOutcome
     }
 }
 
-/// Top-level (and workflow) variables the job inherits, then its own.
-/// GitLab: lib/gitlab/ci/variables/helpers.rb (`inherit_yaml_variables`).
-fn job_variables(def: &JobDef, root: &[Variable]) -> Vec<Variable> {
+/// One job (or parallel instance) before its rule: inherited top-level (and workflow)
+/// variables, then its own, then the matrix variables.
+/// GitLab: lib/gitlab/ci/variables/helpers.rb (`inherit_yaml_variables`), normalizer.rb (matrix
+/// variables are job variables and override job variables of the same name).
+fn instance_job(def: &JobDef, instance: Option<matrix::Instance>, root: &[Variable]) -> Job {
+    let mut job = def.job.clone();
     let mut vars: Vec<Variable> = root
         .iter()
         .filter(|v| def.job.inherit.variables.allows(&v.name))
         .cloned()
         .collect();
     variables::merge(&mut vars, def.job.variables.iter().cloned());
-    vars
+    if let Some(instance) = instance {
+        job.name = instance.name;
+        let matrix_vars = instance.variables.iter().map(|(k, v)| Variable {
+            span: def.job.span,
+            ..Variable::synthetic(k, v)
+        });
+        variables::merge(&mut vars, matrix_vars);
+        job.parallel = Some(ParallelInstance {
+            index: instance.index,
+            total: instance.total,
+            matrix: instance.variables,
+        });
+    }
+    job.variables = vars;
+    job
 }
 
 /// The job with its rule's attributes applied. GitLab: lib/gitlab/ci/build/rules.rb
 /// (`Result#build_attributes`) and seed/build.rb (`rules_attributes`).
-fn apply_decision(def: &JobDef, decision: Decision, job_vars: Vec<Variable>) -> Job {
-    let mut job = def.job.clone();
-    job.variables = job_vars;
+fn apply_decision(mut job: Job, decision: Decision) -> Job {
     // GitLab: job.rb (`ignored?`) computes `allow_failure` from the job's own `when`; a rule's
     // `when: manual` therefore makes a blocking manual job unless `allow_failure` is given.
     if let Some(when) = decision.when {
@@ -258,6 +259,7 @@ fn apply_decision(def: &JobDef, decision: Decision, job_vars: Vec<Variable>) -> 
     if let Some(needs) = decision.needs {
         job.needs = Some(needs);
     }
+    variables::merge(&mut job.variables, decision.variables);
     job
 }
 
@@ -265,7 +267,7 @@ fn apply_decision(def: &JobDef, decision: Decision, job_vars: Vec<Variable>) -> 
 /// optional, errors otherwise. GitLab: seed/build.rb (`needs_errors`).
 fn resolve_needs(
     table: &crate::dag::NameTable,
-    present: &HashSet<usize>,
+    present: &HashSet<String>,
     def: &JobDef,
     job: &Job,
     diags: &mut Diagnostics,
@@ -284,36 +286,22 @@ fn resolve_needs(
             out.push(need.clone());
             continue;
         };
-        let resolved = table
-            .resolve(target, matrix.as_deref())
-            .filter(|(i, _)| present.contains(i));
-        match resolved {
-            Some((_, names)) => out.extend(names.into_iter().map(|name| Need::Job {
-                job: name,
-                artifacts: *artifacts,
-                optional: *optional,
-                matrix: None,
-                span: *span,
-            })),
-            None if *optional => {}
-            None => {
-                let name = &def.job.name;
-                let defined = table.resolve(target, matrix.as_deref()).is_some();
-                let message = if defined {
-                    format!(
-                        "job `{name}` needs `{target}`, which rules, `only` or `except` removed from this pipeline"
-                    )
-                } else {
-                    format!("job `{name}` needs `{target}`, which is not defined")
-                };
-                diags.push(
-                    Diagnostic::error(*span, message)
-                        .with_code("need-not-in-pipeline")
-                        .with_help("to need a job that is not always in the pipeline, use `optional: true`")
-                        .with_note(Span::synthetic(), format!(
-                            "GitLab reports: '{name}' job needs '{target}' job, but '{target}' does not exist in the pipeline. This might be because of the only, except, or rules keywords. To need a job that sometimes does not exist in the pipeline, use needs:optional."
-                        )),
-                );
+        let names = match table.resolve(target, matrix.as_deref()) {
+            Some((_, names)) => names,
+            None if *optional => continue,
+            None => vec![target.clone()],
+        };
+        for needed in names {
+            if present.contains(&needed) {
+                out.push(Need::Job {
+                    job: needed,
+                    artifacts: *artifacts,
+                    optional: *optional,
+                    matrix: None,
+                    span: *span,
+                });
+            } else if !*optional {
+                diags.push(need_not_in_pipeline(&def.job.name, &needed, *span));
             }
         }
     }
@@ -329,6 +317,22 @@ fn resolve_needs(
         );
     }
     Some(out)
+}
+
+/// GitLab: seed/build.rb (`needs_errors`).
+fn need_not_in_pipeline(name: &str, needed: &str, span: Span) -> Diagnostic {
+    Diagnostic::error(
+        span,
+        format!("job `{name}` needs `{needed}`, which rules, `only` or `except` removed from this pipeline"),
+    )
+    .with_code("need-not-in-pipeline")
+    .with_help("to need a job that is not always in the pipeline, use `optional: true`")
+    .with_note(
+        Span::synthetic(),
+        format!(
+            "GitLab reports: '{name}' job needs '{needed}' job, but '{needed}' does not exist in the pipeline. This might be because of the only, except, or rules keywords. To need a job that sometimes does not exist in the pipeline, use needs:optional."
+        ),
+    )
 }
 
 /// Dependency names with parallel base names replaced by their instances.

@@ -1,7 +1,7 @@
 //! The typed values of job keywords (`image`, `services`, `artifacts`, `cache`, `needs`, ...), as
 //! GitLab normalizes them. Only data: the conversions from YAML live in `job::convert`.
 
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 
 use crate::matrix::MatrixRow;
 use crate::source::Span;
@@ -36,7 +36,7 @@ pub struct Service {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub pull_policy: Vec<String>,
     /// Service-only variables, `(name, value)` in the order written.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip_serializing_if = "Vec::is_empty", serialize_with = "pairs_as_map")]
     pub variables: Vec<(String, String)>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub docker: Option<serde_json::Value>,
@@ -65,13 +65,13 @@ pub struct Artifacts {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub access: Option<String>,
     /// `report type → paths` (e.g. `junit → [report.xml]`); `coverage_report` keeps its mapping.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip_serializing_if = "Vec::is_empty", serialize_with = "pairs_as_map")]
     pub reports: Vec<(String, serde_json::Value)>,
 }
 
-/// `cache:key`.
+/// `cache:key`. Serialized as written: a string, or `{files, prefix}`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(untagged)]
 pub enum CacheKey {
     /// A literal key (variables expanded by the runner).
     Literal(String),
@@ -261,4 +261,12 @@ impl Default for Inherit {
             variables: InheritList::All(true),
         }
     }
+}
+
+/// Serializes `(key, value)` pairs as a JSON object, keeping their order.
+pub(crate) fn pairs_as_map<S: Serializer, V: Serialize>(
+    pairs: &[(String, V)],
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_map(pairs.iter().map(|(k, v)| (k, v)))
 }
