@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -154,7 +155,7 @@ pub async fn run_controlled(
             jobs: TaskTracker::new(),
             active: Arc::new(Mutex::new(HashMap::new())),
             system_id,
-            check_interval: Duration::from_secs(config.check_interval_secs()),
+            check_interval: Arc::new(AtomicU64::new(config.check_interval_secs())),
         },
         http: http_client()?,
         runners: HashMap::new(),
@@ -193,7 +194,7 @@ impl Daemon {
     fn apply(&mut self, config: &Config) {
         self.resize_slots(config.concurrent());
         self.shared.metrics.set_concurrent(config.concurrent());
-        self.shared.check_interval = Duration::from_secs(config.check_interval_secs());
+        self.shared.check_interval.store(config.check_interval_secs(), Ordering::Relaxed);
         let mut wanted = HashMap::new();
         for runner in &config.runners {
             if !self.shared.executor.supports(&runner.executor) {

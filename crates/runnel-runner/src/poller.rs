@@ -6,6 +6,7 @@
 //! for `unhealthy_interval`.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -30,7 +31,8 @@ pub(crate) struct Shared {
     pub(crate) jobs: TaskTracker,
     pub(crate) active: Arc<Mutex<HashMap<JobId, JobCancel>>>,
     pub(crate) system_id: String,
-    pub(crate) check_interval: Duration,
+    /// `check_interval` in seconds; reloads change it for running pollers too.
+    pub(crate) check_interval: Arc<AtomicU64>,
 }
 
 /// One runner entry's state shared by its pollers.
@@ -92,7 +94,7 @@ pub(crate) async fn poll(shared: Shared, entry: Arc<Entry>, stop: CancellationTo
             () = tokio::time::sleep(wait) => {}
             () = stop.cancelled() => return,
         }
-        wait = shared.check_interval;
+        wait = Duration::from_secs(shared.check_interval.load(Ordering::Relaxed));
         let slot = tokio::select! {
             permit = shared.slots.clone().acquire_owned() => match permit {
                 Ok(permit) => permit,
