@@ -265,13 +265,21 @@ pub(crate) fn run(opts: Options) -> anyhow::Result<ExitCode> {
     } else {
         Box::new(Console::new(&records))
     };
-    if !opts.json {
+    if !opts.json && opts.docker.is_none() {
         for (i, job) in jobs.iter().enumerate() {
-            if position.contains_key(&i) && job.image.is_some() {
+            if !position.contains_key(&i) {
+                continue;
+            }
+            if let Some(image) = &job.image {
                 println!(
                     "{}: `image: {}` is ignored by the shell executor",
-                    job.name,
-                    job.image.as_ref().map_or("", |i| i.name.as_str())
+                    job.name, image.name
+                );
+            }
+            if !job.services.is_empty() {
+                println!(
+                    "{}: `services:` are ignored by the shell executor",
+                    job.name
                 );
             }
         }
