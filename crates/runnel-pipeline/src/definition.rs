@@ -32,6 +32,8 @@ pub(crate) struct Definition {
     pub(crate) workflow: Workflow,
     /// Visible jobs in the order written (before `parallel` expansion).
     pub(crate) jobs: Vec<JobDef>,
+    /// Warnings GitLab shows for the configuration.
+    pub(crate) warnings: Diagnostics,
 }
 
 impl Definition {
@@ -102,20 +104,61 @@ impl Definition {
                     .with_note(Span::synthetic(), "a job is a top-level mapping with `script`, `run` or `trigger`; names starting with `.` are hidden"),
             );
         }
+        let warnings = rules_warnings(&jobs, workflow.rules.is_some());
         let mut definition = Definition {
             stages,
             variables,
             workflow,
             jobs,
+            warnings,
         };
         check_stages(&mut definition, &mut diags);
         dag::check_definition(&definition, &mut diags);
         if diags.has_errors() {
             Err(diags)
         } else {
+            definition.warnings.extend(diags);
             Ok(definition)
         }
     }
+}
+
+/// GitLab: entry/processable.rb (`validate_against_warnings`) — a last rule with only `when`
+/// (not `never`) and no `workflow:rules` lets a push create both a branch and a merge request
+/// pipeline.
+fn rules_warnings(jobs: &[JobDef], has_workflow_rules: bool) -> Diagnostics {
+    let mut warnings = Diagnostics::new();
+    if has_workflow_rules {
+        return warnings;
+    }
+    for def in jobs {
+        let Some(last) = def.rules.as_ref().and_then(|r| r.last()) else {
+            continue;
+        };
+        let only_when = last.if_.is_none()
+            && last.changes.is_none()
+            && last.exists.is_none()
+            && last.allow_failure.is_none()
+            && last.variables.is_empty()
+            && last.needs.is_none()
+            && last.interruptible.is_none()
+            && last.start_in.is_none();
+        if only_when
+            && last
+                .when
+                .as_ref()
+                .is_some_and(|w| *w != crate::when::When::Never)
+        {
+            let name = &def.job.name;
+            warnings.push(
+                Diagnostic::warning(def.job.span, format!("job `{name}` may run in two pipelines for one push: its last rule has only `when` and there are no `workflow:rules`"))
+                    .with_code("rules-without-workflow")
+                    .with_help("add `workflow:rules` that choose between branch and merge request pipelines")
+                    .with_note(Span::synthetic(), format!("GitLab reports: jobs:{name} may allow multiple pipelines to run for a single action due to `rules:when` clause with no `workflow:rules` - read more: https://docs.gitlab.com/ee/ci/troubleshooting.html#pipeline-warnings")),
+            );
+        }
+    }
+    warnings
 }
 
 /// The error for a top-level key that is neither a keyword nor a job.

@@ -108,6 +108,7 @@ fn create(definition: &Definition, context: &PipelineContext) -> Result<Pipeline
     let mut root_variables = definition.variables.clone();
     let Some(workflow) = workflow else {
         return Ok(empty(
+            definition,
             Creation::FilteredOutByWorkflow,
             root_variables,
             WorkflowOutcome {
@@ -198,18 +199,27 @@ fn create(definition: &Definition, context: &PipelineContext) -> Result<Pipeline
         variables: root_variables,
         workflow: outcome,
         jobs,
-        warnings: diags,
+        warnings: {
+            let mut warnings = definition.warnings.clone();
+            warnings.extend(diags);
+            warnings
+        },
     })
 }
 
-fn empty(creation: Creation, variables: Vec<Variable>, workflow: WorkflowOutcome) -> Pipeline {
+fn empty(
+    definition: &Definition,
+    creation: Creation,
+    variables: Vec<Variable>,
+    workflow: WorkflowOutcome,
+) -> Pipeline {
     Pipeline {
         creation,
         stages: Vec::new(),
         variables,
         workflow,
         jobs: Vec::new(),
-        warnings: Diagnostics::new(),
+        warnings: definition.warnings.clone(),
     }
 }
 

@@ -81,7 +81,7 @@ fn lint(path: &Path, case: &Case) -> String {
         load(&mut map, path, &opts).and_then(|config| Pipeline::new(&config, &case.context));
     match result {
         Ok(pipeline) => {
-            let mut out = String::new();
+            let mut out = render_plain(&pipeline.warnings.0, &map);
             if pipeline.creation != Creation::Created {
                 out.push_str(&format!("pipeline not created: {:?}\n", pipeline.creation));
             }

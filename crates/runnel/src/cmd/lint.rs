@@ -74,6 +74,9 @@ pub(crate) fn run(args: LintArgs) -> anyhow::Result<ExitCode> {
     let mut stdout = std::io::stdout().lock();
     match result {
         Ok(pipeline) => {
+            if !pipeline.warnings.is_empty() {
+                eprint!("{}", render_plain(&pipeline.warnings.0, &sources));
+            }
             if args.json {
                 writeln!(stdout, "{}", pipeline.to_pretty_json())?;
             } else {
