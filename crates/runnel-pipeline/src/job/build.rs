@@ -44,15 +44,6 @@ pub(crate) struct Defaults {
     pub(crate) entries: Vec<(Key, Node)>,
 }
 
-impl Defaults {
-    fn get(&self, key: &str) -> Option<&Node> {
-        self.entries
-            .iter()
-            .find(|(k, _)| k.name == key)
-            .map(|(_, v)| v)
-    }
-}
-
 /// Whether a top-level mapping value is a job: it has `script`, `run` or `trigger`.
 /// GitLab: entry/jobs.rb (`find_type`), entry/job.rb and bridge.rb (`matching?`).
 pub(crate) fn job_kind(node: &Node) -> Option<JobKind> {
@@ -84,13 +75,13 @@ pub(crate) fn build_job(
     };
     // GitLab: entry/default.rb and inherit/default.rb — a default applies only when the job
     // does not set the keyword at all and `inherit:default` allows it; it replaces, never merges.
-    let mut entries: Vec<(&str, &Node)> = map.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let mut entries: Vec<(&Key, &Node)> = map.iter().map(|(k, v)| (k, v)).collect();
     for key in keywords::DEFAULT {
         if map.iter().any(|(k, _)| k.name == *key) || !inherit.default.allows(key) {
             continue;
         }
-        if let Some(value) = defaults.get(key) {
-            entries.push((key, value));
+        if let Some(entry) = defaults.entries.iter().find(|(k, _)| k.name == *key) {
+            entries.push((&entry.0, &entry.1));
         }
     }
 
@@ -145,6 +136,8 @@ pub(crate) fn build_job(
     let mut start_in: Option<(String, u64, Span)> = None;
     let mut when_text: Option<(String, Span)> = None;
     for (key, value) in entries {
+        r.keyword = Some((value.span, key.span));
+        let key = key.as_str();
         convert_keyword(
             r,
             &mut job,

@@ -58,7 +58,10 @@ pub(crate) fn image(r: &mut Reader<'_>, key: &str, node: &Node) -> Option<Image>
                 }
             }
             if !named {
-                r.error(node.span, format!("`{key}` in {} has no `name`", r.place));
+                r.error(
+                    r.anchor(node),
+                    format!("`{key}` in {} has no `name`", r.place),
+                );
                 return None;
             }
             Some(image)
@@ -144,7 +147,7 @@ fn service(r: &mut Reader<'_>, key: &str, node: &Node) -> Option<Service> {
             }
             if !named {
                 r.error(
-                    node.span,
+                    r.anchor(node),
                     format!("a service in `{key}` of {} has no `name`", r.place),
                 );
                 return None;
@@ -214,7 +217,7 @@ pub(crate) fn caches(r: &mut Reader<'_>, key: &str, node: &Node) -> Option<Vec<C
         Value::Seq(items) => {
             if items.len() > CACHE_LIMIT {
                 r.error(
-                    node.span,
+                    r.anchor(node),
                     format!(
                         "`{key}` in {}: at most {CACHE_LIMIT} caches are allowed, found {}",
                         r.place,
@@ -286,13 +289,16 @@ fn cache_key(r: &mut Reader<'_>, key: &str, node: &Node) -> Option<CacheKey> {
                 }
             }
             let Some(files) = files else {
-                r.error(node.span, format!("`{key}` in {} has no `files`", r.place));
+                r.error(
+                    r.anchor(node),
+                    format!("`{key}` in {} has no `files`", r.place),
+                );
                 return None;
             };
             // GitLab: entry/files.rb — one or two files.
             if files.is_empty() || files.len() > 2 {
                 r.error(
-                    node.span,
+                    r.anchor(node),
                     format!("`{key}:files` in {}: expected one or two files", r.place),
                 );
                 return None;
@@ -304,7 +310,7 @@ fn cache_key(r: &mut Reader<'_>, key: &str, node: &Node) -> Option<CacheKey> {
             // GitLab: entry/cache/key.rb — a key cannot be `.` or `..` or contain `/`.
             if value.contains('/') || value == "." || value == ".." {
                 r.error(
-                    node.span,
+                    r.anchor(node),
                     format!(
                         "`{key}` in {}: a cache key cannot contain `/` or be `.` or `..`",
                         r.place
@@ -369,14 +375,23 @@ fn need(r: &mut Reader<'_>, key: &str, node: &Node) -> Option<Need> {
                     r.error(v.span, format!("`{sub}` in {} has no `matrix`", r.place));
                     return None;
                 };
-                matrix = Some(matrix_rows(r, &format!("{sub}:matrix"), m)?);
+                let rows = matrix_rows(r, &format!("{sub}:matrix"), m)?;
+                let count = Parallel::Matrix(rows.clone()).instance_count();
+                if count > PARALLEL_LIMIT {
+                    r.error(
+                        m.span,
+                        format!("`{sub}:matrix` in {} selects {count} jobs, more than the maximum of {PARALLEL_LIMIT}", r.place),
+                    );
+                    return None;
+                }
+                matrix = Some(rows);
             }
             _ => {}
         }
     }
     let Some(job) = job else {
         r.error(
-            node.span,
+            r.anchor(node),
             format!("a need in `{key}` of {} has no `job`", r.place),
         );
         return None;
@@ -390,7 +405,7 @@ fn need(r: &mut Reader<'_>, key: &str, node: &Node) -> Option<Need> {
         (None, Some(project)) => {
             let Some(ref_name) = ref_name else {
                 r.error(
-                    node.span,
+                    r.anchor(node),
                     format!("a project need in `{key}` of {} has no `ref`", r.place),
                 );
                 return None;
@@ -427,7 +442,10 @@ pub(crate) fn parallel(r: &mut Reader<'_>, key: &str, node: &Node) -> Option<Par
         Value::Map(_) => {
             r.keys(key, node, keywords::PARALLEL);
             let Some(m) = node.get("matrix") else {
-                r.error(node.span, format!("`{key}` in {} has no `matrix`", r.place));
+                r.error(
+                    r.anchor(node),
+                    format!("`{key}` in {} has no `matrix`", r.place),
+                );
                 return None;
             };
             let rows = matrix_rows(r, &format!("{key}:matrix"), m)?;
@@ -559,7 +577,7 @@ pub(crate) fn allow_failure(r: &mut Reader<'_>, key: &str, node: &Node) -> Optio
             r.keys(key, node, &["exit_codes"]);
             let Some(codes) = node.get("exit_codes") else {
                 r.error(
-                    node.span,
+                    r.anchor(node),
                     format!("`{key}` in {} has no `exit_codes`", r.place),
                 );
                 return None;
@@ -632,7 +650,10 @@ pub(crate) fn environment(r: &mut Reader<'_>, key: &str, node: &Node) -> Option<
                 }
             }
             if !named {
-                r.error(node.span, format!("`{key}` in {} has no `name`", r.place));
+                r.error(
+                    r.anchor(node),
+                    format!("`{key}` in {} has no `name`", r.place),
+                );
                 return None;
             }
         }
@@ -674,7 +695,7 @@ pub(crate) fn trigger(r: &mut Reader<'_>, key: &str, node: &Node) -> Option<Trig
             }
             if t.project.is_some() == t.include.is_some() {
                 r.error(
-                    node.span,
+                    r.anchor(node),
                     format!(
                         "`{key}` in {} needs exactly one of `project` and `include`",
                         r.place
@@ -736,7 +757,10 @@ pub(crate) fn release(r: &mut Reader<'_>, key: &str, node: &Node) -> Option<Rele
     // GitLab: entry/release.rb — `tag_name` and `description` are required.
     for (present, name) in [(tag, "tag_name"), (description, "description")] {
         if !present {
-            r.error(node.span, format!("`{key}` in {} has no `{name}`", r.place));
+            r.error(
+                r.anchor(node),
+                format!("`{key}` in {} has no `{name}`", r.place),
+            );
         }
     }
     (tag && description).then_some(rel)

@@ -11,8 +11,11 @@ use crate::yaml::{Node, Value};
 /// Collects diagnostics while the model is built from nodes.
 pub(crate) struct Reader<'d> {
     pub(crate) diags: &'d mut Diagnostics,
-    /// "job `build`", "`default`", "the top level", "`workflow`".
+    /// "job `build`", "`default`", "the configuration", "`workflow`".
     pub(crate) place: String,
+    /// The value and key spans of the keyword being read, so that errors about a whole mapping
+    /// point at its key rather than at its first entry.
+    pub(crate) keyword: Option<(Span, Span)>,
 }
 
 /// What a node is, for "found ..." in messages: the value itself for short scalars.
@@ -49,6 +52,7 @@ impl<'d> Reader<'d> {
         Reader {
             diags,
             place: place.into(),
+            keyword: None,
         }
     }
 
@@ -61,6 +65,15 @@ impl<'d> Reader<'d> {
         );
         self.diags
             .push(Diagnostic::error(node.span, message).with_code("invalid-value"));
+    }
+
+    /// Where to report an error about `node` as a whole: its key when it is the value of the
+    /// keyword being read, else the node.
+    pub(crate) fn anchor(&self, node: &Node) -> Span {
+        match self.keyword {
+            Some((value, key)) if value == node.span => key,
+            _ => node.span,
+        }
     }
 
     /// Reports an error with a custom message at `span`.
@@ -251,8 +264,11 @@ pub fn parse_duration(text: &str) -> Option<u64> {
         let parts: Option<Vec<u64>> = text.split(':').map(|p| p.parse().ok()).collect();
         let parts = parts?;
         return match parts.as_slice() {
-            [m, s] => Some(m * 60 + s),
-            [h, m, s] => Some(h * 3600 + m * 60 + s),
+            [m, s] => m.checked_mul(60)?.checked_add(*s),
+            [h, m, s] => h
+                .checked_mul(3600)?
+                .checked_add(m.checked_mul(60)?)?
+                .checked_add(*s),
             _ => None,
         };
     }
@@ -336,6 +352,7 @@ mod tests {
         assert_eq!(parse_duration("2 days"), Some(172_800));
         assert_eq!(parse_duration("1:30"), Some(90));
         assert_eq!(parse_duration("soon"), None);
+        assert_eq!(parse_duration("18446744073709551615:59"), None);
         assert_eq!(parse_duration(""), None);
     }
 }
