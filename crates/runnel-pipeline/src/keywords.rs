@@ -388,6 +388,61 @@ mod tests {
         assert!(!all.contains(&"type"), "`type` was removed in GitLab 16.0");
     }
 
+    /// Every keyword of GitLab's JSON schema (app/assets/javascripts/editor/schema/ci.json, copied
+    /// to /work/shared/reference) is known at its place.
+    #[test]
+    fn schema_keywords_are_known() {
+        let path = std::path::Path::new("/work/shared/reference/gitlab-ci-schema.json");
+        let Ok(text) = std::fs::read_to_string(path) else {
+            eprintln!("SKIPPED: no schema at {}", path.display());
+            return;
+        };
+        let schema: serde_json::Value = serde_json::from_str(&text).expect("the schema is JSON");
+        let defs = &schema["definitions"];
+        let keys = |v: &serde_json::Value| -> Vec<String> {
+            v["properties"]
+                .as_object()
+                .map(|o| o.keys().filter(|k| *k != "!reference").cloned().collect())
+                .unwrap_or_default()
+        };
+        let job: Vec<&str> = job_keywords().collect();
+        for key in keys(&defs["job_template"]) {
+            assert!(job.contains(&key.as_str()), "job keyword `{key}`");
+        }
+        let places: [(&serde_json::Value, &[&str]); 9] = [
+            (&schema["properties"]["default"], super::DEFAULT),
+            (&defs["artifacts"], super::ARTIFACTS),
+            (&defs["artifacts"]["properties"]["reports"], super::REPORTS),
+            (&defs["cache_item"], super::CACHE),
+            (&defs["image"]["oneOf"][1], super::IMAGE),
+            (&defs["services"]["items"]["oneOf"][1], super::SERVICE),
+            (&defs["rules"]["items"]["anyOf"][0], super::RULE),
+            (
+                &defs["job_template"]["properties"]["release"],
+                super::RELEASE,
+            ),
+            (
+                &defs["job_template"]["properties"]["inherit"],
+                super::INHERIT,
+            ),
+        ];
+        for (place, allowed) in places {
+            for key in keys(place) {
+                assert!(
+                    allowed.contains(&key.as_str()),
+                    "keyword `{key}` in {allowed:?}"
+                );
+            }
+        }
+        for key in keys(&schema) {
+            let top = super::TOP_LEVEL.contains(&key.as_str());
+            assert!(
+                top || ["$schema", "spec", "pages"].contains(&key.as_str()),
+                "top-level `{key}`"
+            );
+        }
+    }
+
     #[test]
     fn inherit_default_lists_the_default_keys() {
         assert_eq!(INHERIT_DEFAULT, DEFAULT);
