@@ -294,9 +294,12 @@ pub(crate) fn write_zip(
             continue;
         };
         let name = rel.to_string_lossy().into_owned();
-        let options = SimpleFileOptions::default()
+        let mut options = SimpleFileOptions::default()
             .compression_method(zip::CompressionMethod::Deflated)
             .unix_permissions(meta.permissions().mode() & 0o7777);
+        if let Some(time) = meta.modified().ok().and_then(to_zip_time) {
+            options = options.last_modified_time(time);
+        }
         if meta.file_type().is_symlink() {
             let target = fs::read_link(&full).map_err(io_err("read the symlink", &full))?;
             zip.add_symlink(name, target.to_string_lossy(), options)
@@ -416,6 +419,9 @@ pub(crate) fn extract_zip(archive: &Path, dest: &Path) -> Result<usize, ArchiveE
                 let mut entry = zip.by_index(item.index).map_err(read_err)?;
                 let mut out = fs::File::create(&target).map_err(io_err("create", &target))?;
                 io::copy(&mut entry, &mut out).map_err(io_err("write", &target))?;
+                if let Some(time) = entry.last_modified().and_then(from_zip_time) {
+                    let _ = out.set_modified(time);
+                }
                 let mode = if *mode == 0 { 0o644 } else { *mode };
                 fs::set_permissions(&target, fs::Permissions::from_mode(mode))
                     .map_err(io_err("set permissions of", &target))?;
@@ -423,6 +429,64 @@ pub(crate) fn extract_zip(archive: &Path, dest: &Path) -> Result<usize, ArchiveE
         }
     }
     Ok(planned.len())
+}
+
+/// A file time as a zip time (UTC, 2-second resolution); `None` outside 1980–2107.
+fn to_zip_time(time: std::time::SystemTime) -> Option<zip::DateTime> {
+    let secs = time.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
+    let days = i64::try_from(secs / 86_400).ok()?;
+    let rem = secs % 86_400;
+    let (year, month, day) = civil_from_days(days);
+    zip::DateTime::from_date_and_time(
+        u16::try_from(year).ok()?,
+        month,
+        day,
+        u8::try_from(rem / 3600).ok()?,
+        u8::try_from(rem / 60 % 60).ok()?,
+        u8::try_from(rem % 60).ok()?,
+    )
+    .ok()
+}
+
+/// A zip time (read as UTC, as [`to_zip_time`] writes it) as a file time.
+fn from_zip_time(time: zip::DateTime) -> Option<std::time::SystemTime> {
+    let days = days_from_civil(i64::from(time.year()), time.month(), time.day());
+    let secs = days * 86_400
+        + i64::from(time.hour()) * 3600
+        + i64::from(time.minute()) * 60
+        + i64::from(time.second());
+    let secs = u64::try_from(secs).ok()?;
+    Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+}
+
+/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (Howard Hinnant's algorithm).
+fn civil_from_days(days: i64) -> (i64, u8, u8) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (
+        year,
+        u8::try_from(month).unwrap_or(1),
+        u8::try_from(day).unwrap_or(1),
+    )
+}
+
+/// (year, month, day) → days since 1970-01-01, the inverse of [`civil_from_days`].
+fn days_from_civil(year: i64, month: u8, day: u8) -> i64 {
+    let (month, day) = (i64::from(month), i64::from(day));
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let yoe = year.rem_euclid(400);
+    let mp = if month > 2 { month - 3 } else { month + 9 };
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
 }
 
 /// Removes a file or symlink at `path` so extraction never writes through an existing link.
@@ -439,6 +503,20 @@ mod tests {
     use std::path::Path;
 
     use super::relative_inside;
+
+    #[test]
+    fn zip_times_round_trip_at_two_second_resolution() {
+        let time = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_764_288_000 + 3_723);
+        let zip = super::to_zip_time(time).expect("in range");
+        assert_eq!(
+            (zip.year(), zip.month(), zip.day(), zip.hour(), zip.minute()),
+            (2025, 11, 28, 1, 2)
+        );
+        assert_eq!(
+            super::from_zip_time(zip),
+            Some(time - std::time::Duration::from_secs(1))
+        );
+    }
 
     #[test]
     fn relative_paths_may_not_leave_the_root() {

@@ -70,3 +70,32 @@ async fn sh_runs_the_same_scripts() {
     assert!(!output.contains("\nunreachable"), "{output}");
     assert!(output.contains("status=failed"), "{output}");
 }
+
+#[tokio::test]
+async fn cache_restore_keeps_file_times() {
+    use runnel_api::{CachePolicy, When};
+    let project = TestProject::new();
+    let fill = PayloadBuilder::new(3, "fill")
+        .script(&[
+            "mkdir -p vendor",
+            "echo x > vendor/lib.txt",
+            "touch -d @1000000000 vendor/lib.txt",
+        ])
+        .cache("times", &["vendor/"], CachePolicy::Push, When::OnSuccess)
+        .build();
+    let (tx, rx) = mpsc::unbounded_channel();
+    runnel_exec::run_job(fill, project.context("3"), tx)
+        .await
+        .expect("runs");
+    drop(collect_events(rx).await);
+    let read = PayloadBuilder::new(4, "read")
+        .script(&["echo mtime=$(stat -c %Y vendor/lib.txt)"])
+        .cache("times", &["vendor/"], CachePolicy::Pull, When::OnSuccess)
+        .build();
+    let (tx, rx) = mpsc::unbounded_channel();
+    runnel_exec::run_job(read, project.context("4"), tx)
+        .await
+        .expect("runs");
+    let output = runnel_exec::test_support::output_text(&collect_events(rx).await);
+    assert!(output.contains("\nmtime=1000000000"), "{output}");
+}
