@@ -62,8 +62,10 @@ if [[ -n $pid ]]; then
   echo "a dockerd (pid $pid) is starting; waiting for it"
 else
   rm -f "$pidfile"                   # a stale pid file makes dockerd refuse to start
+  # setsid: a session and process group of its own, so killing the caller's group or session
+  # (a tool's job, `timeout`, a test harness) does not take the daemon down with it.
   # shellcheck disable=SC2086  # DOCKERD_ARGS is a list of flags
-  nohup dockerd ${DOCKERD_ARGS:-} >>"$log" 2>&1 </dev/null 9>&- &  # 9>&-: the daemon must not hold the lock
+  nohup setsid dockerd ${DOCKERD_ARGS:-} >>"$log" 2>&1 </dev/null 9>&- &  # 9>&-: the daemon must not hold the lock
   pid=$!
   echo "started dockerd (pid $pid, log $log)"
 fi
