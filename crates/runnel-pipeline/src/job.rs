@@ -44,7 +44,10 @@ pub struct ParallelInstance {
     /// `CI_NODE_TOTAL`.
     pub total: u32,
     /// The matrix variables of this instance (empty for `parallel: N`).
-    #[serde(skip_serializing_if = "Vec::is_empty", serialize_with = "types::pairs_as_map")]
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        serialize_with = "types::pairs_as_map"
+    )]
     pub matrix: Vec<(String, String)>,
 }
 
