@@ -61,10 +61,14 @@ def main():
         for i in range(a.warmup + a.runs):
             for name, make in cases.items():
                 cmd, cwd = make(i)
-                r = run_once(cmd, cwd, gnu_time=gnu)
+                log = os.path.join(root, f"run-{i}.log")
+                r = run_once(cmd, cwd, gnu_time=gnu, log=log)
                 if r["rc"] != 0:
-                    print(f"{name} failed (exit code {r['rc']}) in {cwd}", file=sys.stderr)
+                    with open(log, errors="replace") as fh:
+                        tail = fh.read()[-3000:]
+                    print(f"{name} failed (exit code {r['rc']}) in {cwd}:\n{tail}", file=sys.stderr)
                     return 1
+                os.unlink(log)
                 if i >= a.warmup:
                     results[name].append(r)
     finally:
