@@ -318,6 +318,49 @@ pub(crate) fn write_zip(
     Ok(count)
 }
 
+/// Writes `entries` (relative to `root`, files only) as GitLab's `gzip` artifact format: one gzip
+/// member per file, its header naming the file (base name) and its path (comment), as
+/// gitlab-runner `helpers/archives/gzip_create.go`. Blocking.
+pub(crate) fn write_gzip(
+    root: &Path,
+    entries: &BTreeSet<PathBuf>,
+    archive: &Path,
+) -> Result<u64, ArchiveError> {
+    use std::io::Write as _;
+    let mut out = io::BufWriter::new(fs::File::create(archive).map_err(io_err("create", archive))?);
+    let mut count = 0;
+    for rel in entries {
+        let full = root.join(rel);
+        let Ok(meta) = fs::metadata(&full) else {
+            continue;
+        };
+        if !meta.is_file() {
+            continue;
+        }
+        let mtime = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .and_then(|d| u32::try_from(d.as_secs()).ok())
+            .unwrap_or_default();
+        let name = rel
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let mut encoder = flate2::GzBuilder::new()
+            .filename(name)
+            .comment(rel.to_string_lossy().into_owned())
+            .mtime(mtime)
+            .write(&mut out, flate2::Compression::default());
+        let mut source = fs::File::open(&full).map_err(io_err("read", &full))?;
+        io::copy(&mut source, &mut encoder).map_err(io_err("archive", &full))?;
+        encoder.finish().map_err(io_err("write", archive))?;
+        count += 1;
+    }
+    out.flush().map_err(io_err("write", archive))?;
+    Ok(count)
+}
+
 /// One checked entry of an archive.
 struct Planned {
     index: usize,

@@ -91,7 +91,7 @@ pub(crate) async fn upload(
         };
         let result = match kind {
             "archive" => upload_archive(job, ctx, trace, outcome, spec, index).await,
-            report => read_report(job, trace, outcome, spec, report).await,
+            report => read_report(job, ctx, trace, outcome, spec, report, index).await,
         };
         if let Err(err) = result {
             trace.error(&format!("Uploading artifacts as \"{kind}\": {err}"));
@@ -184,18 +184,23 @@ async fn upload_archive(
 
 async fn read_report(
     job: &PreparedJob,
+    ctx: &JobContext,
     trace: &mut Trace,
     outcome: &mut JobOutcome,
     spec: &ArtifactSpec,
     report: &str,
+    index: usize,
 ) -> Result<(), UploadError> {
     trace.info("Uploading artifacts...");
     let paths = spec.paths.iter().map(|p| job.variables.expand(p)).collect();
-    let files: Vec<PathBuf> = select(job, trace, paths, Vec::new(), None)
+    let selected: BTreeSet<PathBuf> = select(job, trace, paths, Vec::new(), None)
         .await?
         .into_iter()
+        .filter(|rel| job.project_dir.join(rel).is_file())
+        .collect();
+    let files: Vec<PathBuf> = selected
+        .iter()
         .map(|rel| job.project_dir.join(rel))
-        .filter(|path| path.is_file())
         .collect();
     if files.is_empty() {
         trace.error("No files to upload");
@@ -249,5 +254,44 @@ async fn read_report(
         }
         other => trace.println(&format!("{other}: found {} files", files.len())),
     }
+    store_report(job, ctx, trace, spec, selected, index).await
+}
+
+/// Archives a report in its `artifact_format` (`gzip`: one member per file; `raw`: the one file;
+/// otherwise zip) and hands it to the store, so a coordinator receives it as GitLab expects.
+async fn store_report(
+    job: &PreparedJob,
+    ctx: &JobContext,
+    trace: &mut Trace,
+    spec: &ArtifactSpec,
+    files: BTreeSet<PathBuf>,
+    index: usize,
+) -> Result<(), UploadError> {
+    let format = spec.artifact_format.clone();
+    let archive = job.tmp_dir.join(format!("report-{index}"));
+    let (root, target) = (job.project_dir.clone(), archive.clone());
+    let written = tokio::task::spawn_blocking(move || match format.as_str() {
+        "gzip" => archive::write_gzip(&root, &files, &target).map(|_| true),
+        "raw" => match files.iter().next() {
+            Some(file) if files.len() == 1 => std::fs::copy(root.join(file), &target)
+                .map(|_| true)
+                .map_err(|source| ArchiveError::Io {
+                    action: "copy the report",
+                    path: root.join(file),
+                    source,
+                }),
+            _ => Ok(false),
+        },
+        _ => archive::write_zip(&root, &files, &target).map(|_| true),
+    })
+    .await
+    .map_err(ExecError::Join)??;
+    if !written {
+        trace.error("Uploading artifacts: the \"raw\" format takes exactly one file");
+        return Ok(());
+    }
+    let kind = &spec.artifact_type;
+    ctx.artifacts.upload(&job.payload, spec, &archive).await?;
+    trace.println(&format!("Uploading artifacts as \"{kind}\"... ok"));
     Ok(())
 }

@@ -106,7 +106,8 @@ fn move_file(from: &Path, to: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Artifacts under `<root>/<pipeline id>/<job id>/artifacts.zip` with a `metadata.json` beside.
+/// Artifacts under `<root>/<pipeline id>/<job id>/artifacts.zip` with a `metadata.json` beside;
+/// reports beside them as `<type>.gz` (or `.zip`, or no extension for `raw`).
 /// `runnel exec` uses `<project>/.runnel/artifacts` as the root.
 #[derive(Debug, Clone)]
 pub struct LocalArtifactStore {
@@ -137,6 +138,17 @@ impl ArtifactStore for LocalArtifactStore {
     ) -> BoxFuture<'a, Result<PathBuf, StoreError>> {
         Box::pin(async move {
             let target = self.archive_path(job.job_info.pipeline_id, job.id.0);
+            if !matches!(spec.artifact_type.as_str(), "" | "archive") {
+                // Reports sit beside the archive as `<type>.<format extension>`.
+                let extension = match spec.artifact_format.as_str() {
+                    "gzip" => ".gz",
+                    "raw" => "",
+                    _ => ".zip",
+                };
+                let report = target.with_file_name(format!("{}{extension}", spec.artifact_type));
+                move_file(archive, &report)?;
+                return Ok(report);
+            }
             move_file(archive, &target)?;
             let created = SystemTime::now()
                 .duration_since(UNIX_EPOCH)

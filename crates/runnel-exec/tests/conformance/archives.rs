@@ -326,6 +326,19 @@ async fn dotenv_junit_and_coverage_reports_are_read() {
         let junit = ran.outcome.junit.expect("junit summary");
         assert_eq!((junit.total, junit.failed), (2, 1), "{name}");
         assert_eq!(ran.outcome.coverage_report, Some(50.0), "{name}");
+        let dir = project.path().join(".runnel/artifacts/1/70");
+        let gz = std::fs::File::open(dir.join("junit.gz")).expect("the junit report is stored");
+        let mut xml = String::new();
+        std::io::Read::read_to_string(&mut flate2::read::MultiGzDecoder::new(gz), &mut xml)
+            .expect("gzip");
+        assert!(
+            xml.contains("<testcase name=\"b\"><failure/>"),
+            "{name}: {xml}"
+        );
+        assert!(
+            dir.join("dotenv.gz").is_file() && dir.join("cobertura.gz").is_file(),
+            "{name}"
+        );
     }
 }
 
