@@ -685,3 +685,25 @@ async fn docker_abort_on_runner_shutdown_removes_everything_without_after_script
     assert!(!output.contains("after-ran"), "{output}");
     assert!(leftovers(9120).await.is_empty());
 }
+
+#[tokio::test]
+async fn docker_missing_job_image_fails_before_any_service_starts() {
+    if !available() {
+        return;
+    }
+    let project = TestProject::new();
+    let mut payload = with_image(
+        PayloadBuilder::new(9121, "missing-with-service")
+            .script(&["true"])
+            .build(),
+        image("runnel-test/does-not-exist:2"),
+    );
+    payload.services = vec![http_service("web")];
+    let ran = run_in(&project, config(), payload).await;
+    assert_eq!(
+        ran.outcome.failure_reason,
+        Some(FailureReason::ImagePullFailure)
+    );
+    assert!(!ran.trace.contains("Starting service"), "{}", ran.trace);
+    assert!(leftovers(9121).await.is_empty());
+}

@@ -78,6 +78,17 @@ impl DockerExecutor {
         trace.println(&format!(
             "Using Docker executor with image {image_name} ..."
         ));
+        // The job's image first (as gitlab-runner does): a missing one fails before any
+        // service starts.
+        let image = get_image(
+            &docker,
+            &image_name,
+            job.payload.image.as_ref(),
+            job,
+            config,
+            trace,
+        )
+        .await?;
         let prefix = unique_prefix(job.payload.id.0);
         let binds = binds(job, config, trace)?;
         let network = match (&config.network_mode, job.payload.services.is_empty()) {
@@ -97,15 +108,6 @@ impl DockerExecutor {
         self.start_services(&docker, job, &prefix, &binds, &mut network, trace)
             .await?;
         let config = &self.config;
-        let image = get_image(
-            &docker,
-            &image_name,
-            job.payload.image.as_ref(),
-            job,
-            config,
-            trace,
-        )
-        .await?;
         let image_id = image.id.clone().unwrap_or_else(|| image_name.clone());
         let job_image = job.payload.image.as_ref();
         let entrypoint = job_image
