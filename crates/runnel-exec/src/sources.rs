@@ -450,6 +450,9 @@ pub(crate) async fn fetch_git(
                 return Ok(Some(code));
             }
         }
+        if let Some(code) = update_submodules(variables, depth, project_dir, trace).await? {
+            return Ok(Some(code));
+        }
     } else {
         for args in steps {
             if let Some(code) = run_git(&args, project_dir, trace).await? {
@@ -457,6 +460,54 @@ pub(crate) async fn fetch_git(
             }
         }
         trace.println("Skipping Git checkout");
+    }
+    Ok(None)
+}
+
+/// `GIT_SUBMODULE_STRATEGY` (`none`, `normal`, `recursive`; GitLab: gitlab-runner
+/// `shells/abstract.go` `writeSubmoduleUpdateCmd`). An invalid strategy fails the job.
+async fn update_submodules(
+    variables: &JobVariables,
+    depth: u32,
+    project_dir: &Path,
+    trace: &mut Trace,
+) -> Result<Option<i32>, ExecError> {
+    let recursive = match variables.get("GIT_SUBMODULE_STRATEGY").unwrap_or("none") {
+        "" | "none" => {
+            trace.println("Skipping Git submodules setup");
+            return Ok(None);
+        }
+        "normal" => false,
+        "recursive" => true,
+        other => {
+            trace.error(&format!("unknown GIT_SUBMODULE_STRATEGY {other:?}"));
+            return Ok(Some(1));
+        }
+    };
+    trace.println(if recursive {
+        "Updating/initializing submodules recursively..."
+    } else {
+        "Updating/initializing submodules..."
+    });
+    let flag = |args: &[&str]| {
+        let mut args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+        if recursive {
+            args.push("--recursive".to_owned());
+        }
+        args
+    };
+    let mut update = flag(&["submodule", "update", "--init"]);
+    let submodule_depth = variables
+        .get("GIT_SUBMODULE_DEPTH")
+        .and_then(|d| d.parse::<u32>().ok())
+        .unwrap_or(depth);
+    if submodule_depth > 0 {
+        update.push(format!("--depth={submodule_depth}"));
+    }
+    for args in [flag(&["submodule", "sync"]), update] {
+        if let Some(code) = run_git(&args, project_dir, trace).await? {
+            return Ok(Some(code));
+        }
     }
     Ok(None)
 }

@@ -152,3 +152,48 @@ async fn unreachable_repository_fails_the_job() {
         assert!(!ran.output.contains("\nran"), "{name}");
     }
 }
+
+#[tokio::test]
+async fn submodules_are_checked_out_with_git_submodule_strategy() {
+    // SAFETY: nextest runs each test in its own process, and nothing else runs yet.
+    unsafe {
+        std::env::set_var("GIT_CONFIG_COUNT", "1");
+        std::env::set_var("GIT_CONFIG_KEY_0", "protocol.file.allow");
+        std::env::set_var("GIT_CONFIG_VALUE_0", "always");
+    }
+    for (name, make) in executors() {
+        let sub = TestProject::new();
+        sub.write("lib.txt", "from the submodule");
+        sub.commit_all("sub");
+        let project = TestProject::new();
+        let (_, _) = repository(&project);
+        let url = format!("file://{}", sub.path().display());
+        git(project.path(), &["submodule", "add", "-q", &url, "sub"]);
+        git(project.path(), &["commit", "-q", "-m", "add submodule"]);
+        let head = git(project.path(), &["rev-parse", "HEAD"]);
+        let payload = git_payload(&project, 86, &head, &["cat sub/lib.txt"])
+            .var("GIT_SUBMODULE_STRATEGY", "normal")
+            .build();
+        let ran = run_with(
+            make,
+            payload,
+            project.context("86").with_sources(Sources::Git),
+        )
+        .await;
+        assert_eq!(
+            ran.outcome.status,
+            JobStatus::Success,
+            "{name}: {}",
+            ran.output
+        );
+        assert!(
+            ran.output.contains("Updating/initializing submodules..."),
+            "{name}"
+        );
+        assert!(
+            ran.output.contains("\nfrom the submodule"),
+            "{name}: {}",
+            ran.output
+        );
+    }
+}
