@@ -707,3 +707,28 @@ async fn docker_missing_job_image_fails_before_any_service_starts() {
     assert!(!ran.trace.contains("Starting service"), "{}", ran.trace);
     assert!(leftovers(9121).await.is_empty());
 }
+
+#[tokio::test]
+async fn docker_builds_owner_gets_the_files_the_container_wrote() {
+    if !available() {
+        return;
+    }
+    use std::os::unix::fs::MetadataExt;
+    let project = TestProject::new();
+    let payload = with_image(
+        PayloadBuilder::new(9122, "owner")
+            .script(&["mkdir -p out && echo x > out/file"])
+            .build(),
+        image(TEST_BUSYBOX_IMAGE),
+    );
+    let config = DockerConfig {
+        builds_owner: Some((4321, 4322)),
+        ..config()
+    };
+    let ran = run_in(&project, config, payload).await;
+    assert_eq!(ran.outcome.status, JobStatus::Success, "{}", ran.trace);
+    let file = project.path().join(".runnel/builds/acme/app/out/file");
+    let meta = std::fs::metadata(&file).expect("the job wrote the file");
+    assert_eq!((meta.uid(), meta.gid()), (4321, 4322));
+    assert!(leftovers(9122).await.is_empty());
+}

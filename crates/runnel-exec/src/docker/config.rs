@@ -71,6 +71,10 @@ pub struct DockerConfig {
     pub wait_for_services_timeout: Option<Duration>,
     /// Time between SIGTERM and SIGKILL when a stage is stopped (cancel, timeout).
     pub stop_timeout: Duration,
+    /// runnel's own: give the build directories back to this `uid:gid` when the job ends
+    /// (`runnel exec` run by a user other than root, so files a root container wrote stay
+    /// the user's). `None` leaves them as the container wrote them, as gitlab-runner does.
+    pub builds_owner: Option<(u32, u32)>,
 }
 
 impl Default for DockerConfig {
@@ -103,6 +107,7 @@ impl Default for DockerConfig {
             shm_size: None,
             wait_for_services_timeout: None,
             stop_timeout: Duration::from_secs(10),
+            builds_owner: None,
         }
     }
 }
@@ -125,6 +130,14 @@ impl DockerConfig {
         } else {
             self.allowed_pull_policies.clone()
         }
+    }
+
+    /// The owner of `path` as a `builds_owner`, unless it is root (a root-owned tree needs no
+    /// giving back).
+    pub fn owner_unless_root(path: &std::path::Path) -> Option<(u32, u32)> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(path).ok()?;
+        (meta.uid() != 0).then(|| (meta.uid(), meta.gid()))
     }
 
     /// Checks the values a user typed (sizes, CPUs) so a bad `config.toml` fails at load time.

@@ -353,6 +353,32 @@ pub(crate) async fn run_stage(
     Ok(end)
 }
 
+/// Runs `script` in the stopped job container without a trace (output discarded), for
+/// runnel's own housekeeping; waits at most `limit`.
+pub(crate) async fn run_quiet(docker: &Docker, id: &str, script: &str, limit: Duration) {
+    let options = AttachContainerOptionsBuilder::default()
+        .stdin(true)
+        .stream(true)
+        .build();
+    let Ok(AttachContainerResults { mut input, .. }) =
+        docker.attach_container(id, Some(options)).await
+    else {
+        return;
+    };
+    if docker.start_container(id, None).await.is_err() {
+        return;
+    }
+    let _ = input.write_all(script.as_bytes()).await;
+    let _ = input.shutdown().await;
+    let wait_options = WaitContainerOptionsBuilder::default()
+        .condition("not-running")
+        .build();
+    let mut wait = docker.wait_container(id, Some(wait_options));
+    if tokio::time::timeout(limit, wait.next()).await.is_err() {
+        stop(docker, id, Duration::ZERO).await;
+    }
+}
+
 /// Copies output that is still buffered, for at most [`DRAIN_AFTER_EXIT`].
 async fn drain(
     output: &mut (

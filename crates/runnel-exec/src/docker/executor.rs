@@ -6,6 +6,7 @@
 //! pulled and the `runnel` binary is not needed inside the container.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use bollard::Docker;
 use bollard::query_parameters::{
@@ -14,7 +15,8 @@ use bollard::query_parameters::{
 
 use super::config::{DEFAULT_WAIT_FOR_SERVICES_TIMEOUT, DockerConfig};
 use super::container::{
-    BuildContainer, Network, alternates, binds, create_build_container, host_config, run_stage,
+    BuildContainer, Network, alternates, binds, build_dirs, create_build_container, host_config,
+    run_quiet, run_stage,
 };
 use super::error::DockerError;
 use super::image::{get_image, job_image_name};
@@ -25,8 +27,12 @@ use super::services::{
 use crate::error::ExecError;
 use crate::executor::{Executor, PreparedJob, StageRun};
 use crate::process::ScriptEnd;
+use crate::script::shell_quote;
 use crate::store::BoxFuture;
 use crate::trace::Trace;
+
+/// How long giving the build directories back to `builds_owner` may take.
+const OWNER_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Runs a job in a container of its image (or the runner's), with its `services:`.
 #[derive(Debug)]
@@ -295,10 +301,22 @@ impl Executor for DockerExecutor {
         })
     }
 
-    fn cleanup<'a>(&'a mut self, _job: &'a PreparedJob) -> BoxFuture<'a, ()> {
+    fn cleanup<'a>(&'a mut self, job: &'a PreparedJob) -> BoxFuture<'a, ()> {
         Box::pin(async move {
             let created = std::mem::take(&mut self.created);
             if let Some(docker) = &self.docker {
+                if let (Some((uid, gid)), Some(id)) = (self.config.builds_owner, &created.build) {
+                    let dirs: Vec<String> =
+                        build_dirs(&job.builds_dir, &job.project_dir, &job.tmp_dir)
+                            .iter()
+                            .map(|d| shell_quote(&d.to_string_lossy()))
+                            .collect();
+                    let script = format!(
+                        "chown -R {uid}:{gid} {} 2>/dev/null\nexit 0\n",
+                        dirs.join(" ")
+                    );
+                    run_quiet(docker, id, &script, OWNER_TIMEOUT).await;
+                }
                 remove(docker, created).await;
             }
         })

@@ -81,6 +81,7 @@ pub(crate) fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
         .as_deref()
         .map(|f| absolute(&project_dir, f));
     let rerun = rerun_prefix(&args);
+    let docker = (args.executor == "docker").then(|| exec::local_docker_config(&project_dir));
     let options = Options {
         project_dir,
         state_dir,
@@ -100,7 +101,7 @@ pub(crate) fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
         list: args.list,
         json: args.json,
         rerun_prefix: rerun,
-        docker: (args.executor == "docker").then(exec::local_docker_config),
+        docker,
     };
     exec::run(options)
 }

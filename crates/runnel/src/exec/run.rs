@@ -43,10 +43,11 @@ pub(crate) struct Options {
 
 /// The Docker settings of `runnel exec --executor docker`: images are pulled only when missing
 /// (a job's `pull_policy` may ask for any policy); a job without `image:` fails with a
-/// configuration error.
-pub(crate) fn local_docker_config() -> runnel_exec::docker::DockerConfig {
+/// configuration error; files the containers write go back to the project's owner.
+pub(crate) fn local_docker_config(project_dir: &Path) -> runnel_exec::docker::DockerConfig {
     use runnel_exec::docker::{DockerConfig, PullPolicy};
     DockerConfig {
+        builds_owner: DockerConfig::owner_unless_root(project_dir),
         pull_policy: vec![PullPolicy::IfNotPresent],
         allowed_pull_policies: vec![
             PullPolicy::Always,
