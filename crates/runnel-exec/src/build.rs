@@ -69,6 +69,8 @@ pub async fn run_job_with(
         ctx.runner_name, ctx.runner_short_token
     ));
     let result = run_stages(executor, &job, &ctx, &mut trace).await;
+    // A stage that failed with an error leaves its section open; close it before the verdict.
+    trace.close_sections();
     executor.cleanup(&job).await;
     // A job that cannot run as it asks (an image that cannot be pulled, …) fails with its own
     // reason; every other error is a system failure.

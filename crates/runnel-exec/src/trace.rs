@@ -162,6 +162,13 @@ impl Trace {
         });
     }
 
+    /// Ends every open section, innermost first.
+    pub(crate) fn close_sections(&mut self) {
+        while !self.open.is_empty() {
+            self.section_end();
+        }
+    }
+
     /// The trace so far, as GitLab would receive it.
     pub fn bytes(&self) -> &[u8] {
         &self.bytes

@@ -42,6 +42,11 @@ async fn missing_shell_is_a_system_failure_with_a_finished_event_and_a_trace() {
         Some(FailureReason::RunnerSystemFailure)
     );
     let trace = std::fs::read_to_string(log).expect("the trace is written");
+    assert_eq!(
+        trace.matches("section_start:").count(),
+        trace.matches("section_end:").count(),
+        "{trace}"
+    );
     assert!(
         trace.contains("Job failed (system failure): failed to prepare the `shell` executor: the shell `/nonexistent/bash` is not an executable file"),
         "{trace}"
