@@ -110,6 +110,9 @@ pub(crate) fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
 fn rerun_prefix(args: &ExecArgs) -> String {
     use crate::report::shell_quote;
     let mut words = vec!["runnel".to_owned(), "exec".to_owned()];
+    if args.executor != "shell" {
+        words.extend(["--executor".to_owned(), args.executor.clone()]);
+    }
     if let Some(dir) = &args.dir {
         words.extend(["-C".to_owned(), shell_quote(&dir.display().to_string())]);
     }
