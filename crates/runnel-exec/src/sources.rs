@@ -138,10 +138,14 @@ fn link_repository(project_dir: &Path, repository: &Repository) -> std::io::Resu
     if !git.join("HEAD").is_file() {
         fs::create_dir_all(git.join("objects/info"))?;
         fs::create_dir_all(git.join("refs/heads"))?;
-        fs::write(
-            git.join("config"),
-            "[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = false\n",
-        )?;
+        // A SHA-256 repository (64-hex `HEAD`) needs the object format extension.
+        let config = if repository.head.len() == 64 {
+            "[core]\n\trepositoryformatversion = 1\n\tfilemode = true\n\tbare = false\n\
+             [extensions]\n\tobjectformat = sha256\n"
+        } else {
+            "[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = false\n"
+        };
+        fs::write(git.join("config"), config)?;
     }
     let objects = repository.git_dir.join("objects");
     fs::write(

@@ -104,3 +104,34 @@ async fn cache_restore_keeps_file_times() {
     let output = runnel_exec::test_support::output_text(&collect_events(rx).await);
     assert!(output.contains("\nmtime=1000000000"), "{output}");
 }
+
+#[tokio::test]
+async fn sha256_working_trees_get_a_usable_git_directory() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let git = |args: &[&str]| {
+        let output = std::process::Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .expect("git runs");
+        assert!(output.status.success(), "git {args:?}");
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    };
+    git(&["init", "-q", "--object-format=sha256"]);
+    std::fs::write(dir.path().join("a.txt"), "a").expect("write");
+    git(&["add", "a.txt"]);
+    git(&["commit", "-q", "-m", "one"]);
+    let head = git(&["rev-parse", "HEAD"]);
+    let tree = runnel_exec::WorkingTree::new(dir.path());
+    let mut ctx = runnel_exec::JobContext::local(dir.path(), tree);
+    ctx.trace_log = Some(dir.path().join(".runnel/logs/1.log"));
+    let payload = PayloadBuilder::new(1, "sha256")
+        .script(&["git rev-parse HEAD", "git status --porcelain"])
+        .build();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let outcome = runnel_exec::run_job(payload, ctx, tx).await.expect("runs");
+    let output = runnel_exec::test_support::output_text(&collect_events(rx).await);
+    assert_eq!(outcome.status, JobStatus::Success, "{output}");
+    assert!(output.contains(&format!("\n{head}")), "{output}");
+}
