@@ -37,10 +37,13 @@ fn init_logging(level: &str) {
         "fatal" | "panic" => "error",
         other => other,
     };
-    let filter = tracing_subscriber::EnvFilter::try_new(level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // A plain level filter: `EnvFilter` would compile regexes and touch pages an idle daemon
+    // never needs again.
+    let max = level
+        .parse::<tracing::Level>()
+        .unwrap_or(tracing::Level::INFO);
     let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_max_level(max)
         .with_writer(std::io::stderr);
     let _ = builder.try_init();
 }
