@@ -17,7 +17,7 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::client::{ClientError, Coordinator, http_client};
+use crate::client::{ClientError, Coordinator, http_client, http_client_for};
 use crate::config::{Config, ConfigError, RunnerConfig, load};
 use crate::executor::{JobExecutor, StopReason};
 use crate::metrics::{Metrics, RunnerLabels};
@@ -78,6 +78,7 @@ struct Daemon {
     runners: HashMap<(String, String), RunnerHandle>,
     pollers: TaskTracker,
     slot_count: usize,
+    config_dir: PathBuf,
 }
 
 /// Runs the daemon until a signal ends it.
@@ -161,6 +162,10 @@ pub async fn run_controlled(
         runners: HashMap::new(),
         pollers: TaskTracker::new(),
         slot_count: config.concurrent(),
+        config_dir: options
+            .config_path
+            .parent()
+            .map_or_else(|| PathBuf::from("."), std::path::Path::to_path_buf),
     };
     daemon.apply(&config);
     tracing::info!(
@@ -194,7 +199,9 @@ impl Daemon {
     fn apply(&mut self, config: &Config) {
         self.resize_slots(config.concurrent());
         self.shared.metrics.set_concurrent(config.concurrent());
-        self.shared.check_interval.store(config.check_interval_secs(), Ordering::Relaxed);
+        self.shared
+            .check_interval
+            .store(config.check_interval_secs(), Ordering::Relaxed);
         let mut wanted = HashMap::new();
         for runner in &config.runners {
             if !self.shared.executor.supports(&runner.executor) {
@@ -232,8 +239,9 @@ impl Daemon {
     }
 
     fn start_runner(&self, runner: &RunnerConfig) -> Result<RunnerHandle, ClientError> {
+        let http = http_client_for(&self.http, runner, &self.config_dir)?;
         let coordinator = Coordinator::new(
-            self.http.clone(),
+            http,
             &runner.url,
             RunnerToken::new(runner.token.clone()),
             self.shared.system_id.clone(),

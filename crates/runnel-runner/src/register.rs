@@ -6,7 +6,7 @@ use std::path::Path;
 
 use runnel_api::{RegisterRunnerRequest, RunnerToken, VersionInfo};
 
-use crate::client::{ClientError, Coordinator, http_client};
+use crate::client::{ClientError, Coordinator, http_client, http_client_for};
 use crate::config::{ConfigEditor, ConfigError, RunnerConfig, load, short_token};
 use crate::system_id;
 
@@ -68,6 +68,12 @@ pub enum RegisterError {
     },
 }
 
+fn config_dir(config_path: &Path) -> std::path::PathBuf {
+    config_path
+        .parent()
+        .map_or_else(|| ".".into(), Path::to_path_buf)
+}
+
 fn version_info(executor: &str) -> VersionInfo {
     VersionInfo {
         name: "runnel".into(),
@@ -85,9 +91,9 @@ pub async fn register(
     registration: Registration,
 ) -> Result<RunnerConfig, RegisterError> {
     let system_id = system_id::load_or_create(config_path);
-    let http = http_client()?;
     let mut runner = registration.runner.clone();
     runner.url = registration.url.clone();
+    let http = http_client_for(&http_client()?, &runner, &config_dir(config_path))?;
     let info = version_info(&runner.executor);
     if let Some(token) = registration.token.clone().filter(|t| !t.is_empty()) {
         reject_server_owned_flags(&registration)?;
@@ -186,12 +192,15 @@ pub async fn verify(
     let http = http_client()?;
     let mut results = Vec::new();
     for runner in config.runners.iter().filter(|r| select(r)) {
-        let result = match Coordinator::new(
-            http.clone(),
-            &runner.url,
-            RunnerToken::new(runner.token.clone()),
-            system_id.clone(),
-        ) {
+        let client = http_client_for(&http, runner, &config_dir(config_path));
+        let result = match client.and_then(|http| {
+            Coordinator::new(
+                http,
+                &runner.url,
+                RunnerToken::new(runner.token.clone()),
+                system_id.clone(),
+            )
+        }) {
             Ok(coordinator) => match coordinator
                 .verify(Some(version_info(&runner.executor)))
                 .await
@@ -266,8 +275,9 @@ pub async fn unregister(
     let mut removed = Vec::new();
     for runner in selected {
         let outcome = async {
+            let http = http_client_for(&http, runner, &config_dir(config_path))?;
             let coordinator = Coordinator::new(
-                http.clone(),
+                http,
                 &runner.url,
                 RunnerToken::new(runner.token.clone()),
                 system_id.clone(),

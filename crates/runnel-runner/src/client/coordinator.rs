@@ -2,6 +2,7 @@
 //! register, verify, unregister, reset token (gitlab-runner `network/gitlab.go`; GitLab
 //! `lib/api/ci/runner.rb`).
 
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,7 +14,7 @@ use runnel_api::{
 
 use super::ClientError;
 use super::transport::{self, Endpoint, RequestLabels};
-use crate::config::short_token;
+use crate::config::{RunnerConfig, short_token};
 use crate::metrics::Metrics;
 
 /// A connection to the coordinator for one runner token. Cheap to clone.
@@ -47,6 +48,68 @@ pub fn http_client() -> Result<reqwest::Client, ClientError> {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(ClientError::Build)
+}
+
+/// The HTTP client for one `[[runners]]` entry: `shared` unless the entry has TLS files.
+/// `tls-ca-file` adds CA certificates; `tls-cert-file` + `tls-key-file` give a client
+/// certificate. Without them, gitlab-runner's certificate directory is used:
+/// `<config dir>/certs/<host>.crt`, `<host>.auth.crt` and `<host>.auth.key`
+/// (`network/client.go`).
+pub fn http_client_for(
+    shared: &reqwest::Client,
+    runner: &RunnerConfig,
+    config_dir: &Path,
+) -> Result<reqwest::Client, ClientError> {
+    let host = reqwest::Url::parse(&runner.url)
+        .ok()
+        .and_then(|url| url.host_str().map(str::to_owned))
+        .unwrap_or_default();
+    let certs = config_dir.join("certs");
+    let pick = |configured: &Option<String>, fallback: String| -> Option<PathBuf> {
+        match configured.as_deref().filter(|p| !p.is_empty()) {
+            Some(path) => Some(PathBuf::from(path)),
+            None => Some(certs.join(fallback)).filter(|p| !host.is_empty() && p.is_file()),
+        }
+    };
+    let ca = pick(&runner.tls_ca_file, format!("{host}.crt"));
+    let cert = pick(&runner.tls_cert_file, format!("{host}.auth.crt"));
+    let key = pick(&runner.tls_key_file, format!("{host}.auth.key"));
+    if ca.is_none() && (cert.is_none() || key.is_none()) {
+        return Ok(shared.clone());
+    }
+    let read = |path: &PathBuf| {
+        std::fs::read(path).map_err(|source| ClientError::File {
+            path: path.clone(),
+            source,
+        })
+    };
+    let mut builder = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60 * 60))
+        .connect_timeout(Duration::from_secs(30))
+        .pool_idle_timeout(Duration::from_secs(90))
+        .redirect(reqwest::redirect::Policy::none());
+    if let Some(ca) = &ca {
+        let bundle =
+            reqwest::Certificate::from_pem_bundle(&read(ca)?).map_err(ClientError::Build)?;
+        if bundle.is_empty() {
+            let source = std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "no PEM certificate in the file",
+            );
+            return Err(ClientError::File {
+                path: ca.clone(),
+                source,
+            });
+        }
+        builder = builder.tls_certs_merge(bundle);
+    }
+    if let (Some(cert), Some(key)) = (&cert, &key) {
+        let mut pem = read(cert)?;
+        pem.extend_from_slice(b"\n");
+        pem.extend_from_slice(&read(key)?);
+        builder = builder.identity(reqwest::Identity::from_pem(&pem).map_err(ClientError::Build)?);
+    }
+    builder.build().map_err(ClientError::Build)
 }
 
 /// The API base for a runner `url`: trailing `/` and a legacy `/ci` suffix stripped, then
@@ -285,7 +348,41 @@ pub(crate) async fn status_error(endpoint: Endpoint, response: Response) -> Clie
 
 #[cfg(test)]
 mod tests {
-    use super::api_base;
+    use super::{ClientError, api_base, http_client, http_client_for};
+    use crate::config::RunnerConfig;
+
+    #[test]
+    fn a_missing_tls_ca_file_is_named() {
+        let runner = RunnerConfig {
+            url: "https://gitlab.example.com/".into(),
+            tls_ca_file: Some("/nonexistent/ca.crt".into()),
+            ..RunnerConfig::default()
+        };
+        let shared = http_client().expect("client");
+        let err = http_client_for(&shared, &runner, std::path::Path::new("/nonexistent"))
+            .expect_err("missing file");
+        assert!(
+            matches!(err, ClientError::File { ref path, .. } if path.ends_with("ca.crt")),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn a_garbage_tls_ca_file_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(dir.path().join("certs")).expect("mkdir");
+        std::fs::write(
+            dir.path().join("certs/gitlab.example.com.crt"),
+            "not a certificate",
+        )
+        .expect("write");
+        let runner = RunnerConfig {
+            url: "https://gitlab.example.com/".into(),
+            ..RunnerConfig::default()
+        };
+        let shared = http_client().expect("client");
+        assert!(http_client_for(&shared, &runner, dir.path()).is_err());
+    }
 
     #[test]
     fn api_base_strips_slash_and_legacy_ci_suffix() {

@@ -8,7 +8,7 @@ mod jobs;
 mod transport;
 
 pub use artifacts::{ArtifactUpload, UploadOutcome};
-pub use coordinator::{Coordinator, api_base, http_client};
+pub use coordinator::{Coordinator, api_base, http_client, http_client_for};
 pub use error::ClientError;
 pub use jobs::{JobRequestOutcome, PatchOutcome, UpdateOutcome};
 pub use transport::{Endpoint, go_arch, go_os, user_agent};
