@@ -76,6 +76,37 @@ impl NameTable {
         let index = *self.by_instance.get(name)?;
         selector.is_none().then(|| (index, vec![name.to_owned()]))
     }
+
+    /// The job names one need stands for, before checking that they exist: every instance of a
+    /// parallel job, or the instances a `parallel:matrix` selector builds from its own matrix
+    /// (so a selector that leaves out a variable builds names no instance has), or the name as
+    /// written. `None` for a selector on a name that is not a parallel job.
+    /// GitLab: normalizer.rb (`expand_parallelized_needs`).
+    pub(crate) fn need_names(
+        &self,
+        name: &str,
+        selector: Option<&[matrix::MatrixRow]>,
+    ) -> Option<Vec<String>> {
+        let instances = self
+            .by_base
+            .get(name)
+            .map(|(_, instances)| instances)
+            .filter(|instances| !instances.is_empty());
+        match (instances, selector) {
+            (Some(_), Some(rows)) => Some(matrix::selector_names(name, rows)),
+            (Some(instances), None) => Some(instances.clone()),
+            (None, Some(_)) => None,
+            (None, None) => Some(vec![name.to_owned()]),
+        }
+    }
+
+    /// The definition of one concrete job name: a job that is not parallel, or one instance.
+    pub(crate) fn lookup(&self, name: &str) -> Option<usize> {
+        match self.by_base.get(name) {
+            Some((index, instances)) if instances.is_empty() => Some(*index),
+            _ => self.by_instance.get(name).copied(),
+        }
+    }
 }
 
 /// The checks GitLab runs when it validates the configuration (before any pipeline context).
@@ -83,18 +114,90 @@ pub(crate) fn check_definition(definition: &Definition, diags: &mut Diagnostics)
     let table = NameTable::new(&definition.jobs);
     let mut edges: Vec<Vec<(usize, Span)>> = vec![Vec::new(); definition.jobs.len()];
     for (i, def) in definition.jobs.iter().enumerate() {
-        let mut lists: Vec<Vec<Need>> = Vec::new();
+        // (the job or instance the needs belong to, its needs)
+        let mut lists: Vec<(String, Vec<Need>)> = Vec::new();
         if let Some(needs) = &def.job.needs {
-            lists.push(needs.clone());
+            lists.extend(instance_needs(def, needs, diags));
         }
-        lists.extend(rule_needs(def));
-        for needs in &lists {
-            check_needs(definition, &table, def, needs, &mut edges[i], diags);
+        lists.extend(
+            rule_needs(def)
+                .into_iter()
+                .map(|n| (def.job.name.clone(), n)),
+        );
+        let first = diags.0.len();
+        for (who, needs) in &lists {
+            check_needs(definition, &table, def, who, needs, &mut edges[i], diags);
+        }
+        // Matrix instances with interpolated needs repeat the same mistake: report it once.
+        let mut reported = HashSet::new();
+        let mut k = first;
+        while k < diags.0.len() {
+            if reported.insert((diags.0[k].span, diags.0[k].code)) {
+                k += 1;
+            } else {
+                diags.0.remove(k);
+            }
         }
         check_dependencies(definition, &table, def, diags);
         check_on_stop(definition, &table, def, diags);
     }
     check_cycles(definition, &edges, diags);
+}
+
+/// A job's `needs:`, or for a `parallel:matrix` job whose needs hold `$[[ matrix.NAME ]]`, the
+/// needs of each instance with the expressions replaced by that instance's values. An instance
+/// that names a variable its matrix lacks is reported (once per name) and not checked further,
+/// as GitLab stops at the normalizer's errors.
+/// GitLab: normalizer.rb (`apply_matrix_interpolation`), matrix_interpolator.rb.
+fn instance_needs(
+    def: &JobDef,
+    needs: &[Need],
+    diags: &mut Diagnostics,
+) -> Vec<(String, Vec<Need>)> {
+    let whole = || vec![(def.job.name.clone(), needs.to_vec())];
+    let Some(parallel @ matrix::Parallel::Matrix(_)) = &def.parallel else {
+        return whole();
+    };
+    if !matrix::needs_have_expressions(needs) {
+        return whole();
+    }
+    let job = &def.job.name;
+    let mut reported: HashSet<String> = HashSet::new();
+    let mut out = Vec::new();
+    for instance in matrix::expand(job, parallel) {
+        let mut missing = Vec::new();
+        let interpolated = matrix::interpolate_needs(needs, &instance.variables, &mut missing);
+        if missing.is_empty() {
+            out.push((instance.name, interpolated));
+            continue;
+        }
+        for name in missing {
+            if !reported.insert(name.clone()) {
+                continue;
+            }
+            let names_it = |n: &&Need| {
+                let mut m = Vec::new();
+                matrix::interpolate_needs(std::slice::from_ref(*n), &instance.variables, &mut m);
+                m.contains(&name)
+            };
+            let span = match needs.iter().find(names_it) {
+                Some(Need::Job { span, .. }) => *span,
+                _ => def.job.span,
+            };
+            diags.push(
+                Diagnostic::error(
+                    span,
+                    format!("`$[[ matrix.{name} ]]` in the needs of job `{job}` names `{name}`, which is not a variable of its `parallel:matrix`"),
+                )
+                .with_code("undefined-matrix-variable")
+                .with_note(
+                    Span::synthetic(),
+                    format!("GitLab reports: {job} job: '{name}' does not exist in matrix configuration"),
+                ),
+            );
+        }
+    }
+    out
 }
 
 /// `needs` written in the job's rules (validated like job needs).
@@ -115,11 +218,11 @@ fn check_needs(
     definition: &Definition,
     table: &NameTable,
     def: &JobDef,
+    job: &str,
     needs: &[Need],
     edges: &mut Vec<(usize, Span)>,
     diags: &mut Diagnostics,
 ) {
-    let job = &def.job.name;
     let mut seen: HashSet<&str> = HashSet::new();
     for need in needs {
         let Need::Job {
@@ -145,48 +248,78 @@ fn check_needs(
                 ),
             );
         }
-        let Some((index, _names)) = table.resolve(target, matrix.as_deref()) else {
-            if *optional {
-                continue;
-            }
-            let mut d = Diagnostic::error(
-                *span,
-                format!("job `{job}` needs `{target}`, which is not defined"),
-            )
-            .with_code("undefined-need")
-            .with_note(
-                Span::synthetic(),
-                format!("GitLab reports: {job} job: undefined need: {target}"),
-            );
-            if matrix.is_some() {
-                d = d.with_note(
-                    Span::synthetic(),
-                    "a `parallel:matrix` selector must list the needed job's matrix variables in the same order",
-                );
-            } else if let Some(close) =
-                crate::diag::suggest(target, definition.jobs.iter().map(|j| j.job.name.as_str()))
-            {
-                d = d.with_help(format!("did you mean `{close}`?"));
-            }
-            diags.push(d);
-            continue;
+        let (names, selector_on_plain_job) = match table.need_names(target, matrix.as_deref()) {
+            Some(names) => (names, false),
+            None => (vec![target.clone()], true),
         };
-        let target_def = &definition.jobs[index];
-        if target_def.job.stage_index > def.job.stage_index {
-            diags.push(
-                Diagnostic::error(
+        let mut later_stage_reported = false;
+        for needed in &names {
+            let index = table.lookup(needed).filter(|_| !selector_on_plain_job);
+            let Some(index) = index else {
+                // GitLab: yaml_processor.rb (`validate_job_dependency!`) — an optional need on a
+                // job that is not defined is ignored.
+                if *optional {
+                    continue;
+                }
+                diags.push(undefined_need(
+                    definition,
+                    job,
+                    target,
+                    needed,
+                    matrix.is_some(),
                     *span,
-                    format!(
-                        "job `{job}` (stage `{}`) needs `{target}`, which runs in the later stage `{}`",
-                        def.job.stage, target_def.job.stage
-                    ),
-                )
-                .with_code("need-in-later-stage")
-                .with_note(Span::synthetic(), format!("GitLab reports: {job} job: need {target} is not defined in current or prior stages")),
-            );
+                ));
+                continue;
+            };
+            let target_def = &definition.jobs[index];
+            if target_def.job.stage_index > def.job.stage_index && !later_stage_reported {
+                later_stage_reported = true;
+                diags.push(
+                    Diagnostic::error(
+                        *span,
+                        format!(
+                            "job `{job}` (stage `{}`) needs `{target}`, which runs in the later stage `{}`",
+                            def.job.stage, target_def.job.stage
+                        ),
+                    )
+                    .with_code("need-in-later-stage")
+                    .with_note(Span::synthetic(), format!("GitLab reports: {job} job: need {target} is not defined in current or prior stages")),
+                );
+            }
+            edges.push((index, *span));
         }
-        edges.push((index, *span));
     }
+}
+
+/// GitLab: yaml_processor.rb (`validate_job_dependency!`) names the expanded need.
+fn undefined_need(
+    definition: &Definition,
+    job: &str,
+    target: &str,
+    needed: &str,
+    selector: bool,
+    span: Span,
+) -> Diagnostic {
+    let mut d = Diagnostic::error(
+        span,
+        format!("job `{job}` needs `{needed}`, which is not defined"),
+    )
+    .with_code("undefined-need")
+    .with_note(
+        Span::synthetic(),
+        format!("GitLab reports: {job} job: undefined need: {needed}"),
+    );
+    if selector {
+        d = d.with_note(
+            Span::synthetic(),
+            format!("GitLab builds the names of a `parallel:matrix` selector from the selector alone: it must list every matrix variable of `{target}`, in the same order, and a value list selects one instance per value"),
+        );
+    } else if let Some(close) =
+        crate::diag::suggest(needed, definition.jobs.iter().map(|j| j.job.name.as_str()))
+    {
+        d = d.with_help(format!("did you mean `{close}`?"));
+    }
+    d
 }
 
 fn check_dependencies(

@@ -6,7 +6,12 @@
 //! GitLab: lib/gitlab/ci/config/normalizer.rb, normalizer/number_strategy.rb,
 //! normalizer/matrix_strategy.rb, entry/product/{parallel,matrix,variables}.rb.
 
+use std::sync::LazyLock;
+
+use regex::Regex;
 use serde::Serialize;
+
+use crate::job::Need;
 
 /// The most instances one `parallel:` may generate.
 /// GitLab: lib/gitlab/ci/config/entry/product/parallel.rb (`PARALLEL_LIMIT`).
@@ -139,9 +144,115 @@ pub fn selector_names(job_name: &str, selector: &[MatrixRow]) -> Vec<String> {
         .collect()
 }
 
+/// Whether `text` holds a `$[[ matrix.NAME ]]` expression.
+pub fn has_matrix_expression(text: &str) -> bool {
+    MATRIX_EXPRESSION.is_match(text)
+}
+
+/// Replaces every `$[[ matrix.NAME ]]` in `text` with the value of the matrix variable `NAME` of
+/// one instance; a name the instance does not have is left as written and pushed to `missing`.
+///
+/// GitLab: lib/gitlab/ci/config/interpolation/matrix_interpolator.rb (names are
+/// `[a-zA-Z0-9_-]+`, spaces inside the brackets are optional).
+pub fn interpolate(
+    text: &str,
+    variables: &[(String, String)],
+    missing: &mut Vec<String>,
+) -> String {
+    MATRIX_EXPRESSION
+        .replace_all(text, |caps: &regex::Captures<'_>| {
+            let name = &caps[1];
+            match variables.iter().find(|(k, _)| k == name) {
+                Some((_, value)) => value.clone(),
+                None => {
+                    missing.push(name.to_owned());
+                    caps[0].to_owned()
+                }
+            }
+        })
+        .into_owned()
+}
+
+/// Whether any string of `needs` holds a `$[[ matrix.NAME ]]` expression.
+pub(crate) fn needs_have_expressions(needs: &[Need]) -> bool {
+    let mut found = false;
+    for need in needs {
+        map_need_strings(need, &mut |s| {
+            found |= has_matrix_expression(s);
+            s.to_owned()
+        });
+    }
+    found
+}
+
+/// The `needs` of one matrix instance: `$[[ matrix.NAME ]]` replaced in every string (job names,
+/// selector values, `pipeline`/`project`/`ref`), never in selector variable names. GitLab:
+/// normalizer.rb (`apply_matrix_interpolation` on the job's `needs` only, not `rules:needs`),
+/// matrix_interpolator.rb (`transform_values`).
+pub(crate) fn interpolate_needs(
+    needs: &[Need],
+    variables: &[(String, String)],
+    missing: &mut Vec<String>,
+) -> Vec<Need> {
+    needs
+        .iter()
+        .map(|need| map_need_strings(need, &mut |s| interpolate(s, variables, missing)))
+        .collect()
+}
+
+fn map_need_strings(need: &Need, f: &mut dyn FnMut(&str) -> String) -> Need {
+    match need {
+        Need::Job {
+            job,
+            artifacts,
+            optional,
+            matrix,
+            span,
+        } => Need::Job {
+            job: f(job),
+            artifacts: *artifacts,
+            optional: *optional,
+            matrix: matrix.as_ref().map(|rows| {
+                rows.iter()
+                    .map(|row| {
+                        row.iter()
+                            .map(|(k, values)| (k.clone(), values.iter().map(|v| f(v)).collect()))
+                            .collect()
+                    })
+                    .collect()
+            }),
+            span: *span,
+        },
+        Need::Pipeline {
+            pipeline,
+            job,
+            artifacts,
+        } => Need::Pipeline {
+            pipeline: f(pipeline),
+            job: f(job),
+            artifacts: *artifacts,
+        },
+        Need::Project {
+            project,
+            job,
+            ref_name,
+            artifacts,
+        } => Need::Project {
+            project: f(project),
+            job: f(job),
+            ref_name: f(ref_name),
+            artifacts: *artifacts,
+        },
+    }
+}
+
+/// GitLab: matrix_interpolator.rb (`MATRIX_EXPRESSION_REGEXP`).
+static MATRIX_EXPRESSION: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\$\[\[\s*matrix\.([a-zA-Z0-9_-]+)\s*\]\]").expect("valid regex"));
+
 #[cfg(test)]
 mod tests {
-    use super::{Parallel, expand, selector_names};
+    use super::{Parallel, expand, interpolate, selector_names};
 
     fn row(pairs: &[(&str, &[&str])]) -> Vec<(String, Vec<String>)> {
         pairs
@@ -202,5 +313,28 @@ mod tests {
             selector_names("deploy", &sel),
             ["deploy: [aws, app1]", "deploy: [aws, app2]"]
         );
+    }
+
+    #[test]
+    fn matrix_expressions_take_the_instance_values() {
+        let vars = vec![
+            ("OS".to_owned(), "linux".to_owned()),
+            ("MY-VAR".to_owned(), "x".to_owned()),
+        ];
+        let mut missing = Vec::new();
+        assert_eq!(
+            interpolate(
+                "b-$[[matrix.OS]]-$[[ matrix.MY-VAR   ]]-$CI_JOB_ID",
+                &vars,
+                &mut missing
+            ),
+            "b-linux-x-$CI_JOB_ID"
+        );
+        assert!(missing.is_empty());
+        assert_eq!(
+            interpolate("$[[ matrix.NOPE ]]", &vars, &mut missing),
+            "$[[ matrix.NOPE ]]"
+        );
+        assert_eq!(missing, ["NOPE"]);
     }
 }

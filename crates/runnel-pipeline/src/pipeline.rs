@@ -237,6 +237,18 @@ fn instance_job(def: &JobDef, instance: Option<matrix::Instance>, root: &[Variab
     variables::merge(&mut vars, def.job.variables.iter().cloned());
     if let Some(instance) = instance {
         job.name = instance.name;
+        // GitLab: normalizer.rb (`apply_matrix_interpolation`); a name the matrix lacks was
+        // reported when the definition was checked.
+        if let Some(needs) = &job.needs
+            && matrix::needs_have_expressions(needs)
+        {
+            let mut missing = Vec::new();
+            job.needs = Some(matrix::interpolate_needs(
+                needs,
+                &instance.variables,
+                &mut missing,
+            ));
+        }
         let matrix_vars = instance.variables.iter().map(|(k, v)| Variable {
             span: def.job.span,
             ..Variable::synthetic(k, v)
@@ -296,12 +308,15 @@ fn resolve_needs(
             out.push(need.clone());
             continue;
         };
-        let names = match table.resolve(target, matrix.as_deref()) {
-            Some((_, names)) => names,
-            None if *optional => continue,
-            None => vec![target.clone()],
-        };
+        // GitLab: normalizer.rb expands the need; yaml_processor.rb drops an optional need on a
+        // job that is not defined, and the definition check rejected the others.
+        let names = table
+            .need_names(target, matrix.as_deref())
+            .unwrap_or_else(|| vec![target.clone()]);
         for needed in names {
+            if *optional && table.lookup(&needed).is_none() {
+                continue;
+            }
             if present.contains(&needed) {
                 out.push(Need::Job {
                     job: needed,
