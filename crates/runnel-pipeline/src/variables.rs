@@ -81,6 +81,13 @@ pub(crate) fn read_variables(
             Value::Map(_) if place != VariablesPlace::Rule => {
                 read_complex(r, &var_key, name.as_str(), value, place)
             }
+            // GitLab: lib/gitlab/config/entry/composable_hash.rb turns a null variable into `{}`,
+            // a `ComplexVariable` without `value`, whose value is `nil.to_s`: the empty string
+            // (`rules:variables` allow no mapping: there it stays an error).
+            Value::Null if place != VariablesPlace::Rule => Some(Variable {
+                span: name.span,
+                ..Variable::synthetic(name.as_str(), "")
+            }),
             _ => match scalar_string(value) {
                 Some(v) => Some(Variable {
                     span: name.span,
@@ -130,6 +137,8 @@ fn read_complex(
     for (k, v) in entries {
         let sub = format!("{key}:{}", k.as_str());
         match k.as_str() {
+            // GitLab: entry/variable.rb — `value` may be null (`allow_nil`), read as `""`.
+            "value" if matches!(v.value, Value::Null) => {}
             "value" => variable.value = r.scalar(&sub, v)?,
             "expand" => variable.expand = r.boolean(&sub, v)?,
             "description" => variable.description = Some(r.scalar(&sub, v)?),
