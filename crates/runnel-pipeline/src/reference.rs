@@ -170,7 +170,14 @@ pub fn flatten_commands(root: &mut Node, diagnostics: &mut Diagnostics) {
     let Some(entries) = root.as_map_mut() else {
         return;
     };
-    for (_, job) in entries.iter_mut() {
+    for (name, job) in entries.iter_mut() {
+        // GitLab validates `default:` and jobs; a hidden job is never composed, so it has no error.
+        // (GitLab's location of the mapping, how runnel names it)
+        let place = match name.name.as_str() {
+            "default" => Some(("default".to_owned(), "`default`".to_owned())),
+            n if n.starts_with('.') || crate::keywords::TOP_LEVEL.contains(&n) => None,
+            n => Some((format!("jobs:{n}"), format!("job `{n}`"))),
+        };
         let Some(job_entries) = job.as_map_mut() else {
             continue;
         };
@@ -182,7 +189,8 @@ pub fn flatten_commands(root: &mut Node, diagnostics: &mut Diagnostics) {
                 .as_seq()
                 .is_some_and(|items| items.iter().any(|n| n.as_seq().is_some()))
             {
-                flatten(value, key.span, &key.name, diagnostics);
+                let at = place.as_ref().map(|(p, o)| (p.clone(), o.as_str()));
+                flatten(value, key.span, &key.name, at, diagnostics);
             }
         }
         if let Some(hooks) = job.get_mut("hooks")
@@ -192,27 +200,42 @@ pub fn flatten_commands(root: &mut Node, diagnostics: &mut Diagnostics) {
                 .is_some_and(|items| items.iter().any(|n| n.as_seq().is_some()))
         {
             let span = pre.span;
-            flatten(pre, span, "pre_get_sources_script", diagnostics);
+            let at = place
+                .as_ref()
+                .map(|(p, o)| (format!("{p}:hooks"), o.as_str()));
+            flatten(pre, span, "pre_get_sources_script", at, diagnostics);
         }
     }
 }
 
-fn flatten(list: &mut Node, span: Span, key: &str, diagnostics: &mut Diagnostics) {
+/// `at`: GitLab's location of the mapping (`jobs:build`, `default`) and how runnel names its
+/// owner; `None` (hidden jobs) reports nothing.
+fn flatten(
+    list: &mut Node,
+    span: Span,
+    key: &str,
+    at: Option<(String, &str)>,
+    diagnostics: &mut Diagnostics,
+) {
     let Value::Seq(items) = std::mem::replace(&mut list.value, Value::Null) else {
         return;
     };
     let mut out = Vec::with_capacity(items.len());
     let mut too_deep = false;
     push_flat(items, 1, &mut out, &mut too_deep);
-    if too_deep {
+    if too_deep && let Some((place, owner)) = at {
         diagnostics.push(
             Diagnostic::error(
                 span,
                 format!(
-                    "`{key}` should be a string or a nested array of strings up to 10 levels deep"
+                    "`{key}` of {owner} should be a string or a nested array of strings up to 10 levels deep"
                 ),
             )
-            .with_code("commands-too-deep"),
+            .with_code("commands-too-deep")
+            .with_note(
+                Span::synthetic(),
+                format!("GitLab reports: {place}:{key} config should be a string or a nested array of strings up to 10 levels deep"),
+            ),
         );
     }
     list.value = Value::Seq(out);
