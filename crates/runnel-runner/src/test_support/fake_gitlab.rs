@@ -87,6 +87,8 @@ struct Inner {
     trace_interval: u64,
     redirect_uploads: bool,
     pending_final_answers: u32,
+    /// Per runner token: (job requests, requests carrying `last_update`).
+    last_updates: HashMap<String, (usize, usize)>,
     rotated_tokens: Vec<(String, String)>,
 }
 
@@ -251,7 +253,17 @@ impl FakeGitLab {
 
     /// Every protocol deviation seen so far.
     pub fn violations(&self) -> Vec<String> {
-        self.shared.lock().violations.clone()
+        let inner = self.shared.lock();
+        let mut violations = inner.violations.clone();
+        for (token, (requests, carried)) in &inner.last_updates {
+            if *requests >= 3 && *carried == 0 {
+                let token = crate::config::short_token(token);
+                violations.push(format!(
+                    "runner {token}: last_update never re-sent in {requests} job requests"
+                ));
+            }
+        }
+        violations
     }
 
     /// `METHOD path` of every request, in order.
@@ -629,6 +641,12 @@ async fn request_job(State(shared): State<Shared>, headers: HeaderMap, body: Byt
             "job request: info.features must list every feature".into(),
         );
     }
+    // GitLab: lib/api/ci/runner.rb — a runner re-sends the `X-GitLab-Last-Update` it saw;
+    // checked over all requests of a token in `violations`.
+    let carried = usize::from(body.get("last_update").and_then(Value::as_str).is_some());
+    let counts = inner.last_updates.entry(token.clone()).or_default();
+    counts.0 += 1;
+    counts.1 += carried;
     let version = inner.queue_version.to_string();
     let last_update_header = [("X-GitLab-Last-Update", version.clone())];
     let next = inner
