@@ -70,16 +70,22 @@ impl Coordinator {
             path: upload.path.clone(),
             source,
         };
+        let length = tokio::fs::metadata(&upload.path)
+            .await
+            .map_err(file_error)?
+            .len();
         for _ in 0..=MAX_REDIRECTS {
-            let bytes =
-                bytes::Bytes::from(tokio::fs::read(&upload.path).await.map_err(file_error)?);
             let response = self
                 .send(Endpoint::UploadArtifacts, || {
-                    let part = reqwest::multipart::Part::stream_with_length(
-                        bytes.clone(),
-                        bytes.len() as u64,
-                    )
-                    .file_name(upload.file_name.clone());
+                    // Streamed from disk, opened afresh for every attempt so each starts at 0.
+                    let body = match std::fs::File::open(&upload.path) {
+                        Ok(file) => reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(
+                            tokio::fs::File::from_std(file),
+                        )),
+                        Err(_) => reqwest::Body::from(Vec::new()),
+                    };
+                    let part = reqwest::multipart::Part::stream_with_length(body, length)
+                        .file_name(upload.file_name.clone());
                     let form = reqwest::multipart::Form::new().part("file", part);
                     self.http
                         .post(url.clone())
