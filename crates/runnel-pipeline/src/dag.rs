@@ -50,31 +50,19 @@ impl NameTable {
         }
     }
 
-    /// The definition index and concrete job names a need designates; `None` when no job has
-    /// that name (or a matrix selector names an instance that does not exist).
-    pub(crate) fn resolve(
-        &self,
-        name: &str,
-        selector: Option<&[matrix::MatrixRow]>,
-    ) -> Option<(usize, Vec<String>)> {
+    /// The definition index and concrete job names a `dependencies:` entry or `on_stop` names:
+    /// every instance of a parallel job, or the one job; `None` when no job has that name.
+    pub(crate) fn resolve(&self, name: &str) -> Option<(usize, Vec<String>)> {
         if let Some((index, instances)) = self.by_base.get(name) {
-            return match (selector, instances.is_empty()) {
-                (Some(rows), false) => {
-                    // GitLab: normalizer.rb (`expand_parallelized_needs`) — names built from the
-                    // selector's own matrix.
-                    let names = matrix::selector_names(name, rows);
-                    names
-                        .iter()
-                        .all(|n| instances.contains(n))
-                        .then_some((*index, names))
-                }
-                (Some(_), true) => None,
-                (None, false) => Some((*index, instances.clone())),
-                (None, true) => Some((*index, vec![name.to_owned()])),
+            let names = if instances.is_empty() {
+                vec![name.to_owned()]
+            } else {
+                instances.clone()
             };
+            return Some((*index, names));
         }
         let index = *self.by_instance.get(name)?;
-        selector.is_none().then(|| (index, vec![name.to_owned()]))
+        Some((index, vec![name.to_owned()]))
     }
 
     /// The job names one need stands for, before checking that they exist: every instance of a
@@ -334,7 +322,7 @@ fn check_dependencies(
     let job = &def.job.name;
     for (i, dep) in deps.iter().enumerate() {
         let span = def.dependency_spans.get(i).copied().unwrap_or(def.job.span);
-        let Some((index, _)) = table.resolve(dep, None) else {
+        let Some((index, _)) = table.resolve(dep) else {
             let mut d = Diagnostic::error(
                 span,
                 format!("job `{job}` depends on `{dep}`, which is not defined"),
@@ -377,7 +365,7 @@ fn check_on_stop(
     };
     let Some(on_stop) = &env.on_stop else { return };
     let job = &def.job.name;
-    let message = match table.resolve(on_stop, None) {
+    let message = match table.resolve(on_stop) {
         None => Some((
             format!("`environment:on_stop` of job `{job}` names `{on_stop}`, which is not defined"),
             format!("{job} job: on_stop job {on_stop} is not defined"),

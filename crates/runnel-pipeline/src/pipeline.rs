@@ -364,7 +364,7 @@ fn need_not_in_pipeline(name: &str, needed: &str, span: Span) -> Diagnostic {
 fn expand_names(table: &crate::dag::NameTable, names: &[String]) -> Vec<String> {
     let mut out = Vec::new();
     for name in names {
-        match table.resolve(name, None) {
+        match table.resolve(name) {
             Some((_, instances)) => out.extend(instances),
             None => out.push(name.clone()),
         }
