@@ -310,9 +310,12 @@ fn resolve_needs(
         };
         // GitLab: normalizer.rb expands the need; yaml_processor.rb drops an optional need on a
         // job that is not defined, and the definition check rejected the others.
-        let names = table
-            .need_names(target, matrix.as_deref())
-            .unwrap_or_else(|| vec![target.clone()]);
+        let names = match table.need_names(target, matrix.as_deref()) {
+            Some(names) => names,
+            // A selector on a job that is not parallel designates no job.
+            None if *optional => continue,
+            None => vec![target.clone()],
+        };
         for needed in names {
             if *optional && table.lookup(&needed).is_none() {
                 continue;
