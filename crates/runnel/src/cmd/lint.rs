@@ -74,9 +74,7 @@ pub(crate) fn run(args: LintArgs) -> anyhow::Result<ExitCode> {
     let mut stdout = std::io::stdout().lock();
     match result {
         Ok(pipeline) => {
-            if !pipeline.warnings.is_empty() {
-                eprint!("{}", render_plain(&pipeline.warnings.0, &sources));
-            }
+            print_warnings(&pipeline.warnings, &sources)?;
             if args.json {
                 writeln!(stdout, "{}", pipeline.to_pretty_json())?;
             } else {
@@ -89,6 +87,29 @@ pub(crate) fn run(args: LintArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(exit_code::FAILURE))
         }
     }
+}
+
+/// How many warnings are printed in full; GitLab itself keeps 25 per pipeline
+/// (lib/gitlab/ci/warnings.rb, `MAX_LIMIT`), which is still too many for a terminal.
+const SHOWN_WARNINGS: usize = 5;
+
+fn print_warnings(warnings: &Diagnostics, sources: &SourceMap) -> anyhow::Result<()> {
+    if warnings.is_empty() {
+        return Ok(());
+    }
+    let shown = &warnings.0[..warnings.len().min(SHOWN_WARNINGS)];
+    let mut stderr = std::io::stderr().lock();
+    write!(stderr, "{}", render_plain(shown, sources))?;
+    let hidden = warnings.len() - shown.len();
+    if hidden > 0 {
+        writeln!(
+            stderr,
+            "\n... and {hidden} more warning{}",
+            if hidden == 1 { "" } else { "s" }
+        )?;
+    }
+    writeln!(stderr)?;
+    Ok(())
 }
 
 fn report_errors(diags: &Diagnostics, sources: &SourceMap, json: bool) -> anyhow::Result<()> {
