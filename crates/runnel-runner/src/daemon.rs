@@ -167,6 +167,7 @@ pub async fn run_controlled(
             .parent()
             .map_or_else(|| PathBuf::from("."), std::path::Path::to_path_buf),
     };
+    daemon.shared.executor.start_up(&config.runners).await;
     daemon.apply(&config);
     tracing::info!(
         runners = config.runners.len(),
@@ -206,7 +207,7 @@ impl Daemon {
         for runner in &config.runners {
             if !self.shared.executor.supports(&runner.executor) {
                 self.shared.metrics.error("error");
-                tracing::error!(name = %runner.name, executor = %runner.executor, "skipping runner: runnel cannot run this executor yet (supported: shell)");
+                tracing::error!(name = %runner.name, executor = %runner.executor, "skipping runner: runnel cannot run this executor yet (supported: shell, docker)");
                 continue;
             }
             if runner.token.trim().is_empty() {

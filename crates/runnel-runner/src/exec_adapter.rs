@@ -77,6 +77,18 @@ impl JobExecutor for ShellJobExecutor {
     }
 
     fn execute(&self, payload: JobPayload, ctx: JobContext) -> ExecFuture {
+        let exec_ctx = self.exec_context(&ctx);
+        Box::pin(async move {
+            let (events, _) = tokio::sync::mpsc::unbounded_channel();
+            exec_outcome(runnel_exec::run_job(payload, exec_ctx, events).await)
+        })
+    }
+}
+
+impl ShellJobExecutor {
+    /// The `runnel-exec` context of a daemon job: the shared builds directory, the local
+    /// cache, HTTP artifacts, cancellation and the trace going into the daemon's buffer.
+    pub(crate) fn exec_context(&self, ctx: &JobContext) -> runnel_exec::JobContext {
         let runner = &ctx.runner;
         // gitlab-runner's shared builds directory: <builds_dir>/<short token>/<concurrent id>.
         let builds_dir = self
@@ -85,7 +97,7 @@ impl JobExecutor for ShellJobExecutor {
             .join(ctx.concurrent_id.to_string());
         let cache_dir = self.dir(runner.cache_dir.as_deref(), "cache");
         let trace = ctx.trace.clone();
-        let exec_ctx = runnel_exec::JobContext {
+        runnel_exec::JobContext {
             builds_dir,
             cache_dir: cache_dir.clone(),
             sources: Sources::Git,
@@ -100,31 +112,42 @@ impl JobExecutor for ShellJobExecutor {
             trace_log: None,
             runner_name: runner.name.clone(),
             runner_short_token: runner.short_token(),
-            kill_grace: Duration::from_secs(10),
+            kill_grace: KILL_GRACE,
             trace_sink: Some(TraceSink(Arc::new(move |bytes: &[u8]| trace.write(bytes)))),
-        };
-        Box::pin(async move {
-            let (events, _) = tokio::sync::mpsc::unbounded_channel();
-            match runnel_exec::run_job(payload, exec_ctx, events).await {
-                Ok(outcome) => ExecOutcome {
-                    status: match outcome.status {
-                        runnel_exec::JobStatus::Success => ExecStatus::Success,
-                        runnel_exec::JobStatus::Failed => ExecStatus::Failed,
-                        runnel_exec::JobStatus::Canceled => ExecStatus::Canceled,
-                    },
-                    failure_reason: outcome.failure_reason,
-                    exit_code: outcome.exit_code,
-                },
-                Err(err) => {
-                    tracing::error!(error = %crate::trace_patch::error_chain(&err), "the executor failed");
-                    ExecOutcome {
-                        status: ExecStatus::Failed,
-                        failure_reason: Some(runnel_api::FailureReason::RunnerSystemFailure),
-                        exit_code: None,
-                    }
-                }
+        }
+    }
+
+    /// Resolves a configured directory (relative ones against `working_dir`).
+    pub(crate) fn resolve(&self, configured: &str) -> PathBuf {
+        self.dir(Some(configured), configured)
+    }
+}
+
+/// Time between SIGTERM and SIGKILL when a job's processes are stopped.
+pub(crate) const KILL_GRACE: Duration = Duration::from_secs(10);
+
+/// The daemon's view of what `runnel-exec` returned.
+pub(crate) fn exec_outcome(
+    result: Result<runnel_exec::JobOutcome, runnel_exec::ExecError>,
+) -> ExecOutcome {
+    match result {
+        Ok(outcome) => ExecOutcome {
+            status: match outcome.status {
+                runnel_exec::JobStatus::Success => ExecStatus::Success,
+                runnel_exec::JobStatus::Failed => ExecStatus::Failed,
+                runnel_exec::JobStatus::Canceled => ExecStatus::Canceled,
+            },
+            failure_reason: outcome.failure_reason,
+            exit_code: outcome.exit_code,
+        },
+        Err(err) => {
+            tracing::error!(error = %crate::trace_patch::error_chain(&err), "the executor failed");
+            ExecOutcome {
+                status: ExecStatus::Failed,
+                failure_reason: Some(runnel_api::FailureReason::RunnerSystemFailure),
+                exit_code: None,
             }
-        })
+        }
     }
 }
 

@@ -128,4 +128,14 @@ pub trait JobExecutor: Send + Sync + 'static {
 
     /// Runs one job.
     fn execute(&self, payload: JobPayload, ctx: JobContext) -> ExecFuture;
+
+    /// Called once when the daemon starts, before any job, with the configured entries (e.g.
+    /// to remove containers a killed runner left behind). Does nothing by default.
+    fn start_up<'a>(&'a self, runners: &'a [RunnerConfig]) -> StartUp<'a> {
+        let _ = runners;
+        Box::pin(std::future::ready(()))
+    }
 }
+
+/// The future of [`JobExecutor::start_up`].
+pub type StartUp<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;

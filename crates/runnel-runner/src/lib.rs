@@ -7,6 +7,7 @@
 pub mod client;
 pub mod config;
 pub mod daemon;
+pub mod docker_adapter;
 pub mod exec_adapter;
 pub mod executor;
 mod job;

@@ -316,6 +316,8 @@ pub struct JobSpec {
     pub artifact_paths: Vec<String>,
     /// Jobs whose artifacts this job downloads.
     pub dependencies: Vec<u64>,
+    /// `image:name`, with its `pull_policy` list (empty: none given).
+    pub image: Option<(String, Vec<String>)>,
 }
 
 impl JobSpec {
@@ -366,13 +368,13 @@ impl JobSpec {
             "runner_info": {"uuid": "", "timeout": timeout},
             "variables": variables,
             "steps": steps,
-            "image": null,
+            "image": self.image.as_ref().map(|(name, pull_policy)| json!({"name": name, "pull_policy": pull_policy})),
             "services": null,
             "artifacts": artifacts,
             "cache": [],
             "credentials": [],
             "dependencies": dependencies,
-            "features": {"trace_sections": true, "failure_reasons": ["unknown_failure", "script_failure", "api_failure", "stuck_or_timeout_failure", "runner_system_failure", "job_execution_timeout", "runner_unsupported"]},
+            "features": {"trace_sections": true, "failure_reasons": ["unknown_failure", "script_failure", "api_failure", "stuck_or_timeout_failure", "runner_system_failure", "job_execution_timeout", "runner_unsupported", "image_pull_failure"]},
         })
     }
 }

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use runnel_runner::daemon::{RunOptions, Shutdown, run as run_daemon};
-use runnel_runner::exec_adapter::ShellJobExecutor;
+use runnel_runner::docker_adapter::RunnerExecutors;
 
 /// Arguments of `runnel run`.
 #[derive(Debug, clap::Args)]
@@ -77,7 +77,7 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         config_path,
         listen_address: args.listen_address.clone(),
     };
-    let shutdown = runtime.block_on(run_daemon(options, Arc::new(ShellJobExecutor::new())))?;
+    let shutdown = runtime.block_on(run_daemon(options, Arc::new(RunnerExecutors::new())))?;
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     Ok(match shutdown {
         Shutdown::Graceful | Shutdown::Forceful => ExitCode::SUCCESS,
