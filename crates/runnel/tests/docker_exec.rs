@@ -8,94 +8,36 @@
 use std::path::Path;
 use std::process::{Command, Stdio};
 
+use runnel_exec::docker::{TEST_BUSYBOX_IMAGE, TEST_PYTHON_IMAGE};
 use serde_json::Value;
 
-const BUSYBOX: &str = "runnel-test/busybox:latest";
-const PYTHON: &str = "python:3.11-slim";
-
-/// Whether the `docker` CLI reaches an engine that has the test images.
-fn docker_available() -> bool {
-    let ok = |args: &[&str]| {
-        Command::new("docker")
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    let reason = if !ok(&["version"]) {
-        Some("`docker version` failed".to_owned())
-    } else {
-        [BUSYBOX, PYTHON]
-            .iter()
-            .find(|image| !ok(&["image", "inspect", image]))
-            .map(|image| format!("the image `{image}` is missing: run scripts/test-images.sh"))
-    };
-    match reason {
-        None => true,
-        Some(reason) if std::env::var("CI").is_ok_and(|ci| ci == "true") => {
-            panic!("no Docker engine ({reason}); .ci/run starts one")
-        }
-        Some(reason) => {
-            println!("SKIPPED: no Docker engine ({reason}); .ci/run starts one");
-            false
-        }
-    }
-}
+mod support;
+use support::{commit_repo, job, json_document};
 
 /// A committed repository with one `.gitlab-ci.yml`.
 fn repo(pipeline: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temporary directory");
     std::fs::write(dir.path().join(".gitlab-ci.yml"), pipeline).expect("pipeline written");
-    for args in [
-        &["init", "-q", "-b", "main"][..],
-        &["add", "-A"],
-        &[
-            "-c",
-            "user.name=T",
-            "-c",
-            "user.email=t@example.com",
-            "commit",
-            "-q",
-            "-m",
-            "i",
-        ],
-    ] {
-        let status = Command::new("git")
-            .arg("-C")
-            .arg(dir.path())
-            .args(args)
-            .status()
-            .expect("git runs");
-        assert!(status.success(), "git {args:?}");
-    }
+    commit_repo(dir.path(), "i");
     dir
 }
 
 fn exec(dir: &Path, args: &[&str]) -> (i32, Value) {
-    let out = Command::new(env!("CARGO_BIN_EXE_runnel"))
-        .args(["exec", "--executor", "docker", "--json"])
-        .args(args)
-        .current_dir(dir)
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .output()
-        .expect("runnel runs");
-    let doc = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    (out.status.code().unwrap_or(-1), doc)
+    json_document(
+        &Command::new(env!("CARGO_BIN_EXE_runnel"))
+            .args(["exec", "--executor", "docker", "--json"])
+            .args(args)
+            .current_dir(dir)
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .output()
+            .expect("runnel runs"),
+    )
 }
 
-fn job<'a>(doc: &'a Value, name: &str) -> &'a Value {
-    doc["jobs"]
-        .as_array()
-        .and_then(|jobs| jobs.iter().find(|j| j["name"] == name))
-        .unwrap_or_else(|| panic!("no job `{name}` in {doc:#}"))
+/// Whether the engine and the images the pipelines name are there.
+fn docker_available() -> bool {
+    runnel_exec::docker::docker_available(&[TEST_BUSYBOX_IMAGE, TEST_PYTHON_IMAGE])
 }
 
 fn output(doc: &Value, name: &str) -> String {

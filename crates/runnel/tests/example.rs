@@ -11,7 +11,11 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use runnel_exec::docker::{TEST_PYTHON_IMAGE, docker_available};
 use serde_json::Value;
+
+mod support;
+use support::{commit_repo, copy_tree, job, json_document};
 
 /// Files of the example that a run creates and a user would not commit.
 const GENERATED: &[&str] = &[
@@ -30,50 +34,13 @@ fn example_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/python-app")
 }
 
-fn copy_tree(from: &Path, to: &Path) {
-    fs::create_dir_all(to).expect("directory created");
-    for entry in fs::read_dir(from).expect("example readable") {
-        let entry = entry.expect("directory entry");
-        let name = entry.file_name();
-        let name_str = name.to_string_lossy();
-        if GENERATED.contains(&name_str.as_ref()) || name_str.ends_with(".egg-info") {
-            continue;
-        }
-        let target = to.join(&name);
-        if entry.file_type().expect("file type").is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else {
-            fs::copy(entry.path(), &target).expect("file copied");
-        }
-    }
-}
-
 /// A committed copy of `examples/python-app`, as a user's clone would have it.
 fn example_repo() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temporary directory");
-    copy_tree(&example_dir(), dir.path());
-    for args in [
-        &["init", "-q", "-b", "main"][..],
-        &["add", "-A"],
-        &[
-            "-c",
-            "user.name=T",
-            "-c",
-            "user.email=t@example.com",
-            "commit",
-            "-q",
-            "-m",
-            "example",
-        ],
-    ] {
-        let status = Command::new("git")
-            .arg("-C")
-            .arg(dir.path())
-            .args(args)
-            .status()
-            .expect("git runs");
-        assert!(status.success(), "git {args:?}");
-    }
+    copy_tree(&example_dir(), dir.path(), &|name| {
+        GENERATED.contains(&name) || name.ends_with(".egg-info")
+    });
+    commit_repo(dir.path(), "example");
     dir
 }
 
@@ -86,20 +53,8 @@ fn run_example(extra: &[&str]) -> (tempfile::TempDir, Value) {
         .stdin(Stdio::null())
         .output()
         .expect("runnel runs");
-    let doc: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|err| {
-        panic!(
-            "runnel printed no JSON document ({err}); stderr:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
+    let (_, doc) = json_document(&out);
     (repo, doc)
-}
-
-fn job<'a>(doc: &'a Value, name: &str) -> &'a Value {
-    doc["jobs"]
-        .as_array()
-        .and_then(|jobs| jobs.iter().find(|j| j["name"] == name))
-        .unwrap_or_else(|| panic!("job `{name}` missing from {doc:#}"))
 }
 
 fn assert_example_passed(repo: &Path, doc: &Value) {
@@ -169,37 +124,9 @@ fn example_python_app_passes_with_the_shell_executor() {
     assert_example_passed(repo.path(), &doc);
 }
 
-fn docker_available() -> bool {
-    let ok = |args: &[&str]| {
-        Command::new("docker")
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    let reason = if !ok(&["version"]) {
-        Some("`docker version` failed".to_owned())
-    } else if !ok(&["image", "inspect", "python:3.11-slim"]) {
-        Some("the image `python:3.11-slim` is missing: run scripts/test-images.sh".to_owned())
-    } else {
-        None
-    };
-    match reason {
-        None => true,
-        Some(reason) if std::env::var("CI").is_ok_and(|ci| ci == "true") => {
-            panic!("no Docker engine ({reason}); .ci/run starts one")
-        }
-        Some(reason) => {
-            println!("SKIPPED: no Docker engine ({reason}); .ci/run starts one");
-            false
-        }
-    }
-}
-
 #[test]
 fn example_python_app_passes_with_the_docker_executor() {
-    if !docker_available() {
+    if !docker_available(&[TEST_PYTHON_IMAGE]) {
         return;
     }
     let (repo, doc) = run_example(&["--executor", "docker"]);

@@ -6,6 +6,9 @@ use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 
+mod support;
+use support::{commit_repo, copy_tree, git, job, json_document};
+
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/repos")
@@ -21,35 +24,17 @@ impl TestRepo {
     fn new(name: &str) -> Self {
         let dir = tempfile::tempdir().expect("temporary directory");
         let repo = dir.path().join("repo");
-        copy_dir(&fixture(name), &repo);
-        for args in [
-            &["init", "-q", "-b", "main"][..],
+        copy_tree(&fixture(name), &repo, &|_| false);
+        commit_repo(&repo, "Initial");
+        git(
+            &repo,
             &[
                 "remote",
                 "add",
                 "origin",
                 "git@gitlab.example.com:group/project.git",
             ],
-            &["add", "-A"],
-            &[
-                "-c",
-                "user.name=Test",
-                "-c",
-                "user.email=test@example.com",
-                "commit",
-                "-q",
-                "-m",
-                "Initial",
-            ],
-        ] {
-            let status = Command::new("git")
-                .arg("-C")
-                .arg(&repo)
-                .args(args)
-                .status()
-                .expect("git runs");
-            assert!(status.success(), "git {args:?}");
-        }
+        );
         TestRepo { dir }
     }
 
@@ -77,36 +62,8 @@ impl TestRepo {
     fn json(&self, args: &[&str]) -> (i32, Value) {
         let mut all = vec!["--json"];
         all.extend_from_slice(args);
-        let out = self.run(&all);
-        let doc = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!(
-                "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
-        (out.status.code().unwrap_or(-1), doc)
+        json_document(&self.run(&all))
     }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("create directory");
-    for entry in std::fs::read_dir(from).expect("read fixture") {
-        let entry = entry.expect("fixture entry");
-        let target = to.join(entry.file_name());
-        if entry.file_type().expect("file type").is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).expect("copy fixture file");
-        }
-    }
-}
-
-fn job<'a>(doc: &'a Value, name: &str) -> &'a Value {
-    doc["jobs"]
-        .as_array()
-        .and_then(|jobs| jobs.iter().find(|j| j["name"] == name))
-        .unwrap_or_else(|| panic!("no job `{name}` in {doc:#}"))
 }
 
 fn status<'a>(doc: &'a Value, name: &str) -> &'a str {
