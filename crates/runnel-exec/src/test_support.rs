@@ -10,8 +10,11 @@ use runnel_api::{
 };
 use tokio::sync::mpsc;
 
+use crate::build::run_job_with;
 use crate::context::JobContext;
 use crate::event::JobEvent;
+use crate::executor::Executor;
+use crate::outcome::JobOutcome;
 use crate::sources::{Sources, WorkingTree};
 use crate::store::{LocalArtifactStore, LocalCacheStore};
 
@@ -337,4 +340,58 @@ pub fn output_text(events: &[JobEvent]) -> String {
         })
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// Makes a fresh executor for one job (the executor conformance suite's executors).
+pub type MakeExecutor = fn() -> Box<dyn Executor>;
+
+/// What one job run produced.
+#[derive(Debug)]
+pub struct Ran {
+    /// What [`run_job_with`] returned.
+    pub outcome: JobOutcome,
+    /// Every event up to `Finished`.
+    pub events: Vec<JobEvent>,
+    /// The output lines of the events.
+    pub output: String,
+    /// The full trace as written to the log file.
+    pub trace: String,
+}
+
+/// Runs `payload` in `ctx` (a [`TestProject::context`]) with `executor` and collects its events
+/// and trace log.
+pub async fn run_to_end(executor: &mut dyn Executor, payload: JobPayload, ctx: JobContext) -> Ran {
+    let log = ctx
+        .trace_log
+        .clone()
+        .expect("test contexts have a trace log");
+    let (tx, rx) = mpsc::unbounded_channel();
+    let outcome = run_job_with(executor, payload, ctx, tx)
+        .await
+        .expect("runnel does not break");
+    let events = collect_events(rx).await;
+    let trace = String::from_utf8_lossy(&std::fs::read(&log).expect("the trace log is written"))
+        .into_owned();
+    Ran {
+        outcome,
+        output: output_text(&events),
+        events,
+        trace,
+    }
+}
+
+/// Runs `payload` in `ctx` with a fresh executor from `make`.
+pub async fn run_with(make: MakeExecutor, payload: JobPayload, ctx: JobContext) -> Ran {
+    run_to_end(make().as_mut(), payload, ctx).await
+}
+
+/// Runs `payload` in `project` (its log named by the job id) with a fresh executor from `make`.
+pub async fn run(make: MakeExecutor, project: &TestProject, payload: JobPayload) -> Ran {
+    let ctx = project.context(&payload.id.to_string());
+    run_with(make, payload, ctx).await
+}
+
+/// The project directory of a job of `project` (`<project>/.runnel/builds/acme/app`).
+pub fn project_dir(project: &TestProject) -> PathBuf {
+    project.path().join(".runnel/builds/acme/app")
 }

@@ -15,9 +15,11 @@ use runnel_exec::docker::{
     DockerConfig, DockerExecutor, JOB_LABEL, PullPolicy, TEST_BUSYBOX_IMAGE, TEST_PYTHON_IMAGE,
     docker_available,
 };
-use runnel_exec::test_support::{PayloadBuilder, TestProject, collect_events, output_text};
-use runnel_exec::{JobContext, JobEvent, JobOutcome, JobStatus, run_job_with};
+use runnel_exec::test_support::{PayloadBuilder, Ran, TestProject, run_to_end};
+use runnel_exec::{ExecError, JobContext, JobEvent, JobOutcome, JobStatus, run_job_with};
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 /// The runner settings of these tests: local images only, a short stop grace period.
 fn config() -> DockerConfig {
@@ -33,35 +35,57 @@ fn available() -> bool {
     docker_available(&[TEST_BUSYBOX_IMAGE, TEST_PYTHON_IMAGE])
 }
 
-struct Ran {
-    outcome: JobOutcome,
-    output: String,
-    trace: String,
-}
-
 async fn run(config: DockerConfig, ctx: JobContext, payload: JobPayload) -> Ran {
-    let log = ctx
-        .trace_log
-        .clone()
-        .expect("test contexts have a trace log");
-    let (tx, rx) = mpsc::unbounded_channel();
-    let mut executor = DockerExecutor::new(config);
-    let outcome = run_job_with(&mut executor, payload, ctx, tx)
-        .await
-        .expect("runnel does not break");
-    let events = collect_events(rx).await;
-    let trace = String::from_utf8_lossy(&std::fs::read(&log).expect("the trace log is written"))
-        .into_owned();
-    Ran {
-        outcome,
-        output: output_text(&events),
-        trace,
-    }
+    run_to_end(&mut DockerExecutor::new(config), payload, ctx).await
 }
 
 async fn run_in(project: &TestProject, config: DockerConfig, payload: JobPayload) -> Ran {
     let ctx = project.context(&payload.id.to_string());
     run(config, ctx, payload).await
+}
+
+/// Starts `payload` in `ctx` with the Docker executor of [`config`] on a task of its own.
+fn spawn_job(
+    ctx: JobContext,
+    payload: JobPayload,
+) -> (
+    JoinHandle<Result<JobOutcome, ExecError>>,
+    mpsc::UnboundedReceiver<JobEvent>,
+) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let job = tokio::spawn(async move {
+        let mut executor = DockerExecutor::new(config());
+        run_job_with(&mut executor, payload, ctx, tx).await
+    });
+    (job, rx)
+}
+
+/// Runs `payload` in `ctx` and cancels `stop` (the context's `cancel` or `abort`) once the job
+/// prints `started`; returns the outcome and the output lines.
+async fn run_stopped_once_started(
+    ctx: JobContext,
+    payload: JobPayload,
+    stop: CancellationToken,
+) -> (JobOutcome, String) {
+    let (job, mut rx) = spawn_job(ctx, payload);
+    let mut output = String::new();
+    while let Some(event) = rx.recv().await {
+        if let JobEvent::Output { line, .. } = &event {
+            output.push_str(line);
+            output.push('\n');
+            if line == "started" {
+                stop.cancel();
+            }
+        }
+        if matches!(event, JobEvent::Finished { .. }) {
+            break;
+        }
+    }
+    let outcome = job
+        .await
+        .expect("the job task ends")
+        .expect("runnel does not break");
+    (outcome, output)
 }
 
 fn image(name: &str) -> Image {
@@ -471,28 +495,7 @@ async fn docker_cancel_stops_and_removes_the_container() {
     );
     let ctx = project.context("9115");
     let cancel = ctx.cancel.clone();
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let job = tokio::spawn(async move {
-        let mut executor = DockerExecutor::new(config());
-        run_job_with(&mut executor, payload, ctx, tx).await
-    });
-    let mut output = String::new();
-    while let Some(event) = rx.recv().await {
-        if let JobEvent::Output { line, .. } = &event {
-            output.push_str(line);
-            output.push('\n');
-            if line == "started" {
-                cancel.cancel();
-            }
-        }
-        if matches!(event, JobEvent::Finished { .. }) {
-            break;
-        }
-    }
-    let outcome = job
-        .await
-        .expect("the job task ends")
-        .expect("runnel does not break");
+    let (outcome, output) = run_stopped_once_started(ctx, payload, cancel).await;
     assert_eq!(outcome.status, JobStatus::Canceled, "{output}");
     assert!(output.contains("after=canceled"), "{output}");
     assert!(leftovers(9115).await.is_empty());
@@ -590,11 +593,7 @@ async fn docker_containers_carry_gitlab_labels_and_privileged_is_off() {
     );
     let ctx = project.context("9119");
     let cancel = ctx.cancel.clone();
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let job = tokio::spawn(async move {
-        let mut executor = DockerExecutor::new(config());
-        run_job_with(&mut executor, payload, ctx, tx).await
-    });
+    let (job, mut rx) = spawn_job(ctx, payload);
     while let Some(event) = rx.recv().await {
         if matches!(&event, JobEvent::Output { line, .. } if line == "started") {
             break;
@@ -659,28 +658,7 @@ async fn docker_abort_on_runner_shutdown_removes_everything_without_after_script
     payload.services = vec![http_service("web")];
     let ctx = project.context("9120");
     let abort = ctx.abort.clone();
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let job = tokio::spawn(async move {
-        let mut executor = DockerExecutor::new(config());
-        run_job_with(&mut executor, payload, ctx, tx).await
-    });
-    let mut output = String::new();
-    while let Some(event) = rx.recv().await {
-        if let JobEvent::Output { line, .. } = &event {
-            output.push_str(line);
-            output.push('\n');
-            if line == "started" {
-                abort.cancel();
-            }
-        }
-        if matches!(event, JobEvent::Finished { .. }) {
-            break;
-        }
-    }
-    let outcome = job
-        .await
-        .expect("the job task ends")
-        .expect("runnel does not break");
+    let (outcome, output) = run_stopped_once_started(ctx, payload, abort).await;
     assert_eq!(outcome.status, JobStatus::Canceled, "{output}");
     assert!(!output.contains("after-ran"), "{output}");
     assert!(leftovers(9120).await.is_empty());
