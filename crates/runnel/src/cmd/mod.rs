@@ -1,5 +1,6 @@
 //! Subcommands. Each lives in its own module; this one only declares and dispatches.
 
+mod config_file;
 mod exec;
 mod lint;
 mod list;

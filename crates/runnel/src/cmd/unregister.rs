@@ -1,16 +1,16 @@
 //! `runnel unregister`: removes runners from GitLab and from the config file.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use runnel_runner::register::{Selection, unregister};
 
+use super::config_file::{ConfigFileArg, runtime};
+
 /// Arguments of `runnel unregister`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct UnregisterArgs {
-    /// The config file.
-    #[arg(short = 'c', long = "config", env = "CONFIG_FILE")]
-    config: Option<PathBuf>,
+    #[command(flatten)]
+    config: ConfigFileArg,
     /// The runner's name.
     #[arg(short = 'n', long)]
     name: Option<String>,
@@ -26,10 +26,7 @@ pub(crate) struct UnregisterArgs {
 }
 
 pub(crate) fn run(args: UnregisterArgs) -> anyhow::Result<ExitCode> {
-    let config_path = args
-        .config
-        .clone()
-        .unwrap_or_else(runnel_runner::config::default_config_path);
+    let config_path = args.config.path();
     let selection = if args.all_runners {
         Selection::All
     } else if let Some(name) = args.name.clone() {
@@ -41,9 +38,7 @@ pub(crate) fn run(args: UnregisterArgs) -> anyhow::Result<ExitCode> {
             "say which runner to unregister: `--name`, `--url` with `--token`, or `--all-runners`"
         );
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let runtime = runtime()?;
     let results = runtime.block_on(unregister(&config_path, &selection))?;
     let mut failed = false;
     for (name, result) in results {

@@ -1,16 +1,16 @@
 //! `runnel verify`: checks that GitLab still knows the configured runners.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use runnel_runner::register::{Verified, verify};
 
+use super::config_file::{ConfigFileArg, runtime};
+
 /// Arguments of `runnel verify`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct VerifyArgs {
-    /// The config file.
-    #[arg(short = 'c', long = "config", env = "CONFIG_FILE")]
-    config: Option<PathBuf>,
+    #[command(flatten)]
+    config: ConfigFileArg,
     /// Only the runner with this name.
     #[arg(short = 'n', long)]
     name: Option<String>,
@@ -26,13 +26,8 @@ pub(crate) struct VerifyArgs {
 }
 
 pub(crate) fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
-    let config_path = args
-        .config
-        .clone()
-        .unwrap_or_else(runnel_runner::config::default_config_path);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let config_path = args.config.path();
+    let runtime = runtime()?;
     let select = |runner: &runnel_runner::config::RunnerConfig| {
         args.name.as_ref().is_none_or(|n| &runner.name == n)
             && args
