@@ -21,50 +21,61 @@ const DEPLOYMENT_TIERS: &[&str] = &["production", "staging", "testing", "develop
 const CACHE_LIMIT: usize = 4;
 
 pub(crate) fn image(r: &mut Reader<'_>, key: &str, node: &Node) -> Option<Image> {
-    let empty = Image {
+    let mut image = Image {
         name: String::new(),
         entrypoint: None,
         pull_policy: Vec::new(),
         docker: None,
         kubernetes: None,
     };
+    let missing = format!("`{key}` in {} has no `name`", r.place);
+    image.name = named_entry(r, key, node, keywords::IMAGE, missing, |r, sub, k, v| {
+        match k {
+            "entrypoint" => image.entrypoint = Some(r.strings(sub, v, false)?),
+            "pull_policy" => image.pull_policy = pull_policy(r, sub, v)?,
+            "docker" => {
+                r.keys(sub, v, keywords::DOCKER);
+                image.docker = Some(to_json(v));
+            }
+            "kubernetes" => {
+                r.keys(sub, v, keywords::KUBERNETES_EXECUTOR);
+                image.kubernetes = Some(to_json(v));
+            }
+            _ => {}
+        }
+        Some(())
+    })?;
+    Some(image)
+}
+
+/// A value GitLab takes as a name or as a mapping with `name` (`image`, `services`,
+/// `environment`): checks the mapping's keys against `allowed`, hands every key but `name` to
+/// `field` (with its `key:sub` path) and returns the name. A mapping without `name` is the
+/// error `missing`.
+fn named_entry<'a>(
+    r: &mut Reader<'a>,
+    key: &str,
+    node: &Node,
+    allowed: &[&str],
+    missing: String,
+    mut field: impl FnMut(&mut Reader<'a>, &str, &str, &Node) -> Option<()>,
+) -> Option<String> {
     match &node.value {
-        Value::Str(s) => Some(Image {
-            name: s.clone(),
-            ..empty
-        }),
+        Value::Str(s) => Some(s.clone()),
         Value::Map(entries) => {
-            r.keys(key, node, keywords::IMAGE);
-            let mut image = empty;
-            let mut named = false;
+            r.keys(key, node, allowed);
+            let mut name = None;
             for (k, v) in entries {
                 let sub = format!("{key}:{}", k.as_str());
                 match k.as_str() {
-                    "name" => {
-                        image.name = r.string(&sub, v)?;
-                        named = true;
-                    }
-                    "entrypoint" => image.entrypoint = Some(r.strings(&sub, v, false)?),
-                    "pull_policy" => image.pull_policy = pull_policy(r, &sub, v)?,
-                    "docker" => {
-                        r.keys(&sub, v, keywords::DOCKER);
-                        image.docker = Some(to_json(v));
-                    }
-                    "kubernetes" => {
-                        r.keys(&sub, v, keywords::KUBERNETES_EXECUTOR);
-                        image.kubernetes = Some(to_json(v));
-                    }
-                    _ => {}
+                    "name" => name = Some(r.string(&sub, v)?),
+                    other => field(r, &sub, other, v)?,
                 }
             }
-            if !named {
-                r.error(
-                    r.anchor(node),
-                    format!("`{key}` in {} has no `name`", r.place),
-                );
-                return None;
+            if name.is_none() {
+                r.error(r.anchor(node), missing);
             }
-            Some(image)
+            name
         }
         _ => {
             r.expected(key, node, "a string or a mapping with `name`");
@@ -109,55 +120,34 @@ fn service(r: &mut Reader<'_>, key: &str, node: &Node) -> Option<Service> {
         docker: None,
         kubernetes: None,
     };
-    match &node.value {
-        Value::Str(s) => service.name = s.clone(),
-        Value::Map(entries) => {
-            r.keys(key, node, keywords::SERVICE);
-            let mut named = false;
-            for (k, v) in entries {
-                let sub = format!("{key}:{}", k.as_str());
-                match k.as_str() {
-                    "name" => {
-                        service.name = r.string(&sub, v)?;
-                        named = true;
-                    }
-                    "alias" => service.alias = Some(r.string(&sub, v)?),
-                    "entrypoint" => service.entrypoint = Some(r.strings(&sub, v, false)?),
-                    "command" => service.command = Some(r.strings(&sub, v, false)?),
-                    "pull_policy" => service.pull_policy = pull_policy(r, &sub, v)?,
-                    "variables" => {
-                        let vars = crate::variables::read_variables(
-                            r,
-                            &sub,
-                            v,
-                            crate::variables::VariablesPlace::Rule,
-                        );
-                        service.variables = vars.into_iter().map(|v| (v.name, v.value)).collect();
-                    }
-                    "docker" => {
-                        r.keys(&sub, v, keywords::DOCKER);
-                        service.docker = Some(to_json(v));
-                    }
-                    "kubernetes" => {
-                        r.keys(&sub, v, keywords::KUBERNETES_EXECUTOR);
-                        service.kubernetes = Some(to_json(v));
-                    }
-                    _ => {}
-                }
-            }
-            if !named {
-                r.error(
-                    r.anchor(node),
-                    format!("a service in `{key}` of {} has no `name`", r.place),
+    let missing = format!("a service in `{key}` of {} has no `name`", r.place);
+    service.name = named_entry(r, key, node, keywords::SERVICE, missing, |r, sub, k, v| {
+        match k {
+            "alias" => service.alias = Some(r.string(sub, v)?),
+            "entrypoint" => service.entrypoint = Some(r.strings(sub, v, false)?),
+            "command" => service.command = Some(r.strings(sub, v, false)?),
+            "pull_policy" => service.pull_policy = pull_policy(r, sub, v)?,
+            "variables" => {
+                let vars = crate::variables::read_variables(
+                    r,
+                    sub,
+                    v,
+                    crate::variables::VariablesPlace::Rule,
                 );
-                return None;
+                service.variables = vars.into_iter().map(|v| (v.name, v.value)).collect();
             }
+            "docker" => {
+                r.keys(sub, v, keywords::DOCKER);
+                service.docker = Some(to_json(v));
+            }
+            "kubernetes" => {
+                r.keys(sub, v, keywords::KUBERNETES_EXECUTOR);
+                service.kubernetes = Some(to_json(v));
+            }
+            _ => {}
         }
-        _ => {
-            r.expected(key, node, "a string or a mapping with `name`");
-            return None;
-        }
-    }
+        Some(())
+    })?;
     Some(service)
 }
 
@@ -623,45 +613,31 @@ pub(crate) fn environment(r: &mut Reader<'_>, key: &str, node: &Node) -> Option<
         kubernetes: None,
         span: node.span,
     };
-    match &node.value {
-        Value::Str(s) => env.name = s.clone(),
-        Value::Map(entries) => {
-            r.keys(key, node, keywords::ENVIRONMENT);
-            let mut named = false;
-            for (k, v) in entries {
-                let sub = format!("{key}:{}", k.as_str());
-                match k.as_str() {
-                    "name" => {
-                        env.name = r.string(&sub, v)?;
-                        named = true;
-                    }
-                    "url" => env.url = Some(r.string(&sub, v)?),
-                    "on_stop" => env.on_stop = Some(r.string(&sub, v)?),
-                    "action" => env.action = r.one_of(&sub, v, ENVIRONMENT_ACTIONS)?,
-                    "auto_stop_in" => env.auto_stop_in = Some(r.scalar(&sub, v)?),
-                    "deployment_tier" => {
-                        env.deployment_tier = Some(r.one_of(&sub, v, DEPLOYMENT_TIERS)?);
-                    }
-                    "kubernetes" => {
-                        r.keys(&sub, v, keywords::ENVIRONMENT_KUBERNETES);
-                        env.kubernetes = Some(to_json(v));
-                    }
-                    _ => {}
+    let missing = format!("`{key}` in {} has no `name`", r.place);
+    env.name = named_entry(
+        r,
+        key,
+        node,
+        keywords::ENVIRONMENT,
+        missing,
+        |r, sub, k, v| {
+            match k {
+                "url" => env.url = Some(r.string(sub, v)?),
+                "on_stop" => env.on_stop = Some(r.string(sub, v)?),
+                "action" => env.action = r.one_of(sub, v, ENVIRONMENT_ACTIONS)?,
+                "auto_stop_in" => env.auto_stop_in = Some(r.scalar(sub, v)?),
+                "deployment_tier" => {
+                    env.deployment_tier = Some(r.one_of(sub, v, DEPLOYMENT_TIERS)?);
                 }
+                "kubernetes" => {
+                    r.keys(sub, v, keywords::ENVIRONMENT_KUBERNETES);
+                    env.kubernetes = Some(to_json(v));
+                }
+                _ => {}
             }
-            if !named {
-                r.error(
-                    r.anchor(node),
-                    format!("`{key}` in {} has no `name`", r.place),
-                );
-                return None;
-            }
-        }
-        _ => {
-            r.expected(key, node, "a string or a mapping with `name`");
-            return None;
-        }
-    }
+            Some(())
+        },
+    )?;
     Some(env)
 }
 
