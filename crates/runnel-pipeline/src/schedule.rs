@@ -669,6 +669,15 @@ mod tests {
         }
     }
 
+    /// A [`run`] result: the first job fails with exit code 1, every other succeeds.
+    fn first_fails(index: usize, _retries: u32) -> JobResult {
+        if index == 0 {
+            failed(1)
+        } else {
+            JobResult::Success
+        }
+    }
+
     fn statuses(schedule: &Schedule) -> Vec<&'static str> {
         schedule
             .states()
@@ -743,13 +752,7 @@ mod tests {
             job("test", 2),
             with_needs(job("dag", 2), &[0]),
         ]);
-        run(&mut s, |i, _| {
-            if i == 0 {
-                failed(1)
-            } else {
-                JobResult::Success
-            }
-        });
+        run(&mut s, first_fails);
         assert_eq!(statuses(&s), vec!["failed", "skipped", "skipped"]);
         assert_eq!(s.pipeline_status(), PipelineStatus::Failed);
     }
@@ -772,13 +775,7 @@ mod tests {
             with_when(job("cleanup", 2), When::OnFailure),
             job("test", 2),
         ]);
-        run(&mut s, |i, _| {
-            if i == 0 {
-                failed(1)
-            } else {
-                JobResult::Success
-            }
-        });
+        run(&mut s, first_fails);
         assert_eq!(statuses(&s), vec!["failed", "success", "skipped"]);
     }
 
@@ -808,13 +805,7 @@ mod tests {
             job("test", 2),
             with_needs(job("dag", 2), &[0]),
         ]);
-        run(&mut s, |i, _| {
-            if i == 0 {
-                failed(1)
-            } else {
-                JobResult::Success
-            }
-        });
+        run(&mut s, first_fails);
         assert_eq!(statuses(&s), vec!["warning", "success", "success"]);
         assert_eq!(s.pipeline_status(), PipelineStatus::Warning);
         assert!(s.pipeline_status().passed());
@@ -1046,44 +1037,29 @@ mod tests {
     #[test]
     fn composite_follows_gitlab() {
         use JobStatus as S;
-        assert_eq!(composite([], false), None);
-        assert_eq!(
-            composite([(S::Success, false), (S::Skipped, false)], false),
-            Some(S::Success)
-        );
-        assert_eq!(composite([(S::Skipped, false)], false), Some(S::Skipped));
-        assert_eq!(
-            composite([(S::Failed, true), (S::Success, false)], false),
-            Some(S::Success)
-        );
-        assert_eq!(
-            composite([(S::Failed, false), (S::Success, false)], false),
-            Some(S::Failed)
-        );
-        assert_eq!(
-            composite([(S::Manual, true), (S::Success, false)], false),
-            Some(S::Success)
-        );
-        assert_eq!(
-            composite([(S::Manual, false), (S::Success, false)], false),
-            Some(S::Manual)
-        );
-        assert_eq!(composite([(S::Manual, true)], false), Some(S::Skipped));
-        assert_eq!(
-            composite([(S::Success, false), (S::Skipped, false)], true),
-            Some(S::Skipped)
-        );
-        assert_eq!(
-            composite([(S::Running, false), (S::Success, false)], true),
-            Some(S::Pending)
-        );
-        assert_eq!(
-            composite([(S::Canceled, false), (S::Success, false)], false),
-            Some(S::Canceled)
-        );
-        assert_eq!(
-            composite([(S::Failed, false), (S::Running, false)], false),
-            Some(S::Running)
-        );
+        /// Statuses with their allow_failure, whether the composite is a DAG need's, and it.
+        type Case = (&'static [(S, bool)], bool, Option<S>);
+        #[rustfmt::skip]
+        let cases: &[Case] = &[
+            (&[], false, None),
+            (&[(S::Success, false), (S::Skipped, false)], false, Some(S::Success)),
+            (&[(S::Skipped, false)], false, Some(S::Skipped)),
+            (&[(S::Failed, true), (S::Success, false)], false, Some(S::Success)),
+            (&[(S::Failed, false), (S::Success, false)], false, Some(S::Failed)),
+            (&[(S::Manual, true), (S::Success, false)], false, Some(S::Success)),
+            (&[(S::Manual, false), (S::Success, false)], false, Some(S::Manual)),
+            (&[(S::Manual, true)], false, Some(S::Skipped)),
+            (&[(S::Success, false), (S::Skipped, false)], true, Some(S::Skipped)),
+            (&[(S::Running, false), (S::Success, false)], true, Some(S::Pending)),
+            (&[(S::Canceled, false), (S::Success, false)], false, Some(S::Canceled)),
+            (&[(S::Failed, false), (S::Running, false)], false, Some(S::Running)),
+        ];
+        for (statuses, dag, expected) in cases {
+            assert_eq!(
+                composite(statuses.iter().copied(), *dag),
+                *expected,
+                "{statuses:?} dag={dag}"
+            );
+        }
     }
 }
