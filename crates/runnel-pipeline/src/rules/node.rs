@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use crate::diag::{Diagnostic, Diagnostics};
+use crate::keywords;
 use crate::rules::parse::Expr;
 use crate::rules::rule::{Changes, Exists, Rule};
 use crate::source::{Pos, Span};
@@ -28,17 +29,7 @@ impl RulesKind {
     /// GitLab: the `allowed_keys` each place passes to `Entry::Rules::Rule`.
     pub fn keys(self) -> &'static [&'static str] {
         match self {
-            RulesKind::Job => &[
-                "if",
-                "changes",
-                "exists",
-                "when",
-                "start_in",
-                "allow_failure",
-                "variables",
-                "needs",
-                "interruptible",
-            ],
+            RulesKind::Job => keywords::RULE,
             // GitLab: entry/workflow.rb also lets through `start_in`, `allow_failure` and
             // `needs` ("should not be allowed but we can't break this behavior now").
             RulesKind::Workflow => &[
@@ -59,15 +50,8 @@ impl RulesKind {
     /// GitLab: the `allowed_when` each place passes to `Entry::Rules::Rule`.
     pub fn when_values(self) -> &'static [&'static str] {
         match self {
-            RulesKind::Job => &[
-                "on_success",
-                "on_failure",
-                "always",
-                "never",
-                "manual",
-                "delayed",
-            ],
-            RulesKind::Workflow | RulesKind::Include => &["always", "never"],
+            RulesKind::Job => keywords::RULE_WHEN,
+            RulesKind::Workflow | RulesKind::Include => keywords::WORKFLOW_WHEN,
         }
     }
 }
