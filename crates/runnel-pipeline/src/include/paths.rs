@@ -6,6 +6,8 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
+use crate::rules::rule::relative_slash_path;
+
 /// Standard base64 with padding (for `integrity: sha256-...`).
 pub(super) fn base64(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -43,14 +45,7 @@ pub(super) fn list_files(root: &Path) -> Vec<String> {
         .filter_entry(|e| e.file_name() != ".git")
         .filter_map(Result::ok)
         .filter(|e| e.file_type().is_file())
-        .filter_map(|e| {
-            let rel = e.path().strip_prefix(root).ok()?;
-            let parts: Vec<String> = rel
-                .components()
-                .map(|c| c.as_os_str().to_string_lossy().into_owned())
-                .collect();
-            Some(parts.join("/"))
-        })
+        .filter_map(|e| relative_slash_path(root, e.path()))
         .collect();
     files.sort();
     files

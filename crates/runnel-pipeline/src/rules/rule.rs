@@ -159,17 +159,22 @@ fn list_files(dir: &Path, max_depth: usize) -> Vec<String> {
         .filter_entry(|e| !(e.depth() > 0 && e.file_name() == ".git"))
         .filter_map(Result::ok)
         .filter(|e| !e.file_type().is_dir())
-        .filter_map(|e| {
-            let rel = e.path().strip_prefix(dir).ok()?;
-            let parts: Vec<String> = rel
-                .components()
-                .map(|c| c.as_os_str().to_string_lossy().into_owned())
-                .collect();
-            Some(parts.join("/"))
-        })
+        .filter_map(|e| relative_slash_path(dir, e.path()))
         .collect();
     files.sort();
     files
+}
+
+/// `path` relative to `root`, its components joined with `/` (the form GitLab matches
+/// `rules:changes`, `rules:exists` and `include:local` wildcards against).
+pub(crate) fn relative_slash_path(root: &Path, path: &Path) -> Option<String> {
+    let parts: Vec<String> = path
+        .strip_prefix(root)
+        .ok()?
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    Some(parts.join("/"))
 }
 
 /// What the rules decided for one job (or pipeline, or include).
