@@ -14,6 +14,9 @@ use std::path::{Component, Path, PathBuf};
 use globset::{GlobBuilder, GlobMatcher, GlobSet, GlobSetBuilder};
 use zip::write::SimpleFileOptions;
 
+use crate::error::ExecError;
+use crate::trace::Trace;
+
 /// Why an archive could not be made or extracted.
 #[derive(Debug, thiserror::Error)]
 pub enum ArchiveError {
@@ -150,6 +153,39 @@ fn walk(root: &Path) -> Vec<(PathBuf, bool)> {
             Some((rel, entry.file_type().is_dir()))
         })
         .collect()
+}
+
+/// [`select`] on a blocking thread, its messages written to `trace` (warnings as warnings).
+pub(crate) async fn select_traced<E>(
+    root: PathBuf,
+    paths: Vec<String>,
+    exclude: Vec<String>,
+    untracked: Option<Vec<PathBuf>>,
+    trace: &mut Trace,
+) -> Result<BTreeSet<PathBuf>, E>
+where
+    E: From<ExecError> + From<ArchiveError>,
+{
+    let selection = tokio::task::spawn_blocking(move || {
+        select(
+            &root,
+            &SelectSpec {
+                paths: &paths,
+                exclude: &exclude,
+                untracked,
+            },
+        )
+    })
+    .await
+    .map_err(ExecError::Join)??;
+    for (warning, line) in &selection.messages {
+        if *warning {
+            trace.warning(line)
+        } else {
+            trace.println(line)
+        }
+    }
+    Ok(selection.entries)
 }
 
 /// Chooses the files for an archive from `spec`, relative to `root`.

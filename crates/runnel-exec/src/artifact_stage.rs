@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use runnel_api::ArtifactSpec;
 
-use crate::archive::{self, ArchiveError, SelectSpec};
+use crate::archive::{self, ArchiveError};
 use crate::context::JobContext;
 use crate::error::ExecError;
 use crate::executor::PreparedJob;
@@ -121,26 +121,7 @@ async fn select(
     untracked: Option<Vec<PathBuf>>,
 ) -> Result<BTreeSet<PathBuf>, UploadError> {
     let root = job.project_dir.clone();
-    let selection = tokio::task::spawn_blocking(move || {
-        archive::select(
-            &root,
-            &SelectSpec {
-                paths: &paths,
-                exclude: &exclude,
-                untracked,
-            },
-        )
-    })
-    .await
-    .map_err(ExecError::Join)??;
-    for (warning, line) in &selection.messages {
-        if *warning {
-            trace.warning(line)
-        } else {
-            trace.println(line)
-        }
-    }
-    Ok(selection.entries)
+    archive::select_traced(root, paths, exclude, untracked, trace).await
 }
 
 async fn upload_archive(

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use runnel_api::{CachePolicy, CacheSpec};
 
-use crate::archive::{self, SelectSpec};
+use crate::archive;
 use crate::context::JobContext;
 use crate::error::ExecError;
 use crate::executor::PreparedJob;
@@ -169,32 +169,15 @@ async fn save_one(
         .map(|p| job.variables.expand(p))
         .collect();
     let root = job.project_dir.clone();
-    let selection = tokio::task::spawn_blocking(move || {
-        archive::select(
-            &root,
-            &SelectSpec {
-                paths: &paths,
-                exclude: &[],
-                untracked,
-            },
-        )
-    })
-    .await
-    .map_err(ExecError::Join)??;
-    for (warning, line) in &selection.messages {
-        if *warning {
-            trace.warning(line)
-        } else {
-            trace.println(line)
-        }
-    }
-    if selection.entries.is_empty() {
+    let entries =
+        archive::select_traced::<SaveError>(root, paths, Vec::new(), untracked, trace).await?;
+    if entries.is_empty() {
         trace.warning("No files to archive");
         return Ok(false);
     }
     let zip: PathBuf = job.tmp_dir.join(format!("cache-{index}.zip"));
     let (root, target) = (job.project_dir.clone(), zip.clone());
-    tokio::task::spawn_blocking(move || archive::write_zip(&root, &selection.entries, &target))
+    tokio::task::spawn_blocking(move || archive::write_zip(&root, &entries, &target))
         .await
         .map_err(ExecError::Join)??;
     ctx.cache.save(key, &zip).await?;
