@@ -48,8 +48,15 @@ pub(crate) async fn run_hook(
         cancel: ctx.cancel.clone(),
         deadline: run.deadline,
     };
-    match executor.run(job, stage, trace).await? {
-        ScriptEnd::Exited(0) => return Ok(true),
+    let end = executor.run(job, stage, trace).await?;
+    Ok(record_end(run, end))
+}
+
+/// Records how a script stage ended in `run`: a non-zero exit is a `script_failure`, a timeout
+/// a `job_execution_timeout`, a cancel `job_canceled`. Returns whether the stage succeeded.
+fn record_end(run: &mut Run, end: ScriptEnd) -> bool {
+    match end {
+        ScriptEnd::Exited(0) => return true,
         ScriptEnd::Exited(code) => run.fail(
             JobStatus::Failed,
             Some(FailureReason::ScriptFailure),
@@ -64,7 +71,7 @@ pub(crate) async fn run_hook(
             run.fail(JobStatus::Canceled, Some(FailureReason::JobCanceled), None)
         }
     }
-    Ok(false)
+    false
 }
 
 pub(crate) async fn run_steps(
@@ -106,22 +113,7 @@ pub(crate) async fn run_steps(
         };
         let end = executor.run(job, stage, trace).await;
         trace.section_end();
-        match end? {
-            ScriptEnd::Exited(0) => {}
-            ScriptEnd::Exited(code) => run.fail(
-                JobStatus::Failed,
-                Some(FailureReason::ScriptFailure),
-                Some(code),
-            ),
-            ScriptEnd::TimedOut => run.fail(
-                JobStatus::Failed,
-                Some(FailureReason::JobExecutionTimeout),
-                None,
-            ),
-            ScriptEnd::Canceled => {
-                run.fail(JobStatus::Canceled, Some(FailureReason::JobCanceled), None)
-            }
-        }
+        record_end(run, end?);
         if !run.succeeded() {
             break;
         }
