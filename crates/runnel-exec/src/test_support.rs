@@ -9,6 +9,7 @@ use runnel_api::{
     JobToken, JobVariable, RunnerInfo, Step, When,
 };
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use crate::build::run_job_with;
 use crate::context::JobContext;
@@ -378,6 +379,36 @@ pub async fn run_to_end(executor: &mut dyn Executor, payload: JobPayload, ctx: J
         events,
         trace,
     }
+}
+
+/// Runs `payload` in `ctx` with `executor` and cancels `stop` (the context's `cancel` or
+/// `abort`) once the job prints the line `started`. Returns the outcome and the output lines.
+pub async fn run_stopped_once_started(
+    executor: &mut dyn Executor,
+    payload: JobPayload,
+    ctx: JobContext,
+    stop: CancellationToken,
+) -> (JobOutcome, Vec<String>) {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let job = run_job_with(executor, payload, ctx, tx);
+    let watch = async {
+        let mut lines = Vec::new();
+        while let Some(event) = rx.recv().await {
+            match event {
+                JobEvent::Output { line, .. } => {
+                    if line == "started" {
+                        stop.cancel();
+                    }
+                    lines.push(line);
+                }
+                JobEvent::Finished { .. } => break,
+                _ => {}
+            }
+        }
+        lines
+    };
+    let (outcome, lines) = tokio::join!(job, watch);
+    (outcome.expect("runnel does not break"), lines)
 }
 
 /// Runs `payload` in `ctx` with a fresh executor from `make`.

@@ -15,7 +15,9 @@ use runnel_exec::docker::{
     DockerConfig, DockerExecutor, JOB_LABEL, PullPolicy, TEST_BUSYBOX_IMAGE, TEST_PYTHON_IMAGE,
     docker_available,
 };
-use runnel_exec::test_support::{PayloadBuilder, Ran, TestProject, run_to_end};
+use runnel_exec::test_support::{
+    PayloadBuilder, Ran, TestProject, run_stopped_once_started, run_to_end,
+};
 use runnel_exec::{ExecError, JobContext, JobEvent, JobOutcome, JobStatus, run_job_with};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -60,32 +62,16 @@ fn spawn_job(
     (job, rx)
 }
 
-/// Runs `payload` in `ctx` and cancels `stop` (the context's `cancel` or `abort`) once the job
-/// prints `started`; returns the outcome and the output lines.
-async fn run_stopped_once_started(
+/// Runs `payload` in `ctx` with the Docker executor of [`config`] and cancels `stop` once the
+/// job prints `started`; returns the outcome and the output.
+async fn run_stopped(
     ctx: JobContext,
     payload: JobPayload,
     stop: CancellationToken,
 ) -> (JobOutcome, String) {
-    let (job, mut rx) = spawn_job(ctx, payload);
-    let mut output = String::new();
-    while let Some(event) = rx.recv().await {
-        if let JobEvent::Output { line, .. } = &event {
-            output.push_str(line);
-            output.push('\n');
-            if line == "started" {
-                stop.cancel();
-            }
-        }
-        if matches!(event, JobEvent::Finished { .. }) {
-            break;
-        }
-    }
-    let outcome = job
-        .await
-        .expect("the job task ends")
-        .expect("runnel does not break");
-    (outcome, output)
+    let mut executor = DockerExecutor::new(config());
+    let (outcome, lines) = run_stopped_once_started(&mut executor, payload, ctx, stop).await;
+    (outcome, lines.join("\n"))
 }
 
 fn image(name: &str) -> Image {
@@ -495,7 +481,7 @@ async fn docker_cancel_stops_and_removes_the_container() {
     );
     let ctx = project.context("9115");
     let cancel = ctx.cancel.clone();
-    let (outcome, output) = run_stopped_once_started(ctx, payload, cancel).await;
+    let (outcome, output) = run_stopped(ctx, payload, cancel).await;
     assert_eq!(outcome.status, JobStatus::Canceled, "{output}");
     assert!(output.contains("after=canceled"), "{output}");
     assert!(leftovers(9115).await.is_empty());
@@ -658,7 +644,7 @@ async fn docker_abort_on_runner_shutdown_removes_everything_without_after_script
     payload.services = vec![http_service("web")];
     let ctx = project.context("9120");
     let abort = ctx.abort.clone();
-    let (outcome, output) = run_stopped_once_started(ctx, payload, abort).await;
+    let (outcome, output) = run_stopped(ctx, payload, abort).await;
     assert_eq!(outcome.status, JobStatus::Canceled, "{output}");
     assert!(!output.contains("after-ran"), "{output}");
     assert!(leftovers(9120).await.is_empty());

@@ -1,10 +1,8 @@
 //! Timeouts and cancellation kill the whole process tree.
 
 use runnel_api::FailureReason;
-use runnel_exec::JobEvent;
 use runnel_exec::JobStatus;
-use runnel_exec::test_support::{PayloadBuilder, TestProject};
-use tokio::sync::mpsc;
+use runnel_exec::test_support::{PayloadBuilder, TestProject, run_stopped_once_started};
 
 use crate::{executors, process_alive, project_dir, read_pid, run};
 
@@ -77,27 +75,8 @@ async fn cancel_kills_the_tree_and_runs_after_script() {
             .build();
         let ctx = project.context("22");
         let cancel = ctx.cancel.clone();
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        let mut executor = make();
-        let job = runnel_exec::run_job_with(executor.as_mut(), payload, ctx, tx);
-        let watch = async {
-            let mut lines = Vec::new();
-            while let Some(event) = rx.recv().await {
-                match event {
-                    JobEvent::Output { line, .. } => {
-                        if line == "started" {
-                            cancel.cancel();
-                        }
-                        lines.push(line);
-                    }
-                    JobEvent::Finished { .. } => break,
-                    _ => {}
-                }
-            }
-            lines
-        };
-        let (outcome, lines) = tokio::join!(job, watch);
-        let outcome = outcome.expect("runnel does not break");
+        let (outcome, lines) =
+            run_stopped_once_started(make().as_mut(), payload, ctx, cancel).await;
         assert_eq!(outcome.status, JobStatus::Canceled, "{name}");
         assert!(
             lines.iter().any(|l| l == "after=canceled"),
@@ -121,31 +100,8 @@ async fn abort_skips_after_script() {
             .build();
         let ctx = project.context("23");
         let abort = ctx.abort.clone();
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        let mut executor = make();
-        let job = runnel_exec::run_job_with(executor.as_mut(), payload, ctx, tx);
-        let watch = async {
-            let mut lines = Vec::new();
-            while let Some(event) = rx.recv().await {
-                match event {
-                    JobEvent::Output { line, .. } => {
-                        if line == "started" {
-                            abort.cancel();
-                        }
-                        lines.push(line);
-                    }
-                    JobEvent::Finished { .. } => break,
-                    _ => {}
-                }
-            }
-            lines
-        };
-        let (outcome, lines) = tokio::join!(job, watch);
-        assert_eq!(
-            outcome.expect("runnel does not break").status,
-            JobStatus::Canceled,
-            "{name}"
-        );
+        let (outcome, lines) = run_stopped_once_started(make().as_mut(), payload, ctx, abort).await;
+        assert_eq!(outcome.status, JobStatus::Canceled, "{name}");
         assert!(!lines.iter().any(|l| l == "after-ran"), "{name}");
     }
 }
