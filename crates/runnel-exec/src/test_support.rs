@@ -15,7 +15,7 @@ use crate::build::run_job_with;
 use crate::context::JobContext;
 use crate::event::JobEvent;
 use crate::executor::Executor;
-use crate::outcome::JobOutcome;
+use crate::outcome::{JobOutcome, JobStatus};
 use crate::sources::{Sources, WorkingTree};
 use crate::store::{LocalArtifactStore, LocalCacheStore};
 
@@ -357,6 +357,21 @@ pub struct Ran {
     pub output: String,
     /// The full trace as written to the log file.
     pub trace: String,
+}
+
+impl Ran {
+    /// Asserts that the job ended with `status`, showing the output otherwise; `case` names the
+    /// case (the executor) in the message.
+    #[track_caller]
+    pub fn assert_status(&self, status: JobStatus, case: &str) {
+        assert_eq!(self.outcome.status, status, "{case}: {}", self.output);
+    }
+
+    /// Asserts that the output contains `text`, showing the output otherwise.
+    #[track_caller]
+    pub fn assert_output_contains(&self, text: &str, case: &str) {
+        assert!(self.output.contains(text), "{case}: {}", self.output);
+    }
 }
 
 /// Runs `payload` in `ctx` (a [`TestProject::context`]) with `executor` and collects its events

@@ -45,12 +45,7 @@ async fn artifacts_zip_honours_globs_exclude_and_untracked() {
             )
             .build();
         let ran = run(make, &project, payload).await;
-        assert_eq!(
-            ran.outcome.status,
-            JobStatus::Success,
-            "{name}: {}",
-            ran.output
-        );
+        ran.assert_status(JobStatus::Success, name);
         let stored = ran
             .outcome
             .artifacts
@@ -169,12 +164,7 @@ async fn dependency_artifacts_are_extracted() {
             .script(&["cat dist/link"])
             .build();
         let ran = run(make, &project, payload).await;
-        assert_eq!(
-            ran.outcome.status,
-            JobStatus::Success,
-            "{name}: {}",
-            ran.output
-        );
+        ran.assert_status(JobStatus::Success, name);
         assert!(ran.output.contains("\npayload"), "{name}: {}", ran.output);
     }
 }
@@ -229,17 +219,8 @@ async fn cache_is_saved_and_restored_across_runs() {
             )
             .build();
         let ran = run(make, &project, first).await;
-        assert_eq!(
-            ran.outcome.status,
-            JobStatus::Success,
-            "{name}: {}",
-            ran.output
-        );
-        assert!(
-            ran.output.contains("Created cache"),
-            "{name}: {}",
-            ran.output
-        );
+        ran.assert_status(JobStatus::Success, name);
+        ran.assert_output_contains("Created cache", name);
         assert!(
             project
                 .path()
@@ -258,21 +239,12 @@ async fn cache_is_saved_and_restored_across_runs() {
             )
             .build();
         let ran = run(make, &project, second).await;
-        assert_eq!(
-            ran.outcome.status,
-            JobStatus::Success,
-            "{name}: {}",
-            ran.output
-        );
+        ran.assert_status(JobStatus::Success, name);
         assert!(
             ran.output.contains("Successfully extracted cache"),
             "{name}"
         );
-        assert!(
-            ran.output.contains("\ncached-content"),
-            "{name}: {}",
-            ran.output
-        );
+        ran.assert_output_contains("\ncached-content", name);
         assert!(
             !ran.trace.contains("archive_cache"),
             "{name}: a pull cache is not saved"
@@ -309,12 +281,7 @@ async fn dotenv_junit_and_coverage_reports_are_read() {
             .report("cobertura", &["coverage.xml"])
             .build();
         let ran = run(make, &project, payload).await;
-        assert_eq!(
-            ran.outcome.status,
-            JobStatus::Success,
-            "{name}: {}",
-            ran.output
-        );
+        ran.assert_status(JobStatus::Success, name);
         assert_eq!(
             ran.outcome.dotenv,
             [
@@ -352,11 +319,7 @@ async fn invalid_dotenv_fails_the_job() {
             .build();
         let ran = run(make, &project, payload).await;
         assert_eq!(ran.outcome.status, JobStatus::Failed, "{name}");
-        assert!(
-            ran.output.contains("invalid format on line 2"),
-            "{name}: {}",
-            ran.output
-        );
+        ran.assert_output_contains("invalid format on line 2", name);
     }
 }
 

@@ -14,12 +14,7 @@ async fn successful_job_echoes_commands_and_succeeds() {
             .script(&["echo hello", "echo world"])
             .build();
         let ran = run(make, &project, payload).await;
-        assert_eq!(
-            ran.outcome.status,
-            JobStatus::Success,
-            "{name}: {}",
-            ran.output
-        );
+        ran.assert_status(JobStatus::Success, name);
         assert!(
             ran.output
                 .contains("\x1b[32;1m$ echo hello\x1b[0;m\nhello\n"),
@@ -96,11 +91,7 @@ async fn after_script_runs_after_a_failure_with_the_job_status() {
             Some(1),
             "{name}: after_script does not change the result"
         );
-        assert!(
-            ran.output.contains("status=failed env=kept"),
-            "{name}: {}",
-            ran.output
-        );
+        ran.assert_output_contains("status=failed env=kept", name);
         assert!(
             ran.output
                 .contains("after_script failed, but job will continue unaffected"),
@@ -118,11 +109,7 @@ async fn after_script_sees_success() {
             .after_script(&["echo status=$CI_JOB_STATUS"])
             .build();
         let ran = run(make, &project, payload).await;
-        assert!(
-            ran.output.contains("status=success"),
-            "{name}: {}",
-            ran.output
-        );
+        ran.assert_output_contains("status=success", name);
     }
 }
 
@@ -161,11 +148,7 @@ async fn variables_are_expanded_and_file_variables_are_paths() {
             ])
             .build();
         let ran = run(make, &project, payload).await;
-        assert!(
-            ran.output.contains("derived=x-y x $BASE"),
-            "{name}: {}",
-            ran.output
-        );
+        ran.assert_output_contains("derived=x-y x $BASE", name);
         assert!(ran.output.contains("quoted=it's \"quoted\""), "{name}");
         assert!(ran.output.contains("config=file-content"), "{name}");
         let dir = crate::project_dir(&project);
@@ -197,11 +180,7 @@ async fn masked_values_are_hidden_even_across_chunks() {
         let ran = run(make, &project, payload).await;
         assert!(!ran.trace.contains("s3cr3t-v"), "{name}: {}", ran.trace);
         assert!(ran.output.contains("[MASKED]\n"), "{name}");
-        assert!(
-            ran.output.contains("[MASKED] url=[MASKED]"),
-            "{name}: {}",
-            ran.output
-        );
+        ran.assert_output_contains("[MASKED] url=[MASKED]", name);
         assert!(ran.output.contains("glpat-[MASKED]"), "{name}");
     }
 }
@@ -269,20 +248,10 @@ async fn working_tree_copy_includes_uncommitted_files_but_not_ignored_ones() {
             ])
             .build();
         let ran = run(make, &project, payload.clone()).await;
-        assert_eq!(
-            ran.outcome.status,
-            JobStatus::Success,
-            "{name}: {}",
-            ran.output
-        );
+        ran.assert_status(JobStatus::Success, name);
         assert!(ran.output.contains("uncommitted edit"), "{name}");
         let ran = run(make, &project, payload).await;
-        assert_eq!(
-            ran.outcome.status,
-            JobStatus::Success,
-            "{name}: {}",
-            ran.output
-        );
+        ran.assert_status(JobStatus::Success, name);
         assert!(
             !crate::project_dir(&project).join("ignored.txt").exists(),
             "{name}"
@@ -304,12 +273,7 @@ async fn get_sources_hooks_run_around_the_sources() {
             .script(&["true"])
             .build();
         let ran = run(make, &project, payload).await;
-        assert_eq!(
-            ran.outcome.status,
-            JobStatus::Success,
-            "{name}: {}",
-            ran.output
-        );
+        ran.assert_status(JobStatus::Success, name);
         let pre = ran.output.find("\npre-hook").expect("pre hook output");
         let post = ran
             .output
@@ -377,23 +341,10 @@ async fn working_tree_copy_is_a_git_repository_at_the_users_head() {
             ])
             .build();
         let ran = run(make, &project, payload.clone()).await;
-        assert_eq!(
-            ran.outcome.status,
-            JobStatus::Success,
-            "{name}: {}",
-            ran.output
-        );
-        assert!(
-            ran.output.contains(&format!("head={head}")),
-            "{name}: {}",
-            ran.output
-        );
+        ran.assert_status(JobStatus::Success, name);
+        ran.assert_output_contains(&format!("head={head}"), name);
         assert!(ran.output.contains("\nv1.2.0"), "{name}: {}", ran.output);
-        assert!(
-            ran.output.contains("\n M tracked.txt"),
-            "{name}: {}",
-            ran.output
-        );
+        ran.assert_output_contains("\n M tracked.txt", name);
         let ran = run(make, &project, payload).await;
         assert!(
             ran.output.contains(&format!("head={head}")),

@@ -47,12 +47,7 @@ async fn finished_job_leaves_no_background_children() {
             .script(&["sleep 1000 & echo $! > bg.pid", "echo done"])
             .build();
         let ran = run(make, &project, payload).await;
-        assert_eq!(
-            ran.outcome.status,
-            JobStatus::Success,
-            "{name}: {}",
-            ran.output
-        );
+        ran.assert_status(JobStatus::Success, name);
         let pid = read_pid(&project_dir(&project).join("bg.pid"));
         assert!(
             !process_alive(pid),

@@ -57,12 +57,7 @@ async fn git_sources_check_out_the_requested_commit() {
             let mut ctx = project.context(&id.to_string());
             ctx.sources = Sources::Git;
             let ran = run_with(make, payload, ctx).await;
-            assert_eq!(
-                ran.outcome.status,
-                JobStatus::Success,
-                "{name}: {}",
-                ran.output
-            );
+            ran.assert_status(JobStatus::Success, name);
             assert!(
                 ran.output.contains(&format!(
                     "Checking out {} as detached HEAD (ref is main)",
@@ -70,11 +65,7 @@ async fn git_sources_check_out_the_requested_commit() {
                 )),
                 "{name}"
             );
-            assert!(
-                ran.output.contains(&format!("\n{expected}")),
-                "{name}: {}",
-                ran.output
-            );
+            ran.assert_output_contains(&format!("\n{expected}"), name);
         }
     }
 }
@@ -88,12 +79,7 @@ async fn git_strategy_none_and_empty_leave_or_clear_the_directory() {
         let mut ctx = project.context("82");
         ctx.sources = Sources::Git;
         let ran = run_with(make, payload, ctx.clone()).await;
-        assert_eq!(
-            ran.outcome.status,
-            JobStatus::Success,
-            "{name}: {}",
-            ran.output
-        );
+        ran.assert_status(JobStatus::Success, name);
 
         let payload = git_payload(&project, 83, &second, &["cat kept.txt"])
             .var("GIT_STRATEGY", "none")
@@ -180,20 +166,11 @@ async fn submodules_are_checked_out_with_git_submodule_strategy() {
             project.context("86").with_sources(Sources::Git),
         )
         .await;
-        assert_eq!(
-            ran.outcome.status,
-            JobStatus::Success,
-            "{name}: {}",
-            ran.output
-        );
+        ran.assert_status(JobStatus::Success, name);
         assert!(
             ran.output.contains("Updating/initializing submodules..."),
             "{name}"
         );
-        assert!(
-            ran.output.contains("\nfrom the submodule"),
-            "{name}: {}",
-            ran.output
-        );
+        ran.assert_output_contains("\nfrom the submodule", name);
     }
 }
