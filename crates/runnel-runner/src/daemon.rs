@@ -142,10 +142,12 @@ pub async fn run_controlled(
         metrics.clone(),
         force_rx,
     ));
+    // One client (TLS config, connection pool) for the daemon and token rotation.
+    let http = http_client()?;
     tokio::spawn(crate::rotation::rotate_tokens(
         options.config_path.clone(),
         config_rx.clone(),
-        http_client()?,
+        http.clone(),
         system_id.clone(),
     ));
     let mut daemon = Daemon {
@@ -158,7 +160,7 @@ pub async fn run_controlled(
             system_id,
             check_interval: Arc::new(AtomicU64::new(config.check_interval_secs())),
         },
-        http: http_client()?,
+        http,
         runners: HashMap::new(),
         pollers: TaskTracker::new(),
         slot_count: config.concurrent(),
