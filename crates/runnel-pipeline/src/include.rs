@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use sha2::Digest as _;
 
 use crate::diag::{Diagnostic, Diagnostics};
+use crate::expand::expand_server;
 use crate::extends::deep_merge;
 use crate::inputs::{self, Context};
 use crate::resolve::LoadOptions;
@@ -272,7 +273,7 @@ impl<'a, 'o> Loader<'a, 'o> {
         }
         let targets = match &entry.value {
             Value::Str(s) => {
-                let location = inputs::expand(s, self.variables(origin), false);
+                let location = expand_server(s, &self.variables(origin));
                 if location.starts_with("http://") || location.starts_with("https://") {
                     self.remote_target(&location, entry.span)
                 } else {
@@ -456,7 +457,7 @@ impl<'a, 'o> Loader<'a, 'o> {
             return Some(Vec::new());
         }
         let vars = self.variables(origin);
-        let text = |node: &Node| node.as_str().map(|s| inputs::expand(s, vars, false));
+        let text = |node: &Node| node.as_str().map(|s| expand_server(s, &vars));
         let targets = match key.name.as_str() {
             "local" => match text(value) {
                 Some(path) => self.local_targets(&path, value.span, origin),

@@ -10,6 +10,7 @@ use std::sync::LazyLock;
 use regex::Regex;
 
 use crate::diag::{Diagnostic, Diagnostics};
+use crate::expand::expand_server_existing;
 use crate::source::Span;
 use crate::yaml::{Key, Node, Value};
 
@@ -394,7 +395,7 @@ fn apply_function(function: &str, value: Node, ctx: &Context) -> Result<Node, St
             text.chars().skip(offset).take(length).collect()
         }
         "posix_escape" => shell_escape(text),
-        _ => expand_existing(text, &ctx.variables),
+        _ => expand_server_existing(text, &ctx.variables),
     };
     Ok(Node::new(value.span, Value::Str(result)))
 }
@@ -416,36 +417,6 @@ fn shell_escape(s: &str) -> String {
         }
     }
     out
-}
-
-/// GitLab's `ExpandVariables.expand_existing`: `$X`, `${X}` and `%X%` of known variables are
-/// replaced; unknown ones stay as written.
-pub(crate) fn expand_existing(s: &str, variables: &[(String, String)]) -> String {
-    expand(s, variables, true)
-}
-
-/// Expands `$X`, `${X}` and `%X%`; `keep_unknown` leaves unknown references as written, else
-/// they become empty (GitLab's `ExpandVariables.expand`).
-pub(crate) fn expand(s: &str, variables: &[(String, String)], keep_unknown: bool) -> String {
-    static VAR: LazyLock<Regex> = LazyLock::new(|| {
-        Regex::new(
-            r"\$([a-zA-Z_][a-zA-Z0-9_]*)|\$\{([a-zA-Z_][a-zA-Z0-9_]*)\}|%([a-zA-Z_][a-zA-Z0-9_]*)%",
-        )
-        .expect("valid regex")
-    });
-    VAR.replace_all(s, |caps: &regex::Captures<'_>| {
-        let name = caps
-            .get(1)
-            .or(caps.get(2))
-            .or(caps.get(3))
-            .map_or("", |m| m.as_str());
-        match variables.iter().rev().find(|(k, _)| k == name) {
-            Some((_, v)) => v.clone(),
-            None if keep_unknown => caps[0].to_owned(),
-            None => String::new(),
-        }
-    })
-    .into_owned()
 }
 
 /// Ruby's `to_s` of an interpolated value inside a larger string.
@@ -483,7 +454,7 @@ fn ruby_inspect(node: &Node) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{expand, shell_escape};
+    use super::shell_escape;
 
     #[test]
     fn shell_escape_matches_ruby_shellwords() {
@@ -491,12 +462,5 @@ mod tests {
         assert_eq!(shell_escape("a b"), "a\\ b");
         assert_eq!(shell_escape("it's"), "it\\'s");
         assert_eq!(shell_escape("x/y-1.2"), "x/y-1.2");
-    }
-
-    #[test]
-    fn expand_replaces_known_variables() {
-        let vars = vec![("A".to_owned(), "1".to_owned())];
-        assert_eq!(expand("$A ${A} %A% $B", &vars, true), "1 1 1 $B");
-        assert_eq!(expand("$A-$B", &vars, false), "1-");
     }
 }

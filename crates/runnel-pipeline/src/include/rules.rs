@@ -2,9 +2,9 @@
 //! GitLab: lib/gitlab/ci/config/external/rules.rb.
 
 use crate::diag::Diagnostic;
+use crate::expand::expand_server;
 use crate::include::paths::glob_regex;
 use crate::include::{Loader, Origin};
-use crate::inputs;
 use crate::yaml::{Node, Value};
 
 impl Loader<'_, '_> {
@@ -64,7 +64,7 @@ impl Loader<'_, '_> {
                 None => Vec::new().into(),
             };
             let any = paths.iter().any(|p| {
-                let p = inputs::expand(p, self.variables(origin), false);
+                let p = expand_server(p, &self.variables(origin));
                 let pattern = glob_regex(p.trim_start_matches('/'));
                 files.iter().any(|f| pattern.is_match(f))
             });
@@ -77,7 +77,7 @@ impl Loader<'_, '_> {
             let globs = rule_paths(changes);
             let vars = self.variables(origin);
             let any = globs.iter().any(|g| {
-                let pattern = glob_regex(inputs::expand(g, vars, false).trim_start_matches('/'));
+                let pattern = glob_regex(expand_server(g, &vars).trim_start_matches('/'));
                 changed.iter().any(|f| pattern.is_match(f))
             });
             if !any {

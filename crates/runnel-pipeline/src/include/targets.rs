@@ -2,9 +2,9 @@
 //! `template`, `project` and `component`.
 
 use crate::diag::Diagnostic;
+use crate::expand::expand_server;
 use crate::include::paths::{has_yaml_extension, wildcard_regex};
 use crate::include::{Loader, Origin, Target, TargetSource};
-use crate::inputs;
 use crate::source::Span;
 use crate::yaml::{Node, Value};
 
@@ -191,7 +191,7 @@ impl Loader<'_, '_> {
         let reference = entry
             .get("ref")
             .and_then(Node::as_str)
-            .map(|r| inputs::expand(r, vars, false));
+            .map(|r| expand_server(r, &vars));
         let root = self.opts.projects_dir.as_ref().and_then(|dir| {
             let mut candidates = Vec::new();
             if let Some(reference) = &reference {
@@ -212,7 +212,7 @@ impl Loader<'_, '_> {
         let vars = self.variables(origin);
         let mut targets = Vec::new();
         for (file, file_span) in files {
-            let file = inputs::expand(&file, vars, false);
+            let file = expand_server(&file, &vars);
             let rel = file.trim_start_matches('/').to_owned();
             if !has_yaml_extension(&rel) {
                 self.error(
