@@ -89,21 +89,9 @@ impl Pipeline {
 fn create(definition: &Definition, context: &PipelineContext) -> Result<Pipeline, Diagnostics> {
     let mut diags = Diagnostics::new();
     let predefined = context.rules_variables();
-    let cli: Vec<Variable> = context
-        .variables
-        .iter()
-        .map(|(k, v)| Variable::synthetic(k, v))
-        .collect();
 
     // Workflow rules see predefined, top-level and CLI variables.
-    let mut lookup: seed::Lookup = predefined.iter().cloned().collect();
-    lookup.extend(
-        definition
-            .variables
-            .iter()
-            .map(|v| (v.name.clone(), v.value.clone())),
-    );
-    lookup.extend(context.variables.iter().cloned());
+    let lookup = rules_lookup(&predefined, &definition.variables, context);
     let workflow = seed::evaluate_workflow(&definition.workflow, &lookup, context);
     let mut root_variables = definition.variables.clone();
     let Some(workflow) = workflow else {
@@ -120,7 +108,10 @@ fn create(definition: &Definition, context: &PipelineContext) -> Result<Pipeline
     };
     variables::merge(&mut root_variables, workflow.variables.clone());
     let outcome = WorkflowOutcome {
-        name: pipeline_name(definition, &root_variables, &predefined, &cli),
+        name: pipeline_name(
+            definition,
+            &rules_lookup(&predefined, &root_variables, context),
+        ),
         auto_cancel: workflow
             .auto_cancel
             .clone()
@@ -142,13 +133,7 @@ fn create(definition: &Definition, context: &PipelineContext) -> Result<Pipeline
         };
         for instance in instances {
             let job = instance_job(def, instance, &root_variables);
-            let mut lookup: seed::Lookup = predefined.iter().cloned().collect();
-            lookup.extend(
-                job.variables
-                    .iter()
-                    .map(|v| (v.name.clone(), v.value.clone())),
-            );
-            lookup.extend(context.variables.iter().cloned());
+            let lookup = rules_lookup(&predefined, &job.variables, context);
             match seed::decide(def, &lookup, context, has_workflow_rules) {
                 Ok(Some(decision)) => kept.push((i, job, decision)),
                 Ok(None) => {}
@@ -363,6 +348,19 @@ fn need_not_in_pipeline(name: &str, needed: &str, span: Span) -> Diagnostic {
     )
 }
 
+/// The variables rules and `workflow:name` see: predefined ones, then the YAML `variables`,
+/// then the CLI's (`--var`), later ones replacing earlier ones.
+fn rules_lookup(
+    predefined: &[(String, String)],
+    yaml: &[Variable],
+    context: &PipelineContext,
+) -> seed::Lookup {
+    let mut lookup: seed::Lookup = predefined.iter().cloned().collect();
+    lookup.extend(yaml.iter().map(|v| (v.name.clone(), v.value.clone())));
+    lookup.extend(context.variables.iter().cloned());
+    lookup
+}
+
 /// Dependency names with parallel base names replaced by their instances.
 fn expand_names(table: &crate::dag::NameTable, names: &[String]) -> Vec<String> {
     let mut out = Vec::new();
@@ -377,18 +375,9 @@ fn expand_names(table: &crate::dag::NameTable, names: &[String]) -> Vec<String> 
 
 /// `workflow:name` with variables expanded, trimmed; `None` when empty.
 /// GitLab: lib/gitlab/ci/pipeline/chain/populate_metadata.rb (`ExpandVariables.expand`).
-fn pipeline_name(
-    definition: &Definition,
-    root: &[Variable],
-    predefined: &[(String, String)],
-    cli: &[Variable],
-) -> Option<String> {
+fn pipeline_name(definition: &Definition, vars: &seed::Lookup) -> Option<String> {
     let name = definition.workflow.name.as_ref()?;
-    let mut vars: seed::Lookup = predefined.iter().cloned().collect();
-    for v in root.iter().chain(cli) {
-        vars.insert(v.name.clone(), v.value.clone());
-    }
-    let expanded = crate::expand::expand_server(name, &vars);
+    let expanded = crate::expand::expand_server(name, vars);
     let trimmed = expanded.trim();
     (!trimmed.is_empty()).then(|| trimmed.to_owned())
 }

@@ -169,12 +169,3 @@ pub fn merge(base: &mut Vec<Variable>, incoming: impl IntoIterator<Item = Variab
         }
     }
 }
-
-/// The value of the last definition of `name`.
-pub fn lookup<'a>(variables: &'a [Variable], name: &str) -> Option<&'a str> {
-    variables
-        .iter()
-        .rev()
-        .find(|v| v.name == name)
-        .map(|v| v.value.as_str())
-}
