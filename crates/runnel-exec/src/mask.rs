@@ -103,16 +103,17 @@ impl Masker {
             out.extend_from_slice(chunk);
             return;
         }
-        self.pending.extend_from_slice(chunk);
-        let pending = std::mem::take(&mut self.pending);
+        let mut pending = std::mem::take(&mut self.pending);
+        pending.extend_from_slice(chunk);
         let kept = self.scan(&pending, false, out);
-        self.pending = pending[kept..].to_vec();
+        pending.drain(..kept);
+        self.pending = pending;
     }
 
     /// Emits everything held back, masking what is there.
     pub(crate) fn flush(&mut self, out: &mut Vec<u8>) {
-        let pending = std::mem::take(&mut self.pending);
-        let _ = self.scan(&pending, true, out);
+        let _ = self.scan(&self.pending, true, out);
+        self.pending.clear();
     }
 
     /// Scans `input`; returns where the held-back tail starts (`input.len()` when nothing waits).

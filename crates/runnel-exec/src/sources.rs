@@ -280,6 +280,7 @@ fn remove_dir(dir: &Path) -> Result<(), ExecError> {
 fn sync_files(from: &Path, to: &Path, files: &[PathBuf], clean: bool) -> Result<usize, ExecError> {
     create_dir(to)?;
     let mut keep: HashSet<&Path> = HashSet::with_capacity(files.len() * 2);
+    let mut made: HashSet<&Path> = HashSet::new();
     let mut copied = 0;
     for rel in files {
         let src = from.join(rel);
@@ -290,8 +291,10 @@ fn sync_files(from: &Path, to: &Path, files: &[PathBuf], clean: bool) -> Result<
         for ancestor in rel.ancestors() {
             keep.insert(ancestor);
         }
-        if let Some(parent) = dst.parent() {
-            create_dir(parent)?;
+        if let Some(parent) = rel.parent()
+            && made.insert(parent)
+        {
+            create_dir(&to.join(parent))?;
         }
         if meta.file_type().is_symlink() {
             let target = fs::read_link(&src).map_err(ExecError::io("read the symlink", &src))?;
@@ -302,11 +305,12 @@ fn sync_files(from: &Path, to: &Path, files: &[PathBuf], clean: bool) -> Result<
                 copied += 1;
             }
         } else if meta.is_file() {
-            let same = fs::symlink_metadata(&dst).is_ok_and(|d| {
+            let existing = fs::symlink_metadata(&dst).ok();
+            let same = existing.as_ref().is_some_and(|d| {
                 d.is_file() && d.len() == meta.len() && d.modified().ok() == meta.modified().ok()
             });
             if !same {
-                if fs::symlink_metadata(&dst).is_ok_and(|d| !d.is_file()) {
+                if existing.is_some_and(|d| !d.is_file()) {
                     let _ = fs::remove_dir_all(&dst);
                     let _ = fs::remove_file(&dst);
                 }
