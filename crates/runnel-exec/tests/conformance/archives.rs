@@ -325,43 +325,33 @@ async fn invalid_dotenv_fails_the_job() {
 
 #[tokio::test]
 async fn cache_when_on_failure_is_saved_only_for_failed_jobs() {
+    let job = |id, name, script: &[&str]| {
+        PayloadBuilder::new(id, name)
+            .script(script)
+            .cache(
+                "failures",
+                &["out/"],
+                CachePolicy::PullPush,
+                When::OnFailure,
+            )
+            .build()
+    };
     for (name, make) in executors() {
         let project = TestProject::new();
-        let ok = PayloadBuilder::new(63, "ok")
-            .script(&["mkdir -p out", "echo x > out/a"])
-            .cache(
-                "failures",
-                &["out/"],
-                CachePolicy::PullPush,
-                When::OnFailure,
-            )
-            .build();
+        let cache = project.path().join(".runnel/cache/failures/cache.zip");
+        let ok = job(63, "ok", &["mkdir -p out", "echo x > out/a"]);
         let ran = run(make, &project, ok).await;
         assert!(
-            !ran.trace.contains("archive_cache"),
+            !ran.trace.contains("archive_cache") && !cache.exists(),
             "{name}: saved for a successful job"
         );
-        let failed = PayloadBuilder::new(64, "failed")
-            .script(&["mkdir -p out", "echo x > out/a", "exit 1"])
-            .cache(
-                "failures",
-                &["out/"],
-                CachePolicy::PullPush,
-                When::OnFailure,
-            )
-            .build();
+        let failed = job(64, "failed", &["mkdir -p out", "echo x > out/a", "exit 1"]);
         let ran = run(make, &project, failed).await;
         assert!(
             ran.trace.contains(":archive_cache_on_failure\r"),
             "{name}: {}",
             ran.trace
         );
-        assert!(
-            project
-                .path()
-                .join(".runnel/cache/failures/cache.zip")
-                .is_file(),
-            "{name}"
-        );
+        assert!(cache.is_file(), "{name}");
     }
 }
