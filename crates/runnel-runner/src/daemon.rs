@@ -164,10 +164,7 @@ pub async fn run_controlled(
         runners: HashMap::new(),
         pollers: TaskTracker::new(),
         slot_count: config.concurrent(),
-        config_dir: options
-            .config_path
-            .parent()
-            .map_or_else(|| PathBuf::from("."), std::path::Path::to_path_buf),
+        config_dir: crate::register::config_dir(&options.config_path),
     };
     daemon.shared.executor.start_up(&config.runners).await;
     daemon.apply(&config);

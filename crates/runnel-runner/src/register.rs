@@ -68,7 +68,8 @@ pub enum RegisterError {
     },
 }
 
-fn config_dir(config_path: &Path) -> std::path::PathBuf {
+/// The directory of `config.toml`, where gitlab-runner's `certs/` directory lives.
+pub(crate) fn config_dir(config_path: &Path) -> std::path::PathBuf {
     config_path
         .parent()
         .map_or_else(|| ".".into(), Path::to_path_buf)

@@ -11,8 +11,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use runnel_api::RunnerToken;
 use tokio::sync::watch;
 
-use crate::client::Coordinator;
+use crate::client::{Coordinator, http_client_for};
 use crate::config::{Config, ConfigEditor, RunnerConfig};
+use crate::register::config_dir;
 use crate::trace_patch::error_chain;
 
 /// Seconds since the epoch of a TOML datetime; `None` for local or date-only values and for
@@ -125,8 +126,11 @@ async fn rotate(
     http: &reqwest::Client,
     system_id: &str,
 ) -> Result<(), String> {
+    // The runner's own TLS files, as for polling.
+    let http =
+        http_client_for(http, runner, &config_dir(config_path)).map_err(|err| error_chain(&err))?;
     let coordinator = Coordinator::new(
-        http.clone(),
+        http,
         &runner.url,
         RunnerToken::new(runner.token.clone()),
         system_id.to_owned(),

@@ -41,13 +41,15 @@ impl std::fmt::Debug for Coordinator {
 /// Builds the shared HTTP client: rustls, gitlab-runner's timeouts, no automatic redirects
 /// (artifact uploads follow 307 themselves, with a fresh body).
 pub fn http_client() -> Result<reqwest::Client, ClientError> {
+    client_builder().build().map_err(ClientError::Build)
+}
+
+fn client_builder() -> reqwest::ClientBuilder {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(60 * 60))
         .connect_timeout(Duration::from_secs(30))
         .pool_idle_timeout(Duration::from_secs(90))
         .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .map_err(ClientError::Build)
 }
 
 /// The HTTP client for one `[[runners]]` entry: `shared` unless the entry has TLS files.
@@ -83,11 +85,7 @@ pub fn http_client_for(
             source,
         })
     };
-    let mut builder = reqwest::Client::builder()
-        .timeout(Duration::from_secs(60 * 60))
-        .connect_timeout(Duration::from_secs(30))
-        .pool_idle_timeout(Duration::from_secs(90))
-        .redirect(reqwest::redirect::Policy::none());
+    let mut builder = client_builder();
     if let Some(ca) = &ca {
         let bundle =
             reqwest::Certificate::from_pem_bundle(&read(ca)?).map_err(ClientError::Build)?;
@@ -182,6 +180,24 @@ impl Coordinator {
         transport::send(endpoint, &self.labels, self.metrics.as_deref(), build).await
     }
 
+    /// `POST`s `body` to `path` as this runner (`RUNNER-TOKEN`), accepting JSON.
+    async fn post_json(
+        &self,
+        endpoint: Endpoint,
+        path: &str,
+        body: &impl serde::Serialize,
+    ) -> Result<Response, ClientError> {
+        let url = self.url(path);
+        self.send(endpoint, || {
+            self.http
+                .post(url.clone())
+                .header("Accept", "application/json")
+                .header("RUNNER-TOKEN", self.token.expose())
+                .json(body)
+        })
+        .await
+    }
+
     /// `POST /api/v4/runners` with a legacy registration token. 201 gives the new runner's id
     /// and token; 403 is a bad token; 410 means registration tokens are disabled.
     pub async fn register(
@@ -213,20 +229,13 @@ impl Coordinator {
         &self,
         info: Option<VersionInfo>,
     ) -> Result<RunnerCredentialsResponse, ClientError> {
-        let url = self.url("runners/verify");
         let body = VerifyRunnerRequest {
             token: self.token.clone(),
             system_id: Some(self.system_id.clone()).filter(|id| !id.is_empty()),
             info,
         };
         let response = self
-            .send(Endpoint::VerifyRunner, || {
-                self.http
-                    .post(url.clone())
-                    .header("Accept", "application/json")
-                    .header("RUNNER-TOKEN", self.token.expose())
-                    .json(&body)
-            })
+            .post_json(Endpoint::VerifyRunner, "runners/verify", &body)
             .await?;
         match response.status() {
             StatusCode::OK => {
@@ -250,20 +259,14 @@ impl Coordinator {
     /// (this machine's manager only) for `glrt-` tokens. 204 is success.
     pub async fn unregister(&self) -> Result<(), ClientError> {
         let authentication_token = self.token.expose().starts_with("glrt-");
-        let (path, body) = if authentication_token {
-            let body = UnregisterRequest {
-                token: self.token.clone(),
-                system_id: Some(self.system_id.clone()),
-            };
-            ("runners/managers", body)
+        let path = if authentication_token {
+            "runners/managers"
         } else {
-            (
-                "runners",
-                UnregisterRequest {
-                    token: self.token.clone(),
-                    system_id: None,
-                },
-            )
+            "runners"
+        };
+        let body = UnregisterRequest {
+            token: self.token.clone(),
+            system_id: authentication_token.then(|| self.system_id.clone()),
         };
         let url = self.url(path);
         let response = self
@@ -286,16 +289,13 @@ impl Coordinator {
     /// `POST /api/v4/runners/reset_authentication_token` (token rotation). 201 gives the new
     /// token and its expiry.
     pub async fn reset_token(&self) -> Result<RunnerCredentialsResponse, ClientError> {
-        let url = self.url("runners/reset_authentication_token");
         let body = serde_json::json!({ "token": self.token.expose() });
         let response = self
-            .send(Endpoint::ResetToken, || {
-                self.http
-                    .post(url.clone())
-                    .header("Accept", "application/json")
-                    .header("RUNNER-TOKEN", self.token.expose())
-                    .json(&body)
-            })
+            .post_json(
+                Endpoint::ResetToken,
+                "runners/reset_authentication_token",
+                &body,
+            )
             .await?;
         match response.status() {
             StatusCode::CREATED => json(Endpoint::ResetToken, response).await,
