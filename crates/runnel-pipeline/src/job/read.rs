@@ -346,6 +346,8 @@ mod tests {
     #[test]
     fn durations_parse_like_chronic_duration() {
         assert_eq!(parse_duration("90"), Some(90));
+        assert_eq!(parse_duration("30 minutes"), Some(1800));
+        assert_eq!(parse_duration("1 day and 2 hours"), Some(93_600));
         assert_eq!(parse_duration("1h 30m"), Some(5400));
         assert_eq!(parse_duration("3 hours and 30 minutes"), Some(12_600));
         assert_eq!(parse_duration("1 week"), Some(604_800));

@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use crate::diag::{Diagnostic, Diagnostics};
+use crate::job::parse_duration;
 use crate::keywords;
 use crate::rules::parse::Expr;
 use crate::rules::rule::{Changes, Exists, Rule};
@@ -204,7 +205,7 @@ impl Reader<'_> {
                     .push(Diagnostic::error(node.span, message).with_code("invalid-value"));
                 false
             }
-            (true, Some((value, text))) => match parse_duration(&text) {
+            (true, Some((value, text))) => match parse_duration(&text).map(Duration::from_secs) {
                 Some(duration) if duration <= MAX_START_IN => {
                     rule.when = Some(When::Delayed {
                         start_in: text.clone(),
@@ -480,69 +481,4 @@ fn span_in_scalar(node: &Node, text: &str, offset: usize) -> Span {
         Pos::new(span.start.line, column),
         Pos::new(span.start.line, end.max(column + 1)),
     )
-}
-
-/// A GitLab duration (ChronicDuration): `30`, `30 minutes`, `1h 30m`, `2 days and 3 hours`.
-/// A bare number is seconds.
-pub fn parse_duration(text: &str) -> Option<Duration> {
-    let text = text.trim().to_ascii_lowercase();
-    if text.is_empty() {
-        return None;
-    }
-    let mut total = 0f64;
-    let mut rest = text.as_str();
-    while !rest.is_empty() {
-        rest = rest.trim_start_matches(|c: char| c.is_whitespace() || c == ',');
-        if let Some(r) = rest.strip_prefix("and ") {
-            rest = r;
-            continue;
-        }
-        if rest.is_empty() {
-            break;
-        }
-        let number_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        let number: f64 = rest[..number_len].parse().ok()?;
-        rest = rest[number_len..].trim_start();
-        let unit_len = rest
-            .find(|c: char| !c.is_ascii_alphabetic())
-            .unwrap_or(rest.len());
-        let seconds = match &rest[..unit_len] {
-            "" | "s" | "sec" | "secs" | "second" | "seconds" => 1.0,
-            "m" | "min" | "mins" | "minute" | "minutes" => 60.0,
-            "h" | "hr" | "hrs" | "hour" | "hours" => 3600.0,
-            "d" | "day" | "days" => 86_400.0,
-            "w" | "wk" | "wks" | "week" | "weeks" => 604_800.0,
-            "mo" | "mos" | "month" | "months" => 2_592_000.0,
-            "y" | "yr" | "yrs" | "year" | "years" => 31_536_000.0,
-            _ => return None,
-        };
-        rest = &rest[unit_len..];
-        total += number * seconds;
-    }
-    Some(Duration::from_secs_f64(total))
-}
-
-#[cfg(test)]
-mod tests {
-    use std::time::Duration;
-
-    use super::parse_duration;
-
-    #[test]
-    fn durations_read_as_gitlab_does() {
-        assert_eq!(parse_duration("30"), Some(Duration::from_secs(30)));
-        assert_eq!(
-            parse_duration("30 minutes"),
-            Some(Duration::from_secs(1800))
-        );
-        assert_eq!(parse_duration("1h 30m"), Some(Duration::from_secs(5400)));
-        assert_eq!(
-            parse_duration("1 day and 2 hours"),
-            Some(Duration::from_secs(93_600))
-        );
-        assert_eq!(parse_duration("1 week"), Some(Duration::from_secs(604_800)));
-        assert_eq!(parse_duration("soon"), None);
-    }
 }
