@@ -105,7 +105,6 @@ impl PipelineContext {
                 set("CI_MERGE_REQUEST_TITLE", &mr.title);
                 set("CI_MERGE_REQUEST_LABELS", &mr.labels.join(","));
                 set("CI_MERGE_REQUEST_EVENT_TYPE", "detached");
-                set("CI_OPEN_MERGE_REQUESTS", "");
             }
             (_, RefType::Branch) if self.source != "merge_request_event" => {
                 set("CI_COMMIT_BRANCH", &self.ref_name);
@@ -113,7 +112,6 @@ impl PipelineContext {
             (_, RefType::Tag) => set("CI_COMMIT_TAG", &self.ref_name),
             _ => {}
         }
-        v.retain(|(k, val)| !(k == "CI_OPEN_MERGE_REQUESTS" && val.is_empty()));
         v
     }
 }
