@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use runnel_api::FailureReason;
-use runnel_exec::test_support::{PayloadBuilder, TestProject, collect_events};
+use runnel_exec::test_support::{PayloadBuilder, Ran, TestProject, collect_events, run_to_end};
 use runnel_exec::{ExecError, JobEvent, JobStatus, ShellConfig, ShellExecutor, run_job_with};
 use tokio::sync::mpsc;
 
@@ -65,11 +65,9 @@ async fn sh_runs_the_same_scripts() {
         shell: Some(PathBuf::from("/bin/sh")),
         kill_grace: Duration::from_secs(1),
     });
-    let (tx, rx) = mpsc::unbounded_channel();
-    let outcome = run_job_with(&mut executor, payload, project.context("2"), tx)
-        .await
-        .expect("runs");
-    let output = runnel_exec::test_support::output_text(&collect_events(rx).await);
+    let Ran {
+        outcome, output, ..
+    } = run_to_end(&mut executor, payload, project.context("2")).await;
     assert_eq!(outcome.exit_code, Some(1), "{output}");
     assert!(output.contains("\nhi from sh"), "{output}");
     assert!(!output.contains("\nunreachable"), "{output}");
@@ -88,21 +86,13 @@ async fn cache_restore_keeps_file_times() {
         ])
         .cache("times", &["vendor/"], CachePolicy::Push, When::OnSuccess)
         .build();
-    let (tx, rx) = mpsc::unbounded_channel();
-    runnel_exec::run_job(fill, project.context("3"), tx)
-        .await
-        .expect("runs");
-    drop(collect_events(rx).await);
+    run_to_end(&mut ShellExecutor::default(), fill, project.context("3")).await;
     let read = PayloadBuilder::new(4, "read")
         .script(&["echo mtime=$(stat -c %Y vendor/lib.txt)"])
         .cache("times", &["vendor/"], CachePolicy::Pull, When::OnSuccess)
         .build();
-    let (tx, rx) = mpsc::unbounded_channel();
-    runnel_exec::run_job(read, project.context("4"), tx)
-        .await
-        .expect("runs");
-    let output = runnel_exec::test_support::output_text(&collect_events(rx).await);
-    assert!(output.contains("\nmtime=1000000000"), "{output}");
+    let ran = run_to_end(&mut ShellExecutor::default(), read, project.context("4")).await;
+    ran.assert_output_contains("\nmtime=1000000000", "shell");
 }
 
 #[tokio::test]
