@@ -63,37 +63,6 @@ pub(super) fn wildcard_regex(path: &str) -> Regex {
     Regex::new(&format!("^{pattern}$")).unwrap_or_else(|_| never_matching())
 }
 
-/// `exists:` globs use Ruby's `File.fnmatch?` with `FNM_PATHNAME | FNM_EXTGLOB`; `**/` spans
-/// directories.
-pub(super) fn glob_regex(glob: &str) -> Regex {
-    let mut out = String::from("^");
-    let chars: Vec<char> = glob.chars().collect();
-    let mut i = 0;
-    while i < chars.len() {
-        match chars[i] {
-            '*' if chars.get(i + 1) == Some(&'*') && chars.get(i + 2) == Some(&'/') => {
-                out.push_str("(?:.*/)?");
-                i += 3;
-                continue;
-            }
-            '*' if chars.get(i + 1) == Some(&'*') => {
-                out.push_str(".*");
-                i += 2;
-                continue;
-            }
-            '*' => out.push_str("[^/]*"),
-            '?' => out.push_str("[^/]"),
-            '{' => out.push_str("(?:"),
-            '}' => out.push(')'),
-            ',' => out.push('|'),
-            c => out.push_str(&regex::escape(&c.to_string())),
-        }
-        i += 1;
-    }
-    out.push('$');
-    Regex::new(&out).unwrap_or_else(|_| never_matching())
-}
-
 fn never_matching() -> Regex {
     static NEVER: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"[^\s\S]").expect("valid regex"));
     NEVER.clone()
@@ -101,7 +70,7 @@ fn never_matching() -> Regex {
 
 #[cfg(test)]
 mod tests {
-    use super::{base64, glob_regex, wildcard_regex};
+    use super::{base64, wildcard_regex};
 
     #[test]
     fn base64_pads_like_the_standard_alphabet() {
@@ -123,13 +92,5 @@ mod tests {
         let sub = wildcard_regex("configs/**/*.yml");
         assert!(!sub.is_match("configs/a.yml"));
         assert!(sub.is_match("configs/sub/a.yml"));
-    }
-
-    #[test]
-    fn exists_globs_cross_directories_only_with_double_star() {
-        assert!(glob_regex("**/*.py").is_match("a.py"));
-        assert!(glob_regex("**/*.py").is_match("src/a.py"));
-        assert!(!glob_regex("*.py").is_match("src/a.py"));
-        assert!(glob_regex("Dockerfile").is_match("Dockerfile"));
     }
 }

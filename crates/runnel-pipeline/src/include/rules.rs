@@ -3,8 +3,8 @@
 
 use crate::diag::Diagnostic;
 use crate::expand::expand_server;
-use crate::include::paths::glob_regex;
 use crate::include::{Loader, Origin};
+use crate::rules::glob::fnmatch;
 use crate::yaml::{Node, Value};
 
 impl Loader<'_, '_> {
@@ -65,8 +65,8 @@ impl Loader<'_, '_> {
             };
             let any = paths.iter().any(|p| {
                 let p = expand_server(p, &self.variables(origin));
-                let pattern = glob_regex(p.trim_start_matches('/'));
-                files.iter().any(|f| pattern.is_match(f))
+                let glob = p.trim_start_matches('/');
+                files.iter().any(|f| fnmatch(glob, f))
             });
             if !any {
                 return false;
@@ -77,8 +77,9 @@ impl Loader<'_, '_> {
             let globs = rule_paths(changes);
             let vars = self.variables(origin);
             let any = globs.iter().any(|g| {
-                let pattern = glob_regex(expand_server(g, &vars).trim_start_matches('/'));
-                changed.iter().any(|f| pattern.is_match(f))
+                let g = expand_server(g, &vars);
+                let glob = g.trim_start_matches('/');
+                changed.iter().any(|f| fnmatch(glob, f))
             });
             if !any {
                 return false;

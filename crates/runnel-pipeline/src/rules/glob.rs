@@ -219,6 +219,14 @@ mod tests {
     use super::fnmatch;
 
     #[test]
+    fn exists_globs_cross_directories_only_with_double_star() {
+        assert!(fnmatch("**/*.py", "a.py"));
+        assert!(fnmatch("**/*.py", "src/a.py"));
+        assert!(!fnmatch("*.py", "src/a.py"));
+        assert!(fnmatch("Dockerfile", "Dockerfile"));
+    }
+
+    #[test]
     fn star_stays_in_one_segment() {
         assert!(fnmatch("*.md", "README.md"));
         assert!(!fnmatch("*.md", "docs/README.md"));
