@@ -458,6 +458,14 @@ fn check_system_id(inner: &mut Inner, what: &str, body: &Value) -> Option<String
     id
 }
 
+/// The `token` of a request body; empty when missing.
+fn body_token(body: &Value) -> String {
+    body.get("token")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned()
+}
+
 fn forbidden() -> Response {
     (
         StatusCode::FORBIDDEN,
@@ -507,11 +515,7 @@ async fn verify(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -
     let Some(body) = parse_json(&mut inner, "verify", &headers, &body) else {
         return StatusCode::BAD_REQUEST.into_response();
     };
-    let token = body
-        .get("token")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_owned();
+    let token = body_token(&body);
     let system_id = check_system_id(&mut inner, "verify", &body);
     let Some(id) = inner.runners.get(&token).copied() else {
         return forbidden();
@@ -536,11 +540,7 @@ async fn unregister(State(shared): State<Shared>, headers: HeaderMap, body: Byte
     let Some(body) = parse_json(&mut inner, "unregister", &headers, &body) else {
         return StatusCode::BAD_REQUEST.into_response();
     };
-    let token = body
-        .get("token")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_owned();
+    let token = body_token(&body);
     if token.starts_with("glrt-") {
         violation(
             &mut inner,
@@ -565,11 +565,7 @@ async fn unregister_manager(
     let Some(body) = parse_json(&mut inner, "unregister manager", &headers, &body) else {
         return StatusCode::BAD_REQUEST.into_response();
     };
-    let token = body
-        .get("token")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_owned();
+    let token = body_token(&body);
     let system_id = check_system_id(&mut inner, "unregister manager", &body).unwrap_or_default();
     if !inner.runners.contains_key(&token) {
         return forbidden();
@@ -596,11 +592,7 @@ async fn reset_token(State(shared): State<Shared>, headers: HeaderMap, body: Byt
     let Some(body) = parse_json(&mut inner, "reset token", &headers, &body) else {
         return StatusCode::BAD_REQUEST.into_response();
     };
-    let token = body
-        .get("token")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_owned();
+    let token = body_token(&body);
     let Some(id) = inner.runners.remove(&token) else {
         return forbidden();
     };
@@ -624,11 +616,7 @@ async fn request_job(State(shared): State<Shared>, headers: HeaderMap, body: Byt
     let Some(body) = parse_json(&mut inner, "job request", &headers, &body) else {
         return StatusCode::BAD_REQUEST.into_response();
     };
-    let token = body
-        .get("token")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_owned();
+    let token = body_token(&body);
     if !inner.runners.contains_key(&token) {
         return forbidden();
     }
