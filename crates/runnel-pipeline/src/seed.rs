@@ -8,9 +8,6 @@
 
 use std::collections::HashMap;
 
-/// The variables rules see: later definitions already replaced earlier ones.
-pub(crate) type Lookup = HashMap<String, String>;
-
 use crate::context::{PipelineContext, RefType};
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::job::build::JobDef;
@@ -21,6 +18,9 @@ use crate::source::Span;
 use crate::variables::Variable;
 use crate::when::{AllowFailure, When};
 use crate::workflow::Workflow;
+
+/// The variables rules see: later definitions already replaced earlier ones.
+pub(crate) type Lookup = HashMap<String, String>;
 
 /// What a job's matched rule says, for a job that is in the pipeline.
 #[derive(Debug, Clone, Default)]
