@@ -97,7 +97,7 @@ impl DockerExecutor {
         .await?;
         let prefix = unique_prefix(job.payload.id.0);
         let binds = binds(job, config, trace)?;
-        let network = match (&config.network_mode, job.payload.services.is_empty()) {
+        let mut network = match (&config.network_mode, job.payload.services.is_empty()) {
             (Some(mode), _) => Network::Mode {
                 mode: mode.clone(),
                 links: Vec::new(),
@@ -110,7 +110,6 @@ impl DockerExecutor {
                 Network::PerJob(name)
             }
         };
-        let mut network = network;
         self.start_services(&docker, job, &prefix, &binds, &mut network, trace)
             .await?;
         let config = &self.config;
