@@ -3,7 +3,7 @@
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 
 use anyhow::Context as _;
 use runnel_pipeline::context::{PipelineContext, RefType};
@@ -15,6 +15,7 @@ use runnel_pipeline::resolve::{LoadOptions, load};
 use runnel_pipeline::source::SourceMap;
 use runnel_pipeline::when::{AllowFailure, When};
 
+use crate::exec::git_line;
 use crate::exit_code;
 
 /// Arguments of `runnel lint`.
@@ -139,28 +140,13 @@ fn project_dir(file: &Path) -> anyhow::Result<PathBuf> {
     };
     let dir = std::fs::canonicalize(&dir)
         .with_context(|| format!("failed to find the directory of `{}`", file.display()))?;
-    Ok(git(&dir, &["rev-parse", "--show-toplevel"]).map_or(dir, PathBuf::from))
-}
-
-fn git(dir: &Path, args: &[&str]) -> Option<String> {
-    let output = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .output()
-        .ok()?;
-    if !output.status.success() {
-        return None;
-    }
-    let text = String::from_utf8(output.stdout).ok()?;
-    let text = text.trim();
-    (!text.is_empty()).then(|| text.to_owned())
+    Ok(git_line(&dir, &["rev-parse", "--show-toplevel"]).map_or(dir, PathBuf::from))
 }
 
 fn context(args: &LintArgs, project_dir: &Path) -> anyhow::Result<PipelineContext> {
     let ref_name = match &args.ref_name {
         Some(r) => r.clone(),
-        None => git(project_dir, &["rev-parse", "--abbrev-ref", "HEAD"])
+        None => git_line(project_dir, &["rev-parse", "--abbrev-ref", "HEAD"])
             .filter(|b| b != "HEAD")
             .unwrap_or_else(|| "main".to_owned()),
     };
@@ -173,7 +159,7 @@ fn context(args: &LintArgs, project_dir: &Path) -> anyhow::Result<PipelineContex
     context.source = args.source.clone();
     context.default_branch = match &args.default_branch {
         Some(b) => b.clone(),
-        None => git(
+        None => git_line(
             project_dir,
             &["symbolic-ref", "--short", "refs/remotes/origin/HEAD"],
         )
@@ -190,7 +176,7 @@ fn context(args: &LintArgs, project_dir: &Path) -> anyhow::Result<PipelineContex
         context.changed_files = Some(args.changed.clone());
     }
     context.project_dir = Some(project_dir.to_path_buf());
-    context.commit_sha = git(project_dir, &["rev-parse", "HEAD"]);
+    context.commit_sha = git_line(project_dir, &["rev-parse", "HEAD"]);
     Ok(context)
 }
 

@@ -18,6 +18,7 @@ pub(crate) struct RepoMeta {
     pub(crate) user: UserMeta,
 }
 
+/// The standard output of `git -C dir args…`, or `None` when git is missing or fails.
 fn git(dir: &Path, args: &[&str]) -> Option<String> {
     let output = Command::new("git")
         .arg("-C")
@@ -29,6 +30,13 @@ fn git(dir: &Path, args: &[&str]) -> Option<String> {
         return None;
     }
     Some(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// [`git`]'s output trimmed, or `None` when it is empty: for commands that print one value.
+pub(crate) fn git_line(dir: &Path, args: &[&str]) -> Option<String> {
+    let text = git(dir, args)?;
+    let text = text.trim();
+    (!text.is_empty()).then(|| text.to_owned())
 }
 
 pub(crate) fn read(dir: &Path) -> RepoMeta {
@@ -54,11 +62,11 @@ pub(crate) fn read(dir: &Path) -> RepoMeta {
         meta.message.push('\n');
         meta.author = format!("{author_name} <{author_email}>");
     }
-    match git(dir, &["symbolic-ref", "-q", "--short", "HEAD"]) {
-        Some(branch) => meta.ref_name = branch.trim().to_owned(),
+    match git_line(dir, &["symbolic-ref", "-q", "--short", "HEAD"]) {
+        Some(branch) => meta.ref_name = branch,
         None => {
-            if let Some(tag) = git(dir, &["describe", "--tags", "--exact-match"]) {
-                meta.ref_name = tag.trim().to_owned();
+            if let Some(tag) = git_line(dir, &["describe", "--tags", "--exact-match"]) {
+                meta.ref_name = tag;
                 meta.is_tag = true;
             } else {
                 meta.ref_name = meta.sha.get(..8).unwrap_or("HEAD").to_owned();
@@ -66,17 +74,15 @@ pub(crate) fn read(dir: &Path) -> RepoMeta {
         }
     }
     // GitLab: the project's default branch; locally what `origin/HEAD` points to.
-    meta.default_branch = git(
+    meta.default_branch = git_line(
         dir,
         &["symbolic-ref", "-q", "--short", "refs/remotes/origin/HEAD"],
     )
-    .map(|r| r.trim().trim_start_matches("origin/").to_owned())
+    .map(|r| r.trim_start_matches("origin/").to_owned())
     .filter(|b| !b.is_empty())
     .unwrap_or_else(|| "main".to_owned());
-    let remote = git(dir, &["config", "--get", "remote.origin.url"]);
-    let project = remote
+    let project = git_line(dir, &["config", "--get", "remote.origin.url"])
         .as_deref()
-        .map(str::trim)
         .and_then(project_from_remote)
         .unwrap_or_else(|| {
             let name = dir

@@ -9,4 +9,5 @@ mod select;
 mod shell;
 mod varfile;
 
+pub(crate) use git::git_line;
 pub(crate) use run::{Options, local_docker_config, run};
