@@ -24,45 +24,12 @@ pub(crate) fn load(
     changed_files: Option<Vec<String>>,
 ) -> Result<Pipeline, LoadError> {
     let mut sources = SourceMap::new();
-    let render = |diags: &Diagnostics, sources: &SourceMap| {
-        LoadError::Config(render_plain(&diags.0, sources))
-    };
-    let user_variables: Vec<(String, String)> = ctx
-        .project_variables
-        .iter()
-        .chain(&ctx.pipeline_variables)
-        .map(|v| (v.key.clone(), v.value.clone()))
-        .collect();
-    let mut load_options = LoadOptions::new(&opts.project_dir);
-    load_options.projects_dir = opts.projects_dir.clone();
-    let mut include_variables: Vec<(String, String)> =
-        runnel_pipeline::plan::pipeline_variables(ctx)
-            .into_iter()
-            .map(|v| (v.key, v.value))
-            .collect();
-    include_variables.extend(user_variables.iter().cloned());
-    load_options.variables = include_variables;
     let path = opts.project_dir.join(&opts.file);
-    let config = resolve::load(&mut sources, &path, &load_options)
-        .map_err(|diags| render(&diags, &sources))?;
-    let pipeline_context = PipelineContext {
-        ref_name: ctx.git.ref_name.clone(),
-        ref_type: if ctx.git.is_tag {
-            RefType::Tag
-        } else {
-            RefType::Branch
-        },
-        source: ctx.pipeline_source.clone(),
-        default_branch: ctx.git.default_branch.clone(),
-        variables: user_variables,
-        changed_files,
-        project_dir: Some(opts.project_dir.clone()),
-        merge_request: None,
-        commit_sha: Some(ctx.git.sha.clone()).filter(|s| !s.is_empty()),
-        project_path: Some(ctx.project.path.clone()),
-    };
+    let config = resolve::load(&mut sources, &path, &load_options(opts, ctx))
+        .map_err(|diags| config_error(&diags, &sources))?;
+    let pipeline_context = pipeline_context(opts, ctx, changed_files);
     let pipeline = Pipeline::from_root(&config.root, &pipeline_context)
-        .map_err(|diags| render(&diags, &sources))?;
+        .map_err(|diags| config_error(&diags, &sources))?;
     if !pipeline.warnings.is_empty() {
         eprint!("{}", render_plain(&pipeline.warnings.0, &sources));
     }
@@ -138,17 +105,51 @@ pub(crate) fn load_child(
         opts.file.display(),
         bridge.name
     );
+    let config = resolve::load_str(&mut sources, &display, text, &load_options(opts, &ctx))
+        .map_err(|diags| config_error(&diags, &sources))?;
+    let pipeline_context = pipeline_context(opts, &ctx, None);
+    let pipeline = Pipeline::from_root(&config.root, &pipeline_context)
+        .map_err(|diags| config_error(&diags, &sources))?;
+    let depend = trigger.strategy.as_deref() == Some("depend");
+    Ok((pipeline.creation == Creation::Created).then_some(Child {
+        pipeline,
+        ctx,
+        depend,
+    }))
+}
+
+fn config_error(diags: &Diagnostics, sources: &SourceMap) -> LoadError {
+    LoadError::Config(render_plain(&diags.0, sources))
+}
+
+/// The variables the planner knows before any job (predefined, project and pipeline ones), for
+/// `include` paths and `rules:if`.
+fn load_options<'a>(opts: &'a Options, ctx: &RunContext) -> LoadOptions<'a> {
     let mut load_options = LoadOptions::new(&opts.project_dir);
     load_options.projects_dir = opts.projects_dir.clone();
-    load_options.variables = runnel_pipeline::plan::pipeline_variables(&ctx)
+    load_options.variables = runnel_pipeline::plan::pipeline_variables(ctx)
         .into_iter()
-        .chain(ctx.project_variables.iter().cloned())
-        .chain(ctx.pipeline_variables.iter().cloned())
         .map(|v| (v.key, v.value))
+        .chain(user_variables(ctx))
         .collect();
-    let config = resolve::load_str(&mut sources, &display, text, &load_options)
-        .map_err(|d| LoadError::Config(render_plain(&d.0, &sources)))?;
-    let pipeline_context = PipelineContext {
+    load_options
+}
+
+/// The project's and the pipeline's variables, in that order.
+fn user_variables(ctx: &RunContext) -> Vec<(String, String)> {
+    ctx.project_variables
+        .iter()
+        .chain(&ctx.pipeline_variables)
+        .map(|v| (v.key.clone(), v.value.clone()))
+        .collect()
+}
+
+fn pipeline_context(
+    opts: &Options,
+    ctx: &RunContext,
+    changed_files: Option<Vec<String>>,
+) -> PipelineContext {
+    PipelineContext {
         ref_name: ctx.git.ref_name.clone(),
         ref_type: if ctx.git.is_tag {
             RefType::Tag
@@ -157,24 +158,11 @@ pub(crate) fn load_child(
         },
         source: ctx.pipeline_source.clone(),
         default_branch: ctx.git.default_branch.clone(),
-        variables: ctx
-            .project_variables
-            .iter()
-            .chain(&ctx.pipeline_variables)
-            .map(|v| (v.key.clone(), v.value.clone()))
-            .collect(),
-        changed_files: None,
+        variables: user_variables(ctx),
+        changed_files,
         project_dir: Some(opts.project_dir.clone()),
         merge_request: None,
         commit_sha: Some(ctx.git.sha.clone()).filter(|s| !s.is_empty()),
         project_path: Some(ctx.project.path.clone()),
-    };
-    let pipeline = Pipeline::from_root(&config.root, &pipeline_context)
-        .map_err(|d| LoadError::Config(render_plain(&d.0, &sources)))?;
-    let depend = trigger.strategy.as_deref() == Some("depend");
-    Ok((pipeline.creation == Creation::Created).then_some(Child {
-        pipeline,
-        ctx,
-        depend,
-    }))
+    }
 }

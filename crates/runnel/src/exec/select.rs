@@ -32,12 +32,7 @@ pub(crate) fn select(
 ) -> anyhow::Result<(Vec<usize>, Vec<usize>)> {
     let mut named = Vec::new();
     for name in selection.jobs {
-        let found: Vec<usize> = candidates
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| c.name == name || base_name(c.name) == name)
-            .map(|(i, _)| i)
-            .collect();
+        let found = indices(candidates, |c| c.name == name || base_name(c.name) == name);
         if found.is_empty() {
             let names = candidates.iter().map(|c| c.name);
             let hint = runnel_pipeline::diag::suggest(name, names)
@@ -47,54 +42,57 @@ pub(crate) fn select(
         named.extend(found);
     }
     if let Some(stage) = selection.stage {
-        if !candidates.iter().any(|c| c.stage == stage) {
+        let found = indices(candidates, |c| c.stage == stage);
+        if found.is_empty() {
             bail!("no job of the pipeline is in stage `{stage}`");
         }
-        named.extend(
-            candidates
-                .iter()
-                .enumerate()
-                .filter(|(_, c)| c.stage == stage)
-                .map(|(i, _)| i),
-        );
+        named.extend(found);
     }
     if named.is_empty() {
         return Ok(((0..candidates.len()).collect(), Vec::new()));
     }
     let mut selected: BTreeSet<usize> = named.iter().copied().collect();
-    if selection.needs || selection.only_needs {
-        let mut stack: Vec<usize> = named.clone();
-        let mut needed = BTreeSet::new();
-        while let Some(i) = stack.pop() {
-            let implicit: Vec<usize>;
-            let needs = match &candidates[i].needs {
-                Some(needs) => needs,
-                None => {
-                    let stage = candidates[i].stage_index;
-                    implicit = (0..candidates.len())
-                        .filter(|&j| candidates[j].stage_index < stage)
-                        .collect();
-                    &implicit
-                }
-            };
-            for &need in needs {
-                if needed.insert(need) {
-                    stack.push(need);
-                }
+    if selection.only_needs {
+        let needed = needs_of(candidates, &named);
+        return Ok((
+            needed.into_iter().filter(|i| !named.contains(i)).collect(),
+            Vec::new(),
+        ));
+    }
+    if selection.needs {
+        selected.extend(needs_of(candidates, &named));
+    }
+    Ok((selected.into_iter().collect(), named))
+}
+
+/// The indices of the candidates that match.
+fn indices(candidates: &[Candidate<'_>], matches: impl Fn(&Candidate<'_>) -> bool) -> Vec<usize> {
+    (0..candidates.len())
+        .filter(|&i| matches(&candidates[i]))
+        .collect()
+}
+
+/// Every job the `named` ones need, transitively.
+fn needs_of(candidates: &[Candidate<'_>], named: &[usize]) -> BTreeSet<usize> {
+    let mut stack = named.to_vec();
+    let mut needed = BTreeSet::new();
+    while let Some(i) = stack.pop() {
+        let implicit: Vec<usize>;
+        let needs = match &candidates[i].needs {
+            Some(needs) => needs,
+            None => {
+                let stage = candidates[i].stage_index;
+                implicit = indices(candidates, |c| c.stage_index < stage);
+                &implicit
+            }
+        };
+        for &need in needs {
+            if needed.insert(need) {
+                stack.push(need);
             }
         }
-        if selection.only_needs {
-            selected = needed.into_iter().filter(|i| !named.contains(i)).collect();
-        } else {
-            selected.extend(needed);
-        }
     }
-    let named = if selection.only_needs {
-        Vec::new()
-    } else {
-        named
-    };
-    Ok((selected.into_iter().collect(), named))
+    needed
 }
 
 /// `rspec 1/3` → `rspec`, `deploy: [aws]` → `deploy`: naming the group selects every instance.
