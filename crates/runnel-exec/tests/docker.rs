@@ -595,9 +595,11 @@ async fn docker_containers_carry_gitlab_labels_and_privileged_is_off() {
         ))
         .await
         .expect("containers can be listed");
+    let container = containers.first().expect("the job container runs");
+    let id = container.id.clone().unwrap_or_default();
+    let inspected = docker.inspect_container(&id, None).await;
     cancel.cancel();
     let _ = job.await;
-    let container = containers.first().expect("the job container runs");
     let labels = container.labels.clone().unwrap_or_default();
     assert_eq!(
         labels
@@ -618,13 +620,9 @@ async fn docker_containers_carry_gitlab_labels_and_privileged_is_off() {
         Some("true")
     );
     assert!(labels.contains_key("com.gitlab.gitlab-runner.project.id"));
-    let id = container.id.clone().unwrap_or_default();
-    let inspected = docker.inspect_container(&id, None).await;
-    // Removed by now, or it was not privileged.
-    if let Ok(inspected) = inspected {
-        let privileged = inspected.host_config.and_then(|h| h.privileged);
-        assert_eq!(privileged, Some(false));
-    }
+    let inspected = inspected.expect("the running job container can be inspected");
+    let privileged = inspected.host_config.and_then(|h| h.privileged);
+    assert_eq!(privileged, Some(false));
     assert!(leftovers(9119).await.is_empty());
 }
 
