@@ -76,6 +76,7 @@ fn runnel_objects() -> String {
             .args(args)
             .output()
             .expect("docker runs");
+        assert!(out.status.success(), "docker {args:?}");
         all.push_str(&String::from_utf8_lossy(&out.stdout));
     }
     all

@@ -244,12 +244,12 @@ fn ctrl_c_kills_the_job_and_its_background_children() {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     assert!(seen >= 2, "the job's processes never started");
-    let status = Command::new("kill")
+    let kill = Command::new("kill")
         .arg("-INT")
         .arg(child.id().to_string())
         .status()
         .expect("kill");
-    assert!(status.success());
+    assert!(kill.success());
     let out = child.wait_with_output().expect("runnel exits");
     assert_eq!(
         out.status.code(),
@@ -258,16 +258,12 @@ fn ctrl_c_kills_the_job_and_its_background_children() {
         String::from_utf8_lossy(&out.stderr)
     );
     let doc: Value = serde_json::from_slice(&out.stdout).expect("the table is printed as JSON");
-    assert_eq!(status_of(&doc, "hang"), "canceled");
+    assert_eq!(status(&doc, "hang"), "canceled");
     assert_eq!(
         marked_processes(MARKER),
         Vec::<String>::new(),
         "processes left running"
     );
-}
-
-fn status_of<'a>(doc: &'a Value, name: &str) -> &'a str {
-    status(doc, name)
 }
 
 #[test]
@@ -285,9 +281,15 @@ fn masked_variables_are_never_printed() {
     assert!(!text.contains("s3cr3t-value-123"), "{text}");
     assert!(text.contains("secret is [MASKED]"), "{text}");
     assert!(text.contains("plain is visible"), "{text}");
-    let logs = repo.path().join(".runnel/logs");
-    for entry in std::fs::read_dir(logs).expect("logs").flatten() {
-        let log = std::fs::read_to_string(entry.path()).unwrap_or_default();
+    let logs: Vec<String> = std::fs::read_dir(repo.path().join(".runnel/logs"))
+        .expect("logs")
+        .map(|entry| std::fs::read_to_string(entry.expect("log entry").path()).expect("log"))
+        .collect();
+    assert!(
+        logs.iter().any(|log| log.contains("secret is [MASKED]")),
+        "the job's log is written: {logs:?}"
+    );
+    for log in &logs {
         assert!(!log.contains("s3cr3t-value-123"), "{log}");
     }
 }
@@ -388,8 +390,8 @@ fn jobs_of_one_resource_group_do_not_overlap() {
     let repo = TestRepo::new("resource-group");
     let (code, doc) = repo.json(&["--concurrency", "2"]);
     assert_eq!(code, 0, "{doc:#}");
-    let (a, b) = (job(&doc, "deploy-a"), job(&doc, "deploy-b"));
-    let apart = a["finished_seq"].as_u64() < b["started_seq"].as_u64()
-        || b["finished_seq"].as_u64() < a["started_seq"].as_u64();
+    let (a, b) = ("deploy-a", "deploy-b");
+    let apart = seq(&doc, a, "finished_seq") < seq(&doc, b, "started_seq")
+        || seq(&doc, b, "finished_seq") < seq(&doc, a, "started_seq");
     assert!(apart, "{doc:#}");
 }
