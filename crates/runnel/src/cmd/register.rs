@@ -1,13 +1,14 @@
 //! `runnel register`: gitlab-runner's flags, environment variables and prompts.
 
 use std::io::{BufRead, Write};
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use runnel_runner::config::{
     CacheConfig, CustomConfig, DockerConfig, KubernetesConfig, RunnerConfig, SshConfig,
 };
 use runnel_runner::register::{Registration, register};
+
+use super::config_file::{ConfigFileArg, runtime};
 
 /// The executors `register` offers.
 const EXECUTORS: &str = "shell, docker, docker-windows, docker+machine, docker-autoscaler, kubernetes, ssh, parallels, virtualbox, custom, instance";
@@ -16,9 +17,8 @@ const EXECUTORS: &str = "shell, docker, docker-windows, docker+machine, docker-a
 /// `common/config.go`, with the same environment variables).
 #[derive(Debug, clap::Args)]
 pub(crate) struct RegisterArgs {
-    /// The config file.
-    #[arg(short = 'c', long = "config", env = "CONFIG_FILE")]
-    config: Option<PathBuf>,
+    #[command(flatten)]
+    config: ConfigFileArg,
     /// Ask nothing; a missing required value is an error.
     #[arg(short = 'n', long, env = "REGISTER_NON_INTERACTIVE")]
     non_interactive: bool,
@@ -191,10 +191,7 @@ fn hostname() -> String {
 }
 
 pub(crate) fn run(args: RegisterArgs) -> anyhow::Result<ExitCode> {
-    let config_path = args
-        .config
-        .clone()
-        .unwrap_or_else(runnel_runner::config::default_config_path);
+    let config_path = args.config.path();
     let mut prompt = Prompter {
         interactive: !args.non_interactive,
         input: std::io::stdin().lock(),
@@ -210,15 +207,15 @@ pub(crate) fn run(args: RegisterArgs) -> anyhow::Result<ExitCode> {
     let mut registration = Registration {
         url,
         token: args.token.clone(),
+        run_untagged: args.run_untagged,
+        locked: args.locked,
+        access_level: args.access_level.clone(),
+        maximum_timeout: args.maximum_timeout,
+        paused: args.paused,
         ..Registration::default()
     };
     if authentication {
         registration.tag_list = args.tag_list.clone();
-        registration.run_untagged = args.run_untagged;
-        registration.locked = args.locked;
-        registration.access_level = args.access_level.clone();
-        registration.maximum_timeout = args.maximum_timeout;
-        registration.paused = args.paused;
         registration.maintenance_note = args.maintenance_note.clone();
     } else {
         registration.registration_token = prompt.ask(
@@ -248,11 +245,6 @@ pub(crate) fn run(args: RegisterArgs) -> anyhow::Result<ExitCode> {
             args.maintenance_note.clone(),
             false,
         )?;
-        registration.run_untagged = args.run_untagged;
-        registration.locked = args.locked;
-        registration.access_level = args.access_level.clone();
-        registration.maximum_timeout = args.maximum_timeout;
-        registration.paused = args.paused;
     }
     let executor = prompt
         .ask(
@@ -271,10 +263,7 @@ pub(crate) fn run(args: RegisterArgs) -> anyhow::Result<ExitCode> {
         runner.docker.get_or_insert_with(Default::default).image = image;
     }
     registration.runner = runner;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let registered = runtime.block_on(register(&config_path, registration))?;
+    let registered = runtime()?.block_on(register(&config_path, registration))?;
     println!(
         "Runner registered successfully. Feel free to start it, but if it's running already the config should be automatically reloaded!"
     );

@@ -7,12 +7,13 @@ use std::sync::Arc;
 use runnel_runner::daemon::{RunOptions, Shutdown, run as run_daemon};
 use runnel_runner::docker_adapter::RunnerExecutors;
 
+use super::config_file::ConfigFileArg;
+
 /// Arguments of `runnel run`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct RunArgs {
-    /// The config file.
-    #[arg(short = 'c', long = "config", env = "CONFIG_FILE")]
-    config: Option<PathBuf>,
+    #[command(flatten)]
+    config: ConfigFileArg,
     /// `host:port` for /metrics, overriding `listen_address`.
     #[arg(long, env = "LISTEN_ADDRESS")]
     listen_address: Option<String>,
@@ -52,10 +53,7 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(dir) = &args.working_directory {
         std::env::set_current_dir(dir)?;
     }
-    let config_path = args
-        .config
-        .clone()
-        .unwrap_or_else(runnel_runner::config::default_config_path);
+    let config_path = args.config.path();
     let loaded = runnel_runner::config::load(&config_path)?;
     let level = if args.debug {
         "debug".to_owned()
