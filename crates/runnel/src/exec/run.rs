@@ -103,24 +103,8 @@ pub(crate) fn run(opts: Options) -> anyhow::Result<ExitCode> {
     ctx.pipeline_id = ctx.pipeline_iid;
 
     let jobs = &pipeline.jobs;
-    let index_of: HashMap<&str, usize> = jobs
-        .iter()
-        .enumerate()
-        .map(|(i, j)| (j.name.as_str(), i))
-        .collect();
-    let needs_of = |job: &runnel_pipeline::job::Job| -> Option<Vec<usize>> {
-        job.needs.as_ref().map(|needs| {
-            needs
-                .iter()
-                .filter_map(|need| match need {
-                    runnel_pipeline::job::Need::Job { job, .. } => {
-                        index_of.get(job.as_str()).copied()
-                    }
-                    _ => None,
-                })
-                .collect()
-        })
-    };
+    let index_of = index_by_name(jobs);
+    let needs_of = |job: &Job| job_needs(job, &index_of, 0);
     let candidates: Vec<Candidate<'_>> = jobs
         .iter()
         .map(|j| Candidate {
@@ -179,23 +163,9 @@ pub(crate) fn run(opts: Options) -> anyhow::Result<ExitCode> {
         let pipeline_no = children.len() + 1;
         let offset = schedule_jobs.len();
         let child_jobs = &child.pipeline.jobs;
-        let child_index: HashMap<&str, usize> = child_jobs
-            .iter()
-            .enumerate()
-            .map(|(i, j)| (j.name.as_str(), i))
-            .collect();
+        let child_index = index_by_name(child_jobs);
         for (j, child_job) in child_jobs.iter().enumerate() {
-            let needs = child_job.needs.as_ref().map(|needs| {
-                needs
-                    .iter()
-                    .filter_map(|need| match need {
-                        runnel_pipeline::job::Need::Job { job, .. } => {
-                            child_index.get(job.as_str()).map(|i| i + offset)
-                        }
-                        _ => None,
-                    })
-                    .collect()
-            });
+            let needs = job_needs(child_job, &child_index, offset);
             schedule_jobs.push(schedule_job(child_job, needs, pipeline_no, Some(s)));
             units.push((pipeline_no, j));
             names.push(format!("[{}] -> {}", job.name, child_job.name));
@@ -433,6 +403,29 @@ fn config_error(opts: &Options, rendered: &str) -> ExitCode {
         println!("{doc}");
     }
     ExitCode::from(exit_code::FAILURE)
+}
+
+/// Each job's index in `jobs`, by name.
+fn index_by_name(jobs: &[Job]) -> HashMap<&str, usize> {
+    jobs.iter()
+        .enumerate()
+        .map(|(i, j)| (j.name.as_str(), i))
+        .collect()
+}
+
+/// The indices (plus `offset`) of the jobs `job` needs; `None` when it has no `needs:`.
+fn job_needs(job: &Job, index: &HashMap<&str, usize>, offset: usize) -> Option<Vec<usize>> {
+    job.needs.as_ref().map(|needs| {
+        needs
+            .iter()
+            .filter_map(|need| match need {
+                runnel_pipeline::job::Need::Job { job, .. } => {
+                    index.get(job.as_str()).map(|i| i + offset)
+                }
+                _ => None,
+            })
+            .collect()
+    })
 }
 
 /// A job's entry in the schedule.
