@@ -192,6 +192,7 @@ pub async fn verify(
     let system_id = system_id::load_or_create(config_path);
     let http = http_client()?;
     let mut results = Vec::new();
+    let mut removed = Vec::new();
     for runner in config.runners.iter().filter(|r| select(r)) {
         let client = http_client_for(&http, runner, &config_dir(config_path));
         let result = match client.and_then(|http| {
@@ -212,21 +213,15 @@ pub async fn verify(
             },
             Err(err) => Verified::Error(err.to_string()),
         };
+        if result == Verified::Removed {
+            removed.push(runner.token.clone());
+        }
         results.push((runner.name.clone(), runner.short_token(), result));
     }
-    if delete {
-        let removed: Vec<String> = config
-            .runners
-            .iter()
-            .zip(&results)
-            .filter(|(_, (_, _, result))| *result == Verified::Removed)
-            .map(|(runner, _)| runner.token.clone())
-            .collect();
-        if !removed.is_empty() {
-            let mut editor = ConfigEditor::open(config_path)?;
-            editor.remove_runners(|_, token| removed.iter().any(|t| t == token));
-            editor.save()?;
-        }
+    if delete && !removed.is_empty() {
+        let mut editor = ConfigEditor::open(config_path)?;
+        editor.remove_runners(|_, token| removed.iter().any(|t| t == token));
+        editor.save()?;
     }
     Ok(results)
 }
@@ -346,5 +341,31 @@ mod tests {
     fn civil_dates_round_trip() {
         assert_eq!(civil_from_days(0), (1970, 1, 1));
         assert_eq!(civil_from_days(11_017), (2000, 3, 1));
+    }
+
+    #[cfg(feature = "test-support")]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn verify_delete_removes_only_the_selected_runner_gitlab_forgot() {
+        let fake = crate::test_support::FakeGitLab::start().await;
+        let (kept, gone) = (fake.create_runner(), fake.create_runner());
+        fake.delete_runner(&gone);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("config.toml");
+        let url = fake.url();
+        std::fs::write(
+            &config,
+            format!(
+                "[[runners]]\nname = \"kept\"\nurl = \"{url}\"\ntoken = \"{kept}\"\nexecutor = \"shell\"\n\
+                 [[runners]]\nname = \"gone\"\nurl = \"{url}\"\ntoken = \"{gone}\"\nexecutor = \"shell\"\n"
+            ),
+        )
+        .expect("write");
+        let results = super::verify(&config, |r| r.name == "gone", true)
+            .await
+            .expect("verify");
+        assert_eq!(results.len(), 1);
+        assert_eq!(results[0].2, super::Verified::Removed);
+        let text = std::fs::read_to_string(&config).expect("read");
+        assert!(text.contains(&kept) && !text.contains(&gone), "{text}");
     }
 }
