@@ -93,17 +93,6 @@ fn write_atomically(path: &Path, text: &str) {
     std::fs::rename(&temp, path).expect("rename");
 }
 
-fn trace_text(fake: &FakeGitLab, id: u64) -> String {
-    String::from_utf8_lossy(&fake.job(id).expect("job").trace).into_owned()
-}
-
-fn final_field(fake: &FakeGitLab, id: u64, field: &str) -> serde_json::Value {
-    fake.job(id)
-        .and_then(|job| job.final_update)
-        .and_then(|u| u.get(field).cloned())
-        .unwrap_or_default()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn successful_job_streams_its_trace_and_reports_success_with_checksum() {
     let fake = FakeGitLab::start().await;
@@ -112,7 +101,7 @@ async fn successful_job_streams_its_trace_and_reports_success_with_checksum() {
     let job = fake.wait_for_final(id).await;
     assert_eq!(job.state, FakeJobState::Success);
     assert_eq!(job.assignments, 1);
-    let trace = trace_text(&fake, id);
+    let trace = fake.trace_text(id);
     assert!(trace.contains("hello from the job"), "{trace}");
     assert!(trace.contains("Job succeeded"), "{trace}");
     let requests = fake.requests();
@@ -139,8 +128,8 @@ async fn failing_script_reports_script_failure_and_exit_code() {
     let daemon = start(&fake, "", "").await;
     let job = fake.wait_for_final(id).await;
     assert_eq!(job.state, FakeJobState::Failed);
-    assert_eq!(final_field(&fake, id, "failure_reason"), "script_failure");
-    assert_eq!(final_field(&fake, id, "exit_code"), 3);
+    assert_eq!(fake.final_field(id, "failure_reason"), "script_failure");
+    assert_eq!(fake.final_field(id, "exit_code"), 3);
     daemon.stop().await;
     assert_eq!(fake.violations(), Vec::<String>::new());
 }
@@ -158,7 +147,7 @@ async fn masked_variables_never_reach_the_coordinator() {
     let id = fake.add_job(spec);
     let daemon = start(&fake, "", "").await;
     fake.wait_for_final(id).await;
-    let trace = trace_text(&fake, id);
+    let trace = fake.trace_text(id);
     assert!(!trace.contains("s3cr3t/Value+42"), "{trace}");
     assert!(trace.contains("secret is [MASKED]"), "{trace}");
     assert!(
@@ -188,7 +177,7 @@ async fn graceful_cancel_stops_the_script_and_runs_after_script() {
     fake.cancel(id, true);
     let job = fake.wait_for_final(id).await;
     assert_eq!(job.state, FakeJobState::Canceled);
-    let trace = trace_text(&fake, id);
+    let trace = fake.trace_text(id);
     assert!(trace.contains("after_script ran with canceled"), "{trace}");
     assert!(!trace.contains("not reached"), "{trace}");
     daemon.stop().await;
@@ -205,7 +194,7 @@ async fn job_timeout_fails_the_job_with_job_execution_timeout() {
     let job = fake.wait_for_final(id).await;
     assert_eq!(job.state, FakeJobState::Failed);
     assert_eq!(
-        final_field(&fake, id, "failure_reason"),
+        fake.final_field(id, "failure_reason"),
         "job_execution_timeout"
     );
     daemon.stop().await;
@@ -221,7 +210,7 @@ async fn output_limit_truncates_with_gitlab_notice() {
     let daemon = start(&fake, "", "  output_limit = 1").await;
     let job = fake.wait_for_final(id).await;
     assert_eq!(job.state, FakeJobState::Success);
-    let trace = trace_text(&fake, id);
+    let trace = fake.trace_text(id);
     assert!(
         trace.contains("Job's log exceeded limit of 1024 bytes."),
         "{trace}"
@@ -248,7 +237,7 @@ async fn artifacts_are_uploaded_following_a_redirect_and_downloaded_by_dependent
         job.state,
         FakeJobState::Success,
         "{}",
-        trace_text(&fake, build_id)
+        fake.trace_text(build_id)
     );
     let (query, file_name, data) = job.artifacts.first().cloned().expect("an upload");
     assert_eq!(
@@ -269,9 +258,9 @@ async fn artifacts_are_uploaded_following_a_redirect_and_downloaded_by_dependent
         job.state,
         FakeJobState::Success,
         "{}",
-        trace_text(&fake, test_id)
+        fake.trace_text(test_id)
     );
-    assert!(trace_text(&fake, test_id).contains("built"));
+    assert!(fake.trace_text(test_id).contains("built"));
     daemon.stop().await;
     assert_eq!(fake.violations(), Vec::<String>::new());
 }
@@ -289,7 +278,7 @@ async fn coordinator_outage_of_30_seconds_loses_no_trace_and_delivers_the_status
     fake.come_back().await;
     let job = fake.wait_for_final(id).await;
     assert_eq!(job.state, FakeJobState::Success);
-    let trace = trace_text(&fake, id);
+    let trace = fake.trace_text(id);
     for i in 1..=15 {
         assert!(
             trace.contains(&format!("line {i}\n")),
@@ -322,7 +311,7 @@ async fn two_daemons_run_forty_jobs_exactly_once() {
             job.state,
             FakeJobState::Success,
             "job {id}: {}",
-            trace_text(&fake, *id)
+            fake.trace_text(*id)
         );
     }
     first.stop().await;
@@ -408,7 +397,7 @@ async fn trace_lost_by_the_server_is_resent_after_a_416() {
     fake.lose_trace(id, 5);
     let job = fake.wait_for_final(id).await;
     assert_eq!(job.state, FakeJobState::Success);
-    let trace = trace_text(&fake, id);
+    let trace = fake.trace_text(id);
     assert!(trace.starts_with("Running with runnel"), "{trace}");
     assert!(
         trace.contains("first part") && trace.contains("more 3"),
@@ -466,7 +455,7 @@ async fn hard_cancel_aborts_without_after_script() {
             >= 2
     })
     .await;
-    let trace = trace_text(&fake, id);
+    let trace = fake.trace_text(id);
     assert!(!trace.contains("after_script ran"), "{trace}");
     assert!(!trace.contains("tick 60"), "{trace}");
     assert_eq!(fake.job(id).expect("job").state, FakeJobState::Canceled);

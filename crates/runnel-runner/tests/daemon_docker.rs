@@ -50,17 +50,6 @@ fn managed_containers() -> String {
     String::from_utf8_lossy(&output.stdout).trim().to_owned()
 }
 
-fn trace_text(fake: &FakeGitLab, id: u64) -> String {
-    String::from_utf8_lossy(&fake.job(id).expect("job").trace).into_owned()
-}
-
-fn final_field(fake: &FakeGitLab, id: u64, field: &str) -> serde_json::Value {
-    fake.job(id)
-        .and_then(|job| job.final_update)
-        .and_then(|u| u.get(field).cloned())
-        .unwrap_or_default()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn docker_runner_runs_the_job_in_its_image_and_removes_its_containers() {
     if !docker_available(&[TEST_BUSYBOX_IMAGE]) {
@@ -91,12 +80,12 @@ async fn docker_runner_runs_the_job_in_its_image_and_removes_its_containers() {
         (job_policy, "with pull policy never"),
     ] {
         let job = fake.job(id).expect("job");
-        let trace = trace_text(&fake, id);
+        let trace = fake.trace_text(id);
         assert_eq!(job.state, FakeJobState::Success, "{trace}");
         assert!(trace.contains(expected), "{trace}");
         assert!(trace.contains(TEST_BUSYBOX_IMAGE), "{trace}");
     }
-    assert!(trace_text(&fake, in_image).contains("BusyBox"));
+    assert!(fake.trace_text(in_image).contains("BusyBox"));
     assert_eq!(managed_containers(), "");
     assert_eq!(fake.violations(), Vec::<String>::new());
 }
@@ -113,10 +102,10 @@ async fn docker_job_with_a_missing_image_fails_with_image_pull_failure() {
     });
     run_docker_jobs(&fake, "    pull_policy = \"never\"\n", &[id]).await;
     let job = fake.job(id).expect("job");
-    let trace = trace_text(&fake, id);
+    let trace = fake.trace_text(id);
     assert_eq!(job.state, FakeJobState::Failed, "{trace}");
     assert_eq!(
-        final_field(&fake, id, "failure_reason"),
+        fake.final_field(id, "failure_reason"),
         serde_json::json!("image_pull_failure"),
         "{trace}"
     );
@@ -136,9 +125,9 @@ async fn docker_runner_with_an_unknown_pull_policy_fails_the_job_as_a_system_fai
     let fake = FakeGitLab::start().await;
     let id = fake.add_job(JobSpec::script(&["echo must not run"]));
     run_docker_jobs(&fake, "    pull_policy = \"sometimes\"\n", &[id]).await;
-    let trace = trace_text(&fake, id);
+    let trace = fake.trace_text(id);
     assert_eq!(
-        final_field(&fake, id, "failure_reason"),
+        fake.final_field(id, "failure_reason"),
         serde_json::json!("runner_system_failure"),
         "{trace}"
     );

@@ -251,6 +251,22 @@ impl FakeGitLab {
         self.shared.lock().jobs.get(&id).cloned()
     }
 
+    /// Job `id`'s trace as text (lossy UTF-8).
+    ///
+    /// # Panics
+    /// If there is no such job.
+    pub fn trace_text(&self, id: u64) -> String {
+        String::from_utf8_lossy(&self.job(id).expect("job").trace).into_owned()
+    }
+
+    /// `field` of job `id`'s final status update; `Null` when missing.
+    pub fn final_field(&self, id: u64, field: &str) -> Value {
+        self.job(id)
+            .and_then(|job| job.final_update)
+            .and_then(|u| u.get(field).cloned())
+            .unwrap_or_default()
+    }
+
     /// Every protocol deviation seen so far.
     pub fn violations(&self) -> Vec<String> {
         let inner = self.shared.lock();
