@@ -99,6 +99,10 @@ pub async fn run(
     run_controlled(options, executor, control).await
 }
 
+/// How long after start-up [`crate::trim`] runs: start-up is over and the first polls
+/// have been sent.
+const TRIM_AFTER: Duration = Duration::from_secs(2);
+
 /// Runs the daemon until `control` asks it to stop (what signals do in [`run`]).
 pub async fn run_controlled(
     options: RunOptions,
@@ -173,6 +177,12 @@ pub async fn run_controlled(
         concurrent = config.concurrent(),
         "runnel is running"
     );
+    // Once the first polls are under way, give back the pages only start-up used.
+    tokio::spawn(async {
+        tokio::time::sleep(TRIM_AFTER).await;
+        let trimmed = tokio::task::spawn_blocking(crate::trim::release_start_up_pages).await;
+        tracing::debug!(?trimmed, "released start-up pages");
+    });
     loop {
         tokio::select! {
             changed = config_rx.changed() => {

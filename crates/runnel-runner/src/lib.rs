@@ -20,4 +20,5 @@ pub mod system_id;
 #[cfg(feature = "test-support")]
 pub mod test_support;
 pub mod trace_patch;
+pub mod trim;
 pub use toml;
