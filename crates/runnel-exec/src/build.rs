@@ -76,7 +76,12 @@ pub async fn run_job_with(
     // reason; every other error is a system failure.
     let (result, reported) = match result {
         Err(ExecError::JobFailed { reason, message }) => {
-            trace.error(&format!("Job failed: {message}"));
+            // GitLab: gitlab-runner `common/build.go` `setTraceStatus` marks system failures.
+            if reason == FailureReason::RunnerSystemFailure {
+                trace.error(&format!("Job failed (system failure): {message}"));
+            } else {
+                trace.error(&format!("Job failed: {message}"));
+            }
             let mut outcome = JobOutcome::new(JobStatus::Failed);
             outcome.failure_reason = Some(reason);
             (Ok(outcome), true)

@@ -253,11 +253,11 @@ async fn docker_pull_policies_follow_the_job_and_the_allowed_list() {
     let ran = run_in(&project, refusing, payload).await;
     assert_eq!(
         ran.outcome.failure_reason,
-        Some(FailureReason::RunnerConfigurationError)
+        Some(FailureReason::RunnerSystemFailure)
     );
     assert!(
         ran.trace.contains(
-            "pull_policy ([if-not-present]) defined in GitLab pipeline config is not one of the allowed_pull_policies ([always])"
+            "Job failed (system failure): failed to pull image 'runnel-test/busybox:latest': pull_policy ([if-not-present]) defined in GitLab pipeline config is not one of the allowed_pull_policies ([always])"
         ),
         "{}",
         ran.trace
@@ -283,11 +283,17 @@ async fn docker_allowed_images_refuse_other_images() {
     let ran = run_in(&project, config.clone(), payload).await;
     assert_eq!(
         ran.outcome.failure_reason,
-        Some(FailureReason::RunnerConfigurationError)
+        Some(FailureReason::RunnerSystemFailure)
     );
     assert!(
         ran.trace
-            .contains("the image `python:3.11-slim` is not present on the list of allowed images")
+            .contains("The \"python:3.11-slim\" image is not present on list of allowed images:"),
+        "{}",
+        ran.trace
+    );
+    assert!(
+        ran.trace
+            .contains("Job failed (system failure): disallowed image")
     );
     let payload = with_image(
         PayloadBuilder::new(9109, "allowed")

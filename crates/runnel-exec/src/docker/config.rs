@@ -26,10 +26,25 @@ pub struct DockerConfig {
     pub allowed_pull_policies: Vec<PullPolicy>,
     /// `allowed_images`: globs (`*` stops at `/`, `**` does not); empty allows every image.
     pub allowed_images: Vec<String>,
-    /// `allowed_services`: as `allowed_images`, for `services:`.
+    /// `allowed_services`: as `allowed_images`, for `services:` (the runner's own
+    /// [`services`](Self::services) are always allowed).
     pub allowed_services: Vec<String>,
     /// `privileged` (off by default).
     pub privileged: bool,
+    /// `services_privileged`: whether service containers run privileged; `None` follows
+    /// `privileged`.
+    pub services_privileged: Option<bool>,
+    /// `allowed_privileged_images`: with `privileged`, only job containers of a matching image
+    /// (globs as `allowed_images`) run privileged; empty allows every image.
+    pub allowed_privileged_images: Vec<String>,
+    /// `allowed_privileged_services`: the same for service containers.
+    pub allowed_privileged_services: Vec<String>,
+    /// `[[services]]`: services started for every job, before the job's own `services:`.
+    /// Their names and variables are expanded with the job's variables.
+    pub services: Vec<runnel_api::Image>,
+    /// `services_limit`: the most services (the runner's and the job's together) a job may
+    /// have; `None` is no limit.
+    pub services_limit: Option<usize>,
     /// `volumes`: `host:container[:mode]` binds, or a container path for a cache volume.
     pub volumes: Vec<String>,
     /// `cache_dir`: where cache volumes (container-only `volumes`) live on the host; `None` keeps
@@ -49,8 +64,12 @@ pub struct DockerConfig {
     pub cpus: Option<String>,
     /// `cpuset_cpus`: `0,1`.
     pub cpuset_cpus: Option<String>,
-    /// `user`: the user scripts run as in the job container.
+    /// `user`: the user scripts run as in the job container; it wins over the job's
+    /// `image:docker:user`.
     pub user: Option<String>,
+    /// `allowed_users`: the users a job's `image:docker:user` may name; empty allows only
+    /// `user` when that is set, else any user.
+    pub allowed_users: Vec<String>,
     /// `hostname`: the job container's host name.
     pub hostname: Option<String>,
     /// `extra_hosts`: `host:ip` lines for `/etc/hosts`.
@@ -87,6 +106,11 @@ impl Default for DockerConfig {
             allowed_images: Vec::new(),
             allowed_services: Vec::new(),
             privileged: false,
+            services_privileged: None,
+            allowed_privileged_images: Vec::new(),
+            allowed_privileged_services: Vec::new(),
+            services: Vec::new(),
+            services_limit: None,
             volumes: Vec::new(),
             cache_dir: None,
             disable_cache: false,
@@ -97,6 +121,7 @@ impl Default for DockerConfig {
             cpus: None,
             cpuset_cpus: None,
             user: None,
+            allowed_users: Vec::new(),
             hostname: None,
             extra_hosts: Vec::new(),
             dns: Vec::new(),

@@ -19,11 +19,14 @@ use super::container::{
     run_quiet, run_stage,
 };
 use super::error::DockerError;
-use super::image::{get_image, job_image_name};
+use super::image::{get_image, job_image_name, service_definitions};
 use super::names::{MANAGED_LABEL, labels, unique_prefix};
+use super::policy::{build_user, privileged_for};
 use super::services::{
     Service, ServiceSetup, create_network, start_service, wait_for_services, write_logs,
 };
+use runnel_api::Image;
+
 use crate::error::ExecError;
 use crate::executor::{Executor, PreparedJob, StageRun};
 use crate::process::ScriptEnd;
@@ -80,24 +83,25 @@ impl DockerExecutor {
         let docker = connect(&self.config).await?;
         self.docker = Some(docker.clone());
         let config = &self.config;
-        let image_name = job_image_name(job, config)?;
+        let image_name = job_image_name(job, config, trace)?;
         trace.println(&format!(
             "Using Docker executor with image {image_name} ..."
         ));
+        // Every policy is checked before anything is pulled or started.
+        let services = service_definitions(job, config, trace)?;
+        let job_image = job.payload.image.as_ref();
+        let job_user = job_image
+            .and_then(|i| i.executor_opts.as_ref())
+            .and_then(|o| o.docker.as_ref())
+            .and_then(|d| d.user.as_deref());
+        let user = build_user(config.user.as_deref(), job_user, &config.allowed_users)
+            .map_err(|refused| refused.report(trace))?;
         // The job's image first (as gitlab-runner does): a missing one fails before any
         // service starts.
-        let image = get_image(
-            &docker,
-            &image_name,
-            job.payload.image.as_ref(),
-            job,
-            config,
-            trace,
-        )
-        .await?;
+        let image = get_image(&docker, &image_name, job_image, job, config, trace).await?;
         let prefix = unique_prefix(job.payload.id.0);
         let binds = binds(job, config, trace)?;
-        let mut network = match (&config.network_mode, job.payload.services.is_empty()) {
+        let mut network = match (&config.network_mode, services.is_empty()) {
             (Some(mode), _) => Network::Mode {
                 mode: mode.clone(),
                 links: Vec::new(),
@@ -110,54 +114,67 @@ impl DockerExecutor {
                 Network::PerJob(name)
             }
         };
-        self.start_services(&docker, job, &prefix, &binds, &mut network, trace)
-            .await?;
+        self.start_services(
+            &docker,
+            job,
+            &services,
+            &prefix,
+            &binds,
+            &mut network,
+            trace,
+        )
+        .await?;
         let config = &self.config;
-        let image_id = image.id.clone().unwrap_or_else(|| image_name.clone());
-        let job_image = job.payload.image.as_ref();
-        let entrypoint = job_image
-            .map(|i| i.entrypoint.clone())
-            .filter(|e| !e.is_empty());
-        let user = job_image
-            .and_then(|i| i.executor_opts.as_ref())
-            .and_then(|o| o.docker.as_ref())
-            .and_then(|d| d.user.clone())
-            .or_else(|| config.user.clone());
-        let hostname = config.hostname.clone().unwrap_or_else(|| {
-            format!(
-                "runner-{}-project-{}-concurrent-0",
-                job.variables
-                    .get("CI_RUNNER_SHORT_TOKEN")
-                    .unwrap_or("local"),
-                job.payload.job_info.project_id
-            )
-        });
+        let mut host_config = host_config(config, binds, &network)?;
+        // gitlab-runner `createContainer`: `privileged` only for allowed images. gitlab-runner
+        // matches the name the job wrote; runnel matches the image that runs (expanded, or the
+        // runner's `image`), so `image: $IMAGE` cannot slip past the list.
+        host_config.privileged = Some(privileged_for(
+            config.privileged,
+            &image_name,
+            &config.allowed_privileged_images,
+        ));
         self.spec = Some(BuildContainer {
             name: format!("{prefix}-build"),
-            image_id,
-            entrypoint,
+            image_id: image.id.clone().unwrap_or_else(|| image_name.clone()),
+            entrypoint: job_image
+                .map(|i| i.entrypoint.clone())
+                .filter(|e| !e.is_empty()),
             user,
-            hostname,
+            hostname: config.hostname.clone().unwrap_or_else(|| {
+                format!(
+                    "runner-{}-project-{}-concurrent-0",
+                    job.variables
+                        .get("CI_RUNNER_SHORT_TOKEN")
+                        .unwrap_or("local"),
+                    job.payload.job_info.project_id
+                )
+            }),
             working_dir: job.project_dir.to_string_lossy().into_owned(),
             labels: labels(job, "build", &[]),
-            host_config: host_config(config, binds, &network)?,
+            host_config,
             network,
         });
         Ok(())
     }
 
-    /// Starts the job's services, waits for them, and gives the job container links to them
-    /// on the default bridge (gitlab-runner's legacy mode).
+    /// Starts `services` (the runner's and the job's), waits for them, and gives the job
+    /// container links to them on the default bridge (gitlab-runner's legacy mode).
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one call site; the parts of one job"
+    )]
     async fn start_services(
         &mut self,
         docker: &Docker,
         job: &PreparedJob,
+        services: &[Image],
         prefix: &str,
         binds: &[String],
         network: &mut Network,
         trace: &mut Trace,
     ) -> Result<(), DockerError> {
-        if job.payload.services.is_empty() {
+        if services.is_empty() {
             return Ok(());
         }
         let config = &self.config;
@@ -171,7 +188,7 @@ impl DockerExecutor {
             },
             host_config: host_config(config, binds.to_vec(), network)?,
         };
-        for (index, service) in job.payload.services.iter().enumerate() {
+        for (index, service) in services.iter().enumerate() {
             start_service(
                 docker,
                 job,

@@ -1,10 +1,11 @@
-//! Choosing and getting images: the job's `image:` (or the runner's `image`), `allowed_images`
-//! and `allowed_services`, and the pull policies tried in order.
+//! Choosing and getting images: the job's `image:` (or the runner's `image`) and its services
+//! (the runner's `[[services]]` first) checked against the runner's policies, and the pull
+//! policies tried in order.
 //!
 //! GitLab: gitlab-runner `executors/docker/internal/pull/manager.go` (`GetDockerImage`: the
-//! job's policies win over the runner's, each must be allowed, each is tried in turn, a failed
-//! pull is an `image_pull_failure`) and `executors/docker/docker.go` (`expandImageName`,
-//! `verifyAllowedImage`).
+//! job's policies win over the runner's, one of them must be allowed, each is tried in turn, a
+//! failed pull is an `image_pull_failure`), `executors/docker/docker.go` (`expandImageName`)
+//! and `executors/docker/services.go` (`getServicesDefinitions`).
 
 use std::time::Duration;
 
@@ -13,11 +14,13 @@ use bollard::auth::DockerCredentials;
 use bollard::models::ImageInspect;
 use bollard::query_parameters::CreateImageOptionsBuilder;
 use futures_util::StreamExt;
-use globset::GlobBuilder;
 use runnel_api::{FailureReason, Image};
 
 use super::config::{DockerConfig, PullPolicy, policy_list};
 use super::error::{DockerError, is_not_found};
+use super::policy::{
+    PolicySource, verify_allowed_image, verify_pull_policies, verify_services_limit,
+};
 use crate::executor::PreparedJob;
 use crate::trace::Trace;
 
@@ -25,10 +28,11 @@ use crate::trace::Trace;
 const PULL_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 
 /// The image name the job container runs: the job's `image:` expanded and checked against
-/// `allowed_images`, else the runner's `image`.
+/// `allowed_images` (the runner's `image` is always allowed), else the runner's `image`.
 pub(crate) fn job_image_name(
     job: &PreparedJob,
     config: &DockerConfig,
+    trace: &mut Trace,
 ) -> Result<String, DockerError> {
     let named = job
         .payload
@@ -38,8 +42,13 @@ pub(crate) fn job_image_name(
         .filter(|name| !name.trim().is_empty());
     match named {
         Some(name) => {
-            let internal: Vec<&str> = config.image.iter().map(String::as_str).collect();
-            verify_allowed(&name, "images", &config.allowed_images, &internal)?;
+            let internal: Vec<String> = config
+                .image
+                .iter()
+                .map(|image| job.variables.expand(image))
+                .collect();
+            verify_allowed_image(&name, "images", &config.allowed_images, &internal)
+                .map_err(|refused| refused.report(trace))?;
             Ok(name)
         }
         None => config.image.clone().filter(|i| !i.is_empty()).ok_or_else(|| {
@@ -51,43 +60,36 @@ pub(crate) fn job_image_name(
     }
 }
 
-/// A service's image name, expanded and checked against `allowed_services`.
-pub(crate) fn service_image_name(
+/// The services of the job in the order they start: the runner's `[[services]]`, then the
+/// job's `services:`, each name expanded with the job's variables. The job's must match
+/// `allowed_services` unless the runner's own list names them; together they must fit in
+/// `services_limit`.
+///
+/// GitLab: gitlab-runner `executors/docker/services.go` `getServicesDefinitions`.
+pub(crate) fn service_definitions(
     job: &PreparedJob,
-    service: &Image,
     config: &DockerConfig,
-) -> Result<String, DockerError> {
-    let name = job.variables.expand(&service.name);
-    verify_allowed(&name, "services", &config.allowed_services, &[])?;
-    Ok(name)
-}
-
-/// gitlab-runner `verifyAllowedImage`: an empty list allows everything; globs match as
-/// doublestar does (`*` stops at `/`).
-fn verify_allowed(
-    image: &str,
-    option: &str,
-    allowed: &[String],
-    internal: &[&str],
-) -> Result<(), DockerError> {
-    if allowed.is_empty() || internal.contains(&image) {
-        return Ok(());
+    trace: &mut Trace,
+) -> Result<Vec<Image>, DockerError> {
+    let expand = |service: &Image| Image {
+        name: job.variables.expand(&service.name),
+        ..service.clone()
+    };
+    let mut services: Vec<Image> = config.services.iter().map(expand).collect();
+    let internal: Vec<String> = services.iter().map(|s| s.name.clone()).collect();
+    for service in job.payload.services.iter().map(expand) {
+        verify_allowed_image(
+            &service.name,
+            "services",
+            &config.allowed_services,
+            &internal,
+        )
+        .map_err(|refused| refused.report(trace))?;
+        services.push(service);
     }
-    let matches = allowed.iter().any(|pattern| {
-        GlobBuilder::new(pattern)
-            .literal_separator(true)
-            .build()
-            .is_ok_and(|glob| glob.compile_matcher().is_match(image))
-    });
-    if matches {
-        return Ok(());
-    }
-    let list: Vec<String> = allowed.iter().map(|a| format!("`{a}`")).collect();
-    Err(DockerError::config(format!(
-        "the image `{image}` is not present on the list of allowed {option} ({}): please check \
-         the runner's configuration",
-        list.join(", ")
-    )))
+    verify_services_limit(services.len(), config.services_limit)
+        .map_err(|refused| refused.report(trace))?;
+    Ok(services)
 }
 
 /// Gets `name` locally or by pulling, following the pull policies of `image` (the job's) or of
@@ -103,9 +105,9 @@ pub(crate) async fn get_image(
     let job_policies = image.map(|i| i.pull_policy.as_slice()).unwrap_or_default();
     let (policies, source) = if job_policies.is_empty() {
         let source = if config.pull_policy.is_empty() {
-            "Runner config (default)"
+            PolicySource::Default
         } else {
-            "Runner config"
+            PolicySource::Runner
         };
         (config.pull_policies(), source)
     } else {
@@ -114,24 +116,12 @@ pub(crate) async fn get_image(
             .map(|p| p.parse::<PullPolicy>())
             .collect::<Result<Vec<_>, _>>()
             .map_err(DockerError::config)?;
-        (parsed, "GitLab pipeline config")
+        (parsed, PolicySource::Job)
     };
-    let allowed = config.allowed_pull_policies();
-    let usable: Vec<PullPolicy> = policies
-        .iter()
-        .copied()
-        .filter(|p| allowed.contains(p))
-        .collect();
-    if usable.is_empty() {
-        return Err(DockerError::config(format!(
-            "failed to pull image `{name}`: pull_policy ({}) defined in {source} is not one of \
-             the allowed_pull_policies ({})",
-            policy_list(&policies),
-            policy_list(&allowed)
-        )));
-    }
+    verify_pull_policies(name, &policies, &config.allowed_pull_policies(), source)
+        .map_err(|refused| refused.report(trace))?;
     let mut last_error = String::new();
-    for (index, policy) in usable.iter().enumerate() {
+    for (index, policy) in policies.iter().enumerate() {
         if index > 0 {
             trace.info(&format!(
                 "Attempt #{}: Trying \"{policy}\" pull policy",
@@ -158,7 +148,7 @@ pub(crate) async fn get_image(
         reason: FailureReason::ImagePullFailure,
         message: format!(
             "failed to pull image \"{name}\" with specified policies {}: {last_error}",
-            policy_list(&usable)
+            policy_list(&policies)
         ),
     })
 }
@@ -267,7 +257,7 @@ fn credentials_for(name: &str, job: &PreparedJob) -> Option<DockerCredentials> {
 
 #[cfg(test)]
 mod tests {
-    use super::{split_tag, verify_allowed};
+    use super::split_tag;
 
     #[test]
     fn tags_split_after_the_last_slash() {
@@ -277,20 +267,5 @@ mod tests {
             ("localhost:5000/app", Some("latest"))
         );
         assert_eq!(split_tag("a/b@sha256:00"), ("a/b@sha256:00", None));
-    }
-
-    #[test]
-    fn allowed_images_are_globs_where_star_stops_at_slashes() {
-        let allowed = vec!["python:*".to_owned(), "registry.local/**".to_owned()];
-        assert!(verify_allowed("python:3.11-slim", "images", &allowed, &[]).is_ok());
-        assert!(verify_allowed("registry.local/a/b:1", "images", &allowed, &[]).is_ok());
-        let err = verify_allowed("evil/python:3", "images", &allowed, &[]).expect_err("refused");
-        assert_eq!(
-            err.to_string(),
-            "the image `evil/python:3` is not present on the list of allowed images \
-             (`python:*`, `registry.local/**`): please check the runner's configuration"
-        );
-        assert!(verify_allowed("anything", "images", &[], &[]).is_ok());
-        assert!(verify_allowed("runner-default", "images", &allowed, &["runner-default"]).is_ok());
     }
 }

@@ -11,6 +11,7 @@ mod error;
 mod executor;
 mod image;
 mod names;
+mod policy;
 #[cfg(feature = "test-support")]
 mod probe;
 mod services;

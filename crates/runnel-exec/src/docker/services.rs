@@ -3,6 +3,7 @@
 //!
 //! GitLab: gitlab-runner `executors/docker/docker.go` (`createFromServiceDefinition`,
 //! `createService`: the job's variables plus the service's, `entrypoint`/`command` overrides,
+//! `services_privileged` and `allowed_privileged_services`,
 //! `waitForServices` with `wait_for_services_timeout`, the warning with the service logs) and
 //! `executors/docker/internal/networks/manager.go` (the per-job network). gitlab-runner waits
 //! for the exposed TCP ports from a helper container; runnel connects from the host, so nothing
@@ -23,8 +24,9 @@ use tokio::time::Instant;
 
 use super::config::DockerConfig;
 use super::error::DockerError;
-use super::image::{get_image, service_image_name};
+use super::image::get_image;
 use super::names::{ServiceName, labels, service_aliases, slug};
+use super::policy::privileged_for;
 use crate::executor::PreparedJob;
 use crate::trace::Trace;
 
@@ -68,8 +70,9 @@ pub(crate) struct ServiceSetup<'a> {
     pub(crate) host_config: HostConfig,
 }
 
-/// Pulls (per the pull policies), creates and starts the service `index` of the job, adding
-/// it to `started` as soon as it exists.
+/// Pulls (per the pull policies), creates and starts the service `index` of the job (its
+/// name already expanded and allowed, see `image::service_definitions`), adding it to `started`
+/// as soon as it exists.
 pub(crate) async fn start_service(
     docker: &Docker,
     job: &PreparedJob,
@@ -80,7 +83,7 @@ pub(crate) async fn start_service(
     started: &mut Vec<Service>,
 ) -> Result<(), DockerError> {
     let config = setup.config;
-    let image_name = service_image_name(job, service, config)?;
+    let image_name = service.name.clone();
     let parsed = ServiceName::parse(&image_name)
         .ok_or_else(|| DockerError::config(format!("invalid service name: `{}`", service.name)))?;
     trace.println(&format!(
@@ -112,6 +115,13 @@ pub(crate) async fn start_service(
         )])),
     });
     let service_label = parsed.service.clone();
+    // gitlab-runner `createHostConfigForService` + `isInPrivilegedServiceList`.
+    let mut host_config = setup.host_config.clone();
+    host_config.privileged = Some(privileged_for(
+        config.services_privileged.unwrap_or(config.privileged),
+        &image_name,
+        &config.allowed_privileged_services,
+    ));
     let body = ContainerCreateBody {
         image: image.id.clone(),
         env: Some(env),
@@ -125,7 +135,7 @@ pub(crate) async fn start_service(
                 ("service.version", &parsed.version),
             ],
         )),
-        host_config: Some(setup.host_config.clone()),
+        host_config: Some(host_config),
         networking_config,
         ..ContainerCreateBody::default()
     };
