@@ -7,7 +7,9 @@ use std::path::Path;
 use runnel_api::{RegisterRunnerRequest, RunnerToken, VersionInfo};
 
 use crate::client::{ClientError, Coordinator, http_client, http_client_for};
-use crate::config::{ConfigEditor, ConfigError, RunnerConfig, load, short_token};
+use crate::config::{
+    ConfigEditor, ConfigError, RunnerConfig, UnknownKey, load, parse, short_token,
+};
 use crate::system_id;
 
 /// What `runnel register` was told.
@@ -33,6 +35,9 @@ pub struct Registration {
     pub paused: Option<bool>,
     /// Maintenance note (legacy flow only).
     pub maintenance_note: Option<String>,
+    /// Keep the runner on GitLab when the config file cannot be saved (`--leave-runner`);
+    /// by default it is removed again, as gitlab-runner does.
+    pub leave_runner: bool,
     /// The new `[[runners]]` entry: name, executor and executor settings. `url`, `id`, `token`
     /// and the token times are filled in by registration.
     pub runner: RunnerConfig,
@@ -66,6 +71,33 @@ pub enum RegisterError {
         /// The selection.
         selection: String,
     },
+    /// The `--template-config` file could not be read or parsed.
+    #[error("failed to load configuration template file `{path}`")]
+    TemplateLoad {
+        /// The template file.
+        path: String,
+        /// The cause.
+        #[source]
+        source: ConfigError,
+    },
+    /// The template has no `[[runners]]` entry, or more than one.
+    #[error(
+        "configuration template `{path}` must contain exactly one [[runners]] entry, found {found}"
+    )]
+    TemplateRunners {
+        /// The template file.
+        path: String,
+        /// How many entries it has.
+        found: usize,
+    },
+    /// The merged entry is not a valid runner (a key has another type in the template).
+    #[error("failed to merge configuration template `{path}` into the new runner: {message}")]
+    TemplateMerge {
+        /// The template file.
+        path: String,
+        /// What the TOML decoder says.
+        message: String,
+    },
 }
 
 /// The directory of `config.toml`, where gitlab-runner's `certs/` directory lives.
@@ -98,8 +130,12 @@ pub async fn register(
     let info = version_info(&runner.executor);
     if let Some(token) = registration.token.clone().filter(|t| !t.is_empty()) {
         reject_server_owned_flags(&registration)?;
-        let coordinator =
-            Coordinator::new(http, &registration.url, RunnerToken::new(token), system_id)?;
+        let coordinator = Coordinator::new(
+            http.clone(),
+            &registration.url,
+            RunnerToken::new(token),
+            system_id.clone(),
+        )?;
         let answer = coordinator.verify(Some(info)).await?;
         runner.id = answer.id.and_then(|id| i64::try_from(id).ok());
         runner.token = answer.token.expose().to_owned();
@@ -123,8 +159,12 @@ pub async fn register(
             paused: registration.paused.unwrap_or(false),
             info,
         };
-        let coordinator =
-            Coordinator::new(http, &registration.url, RunnerToken::new(token), system_id)?;
+        let coordinator = Coordinator::new(
+            http.clone(),
+            &registration.url,
+            RunnerToken::new(token),
+            system_id.clone(),
+        )?;
         let answer = coordinator.register(&request).await?;
         runner.id = answer.id.and_then(|id| i64::try_from(id).ok());
         runner.token = answer.token.expose().to_owned();
@@ -139,10 +179,121 @@ pub async fn register(
             docker.volumes.push("/cache".into());
         }
     }
-    let mut editor = ConfigEditor::open(config_path)?;
-    editor.add_runner(&runner);
-    editor.save()?;
+    let saved = ConfigEditor::open(config_path).and_then(|mut editor| {
+        editor.add_runner(&runner);
+        editor.save()
+    });
+    if let Err(err) = saved {
+        if !registration.leave_runner {
+            remove_again(http, &registration.url, &runner, system_id).await;
+        }
+        return Err(err.into());
+    }
     Ok(runner)
+}
+
+/// Removes a runner that was just registered but could not be saved. gitlab-runner
+/// (`commands/register.go`, `unregisterRunner`) deletes the runner manager for an authentication
+/// token and the runner for a legacy one; [`Coordinator::unregister`] picks the same endpoint.
+async fn remove_again(http: reqwest::Client, url: &str, runner: &RunnerConfig, system_id: String) {
+    let token = RunnerToken::new(runner.token.clone());
+    let removed = match Coordinator::new(http, url, token, system_id) {
+        Ok(coordinator) => coordinator.unregister().await,
+        Err(err) => Err(err),
+    };
+    match removed {
+        Ok(()) => tracing::warn!(
+            runner = %runner.short_token(),
+            "the configuration was not saved, so the runner was removed from GitLab again (`--leave-runner` keeps it)"
+        ),
+        Err(err) => tracing::error!(
+            runner = %runner.short_token(),
+            "the configuration was not saved, and removing the runner from GitLab again failed: {}",
+            crate::trace_patch::error_chain(&err)
+        ),
+    }
+}
+
+/// Reads a `--template-config` file: its single `[[runners]]` entry, without the token and the
+/// values registration sets, and the keys runnel ignored in it (gitlab-runner
+/// `commands/register.go`, `configTemplate.MergeTo`).
+pub fn load_template(path: &Path) -> Result<(RunnerConfig, Vec<UnknownKey>), RegisterError> {
+    let display = path.display().to_string();
+    // Unlike config.toml, a missing template is an error.
+    let source = std::fs::read_to_string(path).map_err(|source| RegisterError::TemplateLoad {
+        path: display.clone(),
+        source: ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        },
+    })?;
+    let loaded = parse(path, &source).map_err(|source| RegisterError::TemplateLoad {
+        path: display.clone(),
+        source,
+    })?;
+    let mut runners = loaded.config.runners;
+    if runners.len() != 1 {
+        return Err(RegisterError::TemplateRunners {
+            path: display,
+            found: runners.len(),
+        });
+    }
+    let mut template = runners.remove(0);
+    template.token = String::new();
+    template.id = None;
+    template.token_obtained_at = None;
+    template.token_expires_at = None;
+    Ok((template, loaded.unknown_keys))
+}
+
+/// Fills what `runner` leaves unset from `template`, as gitlab-runner's `mergo.Merge` does:
+/// a value `runner` has wins, tables merge key by key, and an empty string or list counts as
+/// unset. Unlike Go, a flag set to `false` or `0` also wins, because runnel knows it was given.
+pub fn merge_template(
+    runner: &mut RunnerConfig,
+    template: &RunnerConfig,
+    template_path: &Path,
+) -> Result<(), RegisterError> {
+    let merge_error = |message: String| RegisterError::TemplateMerge {
+        path: template_path.display().to_string(),
+        message,
+    };
+    let to_table = |config: &RunnerConfig| match toml::Value::try_from(config) {
+        Ok(toml::Value::Table(table)) => Ok(table),
+        Ok(_) => Err(merge_error("a runner is not a table".into())),
+        Err(err) => Err(merge_error(err.to_string())),
+    };
+    let mut merged = to_table(runner)?;
+    fill_unset(&mut merged, to_table(template)?);
+    *runner = toml::Value::Table(merged)
+        .try_into()
+        .map_err(|err: toml::de::Error| merge_error(err.message().to_owned()))?;
+    Ok(())
+}
+
+fn fill_unset(target: &mut toml::Table, template: toml::Table) {
+    for (key, value) in template {
+        match target.get_mut(&key) {
+            None => {
+                target.insert(key, value);
+            }
+            Some(toml::Value::Table(inner)) => {
+                if let toml::Value::Table(template_inner) = value {
+                    fill_unset(inner, template_inner);
+                }
+            }
+            Some(existing) if is_unset(existing) => *existing = value,
+            Some(_) => {}
+        }
+    }
+}
+
+fn is_unset(value: &toml::Value) -> bool {
+    match value {
+        toml::Value::String(text) => text.is_empty(),
+        toml::Value::Array(items) => items.is_empty(),
+        _ => false,
+    }
 }
 
 fn reject_server_owned_flags(registration: &Registration) -> Result<(), RegisterError> {

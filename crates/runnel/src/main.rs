@@ -3,6 +3,7 @@
 mod cmd;
 mod exec;
 mod exit_code;
+mod log;
 mod report;
 
 use std::process::ExitCode;

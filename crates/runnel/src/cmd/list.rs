@@ -15,7 +15,7 @@ pub(crate) fn run(args: ListArgs) -> anyhow::Result<ExitCode> {
     let config_path = args.config.path();
     let loaded = runnel_runner::config::load(&config_path)?;
     for key in &loaded.unknown_keys {
-        eprintln!("warning: {key}");
+        tracing::warn!("{key}");
     }
     println!(
         "Listing configured runners                          ConfigFile={}",

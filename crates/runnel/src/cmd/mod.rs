@@ -18,6 +18,8 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "runnel", version, about)]
 pub(crate) struct Cli {
+    #[command(flatten)]
+    log: crate::log::LogArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -41,13 +43,27 @@ enum Command {
 }
 
 pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    // `lint` and `exec` report on their own console; the runner commands log as gitlab-runner.
+    let logging = || crate::log::Logging::init(&cli.log);
     match cli.command {
         Command::Lint(args) => lint::run(args),
         Command::Exec(args) => exec::run(args),
-        Command::Register(args) => register::run(*args),
-        Command::Run(args) => run::run(args),
-        Command::Verify(args) => verify::run(args),
-        Command::Unregister(args) => unregister::run(args),
-        Command::List(args) => list::run(args),
+        Command::Register(args) => {
+            logging()?;
+            register::run(*args)
+        }
+        Command::Run(args) => run::run(args, logging()?),
+        Command::Verify(args) => {
+            logging()?;
+            verify::run(args)
+        }
+        Command::Unregister(args) => {
+            logging()?;
+            unregister::run(args)
+        }
+        Command::List(args) => {
+            logging()?;
+            list::run(args)
+        }
     }
 }

@@ -1,12 +1,13 @@
 //! `runnel register`: gitlab-runner's flags, environment variables and prompts.
 
 use std::io::{BufRead, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use runnel_runner::config::{
     CacheConfig, CustomConfig, DockerConfig, KubernetesConfig, RunnerConfig, SshConfig,
 };
-use runnel_runner::register::{Registration, register};
+use runnel_runner::register::{Registration, load_template, merge_template, register};
 
 use super::config_file::{ConfigFileArg, runtime};
 
@@ -22,6 +23,16 @@ pub(crate) struct RegisterArgs {
     /// Ask nothing; a missing required value is an error.
     #[arg(short = 'n', long, env = "REGISTER_NON_INTERACTIVE")]
     non_interactive: bool,
+    /// A config.toml whose single `[[runners]]` entry fills what the flags leave unset.
+    #[arg(
+        long = "template-config",
+        env = "TEMPLATE_CONFIG_FILE",
+        value_name = "FILE"
+    )]
+    template_config: Option<PathBuf>,
+    /// Keep the runner on GitLab when the config file cannot be saved.
+    #[arg(long, env = "REGISTER_LEAVE_RUNNER")]
+    leave_runner: bool,
     /// The GitLab instance URL.
     #[arg(short = 'u', long, env = "CI_SERVER_URL")]
     url: Option<String>,
@@ -190,8 +201,30 @@ fn hostname() -> String {
         .unwrap_or_else(|_| "runnel".into())
 }
 
+/// A non-empty template value, as the default of a prompt the flags left open.
+fn from_template(value: &str) -> Option<String> {
+    (!value.is_empty()).then(|| value.to_owned())
+}
+
 pub(crate) fn run(args: RegisterArgs) -> anyhow::Result<ExitCode> {
     let config_path = args.config.path();
+    // gitlab-runner merges the template before asking, so its values are the prompts' defaults
+    // (gitlab-runner merge request 2561).
+    let template = match &args.template_config {
+        Some(path) => {
+            tracing::info!(
+                "Merging configuration from template file {:?}",
+                path.display().to_string()
+            );
+            let (template, unknown_keys) = load_template(path)?;
+            for key in &unknown_keys {
+                tracing::warn!("{key}");
+            }
+            Some((path, template))
+        }
+        None => None,
+    };
+    let template_runner = template.as_ref().map(|(_, runner)| runner);
     let mut prompt = Prompter {
         interactive: !args.non_interactive,
         input: std::io::stdin().lock(),
@@ -199,7 +232,9 @@ pub(crate) fn run(args: RegisterArgs) -> anyhow::Result<ExitCode> {
     let url = prompt
         .ask(
             "Enter the GitLab instance URL (for example, https://gitlab.com/):",
-            args.url.clone(),
+            args.url
+                .clone()
+                .or_else(|| template_runner.and_then(|t| from_template(&t.url))),
             true,
         )?
         .unwrap_or_default();
@@ -212,6 +247,7 @@ pub(crate) fn run(args: RegisterArgs) -> anyhow::Result<ExitCode> {
         access_level: args.access_level.clone(),
         maximum_timeout: args.maximum_timeout,
         paused: args.paused,
+        leave_runner: args.leave_runner,
         ..Registration::default()
     };
     if authentication {
@@ -231,7 +267,12 @@ pub(crate) fn run(args: RegisterArgs) -> anyhow::Result<ExitCode> {
     };
     let name = prompt.ask(
         name_question,
-        Some(args.name.clone().unwrap_or_else(hostname)),
+        Some(
+            args.name
+                .clone()
+                .or_else(|| template_runner.and_then(|t| from_template(&t.name)))
+                .unwrap_or_else(hostname),
+        ),
         false,
     )?;
     if !authentication {
@@ -249,7 +290,9 @@ pub(crate) fn run(args: RegisterArgs) -> anyhow::Result<ExitCode> {
     let executor = prompt
         .ask(
             &format!("Enter an executor: {EXECUTORS}:"),
-            args.executor.clone(),
+            args.executor
+                .clone()
+                .or_else(|| template_runner.and_then(|t| from_template(&t.executor))),
             true,
         )?
         .unwrap_or_default();
@@ -257,10 +300,17 @@ pub(crate) fn run(args: RegisterArgs) -> anyhow::Result<ExitCode> {
     if executor.starts_with("docker") {
         let image = prompt.ask(
             "Enter the default Docker image (for example, ruby:3.3):",
-            args.docker_image.clone(),
+            args.docker_image.clone().or_else(|| {
+                template_runner
+                    .and_then(|t| t.docker.as_ref())
+                    .and_then(|d| d.image.clone())
+            }),
             true,
         )?;
         runner.docker.get_or_insert_with(Default::default).image = image;
+    }
+    if let Some((path, template)) = &template {
+        merge_template(&mut runner, template, path)?;
     }
     registration.runner = runner;
     let registered = runtime()?.block_on(register(&config_path, registration))?;

@@ -8,6 +8,7 @@ use runnel_runner::daemon::{RunOptions, Shutdown, run as run_daemon};
 use runnel_runner::docker_adapter::RunnerExecutors;
 
 use super::config_file::ConfigFileArg;
+use crate::log::Logging;
 
 /// Arguments of `runnel run`.
 #[derive(Debug, clap::Args)]
@@ -20,53 +21,21 @@ pub(crate) struct RunArgs {
     /// Change to this directory first (relative `builds_dir`/`cache_dir` resolve against it).
     #[arg(short = 'd', long, env = "WORKING_DIRECTORY")]
     working_directory: Option<PathBuf>,
-    /// `debug`, `info`, `warn`, `error`; overrides `log_level`.
-    #[arg(long, env = "LOG_LEVEL")]
-    log_level: Option<String>,
-    /// Same as `--log-level debug`.
-    #[arg(long)]
-    debug: bool,
-    /// `runner`, `text` or `json`; overrides `log_format` (accepted; logs are text for now).
-    #[arg(long, env = "LOG_FORMAT")]
-    log_format: Option<String>,
 }
 
-/// Operator logs on stderr. `log_format = "json"` is accepted but written as text for now.
-fn init_logging(level: &str) {
-    let level = match level {
-        "warning" => "warn",
-        "fatal" | "panic" => "error",
-        other => other,
-    };
-    // A plain level filter: `EnvFilter` would compile regexes and touch pages an idle daemon
-    // never needs again.
-    let max = level
-        .parse::<tracing::Level>()
-        .unwrap_or(tracing::Level::INFO);
-    let builder = tracing_subscriber::fmt()
-        .with_max_level(max)
-        .with_writer(std::io::stderr);
-    let _ = builder.try_init();
-}
-
-pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+/// Runs the daemon; `logging` already has the command line's level and format, and gets
+/// `log_level`/`log_format` from the config file here.
+pub(crate) fn run(args: RunArgs, logging: Logging) -> anyhow::Result<ExitCode> {
     if let Some(dir) = &args.working_directory {
         std::env::set_current_dir(dir)?;
     }
     let config_path = args.config.path();
     let loaded = runnel_runner::config::load(&config_path)?;
-    let level = if args.debug {
-        "debug".to_owned()
-    } else {
-        args.log_level
-            .clone()
-            .or(loaded.config.log_level.clone())
-            .unwrap_or_else(|| "info".into())
-    };
-    init_logging(&level);
-    for key in &loaded.unknown_keys {
-        tracing::warn!("{key}");
-    }
+    // gitlab-runner fails to start on an invalid `log_level` or `log_format`.
+    logging.apply_config(
+        loaded.config.log_level.as_deref(),
+        loaded.config.log_format.as_deref(),
+    )?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -1,0 +1,268 @@
+//! `runnel register --template-config` and `--leave-runner` end to end: the binary against the
+//! fake GitLab from runnel-runner's test support (gitlab-runner `commands/register.go`).
+
+use std::path::Path;
+use std::process::Stdio;
+
+use runnel_runner::test_support::FakeGitLab;
+use tokio::process::Command;
+
+fn runnel() -> Command {
+    let mut command = Command::new(assert_cmd::cargo::cargo_bin("runnel"));
+    command
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", "/nonexistent")
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    command
+}
+
+struct Output {
+    code: Option<i32>,
+    stderr: String,
+}
+
+async fn output(command: &mut Command) -> Output {
+    let out = command.output().await.expect("runnel runs");
+    Output {
+        code: out.status.code(),
+        stderr: format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    }
+}
+
+/// The written config with what changes from run to run replaced.
+fn redacted(config: &Path, fake: &FakeGitLab, token: &str) -> String {
+    let text = std::fs::read_to_string(config).expect("config written");
+    text.replace(&fake.url(), "http://[GITLAB]/")
+        .replace(token, "[TOKEN]")
+        .lines()
+        .map(|line| {
+            if line.trim_start().starts_with("token_obtained_at") {
+                "token_obtained_at = [TIME]"
+            } else {
+                line
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+const TEMPLATE: &str = r#"[[runners]]
+  name = "from-template"
+  url = "http://template.invalid/"
+  token = "template-token-is-dropped"
+  executor = "docker"
+  limit = 3
+  output_limit = 8192
+  environment = ["FROM_TEMPLATE=1"]
+  [runners.docker]
+    image = "alpine:3"
+    privileged = true
+    volumes = ["/var/run/docker.sock:/var/run/docker.sock"]
+  [runners.cache]
+    Type = "s3"
+    Shared = true
+    [runners.cache.s3]
+      BucketName = "runner-cache"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn template_config_fills_what_the_flags_leave_unset() {
+    let fake = FakeGitLab::start().await;
+    let token = fake.create_runner();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("config.toml");
+    let template = dir.path().join("template.toml");
+    std::fs::write(&template, TEMPLATE).expect("write template");
+    let out = output(
+        runnel()
+            .args(["register", "--non-interactive", "-c"])
+            .arg(&config)
+            .arg("--template-config")
+            .arg(&template)
+            .args(["--url", &fake.url(), "--token", &token])
+            // Flags win over the template, lists as a whole.
+            .args(["--limit", "5", "--env", "FROM_FLAG=1"])
+            .args(["--docker-image", "ruby:3.3", "--docker-privileged=false"]),
+    )
+    .await;
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    insta::assert_snapshot!(redacted(&config, &fake, &token));
+    assert_eq!(fake.violations(), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn template_config_is_read_from_template_config_file() {
+    let fake = FakeGitLab::start().await;
+    let token = fake.create_runner();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("config.toml");
+    let template = dir.path().join("template.toml");
+    std::fs::write(
+        &template,
+        format!(
+            "[[runners]]\nname = \"env-template\"\nurl = \"{}\"\nexecutor = \"shell\"\n",
+            fake.url()
+        ),
+    )
+    .expect("write template");
+    // Only the token is given: URL, name and executor come from the template.
+    let out = output(
+        runnel()
+            .args(["register", "-n", "-c"])
+            .arg(&config)
+            .env("TEMPLATE_CONFIG_FILE", &template)
+            .env("CI_SERVER_TOKEN", &token),
+    )
+    .await;
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let written = std::fs::read_to_string(&config).expect("config written");
+    assert!(written.contains("name = \"env-template\""), "{written}");
+    assert!(written.contains("executor = \"shell\""), "{written}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn template_with_two_runners_is_refused_before_anything_is_registered() {
+    let fake = FakeGitLab::start().await;
+    let token = fake.create_runner();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("config.toml");
+    let template = dir.path().join("template.toml");
+    std::fs::write(
+        &template,
+        "[[runners]]\nexecutor = \"shell\"\n[[runners]]\nexecutor = \"docker\"\n",
+    )
+    .expect("write template");
+    let out = output(
+        runnel()
+            .args(["register", "-n", "-c"])
+            .arg(&config)
+            .arg("--template-config")
+            .arg(&template)
+            .args(["--url", &fake.url(), "--token", &token]),
+    )
+    .await;
+    assert_ne!(out.code, Some(0));
+    let template_path = template.display().to_string();
+    insta::assert_snapshot!(
+        out.stderr
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .replace(&template_path, "[TEMPLATE]"),
+        @"error: configuration template `[TEMPLATE]` must contain exactly one [[runners]] entry, found 2"
+    );
+    assert_eq!(fake.requests(), Vec::<String>::new());
+    assert!(!config.exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_template_is_an_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = output(
+        runnel()
+            .args(["register", "-n", "-c"])
+            .arg(dir.path().join("config.toml"))
+            .arg("--template-config")
+            .arg(dir.path().join("missing.toml"))
+            .args(["--url", "http://127.0.0.1:9/", "--token", "glrt-x"]),
+    )
+    .await;
+    assert_ne!(out.code, Some(0));
+    assert!(
+        out.stderr
+            .contains("failed to load configuration template file"),
+        "{}",
+        out.stderr
+    );
+}
+
+/// A config path under a regular file: registration succeeds, saving cannot (even as root).
+fn unsavable_config(dir: &Path) -> std::path::PathBuf {
+    let file = dir.join("not-a-directory");
+    std::fs::write(&file, "").expect("write");
+    file.join("config.toml")
+}
+
+async fn register_unsavable(fake: &FakeGitLab, token_flag: &str, token: &str, extra: &[&str]) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = output(
+        runnel()
+            .args(["register", "-n", "-c"])
+            .arg(unsavable_config(dir.path()))
+            .args(["--url", &fake.url(), token_flag, token])
+            .args(["--executor", "shell"])
+            .args(extra),
+    )
+    .await;
+    assert_ne!(out.code, Some(0), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("failed to read config file"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unsaved_runner_manager_is_removed_from_gitlab_again() {
+    let fake = FakeGitLab::start().await;
+    let token = fake.create_runner();
+    register_unsavable(&fake, "--token", &token, &[]).await;
+    assert_eq!(
+        fake.requests(),
+        [
+            "POST /api/v4/runners/verify",
+            "DELETE /api/v4/runners/managers"
+        ]
+    );
+    assert_eq!(fake.managers(), Vec::<(String, String)>::new());
+    // The runner itself was created in GitLab's UI and stays.
+    assert!(fake.runner_exists(&token));
+    assert_eq!(fake.violations(), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unsaved_legacy_runner_is_deleted_again() {
+    let fake = FakeGitLab::start().await;
+    fake.add_registration_token("legacy-registration-token");
+    register_unsavable(
+        &fake,
+        "--registration-token",
+        "legacy-registration-token",
+        &[],
+    )
+    .await;
+    assert_eq!(
+        fake.requests(),
+        ["POST /api/v4/runners", "DELETE /api/v4/runners"]
+    );
+    assert_eq!(fake.violations(), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leave_runner_keeps_an_unsaved_runner_on_gitlab() {
+    let fake = FakeGitLab::start().await;
+    let token = fake.create_runner();
+    register_unsavable(&fake, "--token", &token, &["--leave-runner"]).await;
+    assert_eq!(fake.requests(), ["POST /api/v4/runners/verify"]);
+    assert_eq!(fake.managers().len(), 1);
+
+    fake.add_registration_token("legacy-registration-token");
+    register_unsavable(
+        &fake,
+        "--registration-token",
+        "legacy-registration-token",
+        &["--leave-runner"],
+    )
+    .await;
+    assert_eq!(
+        fake.requests(),
+        ["POST /api/v4/runners/verify", "POST /api/v4/runners"]
+    );
+    assert_eq!(fake.violations(), Vec::<String>::new());
+}
