@@ -486,7 +486,60 @@ fn parse_datetime(value: &str) -> Option<toml::value::Datetime> {
 
 #[cfg(test)]
 mod tests {
-    use super::civil_from_days;
+    use std::path::Path;
+
+    use super::{RegisterError, civil_from_days, load_template, merge_template};
+    use crate::config::{CacheConfig, DockerConfig, RunnerConfig};
+
+    #[test]
+    fn template_fills_unset_values_and_set_values_win() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("template.toml");
+        std::fs::write(
+            &path,
+            "[[runners]]\nname = \"t\"\ntoken = \"dropped\"\nid = 7\nexecutor = \"docker\"\nlimit = 3\n\
+             environment = [\"T=1\"]\n[runners.docker]\nimage = \"alpine\"\nprivileged = true\n\
+             [runners.cache]\nType = \"s3\"\n",
+        )
+        .expect("write");
+        let (template, unknown) = load_template(&path).expect("template");
+        assert!(unknown.is_empty());
+        assert_eq!((template.token.as_str(), template.id), ("", None));
+        let mut runner = RunnerConfig {
+            executor: "shell".into(),
+            limit: Some(0),
+            docker: Some(DockerConfig {
+                privileged: Some(false),
+                ..DockerConfig::default()
+            }),
+            cache: Some(CacheConfig::default()),
+            ..RunnerConfig::default()
+        };
+        merge_template(&mut runner, &template, &path).expect("merge");
+        assert_eq!(runner.name, "t");
+        assert_eq!(runner.executor, "shell");
+        assert_eq!(runner.limit, Some(0));
+        assert_eq!(runner.environment, ["T=1"]);
+        assert!(runner.token.is_empty());
+        let docker = runner.docker.expect("docker");
+        assert_eq!(docker.image.as_deref(), Some("alpine"));
+        assert_eq!(docker.privileged, Some(false));
+        assert_eq!(runner.cache.and_then(|c| c.kind).as_deref(), Some("s3"));
+    }
+
+    #[test]
+    fn a_template_needs_exactly_one_runner() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("template.toml");
+        std::fs::write(&path, "concurrent = 2\n").expect("write");
+        let err = load_template(&path).expect_err("no runner");
+        assert!(
+            matches!(err, RegisterError::TemplateRunners { found: 0, .. }),
+            "{err}"
+        );
+        let err = load_template(Path::new("/nonexistent/template.toml")).expect_err("missing");
+        assert!(matches!(err, RegisterError::TemplateLoad { .. }), "{err}");
+    }
 
     #[test]
     fn civil_dates_round_trip() {
