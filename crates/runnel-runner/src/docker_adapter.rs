@@ -2,15 +2,16 @@
 //! executor of each `[[runners]]` entry ([`RunnerExecutors`]).
 //!
 //! GitLab: gitlab-runner `common/config.go` (`DockerConfig` keys and defaults,
-//! `GetWaitForServicesTimeout`, `GetPullPolicies`) and `executors/docker` (image and services
-//! from the payload, the runner's `image` as the fallback).
+//! `GetWaitForServicesTimeout`, `GetPullPolicies`, `GetServicesLimit`, `Service`) and
+//! `executors/docker` (image and services from the payload, the runner's `image` as the
+//! fallback, the runner's `[[services]]` before the job's).
 
 use std::time::Duration;
 
-use runnel_api::{FailureReason, FeaturesInfo, JobPayload};
+use runnel_api::{FailureReason, FeaturesInfo, Image, JobPayload, JobVariable};
 use runnel_exec::docker::{ConfigError, DockerConfig as ExecDockerConfig, PullPolicy};
 
-use crate::config::{DockerConfig, RunnerConfig};
+use crate::config::{DockerConfig, DockerService, RunnerConfig};
 use crate::exec_adapter::{KILL_GRACE, ShellJobExecutor, exec_outcome};
 use crate::executor::{ExecFuture, ExecOutcome, ExecStatus, JobContext, JobExecutor, StartUp};
 
@@ -29,6 +30,12 @@ pub enum DockerSettingsError {
     /// A size or CPU count of the wrong form.
     #[error("`runners.docker.{0}")]
     Invalid(String),
+    /// A `[[runners.docker.services]]` entry without a `name`.
+    #[error("`runners.docker.services[{index}]` has no `name`")]
+    ServiceName {
+        /// The entry's index, from 0.
+        index: usize,
+    },
 }
 
 impl From<ConfigError> for DockerSettingsError {
@@ -59,6 +66,14 @@ pub fn docker_settings(
         allowed_images: docker.allowed_images.clone(),
         allowed_services: docker.allowed_services.clone(),
         privileged: docker.privileged.unwrap_or(false),
+        services_privileged: docker.services_privileged,
+        allowed_privileged_images: docker.allowed_privileged_images.clone(),
+        allowed_privileged_services: docker.allowed_privileged_services.clone(),
+        services: runner_services(&docker.services)?,
+        // gitlab-runner `GetServicesLimit`: unset or negative is no limit.
+        services_limit: docker
+            .services_limit
+            .and_then(|limit| usize::try_from(limit).ok()),
         volumes: docker.volumes.clone(),
         cache_dir: nonempty(&docker.cache_dir).map(|dir| dirs.resolve(&dir)),
         disable_cache: docker.disable_cache.unwrap_or(false),
@@ -69,6 +84,7 @@ pub fn docker_settings(
         cpus: nonempty(&docker.cpus),
         cpuset_cpus: nonempty(&docker.cpuset_cpus),
         user: nonempty(&docker.user),
+        allowed_users: docker.allowed_users.clone(),
         hostname: nonempty(&docker.hostname),
         extra_hosts: docker.extra_hosts.clone(),
         dns: docker.dns.clone(),
@@ -83,6 +99,38 @@ pub fn docker_settings(
     };
     settings.validate()?;
     Ok(settings)
+}
+
+/// `[[runners.docker.services]]` as the image definitions the executor starts before the job's
+/// services (gitlab-runner `Service.ToImageDefinition`: `environment` entries become internal
+/// variables; an entry without `=` is skipped, as gitlab-runner's `parseVariable` error is).
+fn runner_services(services: &[DockerService]) -> Result<Vec<Image>, DockerSettingsError> {
+    services
+        .iter()
+        .enumerate()
+        .map(|(index, service)| {
+            if service.name.trim().is_empty() {
+                return Err(DockerSettingsError::ServiceName { index });
+            }
+            let variables = service
+                .environment
+                .iter()
+                .filter_map(|entry| entry.split_once('='))
+                .map(|(key, value)| JobVariable {
+                    internal: true,
+                    ..JobVariable::new(key, value)
+                })
+                .collect();
+            Ok(Image {
+                name: service.name.trim().to_owned(),
+                alias: service.alias.clone().unwrap_or_default(),
+                command: service.command.clone(),
+                entrypoint: service.entrypoint.clone(),
+                variables,
+                ..Image::default()
+            })
+        })
+        .collect()
 }
 
 /// gitlab-runner `GetWaitForServicesTimeout`: 0 (or unset) is the 30 s default, a negative
@@ -356,6 +404,77 @@ wait_for_services_timeout = -1"#,
         assert_eq!(
             err.to_string(),
             "`runners.docker.memory` is `lots`, expected a size such as `512m` or `2g`"
+        );
+    }
+
+    #[test]
+    fn runner_services_become_image_definitions_with_internal_variables() {
+        let configured = runner(
+            r#"allowed_services = ["redis:*"]
+allowed_privileged_images = ["docker:*-dind"]
+allowed_privileged_services = ["docker:*-dind"]
+services_privileged = false
+allowed_users = ["app"]
+services_limit = 2
+[[runners.docker.services]]
+name = "postgres:16"
+alias = "db, pg"
+command = ["postgres", "-c", "fsync=off"]
+entrypoint = ["docker-entrypoint.sh"]
+environment = ["POSTGRES_PASSWORD=secret=1", "IGNORED"]
+[[runners.docker.services]]
+name = "$REGISTRY/cache:7""#,
+        );
+        let settings = docker_settings(&configured, &dirs()).expect("valid");
+        assert_eq!(settings.allowed_services, vec!["redis:*"]);
+        assert_eq!(settings.allowed_privileged_images, vec!["docker:*-dind"]);
+        assert_eq!(settings.allowed_privileged_services, vec!["docker:*-dind"]);
+        assert_eq!(settings.services_privileged, Some(false));
+        assert_eq!(settings.allowed_users, vec!["app"]);
+        assert_eq!(settings.services_limit, Some(2));
+        let [postgres, cache] = settings.services.as_slice() else {
+            panic!("two services: {:?}", settings.services);
+        };
+        assert_eq!(postgres.name, "postgres:16");
+        assert_eq!(postgres.aliases(), ["db", "pg"]);
+        assert_eq!(postgres.command, ["postgres", "-c", "fsync=off"]);
+        assert_eq!(postgres.entrypoint, ["docker-entrypoint.sh"]);
+        let variables: Vec<(&str, &str, bool)> = postgres
+            .variables
+            .iter()
+            .map(|v| (v.key.as_str(), v.value.as_str(), v.internal))
+            .collect();
+        assert_eq!(variables, [("POSTGRES_PASSWORD", "secret=1", true)]);
+        // Names are expanded per job, by the executor.
+        assert_eq!(cache.name, "$REGISTRY/cache:7");
+        // A negative limit is no limit, as in gitlab-runner.
+        let settings = docker_settings(&runner("services_limit = -1"), &dirs()).expect("ok");
+        assert_eq!(settings.services_limit, None);
+    }
+
+    #[test]
+    fn runner_service_without_a_name_is_an_error_and_unknown_keys_are_reported() {
+        let err = docker_settings(
+            &runner("[[runners.docker.services]]\nalias = \"db\""),
+            &dirs(),
+        )
+        .expect_err("invalid");
+        assert_eq!(err, DockerSettingsError::ServiceName { index: 0 });
+        assert_eq!(
+            err.to_string(),
+            "`runners.docker.services[0]` has no `name`"
+        );
+        let text = "[[runners]]\nname = \"r\"\nurl = \"http://x\"\ntoken = \"t\"\nexecutor = \"docker\"\n[runners.docker]\n[[runners.docker.services]]\nname = \"redis\"\naliass = \"cache\"\n";
+        let loaded =
+            crate::config::parse(std::path::Path::new("config.toml"), text).expect("loads");
+        let unknown: Vec<String> = loaded
+            .unknown_keys
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            unknown,
+            ["config.toml:9:1: unknown key `runners.0.docker.services.0.aliass` is ignored"]
         );
     }
 }

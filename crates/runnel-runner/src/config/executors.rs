@@ -158,8 +158,30 @@ pub struct DockerConfig {
     pub tls_cert_path: Option<String>,
     /// Verify Docker TLS.
     pub tls_verify: Option<bool>,
-    /// `[[runners.docker.services]]` prepended to job services.
-    pub services: Option<toml::Value>,
+    /// `[[runners.docker.services]]`: started for every job, before the job's `services:`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<DockerService>,
+}
+
+/// `[[runners.docker.services]]`: a service started with every job (gitlab-runner
+/// `common/config.go` `Service`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DockerService {
+    /// The image, `$VAR`-expanded with the job's variables.
+    #[serde(default)]
+    pub name: String,
+    /// Aliases, separated by spaces or commas.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alias: Option<String>,
+    /// Overrides the image's command.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub command: Vec<String>,
+    /// Overrides the image's entrypoint.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub entrypoint: Vec<String>,
+    /// `KEY=VALUE` variables of the service container.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub environment: Vec<String>,
 }
 
 /// `[runners.kubernetes]`.

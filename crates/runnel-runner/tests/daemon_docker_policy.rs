@@ -1,0 +1,172 @@
+//! The daemon's `[runners.docker]` policies against the fake GitLab and a real Docker engine:
+//! `[[runners.docker.services]]` started for every job, and `allowed_images` failing a job
+//! as gitlab-runner does. Without an engine (or the local test images) the tests print
+//! `SKIPPED` and pass, except with `CI=true`, where they fail.
+
+use std::sync::Arc;
+
+use runnel_exec::docker::{MANAGED_LABEL, TEST_BUSYBOX_IMAGE, TEST_PYTHON_IMAGE, docker_available};
+use runnel_runner::daemon::{Control, RunOptions, Shutdown, run_controlled};
+use runnel_runner::docker_adapter::RunnerExecutors;
+use runnel_runner::test_support::{FakeGitLab, FakeJobState, JobSpec};
+use tokio::sync::mpsc;
+
+/// Runs a daemon with one docker runner until `jobs` reach a final state, then stops it.
+async fn run_docker_jobs(fake: &FakeGitLab, docker_section: &str, jobs: &[u64]) {
+    let token = fake.create_runner();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config_path = dir.path().join("config.toml");
+    let config = format!(
+        "concurrent = 2\ncheck_interval = 1\n[[runners]]\n  name = \"docker-runner\"\n  url = \"{}\"\n  token = \"{token}\"\n  executor = \"docker\"\n  builds_dir = \"{}\"\n  cache_dir = \"{}\"\n  [runners.docker]\n{docker_section}\n",
+        fake.url(),
+        dir.path().join("builds").display(),
+        dir.path().join("cache").display(),
+    );
+    std::fs::write(&config_path, config).expect("write config");
+    let (control, rx) = mpsc::channel(4);
+    let options = RunOptions {
+        config_path,
+        listen_address: None,
+    };
+    let handle = tokio::spawn(async move {
+        run_controlled(options, Arc::new(RunnerExecutors::new()), rx)
+            .await
+            .expect("the daemon runs")
+    });
+    for id in jobs {
+        fake.wait_for_final(*id).await;
+    }
+    let _ = control.send(Control::Graceful).await;
+    assert_eq!(handle.await.expect("the daemon task"), Shutdown::Graceful);
+}
+
+/// The containers and networks runnel made that still exist on the engine.
+fn managed_objects() -> String {
+    let mut found = String::new();
+    for kind in ["ps", "network"] {
+        let mut command = std::process::Command::new("docker");
+        if kind == "ps" {
+            command.args(["ps", "-a"]);
+        } else {
+            command.args(["network", "ls"]);
+        }
+        let output = command
+            .args(["-q", "--filter"])
+            .arg(format!("label={MANAGED_LABEL}=true"))
+            .output()
+            .expect("the docker CLI");
+        assert!(output.status.success(), "docker {kind} failed: {output:?}");
+        found.push_str(String::from_utf8_lossy(&output.stdout).trim());
+    }
+    found
+}
+
+/// A `[[runners.docker.services]]` entry: an HTTP server from the local Python image that
+/// answers with its `GREETING` (set by `environment`) on port 8000.
+fn runner_service(alias: &str) -> String {
+    format!(
+        r#"    [[runners.docker.services]]
+      name = "{TEST_PYTHON_IMAGE}"
+      alias = "{alias}"
+      entrypoint = ["sh", "-c", "mkdir -p /srv && echo \"hello from $GREETING\" > /srv/index.html && exec \"$@\"", "sh"]
+      command = ["python3", "-m", "http.server", "8000", "--directory", "/srv"]
+      environment = ["GREETING=the runner's service", "HEALTHCHECK_TCP_PORT=8000"]
+"#
+    )
+}
+
+const FETCH: &str = "python3 -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1]).read().decode().strip())'";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_runner_services_start_for_every_job_and_answer_to_their_alias() {
+    if !docker_available(&[TEST_PYTHON_IMAGE]) {
+        return;
+    }
+    let fake = FakeGitLab::start().await;
+    let jobs: Vec<u64> = (0..2)
+        .map(|_| {
+            fake.add_job(JobSpec {
+                image: Some((TEST_PYTHON_IMAGE.to_owned(), Vec::new())),
+                ..JobSpec::script(&[&format!("{FETCH} http://runner-web:8000/")])
+            })
+        })
+        .collect();
+    // The runner's services are allowed whatever `allowed_services` says.
+    let section = format!(
+        "    pull_policy = [\"if-not-present\"]\n    allowed_services = [\"redis:*\"]\n{}",
+        runner_service("runner-web")
+    );
+    run_docker_jobs(&fake, &section, &jobs).await;
+    for id in jobs {
+        let trace = fake.trace_text(id);
+        assert_eq!(
+            fake.job(id).expect("job").state,
+            FakeJobState::Success,
+            "{trace}"
+        );
+        assert!(
+            trace.contains(&format!("Starting service {TEST_PYTHON_IMAGE} ...")),
+            "{trace}"
+        );
+        assert!(
+            trace.contains("\nhello from the runner's service"),
+            "{trace}"
+        );
+    }
+    assert_eq!(managed_objects(), "");
+    assert_eq!(fake.violations(), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_disallowed_image_fails_the_job_as_a_system_failure() {
+    if !docker_available(&[TEST_BUSYBOX_IMAGE, TEST_PYTHON_IMAGE]) {
+        return;
+    }
+    let fake = FakeGitLab::start().await;
+    let refused = fake.add_job(JobSpec {
+        image: Some((TEST_PYTHON_IMAGE.to_owned(), Vec::new())),
+        ..JobSpec::script(&["echo must not run"])
+    });
+    let allowed = fake.add_job(JobSpec {
+        image: Some((TEST_BUSYBOX_IMAGE.to_owned(), Vec::new())),
+        ..JobSpec::script(&["echo allowed ran"])
+    });
+    let section = format!(
+        "    pull_policy = [\"if-not-present\"]\n    allowed_images = [\"runnel-test/*\"]\n{}",
+        runner_service("runner-web")
+    );
+    run_docker_jobs(&fake, &section, &[refused, allowed]).await;
+    let trace = fake.trace_text(refused);
+    assert_eq!(
+        fake.job(refused).expect("job").state,
+        FakeJobState::Failed,
+        "{trace}"
+    );
+    assert_eq!(
+        fake.final_field(refused, "failure_reason"),
+        serde_json::json!("runner_system_failure"),
+        "{trace}"
+    );
+    assert!(
+        trace.contains(&format!(
+            "ERROR: The \"{TEST_PYTHON_IMAGE}\" image is not present on list of allowed images:"
+        )),
+        "{trace}"
+    );
+    assert!(trace.contains("\n- runnel-test/*\n"), "{trace}");
+    assert!(
+        trace.contains("ERROR: Job failed (system failure): disallowed image"),
+        "{trace}"
+    );
+    // Refused before anything started: no service, no script.
+    assert!(!trace.contains("Starting service"), "{trace}");
+    assert!(!trace.contains("\nmust not run"), "{trace}");
+    let trace = fake.trace_text(allowed);
+    assert_eq!(
+        fake.job(allowed).expect("job").state,
+        FakeJobState::Success,
+        "{trace}"
+    );
+    assert!(trace.contains("\nallowed ran"), "{trace}");
+    assert_eq!(managed_objects(), "");
+}
