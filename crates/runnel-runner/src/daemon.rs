@@ -99,9 +99,27 @@ pub async fn run(
     run_controlled(options, executor, control).await
 }
 
-/// How long after start-up [`crate::trim`] runs: start-up is over and the first polls
-/// have been sent.
+/// How long the daemon must have been idle (started, or its last job ended) before
+/// [`crate::trim`] runs: start-up is over and the first polls have been sent.
 const TRIM_AFTER: Duration = Duration::from_secs(2);
+
+/// Gives back the binary's pages that only start-up or jobs used, once after start-up and
+/// again each time the daemon has had no job for [`TRIM_AFTER`]. The next job reads the
+/// pages it needs again: a few milliseconds, once per busy period.
+async fn release_idle_pages(
+    active: Arc<Mutex<HashMap<runnel_api::JobId, crate::executor::JobCancel>>>,
+    idle: Arc<tokio::sync::Notify>,
+) {
+    loop {
+        tokio::time::sleep(TRIM_AFTER).await;
+        let busy = active.lock().map_or(true, |jobs| !jobs.is_empty());
+        if !busy {
+            let trimmed = tokio::task::spawn_blocking(crate::trim::release_start_up_pages).await;
+            tracing::debug!(?trimmed, "released the pages idle polling does not use");
+        }
+        idle.notified().await;
+    }
+}
 
 /// Runs the daemon until `control` asks it to stop (what signals do in [`run`]).
 pub async fn run_controlled(
@@ -163,6 +181,7 @@ pub async fn run_controlled(
             active: Arc::new(Mutex::new(HashMap::new())),
             system_id,
             check_interval: Arc::new(AtomicU64::new(config.check_interval_secs())),
+            idle: Arc::new(tokio::sync::Notify::new()),
         },
         http,
         runners: HashMap::new(),
@@ -177,12 +196,10 @@ pub async fn run_controlled(
         concurrent = config.concurrent(),
         "runnel is running"
     );
-    // Once the first polls are under way, give back the pages only start-up used.
-    tokio::spawn(async {
-        tokio::time::sleep(TRIM_AFTER).await;
-        let trimmed = tokio::task::spawn_blocking(crate::trim::release_start_up_pages).await;
-        tracing::debug!(?trimmed, "released start-up pages");
-    });
+    tokio::spawn(release_idle_pages(
+        daemon.shared.active.clone(),
+        daemon.shared.idle.clone(),
+    ));
     loop {
         tokio::select! {
             changed = config_rx.changed() => {

@@ -33,6 +33,8 @@ pub(crate) struct Shared {
     pub(crate) system_id: String,
     /// `check_interval` in seconds; reloads change it for running pollers too.
     pub(crate) check_interval: Arc<AtomicU64>,
+    /// Told when the last running job ends (see [`crate::trim`]).
+    pub(crate) idle: Arc<tokio::sync::Notify>,
 }
 
 /// One runner entry's state shared by its pollers.
@@ -216,6 +218,9 @@ fn start_job(
         }
         if let Ok(mut active) = shared.active.lock() {
             active.remove(&job_id);
+            if active.is_empty() {
+                shared.idle.notify_one();
+            }
         }
         if let Ok(mut ids) = entry.concurrent_ids.lock() {
             ids.remove(&concurrent_id);
