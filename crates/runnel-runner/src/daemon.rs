@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::client::{ClientError, Coordinator, http_client, http_client_for};
-use crate::config::{Config, ConfigError, RunnerConfig, load};
+use crate::config::{Config, ConfigError, Loaded, RunnerConfig, load};
 use crate::executor::{JobExecutor, StopReason};
 use crate::metrics::{Metrics, RunnerLabels};
 use crate::poller::{self, Entry, Shared};
@@ -81,9 +81,40 @@ struct Daemon {
     config_dir: PathBuf,
 }
 
-/// Runs the daemon until a signal ends it.
+/// A config file read before the daemon starts, so that `runnel run` reads it once: it needs
+/// `log_level` and `log_format` before anything is logged.
+#[derive(Debug, Clone)]
+pub struct Preloaded {
+    mtime: Option<(std::time::SystemTime, u64)>,
+    loaded: Loaded,
+}
+
+impl Preloaded {
+    /// Reads `path`, taking its modification time first so that an edit made meanwhile is
+    /// reloaded.
+    pub fn read(path: &std::path::Path) -> Result<Self, ConfigError> {
+        let mtime = crate::reload::mtime(path);
+        Ok(Self {
+            mtime,
+            loaded: load(path)?,
+        })
+    }
+
+    /// The config as read.
+    pub fn config(&self) -> &Config {
+        &self.loaded.config
+    }
+}
+
+/// Called with each reloaded config before the daemon applies it (`runnel run` applies
+/// `log_level` and `log_format` again, as gitlab-runner's `loadConfig` does).
+pub type ReloadHook = Box<dyn Fn(&Config) + Send + Sync>;
+
+/// Runs the daemon from `start` until a signal ends it.
 pub async fn run(
     options: RunOptions,
+    start: Preloaded,
+    on_reload: ReloadHook,
     executor: Arc<dyn JobExecutor>,
 ) -> Result<Shutdown, RunError> {
     let mut signals = Signals::install()?;
@@ -96,7 +127,7 @@ pub async fn run(
             }
         }
     });
-    run_controlled(options, executor, control).await
+    run_from(options, start, Some(on_reload), executor, control).await
 }
 
 /// How long the daemon must have been idle (started, or its last job ended) before
@@ -125,12 +156,31 @@ async fn release_idle_pages(
 pub async fn run_controlled(
     options: RunOptions,
     executor: Arc<dyn JobExecutor>,
+    signals: mpsc::Receiver<Control>,
+) -> Result<Shutdown, RunError> {
+    let start = Preloaded::read(&options.config_path)?;
+    run_from(options, start, None, executor, signals).await
+}
+
+/// The daemon proper, from a config already read; `on_reload` sees each reloaded config.
+async fn run_from(
+    options: RunOptions,
+    start: Preloaded,
+    on_reload: Option<ReloadHook>,
+    executor: Arc<dyn JobExecutor>,
     mut signals: mpsc::Receiver<Control>,
 ) -> Result<Shutdown, RunError> {
-    let loaded_mtime = crate::reload::mtime(&options.config_path);
-    let loaded = load(&options.config_path)?;
+    let Preloaded {
+        mtime: loaded_mtime,
+        loaded,
+    } = start;
     for key in &loaded.unknown_keys {
         tracing::warn!("{key}");
+    }
+    if loaded.config.session_server.is_some() {
+        tracing::warn!(
+            "[session_server] is ignored: runnel has no interactive web terminal (session server) yet"
+        );
     }
     let config = Arc::new(loaded.config);
     let system_id = crate::system_id::load_or_create(&options.config_path);
@@ -205,6 +255,7 @@ pub async fn run_controlled(
             changed = config_rx.changed() => {
                 if changed.is_err() { break; }
                 let config = config_rx.borrow_and_update().clone();
+                if let Some(hook) = &on_reload { hook(&config); }
                 daemon.apply(&config);
             }
             signal = signals.recv() => match signal {

@@ -151,7 +151,12 @@ async fn log_format_json_writes_one_logrus_object_per_line() {
     let fake = FakeGitLab::start().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("config.toml");
-    std::fs::write(&config, config_text(&fake, dir.path(), "", &["json-box"])).expect("write");
+    let session = "[session_server]\nlisten_address = \"[::]:8093\"\nsession_timeout = 1800";
+    std::fs::write(
+        &config,
+        config_text(&fake, dir.path(), session, &["json-box"]),
+    )
+    .expect("write");
     let mut daemon = Daemon::start(
         runnel()
             .args(["--log-format", "json", "run", "-c"])
@@ -173,6 +178,18 @@ async fn log_format_json_writes_one_logrus_object_per_line() {
         })
         .expect("the unknown key is reported");
     assert_eq!(warning["level"], "warning");
+    // `[session_server]` is a known table, accepted and ignored with one warning.
+    let messages: Vec<&str> = objects.iter().filter_map(|o| o["msg"].as_str()).collect();
+    assert_eq!(
+        messages
+            .iter()
+            .filter(|m| m.contains("session_server"))
+            .copied()
+            .collect::<Vec<_>>(),
+        [
+            "[session_server] is ignored: runnel has no interactive web terminal (session server) yet"
+        ]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -275,5 +292,39 @@ async fn invalid_log_settings_stop_run_with_an_error() {
     assert!(
         stderr.contains("unknown log format `pretty`: expected one of runner, text, json"),
         "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_level_in_config_is_applied_again_on_reload() {
+    let fake = FakeGitLab::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        config_text(&fake, dir.path(), "log_level = \"warn\"", &["first"]),
+    )
+    .expect("write");
+    let mut daemon = Daemon::start(
+        runnel()
+            .args(["run", "--log-format", "text", "-c"])
+            .arg(&config),
+    );
+    // Warnings pass at `warn`: the daemon has read its config.
+    daemon.wait_for("unknown_global").await;
+    std::fs::write(
+        &config,
+        config_text(&fake, dir.path(), "log_level = \"info\"", &["second"]),
+    )
+    .expect("rewrite");
+    daemon.wait_for("name=second").await;
+    let lines = daemon.stop().await;
+    // Nothing at info before the reload: the start-up message was filtered out.
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.contains("msg=\"runnel is running\"")),
+        "{}",
+        lines.join("\n")
     );
 }

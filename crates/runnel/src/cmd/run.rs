@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use runnel_runner::daemon::{RunOptions, Shutdown, run as run_daemon};
+use runnel_runner::daemon::{Preloaded, ReloadHook, RunOptions, Shutdown, run as run_daemon};
 use runnel_runner::docker_adapter::RunnerExecutors;
 
 use super::config_file::ConfigFileArg;
@@ -30,12 +30,21 @@ pub(crate) fn run(args: RunArgs, logging: Logging) -> anyhow::Result<ExitCode> {
         std::env::set_current_dir(dir)?;
     }
     let config_path = args.config.path();
-    let loaded = runnel_runner::config::load(&config_path)?;
-    // gitlab-runner fails to start on an invalid `log_level` or `log_format`.
+    // Read once: the daemon starts from this config.
+    let start = Preloaded::read(&config_path)?;
+    // gitlab-runner fails to start on an invalid `log_level` or `log_format`, and applies them
+    // again on every reload (`commands/multi.go`, `loadConfig`).
     logging.apply_config(
-        loaded.config.log_level.as_deref(),
-        loaded.config.log_format.as_deref(),
+        start.config().log_level.as_deref(),
+        start.config().log_format.as_deref(),
     )?;
+    let on_reload: ReloadHook = Box::new(move |config| {
+        if let Err(err) =
+            logging.apply_config(config.log_level.as_deref(), config.log_format.as_deref())
+        {
+            tracing::error!("keeping the current log settings: {err}");
+        }
+    });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -44,7 +53,8 @@ pub(crate) fn run(args: RunArgs, logging: Logging) -> anyhow::Result<ExitCode> {
         config_path,
         listen_address: args.listen_address.clone(),
     };
-    let shutdown = runtime.block_on(run_daemon(options, Arc::new(RunnerExecutors::new())))?;
+    let executors = Arc::new(RunnerExecutors::new());
+    let shutdown = runtime.block_on(run_daemon(options, start, on_reload, executors))?;
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     Ok(match shutdown {
         Shutdown::Graceful | Shutdown::Forceful => ExitCode::SUCCESS,
