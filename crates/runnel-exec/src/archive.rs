@@ -15,6 +15,7 @@ use globset::{GlobBuilder, GlobMatcher, GlobSet, GlobSetBuilder};
 use zip::write::SimpleFileOptions;
 
 use crate::error::ExecError;
+use crate::settings::CompressionLevel;
 use crate::trace::Trace;
 
 /// Why an archive could not be made or extracted.
@@ -118,7 +119,7 @@ fn has_glob_chars(pattern: &str) -> bool {
 }
 
 /// Makes `path` relative to `root`, refusing anything that leaves it (lexically).
-fn relative_inside(root: &Path, path: &str) -> Option<PathBuf> {
+pub(crate) fn relative_inside(root: &Path, path: &str) -> Option<PathBuf> {
     let raw = Path::new(path);
     let raw = if raw.is_absolute() {
         raw.strip_prefix(root).ok()?
@@ -308,11 +309,13 @@ pub(crate) fn select(root: &Path, spec: &SelectSpec<'_>) -> Result<Selection, Ar
     Ok(selection)
 }
 
-/// Writes `entries` (relative to `root`) into a new zip archive at `archive`. Blocking.
+/// Writes `entries` (relative to `root`) into a new zip archive at `archive`, deflated at
+/// `level` (stored at `fastest`). Blocking.
 pub(crate) fn write_zip(
     root: &Path,
     entries: &BTreeSet<PathBuf>,
     archive: &Path,
+    level: CompressionLevel,
 ) -> Result<u64, ArchiveError> {
     if let Some(parent) = archive.parent() {
         fs::create_dir_all(parent).map_err(io_err("create the directory", parent))?;
@@ -330,8 +333,13 @@ pub(crate) fn write_zip(
             continue;
         };
         let name = rel.to_string_lossy().into_owned();
+        let method = match level.deflate() {
+            Some(_) => zip::CompressionMethod::Deflated,
+            None => zip::CompressionMethod::Stored,
+        };
         let mut options = SimpleFileOptions::default()
-            .compression_method(zip::CompressionMethod::Deflated)
+            .compression_method(method)
+            .compression_level(level.deflate())
             .unix_permissions(meta.permissions().mode() & 0o7777);
         if let Some(time) = meta.modified().ok().and_then(to_zip_time) {
             options = options.last_modified_time(time);
@@ -569,7 +577,7 @@ fn days_from_civil(year: i64, month: u8, day: u8) -> i64 {
 }
 
 /// Removes a file or symlink at `path` so extraction never writes through an existing link.
-fn remove_existing(path: &Path) -> Result<(), ArchiveError> {
+pub(crate) fn remove_existing(path: &Path) -> Result<(), ArchiveError> {
     match fs::symlink_metadata(path) {
         Ok(meta) if meta.is_dir() => fs::remove_dir_all(path).map_err(io_err("remove", path)),
         Ok(_) => fs::remove_file(path).map_err(io_err("remove", path)),

@@ -14,7 +14,9 @@ use crate::error::ExecError;
 use crate::executor::PreparedJob;
 use crate::outcome::JobOutcome;
 use crate::reports::{JunitSummary, cobertura_line_rate, parse_dotenv, summarize_junit};
+use crate::settings::{BuildSettings, CompressionLevel, level_or_warning};
 use crate::sources::untracked_files;
+use crate::tarzstd;
 use crate::trace::Trace;
 
 /// Downloads and extracts the artifacts of every dependency into the project directory.
@@ -51,7 +53,7 @@ pub(crate) async fn download(
             dependency.name, dependency.id
         ));
         let dest = job.project_dir.clone();
-        let result = tokio::task::spawn_blocking(move || archive::extract_zip(&archive, &dest))
+        let result = tokio::task::spawn_blocking(move || tarzstd::extract(&archive, &dest))
             .await
             .map_err(ExecError::Join)?;
         match result {
@@ -113,6 +115,16 @@ enum UploadError {
     Dotenv(#[from] crate::reports::DotenvError),
 }
 
+/// `ARTIFACT_COMPRESSION_LEVEL`, warning as gitlab-runner's archiver does about a bad value.
+fn artifact_level(job: &PreparedJob, trace: &mut Trace) -> CompressionLevel {
+    let settings = BuildSettings::from_variables(&job.variables);
+    let (level, warning) = level_or_warning(&settings.artifact_level);
+    if let Some(warning) = warning {
+        trace.warning(&warning);
+    }
+    level
+}
+
 async fn select(
     job: &PreparedJob,
     trace: &mut Trace,
@@ -150,8 +162,9 @@ async fn upload_archive(
         return Ok(());
     }
     let zip = job.tmp_dir.join(format!("artifacts-{index}.zip"));
+    let level = artifact_level(job, trace);
     let (root, target) = (job.project_dir.clone(), zip.clone());
-    tokio::task::spawn_blocking(move || archive::write_zip(&root, &entries, &target))
+    tokio::task::spawn_blocking(move || archive::write_zip(&root, &entries, &target, level))
         .await
         .map_err(ExecError::Join)??;
     let stored = ctx.artifacts.upload(&job.payload, spec, &zip).await?;
@@ -250,6 +263,7 @@ async fn store_report(
 ) -> Result<(), UploadError> {
     let format = spec.artifact_format.clone();
     let archive = job.tmp_dir.join(format!("report-{index}"));
+    let level = artifact_level(job, trace);
     let (root, target) = (job.project_dir.clone(), archive.clone());
     let written = tokio::task::spawn_blocking(move || match format.as_str() {
         "gzip" => archive::write_gzip(&root, &files, &target).map(|_| true),
@@ -263,7 +277,7 @@ async fn store_report(
                 }),
             _ => Ok(false),
         },
-        _ => archive::write_zip(&root, &files, &target).map(|_| true),
+        _ => archive::write_zip(&root, &files, &target, level).map(|_| true),
     })
     .await
     .map_err(ExecError::Join)??;

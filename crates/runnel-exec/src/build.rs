@@ -16,7 +16,9 @@ use crate::event::JobEvent;
 use crate::executor::{Executor, PreparedJob};
 use crate::mask::{DEFAULT_TOKEN_PREFIXES, Masker};
 use crate::outcome::{JobOutcome, JobStatus};
+use crate::retry::{Attempts, StageAttempts};
 use crate::script::Exports;
+use crate::settings::BuildSettings;
 use crate::shell::{ShellConfig, ShellExecutor};
 use crate::sources::{GitStrategy, Sources, copy_working_tree, fetch_git};
 use crate::steps::{go_duration, run_after_script, run_hook, run_steps};
@@ -126,7 +128,7 @@ fn write_log(log: &Path, bytes: &[u8]) -> Result<(), ExecError> {
     std::fs::write(log, bytes).map_err(ExecError::io("write the trace to", log))
 }
 
-fn error_chain(err: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {
@@ -217,6 +219,11 @@ async fn run_stages(
         outcome: JobOutcome::new(JobStatus::Success),
         deadline,
     };
+    let settings = BuildSettings::from_variables(&job.variables);
+    // GitLab: gitlab-runner `common/build.go` `printSettingErrors`, one warning for all.
+    if !settings.errors.is_empty() {
+        trace.warning(&settings.errors.join("\n"));
+    }
 
     trace.section_start(
         "prepare_executor",
@@ -232,17 +239,50 @@ async fn run_stages(
     let exports = file_exports(job)?;
     trace.section_end();
 
+    let attempts = |stage, attempts| StageAttempts {
+        stage,
+        attempts,
+        backoff: settings.exponential_backoff,
+    };
     if !stopped(ctx, &mut run) {
-        get_sources(executor, job, ctx, trace, &mut run, &exports).await?;
+        let mut tries =
+            Attempts::start(attempts("get_sources", settings.get_sources_attempts), &run)?;
+        loop {
+            // GitLab: `executePrepareScripts` clears the work tree once, before the second try.
+            let mut result = Ok(());
+            if tries.attempt() == 1 {
+                result = crate::retry::clear_worktree(&job.project_dir, trace).await;
+            }
+            if result.is_ok() {
+                result = get_sources(executor, job, ctx, trace, &mut run, &exports).await;
+            }
+            if !tries.again(result, ctx, trace, &mut run).await? {
+                break;
+            }
+        }
     }
     if run.succeeded() && !stopped(ctx, &mut run) {
-        cache_stage::restore(job, ctx, trace).await?;
+        let spec = attempts("restore_cache", settings.restore_cache_attempts);
+        let mut tries = Attempts::start(spec, &run)?;
+        loop {
+            let result = cache_stage::restore(job, ctx, trace).await;
+            if !tries.again(result, ctx, trace, &mut run).await? {
+                break;
+            }
+        }
     }
-    if run.succeeded()
-        && !stopped(ctx, &mut run)
-        && !artifact_stage::download(job, ctx, trace).await?
-    {
-        run.fail(JobStatus::Failed, Some(FailureReason::ScriptFailure), None);
+    if run.succeeded() && !stopped(ctx, &mut run) {
+        let spec = attempts("download_artifacts", settings.artifact_download_attempts);
+        let mut tries = Attempts::start(spec, &run)?;
+        loop {
+            let result = artifact_stage::download(job, ctx, trace).await;
+            if let Ok(false) = result {
+                run.fail(JobStatus::Failed, Some(FailureReason::ScriptFailure), None);
+            }
+            if !tries.again(result.map(drop), ctx, trace, &mut run).await? {
+                break;
+            }
+        }
     }
     if run.succeeded() && !stopped(ctx, &mut run) {
         run_steps(executor, job, ctx, trace, &mut run, &exports).await?;

@@ -14,7 +14,9 @@ use crate::archive;
 use crate::context::JobContext;
 use crate::error::ExecError;
 use crate::executor::PreparedJob;
+use crate::settings::{ArchiveFormat, BuildSettings, level_or_warning};
 use crate::sources::untracked_files;
+use crate::tarzstd;
 use crate::trace::Trace;
 
 fn has_content(cache: &CacheSpec) -> bool {
@@ -82,7 +84,7 @@ async fn restore_one(
             }
         };
         let dest = job.project_dir.clone();
-        let result = tokio::task::spawn_blocking(move || archive::extract_zip(&archive, &dest))
+        let result = tokio::task::spawn_blocking(move || tarzstd::extract(&archive, &dest))
             .await
             .map_err(ExecError::Join)?;
         match result {
@@ -175,11 +177,21 @@ async fn save_one(
         trace.warning("No files to archive");
         return Ok(false);
     }
+    // GitLab keeps the name `cache.zip` whatever `CACHE_COMPRESSION_FORMAT` says; the
+    // extractor tells the formats apart by their first bytes.
     let zip: PathBuf = job.tmp_dir.join(format!("cache-{index}.zip"));
+    let settings = BuildSettings::from_variables(&job.variables);
+    let (level, warning) = level_or_warning(&settings.cache_level);
+    if let Some(warning) = warning {
+        trace.warning(&warning);
+    }
     let (root, target) = (job.project_dir.clone(), zip.clone());
-    tokio::task::spawn_blocking(move || archive::write_zip(&root, &entries, &target))
-        .await
-        .map_err(ExecError::Join)??;
+    tokio::task::spawn_blocking(move || match settings.cache_format {
+        ArchiveFormat::Zip => archive::write_zip(&root, &entries, &target, level),
+        ArchiveFormat::TarZstd => tarzstd::write_tar_zstd(&root, &entries, &target, level),
+    })
+    .await
+    .map_err(ExecError::Join)??;
     ctx.cache.save(key, &zip).await?;
     Ok(true)
 }

@@ -57,6 +57,12 @@ pub enum ExecError {
         /// What the trace says after "Job failed: ".
         message: String,
     },
+    /// A `*_ATTEMPTS` variable is outside 1–10 (gitlab-runner `attemptExecuteStage`'s words).
+    #[error("number of attempts out of the range [1, 10] for stage: {stage}")]
+    Attempts {
+        /// The build stage (`get_sources`, `restore_cache`, `download_artifacts`).
+        stage: &'static str,
+    },
     /// A blocking task panicked or was cancelled.
     #[error("failed to finish a background task")]
     Join(#[source] tokio::task::JoinError),

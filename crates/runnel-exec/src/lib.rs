@@ -24,11 +24,14 @@ mod mask;
 mod outcome;
 mod process;
 mod reports;
+mod retry;
 mod script;
+mod settings;
 mod shell;
 mod sources;
 mod steps;
 mod store;
+mod tarzstd;
 mod trace;
 mod variables;
 
@@ -49,6 +52,7 @@ pub use reports::{
     DOTENV_MAX_BYTES, DOTENV_MAX_VARIABLES, DotenvError, JunitSummary, XmlReportError,
     cobertura_line_rate, parse_dotenv, summarize_junit,
 };
+pub use settings::{ArchiveFormat, BuildSettings, CompressionLevel};
 pub use shell::{ShellConfig, ShellExecutor};
 pub use sources::{Sources, WorkingTree};
 pub use store::{

@@ -183,6 +183,20 @@ impl JobVariables {
     }
 }
 
+#[cfg(test)]
+impl JobVariables {
+    /// Variables as given, unexpanded, for unit tests.
+    pub(crate) fn from_pairs(pairs: &[(&str, &str)]) -> Self {
+        Self {
+            list: pairs
+                .iter()
+                .map(|(key, value)| JobVariable::new(*key, *value))
+                .collect(),
+            tmp_dir: PathBuf::new(),
+        }
+    }
+}
+
 /// The job timeout: `runner_info.timeout`, 0 meaning gitlab-runner's default of two hours
 /// (`common/consts.go` `DefaultTimeout` = 7200 s).
 pub(crate) fn job_timeout(payload: &JobPayload) -> std::time::Duration {

@@ -1,0 +1,253 @@
+//! Running a build stage up to `*_ATTEMPTS` times: `get_sources`, `restore_cache` and
+//! `download_artifacts`.
+//!
+//! GitLab: gitlab-runner `common/build.go` `attemptExecuteStage`. An attempt count outside 1–10
+//! fails the job before the stage runs ("number of attempts out of the range [1, 10] for stage:
+//! get_sources", a system failure). Each attempt runs the whole stage again, section and header
+//! included; nothing else marks a retry in the trace, except that with
+//! `FF_USE_EXPONENTIAL_BACKOFF_STAGE_RETRY` (on by default) the runner prints `Retrying in 5s`
+//! and waits: 5 s, then a random time up to 1.5 times longer per attempt (jitter), at most
+//! 5 min. Unlike gitlab-runner, a cancel or abort ends the wait at once and stops the retries.
+
+use std::time::Duration;
+
+use runnel_api::FailureReason;
+
+use crate::build::Run;
+use crate::context::JobContext;
+use crate::error::ExecError;
+use crate::outcome::{JobOutcome, JobStatus};
+use crate::settings::attempts_in_range;
+use crate::trace::Trace;
+
+/// The backoff between attempts: jpillora/backoff with Min 5 s, Max 5 min, Factor 1.5, Jitter,
+/// as gitlab-runner configures it.
+#[derive(Debug, Clone)]
+pub(crate) struct Backoff {
+    attempt: i32,
+}
+
+const BACKOFF_MIN: Duration = Duration::from_secs(5);
+const BACKOFF_MAX: Duration = Duration::from_secs(5 * 60);
+const BACKOFF_FACTOR: f64 = 1.5;
+
+impl Backoff {
+    pub(crate) fn new() -> Self {
+        Self { attempt: 0 }
+    }
+
+    /// The next wait; `unit` in [0, 1) is the jitter draw.
+    pub(crate) fn next(&mut self, unit: f64) -> Duration {
+        let min = BACKOFF_MIN.as_secs_f64();
+        let full = min * BACKOFF_FACTOR.powi(self.attempt);
+        self.attempt = self.attempt.saturating_add(1);
+        let secs = unit * (full - min) + min;
+        Duration::try_from_secs_f64(secs)
+            .unwrap_or(BACKOFF_MAX)
+            .clamp(BACKOFF_MIN, BACKOFF_MAX)
+    }
+}
+
+/// A draw in [0, 1) for the jitter; no cryptographic quality needed.
+fn jitter_unit() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default(),
+    );
+    (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// How one stage is retried.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StageAttempts {
+    /// The build stage, for the range error.
+    pub(crate) stage: &'static str,
+    /// The `*_ATTEMPTS` value as read, not yet range-checked.
+    pub(crate) attempts: i64,
+    /// `FF_USE_EXPONENTIAL_BACKOFF_STAGE_RETRY`.
+    pub(crate) backoff: bool,
+}
+
+/// The attempts of one stage, driven by the caller's loop:
+///
+/// ```ignore
+/// let mut attempts = Attempts::start(spec, &run)?;
+/// loop {
+///     let result = stage(attempts.attempt()).await;
+///     if !attempts.again(result, ctx, trace, &mut run).await? { break; }
+/// }
+/// ```
+///
+/// An attempt fails when it returns `Err` or leaves the job failed; before the next one the
+/// job's result is reset. The last attempt's failure is the stage's.
+#[derive(Debug)]
+pub(crate) struct Attempts {
+    spec: StageAttempts,
+    total: u32,
+    attempt: u32,
+    before: JobOutcome,
+    backoff: Backoff,
+}
+
+impl Attempts {
+    /// Checks the attempt count (out of 1–10 is [`ExecError::Attempts`]) and remembers the
+    /// job's result to reset it to.
+    pub(crate) fn start(spec: StageAttempts, run: &Run) -> Result<Self, ExecError> {
+        let Some(total) = attempts_in_range(spec.attempts) else {
+            return Err(ExecError::Attempts { stage: spec.stage });
+        };
+        Ok(Self {
+            spec,
+            total,
+            attempt: 0,
+            before: run.outcome.clone(),
+            backoff: Backoff::new(),
+        })
+    }
+
+    /// The current attempt, from 0.
+    pub(crate) fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// Takes the result of the attempt that just ended. `Ok(true)`: run the stage again (the
+    /// job's result was reset and the backoff waited); `Ok(false)`: done, `run` holds the
+    /// stage's result; `Err`: the last attempt's error.
+    pub(crate) async fn again(
+        &mut self,
+        result: Result<(), ExecError>,
+        ctx: &JobContext,
+        trace: &mut Trace,
+        run: &mut Run,
+    ) -> Result<bool, ExecError> {
+        let failed = result.is_err() || !run.succeeded();
+        if !failed || self.attempt + 1 >= self.total || stopped(ctx, run) {
+            return result.map(|()| false);
+        }
+        if let Err(err) = &result {
+            // A stage that broke leaves its section open; the next attempt opens it anew.
+            trace.close_sections();
+            trace.warning(&crate::build::error_chain(err));
+        }
+        run.outcome = self.before.clone();
+        self.attempt += 1;
+        if self.spec.backoff && !wait(self.backoff.next(jitter_unit()), ctx, trace).await {
+            return result.map(|()| false);
+        }
+        Ok(true)
+    }
+}
+
+/// Whether the job was stopped, so another attempt would be pointless.
+fn stopped(ctx: &JobContext, run: &Run) -> bool {
+    ctx.cancel.is_cancelled()
+        || ctx.abort.is_cancelled()
+        || run.outcome.status == JobStatus::Canceled
+        || run.outcome.failure_reason == Some(FailureReason::JobExecutionTimeout)
+}
+
+/// Prints `Retrying in <duration>` and waits; `false` when the job was cancelled meanwhile.
+async fn wait(duration: Duration, ctx: &JobContext, trace: &mut Trace) -> bool {
+    trace.info(&format!("Retrying in {}", go_duration(duration)));
+    tokio::select! {
+        () = tokio::time::sleep(duration) => true,
+        () = ctx.cancel.cancelled() => false,
+        () = ctx.abort.cancelled() => false,
+    }
+}
+
+/// The `clear_worktree` stage, run once before the second `get_sources` attempt: deletes every
+/// tracked and untracked file of the project directory, keeping `.git` (GitLab:
+/// `shells/abstract.go` `writeClearWorktreeScript`, `git rm -rf --ignore-unmatch .` and
+/// `git clean -ffdx`, "because Git's submodule support has various bugs").
+pub(crate) async fn clear_worktree(
+    project_dir: &std::path::Path,
+    trace: &mut Trace,
+) -> Result<(), ExecError> {
+    trace.section_start(
+        "clear_worktree",
+        "Deleting all tracked and untracked files due to source fetch failure",
+    );
+    trace.info("Deleting tracked and untracked files...");
+    let dir = project_dir.to_owned();
+    let result = tokio::task::spawn_blocking(move || -> Result<(), ExecError> {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return Ok(());
+        };
+        for entry in entries.flatten() {
+            if entry.file_name() == ".git" {
+                continue;
+            }
+            let path = entry.path();
+            let removed = match entry.file_type() {
+                Ok(kind) if kind.is_dir() => std::fs::remove_dir_all(&path),
+                _ => std::fs::remove_file(&path),
+            };
+            removed.map_err(ExecError::io("remove", &path))?;
+        }
+        Ok(())
+    })
+    .await
+    .map_err(ExecError::Join)?;
+    trace.section_end();
+    result
+}
+
+/// Go's `time.Duration.String` for durations from one second on: `5s`, `6.25s`, `1m2.5s`.
+pub(crate) fn go_duration(duration: Duration) -> String {
+    let secs = duration.as_secs();
+    let nanos = duration.subsec_nanos();
+    let fraction = if nanos == 0 {
+        String::new()
+    } else {
+        let digits = format!(".{nanos:09}");
+        digits.trim_end_matches('0').to_owned()
+    };
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    if h > 0 {
+        format!("{h}h{m}m{s}{fraction}s")
+    } else if m > 0 {
+        format!("{m}m{s}{fraction}s")
+    } else {
+        format!("{s}{fraction}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::{Backoff, go_duration};
+
+    #[test]
+    fn the_first_wait_is_five_seconds_and_later_ones_grow_by_half() {
+        let mut backoff = Backoff::new();
+        assert_eq!(backoff.next(0.7), Duration::from_secs(5));
+        assert_eq!(backoff.next(1.0), Duration::from_millis(7500));
+        assert_eq!(backoff.next(0.0), Duration::from_secs(5));
+        assert_eq!(
+            backoff.next(1.0),
+            Duration::from_secs_f64(5.0 * 1.5f64.powi(3))
+        );
+        for _ in 0..20 {
+            backoff.next(1.0);
+        }
+        assert_eq!(backoff.next(1.0), Duration::from_secs(300));
+    }
+
+    #[test]
+    fn durations_print_like_go() {
+        assert_eq!(go_duration(Duration::from_secs(5)), "5s");
+        assert_eq!(go_duration(Duration::from_millis(7500)), "7.5s");
+        assert_eq!(
+            go_duration(Duration::from_nanos(6_234_567_891)),
+            "6.234567891s"
+        );
+        assert_eq!(go_duration(Duration::from_millis(62_500)), "1m2.5s");
+        assert_eq!(go_duration(Duration::from_secs(300)), "5m0s");
+    }
+}
