@@ -257,7 +257,84 @@ fn credentials_for(name: &str, job: &PreparedJob) -> Option<DockerCredentials> {
 
 #[cfg(test)]
 mod tests {
-    use super::split_tag;
+    use runnel_api::{FailureReason, Image, JobId};
+    use tokio::sync::mpsc;
+
+    use super::{service_definitions, split_tag};
+    use crate::docker::config::DockerConfig;
+    use crate::docker::error::DockerError;
+    use crate::executor::PreparedJob;
+    use crate::mask::Masker;
+    use crate::trace::Trace;
+    use crate::variables::JobVariables;
+
+    fn image(name: &str) -> Image {
+        Image {
+            name: name.to_owned(),
+            ..Image::default()
+        }
+    }
+
+    fn job(services: &[&str]) -> PreparedJob {
+        let mut payload: runnel_api::JobPayload = serde_json::from_value(serde_json::json!({
+            "id": 1, "token": "t", "job_info": {"name": "j"}, "git_info": {},
+            "variables": [], "steps": []
+        }))
+        .expect("a minimal payload");
+        payload.services = services.iter().map(|name| image(name)).collect();
+        PreparedJob {
+            payload,
+            builds_dir: "/b".into(),
+            project_dir: "/b/p".into(),
+            tmp_dir: "/b/p.tmp".into(),
+            variables: JobVariables::from_pairs(&[("REGISTRY", "registry.local")]),
+        }
+    }
+
+    fn definitions(job: &PreparedJob, config: &DockerConfig) -> Result<Vec<String>, String> {
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let mut trace = Trace::new(JobId(1), tx, Masker::default(), false, 1 << 20);
+        match service_definitions(job, config, &mut trace) {
+            Ok(services) => Ok(services.into_iter().map(|s| s.name).collect()),
+            Err(DockerError::Job { reason, message }) => {
+                assert_eq!(reason, FailureReason::RunnerSystemFailure);
+                Err(message)
+            }
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn runner_services_come_first_expanded_and_count_towards_the_limit() {
+        let config = DockerConfig {
+            services: vec![image("$REGISTRY/postgres:16")],
+            allowed_services: vec!["redis:*".into()],
+            ..DockerConfig::default()
+        };
+        // The job's service with the runner's service's image is allowed, as gitlab-runner's
+        // "internal" images are; `redis:*` matches the other.
+        let job_with = job(&["redis:7", "$REGISTRY/postgres:16"]);
+        assert_eq!(
+            definitions(&job_with, &config),
+            Ok(vec![
+                "registry.local/postgres:16".to_owned(),
+                "redis:7".to_owned(),
+                "registry.local/postgres:16".to_owned(),
+            ])
+        );
+        assert_eq!(
+            definitions(&job(&["mysql:8"]), &config),
+            Err("disallowed image".to_owned())
+        );
+        let limited = DockerConfig {
+            services_limit: Some(2),
+            ..config
+        };
+        assert_eq!(
+            definitions(&job_with, &limited),
+            Err("too many services requested: 3, only 2 allowed".to_owned())
+        );
+    }
 
     #[test]
     fn tags_split_after_the_last_slash() {
