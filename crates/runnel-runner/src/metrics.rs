@@ -1,22 +1,38 @@
-//! Prometheus metrics with gitlab-runner's names, types and labels (`commands/multi.go`,
-//! `commands/builds_helper.go`, `network/api_requests_collector.go`), so existing dashboards
-//! work, plus the standard `process_*` metrics, served on `listen_address` at `/metrics`.
+//! Prometheus metrics with gitlab-runner's names, types, labels and help texts, so existing
+//! dashboards and alerts work unchanged, plus the standard `process_*` metrics, served on
+//! `listen_address` at `/metrics`.
 //!
-//! The exposition is OpenMetrics text (prometheus-client). `gitlab_runner_jobs_total` is not
-//! exposed: in OpenMetrics its family name would be `gitlab_runner_jobs`, which is the job gauge.
+//! The exposition is the classic Prometheus text format 0.0.4 (`text/plain; version=0.0.4;
+//! charset=utf-8`), which is what gitlab-runner serves: `commands/multi.go` uses client_golang's
+//! `promhttp.HandlerFor` without `EnableOpenMetrics`. In that format the counter
+//! `gitlab_runner_jobs_total` and the gauge `gitlab_runner_jobs` are two families, as in
+//! gitlab-runner; OpenMetrics would make both the family `gitlab_runner_jobs`. Families are
+//! sorted by name and labels within a series by label name, as client_golang writes them.
+//!
+//! The registry is our own (`Registry::new()`), never the `prometheus` crate's global one, so
+//! nothing else in the process can add to the exposition. This module owns the metric
+//! definitions and the `/metrics` endpoint; it must not decide when a job changes state (the
+//! poller and the job manager call the methods below).
 
-use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric};
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
-use prometheus_client::metrics::histogram::Histogram;
-use prometheus_client::registry::Registry;
+#[cfg(any(test, feature = "test-support"))]
+pub mod text_format;
+
+mod process;
+
+use prometheus::core::Collector;
+use prometheus::{
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::client::RequestLabels;
 
+/// The `Content-Type` of `/metrics`: client_golang's `expfmt.FmtText`.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
 /// `runner`, `runner_name`, `system_id`.
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+#[derive(Debug, Clone, Hash, PartialEq, Eq)]
 pub struct RunnerLabels {
     /// The short token.
     pub runner: String,
@@ -26,67 +42,42 @@ pub struct RunnerLabels {
     pub system_id: String,
 }
 
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct JobLabels {
-    runner: String,
-    runner_name: String,
-    system_id: String,
-    state: String,
-    stage: String,
-    executor_stage: String,
+impl RunnerLabels {
+    fn values(&self) -> [&str; 3] {
+        [&self.runner, &self.runner_name, &self.system_id]
+    }
 }
 
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct FailedJobLabels {
-    runner: String,
-    runner_name: String,
-    failure_reason: String,
-}
+/// The label names of [`RunnerLabels`], in the order of [`RunnerLabels::values`].
+const RUNNER_LABELS: [&str; 3] = ["runner", "runner_name", "system_id"];
 
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ApiLabels {
-    runner: String,
-    system_id: String,
-    endpoint: String,
-    status: String,
-    method: String,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct LevelLabels {
-    level: String,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct VersionLabels {
-    name: String,
-    version: String,
-    revision: String,
-    branch: String,
-    go_version: String,
-    built_at: String,
-    os: String,
-    architecture: String,
-}
-
-/// Buckets of `gitlab_runner_job_duration_seconds`.
+/// Buckets of `gitlab_runner_job_duration_seconds` (`commands/builds_helper.go`).
 const JOB_DURATION_BUCKETS: [f64; 10] = [
     30.0, 60.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 10800.0, 18000.0, 36000.0,
 ];
+
+/// The levels that gitlab-runner's log hook always reports, as logrus names them
+/// (`helpers/prometheus/log_hook.go`: panic, fatal, error and warning).
+const ERROR_LEVELS: [&str; 4] = ["panic", "fatal", "error", "warning"];
+
+/// The `mode` label of `gitlab_runner_failed_jobs_total`: runnel runs `script` jobs, which
+/// gitlab-runner calls the traditional mode (the other one is `steps`).
+const TRADITIONAL_MODE: &str = "traditional";
 
 /// The daemon's metrics.
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
-    concurrent: Gauge,
-    limit: Family<RunnerLabels, Gauge>,
-    jobs: Family<JobLabels, Gauge>,
-    job_duration: Family<RunnerLabels, Histogram>,
-    failed_jobs: Family<FailedJobLabels, Counter>,
-    api_requests: Family<ApiLabels, Counter>,
-    errors: Family<LevelLabels, Counter>,
-    config_loaded: Counter,
-    config_loading_errors: Counter,
+    concurrent: IntGauge,
+    limit: IntGaugeVec,
+    jobs: IntGaugeVec,
+    jobs_total: IntCounterVec,
+    job_duration: HistogramVec,
+    failed_jobs: IntCounterVec,
+    api_requests: IntCounterVec,
+    errors: IntCounterVec,
+    config_loaded: IntCounter,
+    config_loading_errors: IntCounter,
 }
 
 impl Default for Metrics {
@@ -95,90 +86,152 @@ impl Default for Metrics {
     }
 }
 
+/// Registers `collector` and hands it back. Names are constants and distinct, so neither
+/// creating nor registering a metric can fail.
+fn register<C: Collector + Clone + 'static>(registry: &Registry, collector: C) -> C {
+    registry
+        .register(Box::new(collector.clone()))
+        .expect("metric names are valid and registered once");
+    collector
+}
+
+fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let vec = IntCounterVec::new(Opts::new(name, help), labels).expect("a valid metric name");
+    register(registry, vec)
+}
+
+fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let vec = IntGaugeVec::new(Opts::new(name, help), labels).expect("a valid metric name");
+    register(registry, vec)
+}
+
+fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
+    let counter = IntCounter::with_opts(Opts::new(name, help)).expect("a valid metric name");
+    register(registry, counter)
+}
+
 impl Metrics {
     /// Registers every metric.
     pub fn new() -> Self {
-        let mut registry = Registry::default();
-        let version: Family<VersionLabels, Gauge> = Family::default();
-        version
-            .get_or_create(&VersionLabels {
-                name: "runnel".into(),
-                version: env!("CARGO_PKG_VERSION").into(),
-                revision: String::new(),
-                branch: "main".into(),
-                go_version: String::new(),
-                built_at: String::new(),
-                os: crate::client::go_os().into(),
-                architecture: crate::client::go_arch().into(),
-            })
-            .set(1);
-        registry.register(
+        let registry = Registry::new();
+        // GitLab: common/version.go `NewMetricsCollector`.
+        let version = gauge_vec(
+            &registry,
             "gitlab_runner_version_info",
-            "Runner version information",
-            version,
+            "A metric with a constant '1' value labeled by different build stats fields.",
+            &[
+                "name",
+                "version",
+                "revision",
+                "branch",
+                "go_version",
+                "built_at",
+                "os",
+                "architecture",
+            ],
         );
-        let concurrent = Gauge::default();
-        registry.register(
+        version
+            .with_label_values(&[
+                "runnel",
+                env!("CARGO_PKG_VERSION"),
+                "",
+                "main",
+                "",
+                "",
+                crate::client::go_os(),
+                crate::client::go_arch(),
+            ])
+            .set(1);
+        // GitLab: commands/multi.go `concurrentDesc` and `limitDesc`; the limit's help text is
+        // gitlab-runner's, copied from the concurrent one.
+        let concurrent = IntGauge::with_opts(Opts::new(
             "gitlab_runner_concurrent",
             "The current value of concurrent setting",
-            concurrent.clone(),
-        );
-        let limit = Family::<RunnerLabels, Gauge>::default();
-        registry.register(
+        ))
+        .expect("a valid metric name");
+        let concurrent = register(&registry, concurrent);
+        let limit = gauge_vec(
+            &registry,
             "gitlab_runner_limit",
-            "The current value of limit setting",
-            limit.clone(),
+            "The current value of concurrent setting",
+            &RUNNER_LABELS,
         );
-        let jobs = Family::<JobLabels, Gauge>::default();
-        registry.register(
+        // GitLab: commands/builds_helper.go `numBuildsDesc` and `newBuildsHelper`.
+        let jobs = gauge_vec(
+            &registry,
             "gitlab_runner_jobs",
             "The current number of running builds.",
-            jobs.clone(),
+            &[
+                "runner",
+                "runner_name",
+                "system_id",
+                "state",
+                "stage",
+                "executor_stage",
+            ],
         );
-        let job_duration = Family::<RunnerLabels, Histogram>::new_with_constructor(
-            (|| Histogram::new(JOB_DURATION_BUCKETS)) as fn() -> Histogram,
+        let jobs_total = counter_vec(
+            &registry,
+            "gitlab_runner_jobs_total",
+            "Total number of handled jobs",
+            &RUNNER_LABELS,
         );
-        registry.register(
-            "gitlab_runner_job_duration_seconds",
-            "Histogram of job durations",
-            job_duration.clone(),
-        );
-        let failed_jobs = Family::<FailedJobLabels, Counter>::default();
-        registry.register(
-            "gitlab_runner_failed_jobs",
+        let job_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "gitlab_runner_job_duration_seconds",
+                "Histogram of job durations",
+            )
+            .buckets(JOB_DURATION_BUCKETS.to_vec()),
+            &RUNNER_LABELS,
+        )
+        .expect("a valid metric name");
+        let job_duration = register(&registry, job_duration);
+        // GitLab: helpers/prometheus/failures_collector.go `numJobFailuresDesc`.
+        let failed_jobs = counter_vec(
+            &registry,
+            "gitlab_runner_failed_jobs_total",
             "Total number of failed jobs",
-            failed_jobs.clone(),
+            &["runner", "runner_name", "failure_reason", "mode"],
         );
-        let api_requests = Family::<ApiLabels, Counter>::default();
-        registry.register(
-            "gitlab_runner_api_request_statuses",
-            "The total number of api requests, partitioned by runner, system_id, endpoint, status and method.",
-            api_requests.clone(),
+        // GitLab: network/api_requests_collector.go `NewAPIRequestsCollector`.
+        let api_requests = counter_vec(
+            &registry,
+            "gitlab_runner_api_request_statuses_total",
+            "The total number of API requests made by GitLab Runner, partitioned by runner, \
+             system_id, endpoint, status and method.",
+            &["runner", "system_id", "endpoint", "status", "method"],
         );
-        let errors = Family::<LevelLabels, Counter>::default();
-        registry.register(
-            "gitlab_runner_errors",
+        // GitLab: helpers/prometheus/log_hook.go `numErrorsDesc`; every level is always there.
+        let errors = counter_vec(
+            &registry,
+            "gitlab_runner_errors_total",
             "The number of caught errors.",
-            errors.clone(),
+            &["level"],
         );
-        let config_loaded = Counter::default();
-        registry.register(
-            "gitlab_runner_configuration_loaded",
+        for level in ERROR_LEVELS {
+            errors.with_label_values(&[level]);
+        }
+        // GitLab: commands/internal/configfile/metrics.go `newConfigAccessCollector`.
+        let config_loaded = counter(
+            &registry,
+            "gitlab_runner_configuration_loaded_total",
             "Total number of times the configuration file was loaded by Runner process",
-            config_loaded.clone(),
         );
-        let config_loading_errors = Counter::default();
-        registry.register(
-            "gitlab_runner_configuration_loading_error",
-            "Total number of times the configuration file was not loaded by Runner process due to errors",
-            config_loading_errors.clone(),
+        let config_loading_errors = counter(
+            &registry,
+            "gitlab_runner_configuration_loading_error_total",
+            "Total number of times the configuration file was not loaded by Runner process due \
+             to errors",
         );
-        registry.register_collector(Box::new(ProcessCollector));
+        registry
+            .register(Box::new(process::ProcessCollector::new()))
+            .expect("process metric names are registered once");
         Self {
             registry,
             concurrent,
             limit,
             jobs,
+            jobs_total,
             job_duration,
             failed_jobs,
             api_requests,
@@ -203,36 +256,46 @@ impl Metrics {
             .set(i64::try_from(concurrent).unwrap_or(i64::MAX));
     }
 
-    /// Sets `gitlab_runner_limit` of one runner.
+    /// Sets `gitlab_runner_limit` of one runner, and makes its `gitlab_runner_jobs` series with
+    /// state, stage and executor stage `idle` exist at 0, as gitlab-runner reports every runner
+    /// it knows even while it runs nothing (`commands/builds_helper.go` `statesAndStages`).
     pub fn set_limit(&self, runner: &RunnerLabels, limit: usize) {
         self.limit
-            .get_or_create(runner)
+            .with_label_values(&runner.values())
             .set(i64::try_from(limit).unwrap_or(i64::MAX));
+        let [token, name, system_id] = runner.values();
+        self.jobs
+            .with_label_values(&[token, name, system_id, "idle", "idle", "idle"]);
+    }
+
+    /// Counts one job received from the coordinator in `gitlab_runner_jobs_total`. GitLab:
+    /// commands/builds_helper.go `addBuild`, called once a job request returned a job.
+    pub fn job_received(&self, runner: &RunnerLabels) {
+        self.jobs_total.with_label_values(&runner.values()).inc();
     }
 
     /// Adds `delta` to `gitlab_runner_jobs` in `state`/`stage`.
     pub fn job_state(&self, runner: &RunnerLabels, state: &str, stage: &str, delta: i64) {
-        let labels = JobLabels {
-            runner: runner.runner.clone(),
-            runner_name: runner.runner_name.clone(),
-            system_id: runner.system_id.clone(),
-            state: state.into(),
-            stage: stage.into(),
-            executor_stage: stage.into(),
-        };
-        self.jobs.get_or_create(&labels).inc_by(delta);
+        let [token, name, system_id] = runner.values();
+        self.jobs
+            .with_label_values(&[token, name, system_id, state, stage, stage])
+            .add(delta);
     }
 
     /// Records a finished job.
     pub fn job_finished(&self, runner: &RunnerLabels, seconds: f64, failure_reason: Option<&str>) {
-        self.job_duration.get_or_create(runner).observe(seconds);
+        self.job_duration
+            .with_label_values(&runner.values())
+            .observe(seconds);
         if let Some(reason) = failure_reason {
-            let labels = FailedJobLabels {
-                runner: runner.runner.clone(),
-                runner_name: runner.runner_name.clone(),
-                failure_reason: reason.into(),
-            };
-            self.failed_jobs.get_or_create(&labels).inc();
+            self.failed_jobs
+                .with_label_values(&[
+                    runner.runner.as_str(),
+                    runner.runner_name.as_str(),
+                    reason,
+                    TRADITIONAL_MODE,
+                ])
+                .inc();
         }
     }
 
@@ -244,29 +307,29 @@ impl Metrics {
         status: &str,
         method: &str,
     ) {
-        let labels = ApiLabels {
-            runner: labels.runner.clone(),
-            system_id: labels.system_id.clone(),
-            endpoint: endpoint.into(),
-            status: status.into(),
-            method: method.into(),
-        };
-        self.api_requests.get_or_create(&labels).inc();
+        self.api_requests
+            .with_label_values(&[
+                labels.runner.as_str(),
+                labels.system_id.as_str(),
+                endpoint,
+                status,
+                method,
+            ])
+            .inc();
     }
 
     /// Counts one logged warning or error (`level` is `warning` or `error`).
     pub fn error(&self, level: &str) {
-        self.errors
-            .get_or_create(&LevelLabels {
-                level: level.into(),
-            })
-            .inc();
+        self.errors.with_label_values(&[level]).inc();
     }
 
-    /// The exposition text.
+    /// The exposition text, in the format of [`CONTENT_TYPE`].
     pub fn encode(&self) -> String {
         let mut out = String::new();
-        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+        if TextEncoder::new()
+            .encode_utf8(&self.registry.gather(), &mut out)
+            .is_err()
+        {
             out.clear();
         }
         out
@@ -294,7 +357,7 @@ impl Metrics {
                     _ => ("404 Not Found", String::new()),
                 };
                 let response = format!(
-                    "HTTP/1.1 {status}\r\nContent-Type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+                    "HTTP/1.1 {status}\r\nContent-Type: {CONTENT_TYPE}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
                     body.len(),
                     if method == "HEAD" { "" } else { &body }
                 );
@@ -305,142 +368,335 @@ impl Metrics {
     }
 }
 
-/// `process_*` metrics read from `/proc/self`.
-#[derive(Debug)]
-struct ProcessCollector;
-
-impl prometheus_client::collector::Collector for ProcessCollector {
-    fn encode(
-        &self,
-        mut encoder: prometheus_client::encoding::DescriptorEncoder,
-    ) -> Result<(), std::fmt::Error> {
-        use prometheus_client::metrics::MetricType;
-        let stats = ProcessStats::read();
-        let gauges = [
-            (
-                "process_resident_memory_bytes",
-                "Resident memory size in bytes.",
-                stats.rss_bytes,
-            ),
-            (
-                "process_virtual_memory_bytes",
-                "Virtual memory size in bytes.",
-                stats.virtual_bytes,
-            ),
-            (
-                "process_open_fds",
-                "Number of open file descriptors.",
-                stats.open_fds,
-            ),
-            (
-                "process_max_fds",
-                "Maximum number of open file descriptors.",
-                stats.max_fds,
-            ),
-            (
-                "process_start_time_seconds",
-                "Start time of the process since unix epoch in seconds.",
-                stats.start_time,
-            ),
-        ];
-        for (name, help, value) in gauges {
-            let metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
-            ConstGauge::new(value).encode(metric)?;
-        }
-        let metric = encoder.encode_descriptor(
-            "process_cpu_seconds",
-            "Total user and system CPU time spent in seconds.",
-            None,
-            MetricType::Counter,
-        )?;
-        prometheus_client::metrics::counter::ConstCounter::new(stats.cpu_seconds).encode(metric)?;
-        Ok(())
-    }
-}
-
-#[derive(Debug, Default)]
-struct ProcessStats {
-    rss_bytes: f64,
-    virtual_bytes: f64,
-    open_fds: f64,
-    max_fds: f64,
-    start_time: f64,
-    cpu_seconds: f64,
-}
-
-impl ProcessStats {
-    fn read() -> Self {
-        let mut stats = Self::default();
-        // Clock ticks are 100 per second on every Linux the runner supports.
-        const TICKS: f64 = 100.0;
-        let page_size = 4096.0;
-        if let Ok(stat) = std::fs::read_to_string("/proc/self/stat") {
-            // Fields after the command name, which is in parentheses and may contain spaces.
-            if let Some(rest) = stat.rfind(')').and_then(|i| stat.get(i + 2..)) {
-                let fields: Vec<&str> = rest.split_whitespace().collect();
-                let field = |i: usize| {
-                    fields
-                        .get(i)
-                        .and_then(|f| f.parse::<f64>().ok())
-                        .unwrap_or(0.0)
-                };
-                stats.cpu_seconds = (field(11) + field(12)) / TICKS;
-                stats.virtual_bytes = field(20);
-                stats.rss_bytes = field(21) * page_size;
-                let boot_time = std::fs::read_to_string("/proc/stat")
-                    .ok()
-                    .and_then(|s| {
-                        s.lines().find_map(|l| {
-                            l.strip_prefix("btime ")
-                                .and_then(|v| v.trim().parse::<f64>().ok())
-                        })
-                    })
-                    .unwrap_or(0.0);
-                stats.start_time = boot_time + field(19) / TICKS;
-            }
-        }
-        stats.open_fds = std::fs::read_dir("/proc/self/fd").map_or(0.0, |d| d.count() as f64);
-        if let Ok(limits) = std::fs::read_to_string("/proc/self/limits") {
-            stats.max_fds = limits
-                .lines()
-                .find(|l| l.starts_with("Max open files"))
-                .and_then(|l| l.split_whitespace().nth(3))
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0.0);
-        }
-        stats
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{Metrics, RunnerLabels};
+    use std::sync::Arc;
 
-    #[test]
-    fn exposition_uses_gitlab_runner_names() {
-        let metrics = Metrics::new();
-        metrics.set_concurrent(4);
-        let runner = RunnerLabels {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::text_format::{self, Family};
+    use super::{CONTENT_TYPE, Metrics, RunnerLabels};
+
+    fn runner() -> RunnerLabels {
+        RunnerLabels {
             runner: "abc".into(),
             runner_name: "r".into(),
             system_id: "s_1".into(),
-        };
-        metrics.job_state(&runner, "running", "step_script", 1);
-        metrics.job_finished(&runner, 12.0, Some("script_failure"));
+        }
+    }
+
+    fn family<'a>(families: &'a [Family], name: &str) -> &'a Family {
+        families
+            .iter()
+            .find(|f| f.name == name)
+            .unwrap_or_else(|| panic!("no family {name} in {families:#?}"))
+    }
+
+    /// A registry after one job of each kind, read back with the strict 0.0.4 reader.
+    fn scraped() -> (String, Vec<Family>) {
+        let metrics = Metrics::new();
+        metrics.config_loaded(true);
+        metrics.set_concurrent(4);
+        metrics.set_limit(&runner(), 2);
+        metrics.job_received(&runner());
+        metrics.job_received(&runner());
+        metrics.job_state(&runner(), "running", "step_script", 1);
+        metrics.job_finished(&runner(), 12.0, Some("script_failure"));
+        metrics.job_finished(&runner(), 40.0, None);
         metrics.error("warning");
         let text = metrics.encode();
-        for expected in [
-            "gitlab_runner_concurrent 4",
-            "# TYPE gitlab_runner_jobs gauge",
-            "gitlab_runner_jobs{runner=\"abc\",runner_name=\"r\",system_id=\"s_1\",state=\"running\",stage=\"step_script\",executor_stage=\"step_script\"} 1",
-            "gitlab_runner_job_duration_seconds_bucket{",
-            "gitlab_runner_failed_jobs_total{",
-            "gitlab_runner_errors_total{level=\"warning\"} 1",
-            "gitlab_runner_version_info{name=\"runnel\"",
-            "process_resident_memory_bytes ",
-            "process_cpu_seconds_total ",
-        ] {
-            assert!(text.contains(expected), "missing {expected:?} in\n{text}");
+        let families = text_format::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        (text, families)
+    }
+
+    #[test]
+    fn exposition_is_prometheus_text_0_0_4_with_help_and_type_for_every_family() {
+        let (text, families) = scraped();
+        assert!(!text.contains("# EOF"), "{text}");
+        assert!(!text.contains("# UNIT"), "{text}");
+        for line in text.lines().filter(|l| l.starts_with("# TYPE ")) {
+            let name = line.split(' ').nth(2).unwrap_or_default();
+            assert!(
+                text.contains(&format!("# HELP {name} ")),
+                "no HELP for {name}"
+            );
         }
+        let names: Vec<&str> = families.iter().map(|f| f.name.as_str()).collect();
+        let mut sorted = names.clone();
+        sorted.sort_unstable();
+        assert_eq!(
+            names, sorted,
+            "families are sorted by name as client_golang writes them"
+        );
+    }
+
+    #[test]
+    fn jobs_total_is_a_counter_next_to_the_jobs_gauge() {
+        let (text, families) = scraped();
+        assert!(
+            text.contains("# TYPE gitlab_runner_jobs_total counter\n"),
+            "{text}"
+        );
+        assert!(text.contains("# TYPE gitlab_runner_jobs gauge\n"), "{text}");
+        assert!(
+            text.contains(
+                "gitlab_runner_jobs_total{runner=\"abc\",runner_name=\"r\",system_id=\"s_1\"} 2\n"
+            ),
+            "{text}"
+        );
+        let total = family(&families, "gitlab_runner_jobs_total");
+        assert_eq!(total.help, "Total number of handled jobs");
+        let jobs = family(&families, "gitlab_runner_jobs");
+        fn labels<'a>(state: &'a str, stage: &'a str) -> [(&'a str, &'a str); 6] {
+            [
+                ("executor_stage", stage),
+                ("runner", "abc"),
+                ("runner_name", "r"),
+                ("stage", stage),
+                ("state", state),
+                ("system_id", "s_1"),
+            ]
+        }
+        let running = labels("running", "step_script");
+        assert_eq!(jobs.value("gitlab_runner_jobs", &running), Some(1.0));
+        let idle = labels("idle", "idle");
+        assert_eq!(jobs.value("gitlab_runner_jobs", &idle), Some(0.0));
+    }
+
+    #[test]
+    fn every_family_has_gitlab_runners_type_help_and_labels() {
+        let (_, families) = scraped();
+        let runner = [
+            ("runner", "abc"),
+            ("runner_name", "r"),
+            ("system_id", "s_1"),
+        ];
+        // Family, type, help, one sample's name, its labels and its value.
+        type Row<'a> = (
+            &'a str,
+            &'a str,
+            &'a str,
+            &'a str,
+            &'a [(&'a str, &'a str)],
+            f64,
+        );
+        let expected: [Row<'_>; 8] = [
+            (
+                "gitlab_runner_concurrent",
+                "gauge",
+                "The current value of concurrent setting",
+                "gitlab_runner_concurrent",
+                &[],
+                4.0,
+            ),
+            (
+                "gitlab_runner_limit",
+                "gauge",
+                "The current value of concurrent setting",
+                "gitlab_runner_limit",
+                &runner,
+                2.0,
+            ),
+            (
+                "gitlab_runner_job_duration_seconds",
+                "histogram",
+                "Histogram of job durations",
+                "gitlab_runner_job_duration_seconds_count",
+                &runner,
+                2.0,
+            ),
+            (
+                "gitlab_runner_failed_jobs_total",
+                "counter",
+                "Total number of failed jobs",
+                "gitlab_runner_failed_jobs_total",
+                &[
+                    ("failure_reason", "script_failure"),
+                    ("mode", "traditional"),
+                    ("runner", "abc"),
+                    ("runner_name", "r"),
+                ],
+                1.0,
+            ),
+            (
+                "gitlab_runner_errors_total",
+                "counter",
+                "The number of caught errors.",
+                "gitlab_runner_errors_total",
+                &[("level", "warning")],
+                1.0,
+            ),
+            (
+                "gitlab_runner_errors_total",
+                "counter",
+                "The number of caught errors.",
+                "gitlab_runner_errors_total",
+                &[("level", "panic")],
+                0.0,
+            ),
+            (
+                "gitlab_runner_configuration_loaded_total",
+                "counter",
+                "Total number of times the configuration file was loaded by Runner process",
+                "gitlab_runner_configuration_loaded_total",
+                &[],
+                1.0,
+            ),
+            (
+                "gitlab_runner_configuration_loading_error_total",
+                "counter",
+                "Total number of times the configuration file was not loaded by Runner process \
+                 due to errors",
+                "gitlab_runner_configuration_loading_error_total",
+                &[],
+                0.0,
+            ),
+        ];
+        for (name, kind, help, sample, labels, value) in expected {
+            let found = family(&families, name);
+            assert_eq!(
+                (found.kind.as_str(), found.help.as_str()),
+                (kind, help),
+                "{name}"
+            );
+            assert_eq!(
+                found.value(sample, labels),
+                Some(value),
+                "{name} {labels:?}"
+            );
+        }
+        let buckets = family(&families, "gitlab_runner_job_duration_seconds");
+        let le: Vec<&str> = buckets
+            .samples
+            .iter()
+            .filter_map(|s| s.labels.get("le").map(String::as_str))
+            .collect();
+        assert_eq!(
+            le,
+            [
+                "30", "60", "300", "600", "1800", "3600", "7200", "10800", "18000", "36000", "+Inf"
+            ]
+        );
+        let version = family(&families, "gitlab_runner_version_info");
+        let keys: Vec<&str> = version.samples[0]
+            .labels
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "architecture",
+                "branch",
+                "built_at",
+                "go_version",
+                "name",
+                "os",
+                "revision",
+                "version"
+            ]
+        );
+        assert_eq!(version.samples[0].labels["name"], "runnel");
+    }
+
+    #[test]
+    fn process_metrics_are_exposed_with_client_golangs_types() {
+        let (_, families) = scraped();
+        for (name, kind) in [
+            ("process_cpu_seconds_total", "counter"),
+            ("process_resident_memory_bytes", "gauge"),
+            ("process_virtual_memory_bytes", "gauge"),
+            ("process_open_fds", "gauge"),
+            ("process_max_fds", "gauge"),
+            ("process_start_time_seconds", "gauge"),
+        ] {
+            assert_eq!(family(&families, name).kind, kind, "{name}");
+        }
+        let rss = family(&families, "process_resident_memory_bytes");
+        assert!(rss.samples[0].value > 0.0, "{rss:?}");
+    }
+
+    #[test]
+    fn api_requests_carry_runner_system_id_endpoint_status_and_method() {
+        let metrics = Metrics::new();
+        let labels = crate::client::RequestLabels {
+            runner: "abc".into(),
+            system_id: "s_1".into(),
+        };
+        metrics.api_request(&labels, "request_job", "204", "post");
+        let families = text_format::parse(&metrics.encode()).expect("valid");
+        let requests = family(&families, "gitlab_runner_api_request_statuses_total");
+        let value = requests.value(
+            "gitlab_runner_api_request_statuses_total",
+            &[
+                ("endpoint", "request_job"),
+                ("method", "post"),
+                ("runner", "abc"),
+                ("status", "204"),
+                ("system_id", "s_1"),
+            ],
+        );
+        assert_eq!(value, Some(1.0));
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        let metrics = Metrics::new();
+        let odd = RunnerLabels {
+            runner: "a\"b".into(),
+            runner_name: "back\\slash\nnewline".into(),
+            system_id: "s".into(),
+        };
+        metrics.job_received(&odd);
+        let text = metrics.encode();
+        let families = text_format::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let total = family(&families, "gitlab_runner_jobs_total");
+        let value = total.value(
+            "gitlab_runner_jobs_total",
+            &[
+                ("runner", "a\"b"),
+                ("runner_name", "back\\slash\nnewline"),
+                ("system_id", "s"),
+            ],
+        );
+        assert_eq!(value, Some(1.0), "{text}");
+    }
+
+    async fn request(port: u16, request: &str) -> String {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connect");
+        stream.write_all(request.as_bytes()).await.expect("write");
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.expect("read");
+        response
+    }
+
+    #[tokio::test]
+    async fn metrics_endpoint_serves_text_0_0_4_and_refuses_other_paths_and_methods() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        let metrics = Arc::new(Metrics::new());
+        metrics.job_received(&runner());
+        let server = tokio::spawn(metrics.serve(listener));
+        let response = request(port, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        let (head, body) = response.split_once("\r\n\r\n").expect("a head");
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+        assert!(
+            head.contains(&format!("\r\nContent-Type: {CONTENT_TYPE}")),
+            "{head}"
+        );
+        assert_eq!(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8");
+        text_format::parse(body).unwrap_or_else(|e| panic!("{e}\n{body}"));
+        assert!(body.contains("gitlab_runner_jobs_total{"), "{body}");
+        let head_only = request(port, "HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        assert!(head_only.ends_with("\r\n\r\n"), "{head_only}");
+        let post = request(port, "POST /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        assert!(post.starts_with("HTTP/1.1 405 "), "{post}");
+        let other = request(port, "GET /other HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        assert!(other.starts_with("HTTP/1.1 404 "), "{other}");
+        server.abort();
     }
 }

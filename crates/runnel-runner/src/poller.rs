@@ -204,6 +204,7 @@ fn start_job(
             .unwrap_or(10),
     };
     tracing::info!(job = %job_id, runner = %entry.labels.runner, "received job");
+    shared.metrics.job_received(&entry.labels);
     let shared = shared.clone();
     let entry = entry.clone();
     shared.jobs.clone().spawn(async move {

@@ -72,7 +72,7 @@ async fn start_with_token(
     }
 }
 
-/// The daemon's `/metrics` text.
+/// The daemon's whole `/metrics` response, head and body; empty while nothing listens.
 async fn scrape(port: u16) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
@@ -84,6 +84,13 @@ async fn scrape(port: u16) -> String {
     let mut text = String::new();
     let _ = stream.read_to_string(&mut text).await;
     text
+}
+
+/// The head and the body of a `/metrics` response.
+fn split_response(response: &str) -> (&str, &str) {
+    response
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no HTTP head in {response:?}"))
 }
 
 /// Replaces a file as editors do, so the daemon never reads half of it.
@@ -485,4 +492,60 @@ async fn expiring_tokens_are_rotated_and_written_back() {
         "{text}"
     );
     daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_received_jobs_in_gitlab_runners_text_format() {
+    let fake = FakeGitLab::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config_path = dir.path().join("config.toml");
+    let token = fake.create_runner();
+    std::fs::write(&config_path, config(&fake, &token, dir.path(), "", "")).expect("write");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("address")
+        .port();
+    let (control, rx) = mpsc::channel(4);
+    let options = RunOptions {
+        config_path: config_path.clone(),
+        listen_address: Some(format!("127.0.0.1:{port}")),
+    };
+    let handle = tokio::spawn(async move {
+        run_controlled(options, Arc::new(ShellJobExecutor::new()), rx)
+            .await
+            .expect("the daemon runs")
+    });
+    let id = fake.add_job(JobSpec::script(&["echo counted"]));
+    assert_eq!(fake.wait_for_final(id).await.state, FakeJobState::Success);
+    let response = scrape(port).await;
+    let (head, body) = split_response(&response);
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    assert!(
+        head.contains("\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n"),
+        "{head}"
+    );
+    let families = runnel_runner::metrics::text_format::parse(body)
+        .unwrap_or_else(|e| panic!("not Prometheus text 0.0.4: {e}\n{body}"));
+    let system_id = std::fs::read_to_string(runnel_runner::system_id::system_id_path(&config_path))
+        .expect("the daemon wrote its system id");
+    let runner = runnel_runner::config::short_token(&token);
+    let total = families
+        .iter()
+        .find(|f| f.name == "gitlab_runner_jobs_total")
+        .unwrap_or_else(|| panic!("no gitlab_runner_jobs_total in\n{body}"));
+    assert_eq!(total.kind, "counter");
+    let expected = format!(
+        "gitlab_runner_jobs_total{{runner=\"{runner}\",runner_name=\"test-runner\",system_id=\"{}\"}} 1\n",
+        system_id.trim()
+    );
+    assert!(body.contains(&expected), "missing {expected:?} in\n{body}");
+    assert!(
+        families
+            .iter()
+            .any(|f| f.name == "gitlab_runner_jobs" && f.kind == "gauge"),
+        "{body}"
+    );
+    let _ = control.send(Control::Graceful).await;
+    handle.await.expect("daemon");
 }
