@@ -75,9 +75,10 @@ def status_kib(pid, field):
     return 0
 
 
-def start_daemon(config):
+def start_daemon(config, env=None):
     return subprocess.Popen([RUNNEL, "run", "-c", config, "--log-level", "warn"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, **(env or {})})
 
 
 def stop_daemon(proc):
@@ -85,17 +86,21 @@ def stop_daemon(proc):
     proc.wait(timeout=60)
 
 
-def idle_rss(work):
+def idle_rss(work, trim=True, after_job=False):
+    """VmRSS, RssAnon and RssFile (KiB) of a daemon with 3 runners after 10 s of polling;
+    `trim=False` turns off the start-up page release, `after_job` runs one job first."""
     fake = Fake(3)
     config = os.path.join(work, "idle.toml")
     write_config(config, fake, 3, work)
-    daemon = start_daemon(config)
+    daemon = start_daemon(config, {} if trim else {"RUNNEL_TRIM_START_UP": "0"})
+    if after_job:
+        time.sleep(3)
+        fake.wait(fake.job("echo hello"))
     time.sleep(10)
-    rss = status_kib(daemon.pid, "VmRSS")
-    hwm = status_kib(daemon.pid, "VmHWM")
+    fields = [status_kib(daemon.pid, f) for f in ("VmRSS", "RssAnon", "RssFile")]
     stop_daemon(daemon)
     fake.close()
-    return rss, hwm
+    return fields
 
 
 def pickup(work, check_interval, jobs):
@@ -157,8 +162,11 @@ def main():
     if not args.no_build:
         build()
     with tempfile.TemporaryDirectory() as work:
-        rss, hwm = idle_rss(work)
-        print(f"idle RSS, 3 runners polling every 3 s: {rss / 1024:.1f} MiB (peak {hwm / 1024:.1f} MiB)")
+        for label, kwargs in (("", {}), (", start-up trim off", {"trim": False}),
+                              (", 10 s after one job", {"after_job": True})):
+            rss, anon, file = idle_rss(work, **kwargs)
+            print(f"idle RSS, 3 runners polling every 3 s{label}: {rss / 1024:.1f} MiB "
+                  f"(anonymous {anon / 1024:.1f}, file-backed {file / 1024:.1f})")
         for interval in (3, 1):
             lat = pickup(work, interval, args.pickup_jobs)
             print(f"pickup latency, check_interval={interval}: median {statistics.median(lat)} ms, "
