@@ -17,16 +17,15 @@
 #[cfg(any(test, feature = "test-support"))]
 pub mod text_format;
 
+mod endpoint;
 mod process;
 
+use crate::client::RequestLabels;
 use prometheus::core::Collector;
 use prometheus::{
     HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     TextEncoder,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-use crate::client::RequestLabels;
 
 /// The `Content-Type` of `/metrics`: client_golang's `expfmt.FmtText`.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -334,48 +333,12 @@ impl Metrics {
         }
         out
     }
-
-    /// Serves `GET /metrics` on `listener` until the task is dropped. Other paths are 404 and
-    /// other methods 405, as gitlab-runner's metrics server.
-    pub async fn serve(self: std::sync::Arc<Self>, listener: tokio::net::TcpListener) {
-        loop {
-            let Ok((mut stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let metrics = self.clone();
-            tokio::spawn(async move {
-                let mut buffer = vec![0u8; 4096];
-                let Ok(read) = stream.read(&mut buffer).await else {
-                    return;
-                };
-                let head = String::from_utf8_lossy(&buffer[..read]);
-                let mut words = head.split_whitespace();
-                let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
-                let (status, body) = match (method, path.split('?').next().unwrap_or("")) {
-                    ("GET" | "HEAD", "/metrics") => ("200 OK", metrics.encode()),
-                    (_, "/metrics") => ("405 Method Not Allowed", String::new()),
-                    _ => ("404 Not Found", String::new()),
-                };
-                let response = format!(
-                    "HTTP/1.1 {status}\r\nContent-Type: {CONTENT_TYPE}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
-                    body.len(),
-                    if method == "HEAD" { "" } else { &body }
-                );
-                let _ = stream.write_all(response.as_bytes()).await;
-                let _ = stream.shutdown().await;
-            });
-        }
-    }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
     use super::text_format::{self, Family};
-    use super::{CONTENT_TYPE, Metrics, RunnerLabels};
+    use super::{Metrics, RunnerLabels};
 
     fn runner() -> RunnerLabels {
         RunnerLabels {
@@ -660,43 +623,5 @@ mod tests {
             ],
         );
         assert_eq!(value, Some(1.0), "{text}");
-    }
-
-    async fn request(port: u16, request: &str) -> String {
-        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .expect("connect");
-        stream.write_all(request.as_bytes()).await.expect("write");
-        let mut response = String::new();
-        stream.read_to_string(&mut response).await.expect("read");
-        response
-    }
-
-    #[tokio::test]
-    async fn metrics_endpoint_serves_text_0_0_4_and_refuses_other_paths_and_methods() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let port = listener.local_addr().expect("address").port();
-        let metrics = Arc::new(Metrics::new());
-        metrics.job_received(&runner());
-        let server = tokio::spawn(metrics.serve(listener));
-        let response = request(port, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await;
-        let (head, body) = response.split_once("\r\n\r\n").expect("a head");
-        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
-        assert!(
-            head.contains(&format!("\r\nContent-Type: {CONTENT_TYPE}")),
-            "{head}"
-        );
-        assert_eq!(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8");
-        text_format::parse(body).unwrap_or_else(|e| panic!("{e}\n{body}"));
-        assert!(body.contains("gitlab_runner_jobs_total{"), "{body}");
-        let head_only = request(port, "HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await;
-        assert!(head_only.ends_with("\r\n\r\n"), "{head_only}");
-        let post = request(port, "POST /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await;
-        assert!(post.starts_with("HTTP/1.1 405 "), "{post}");
-        let other = request(port, "GET /other HTTP/1.1\r\nHost: x\r\n\r\n").await;
-        assert!(other.starts_with("HTTP/1.1 404 "), "{other}");
-        server.abort();
     }
 }
