@@ -18,12 +18,14 @@ use runnel_exec::docker::{
 use runnel_exec::test_support::{PayloadBuilder, Ran, TestProject, run_to_end};
 use runnel_exec::{JobStatus, run_job_with};
 
-/// The runner settings of these tests: local images only, a short stop grace period.
+/// The runner settings of these tests: local images only, a short stop grace period, a
+/// generous wait for services (the Python server may be slow to listen on a busy machine).
 fn config() -> DockerConfig {
     DockerConfig {
         image: Some(TEST_BUSYBOX_IMAGE.to_owned()),
         pull_policy: vec![PullPolicy::IfNotPresent],
         stop_timeout: Duration::from_secs(1),
+        wait_for_services_timeout: Some(Duration::from_secs(120)),
         ..DockerConfig::default()
     }
 }

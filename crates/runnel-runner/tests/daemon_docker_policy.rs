@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use runnel_exec::docker::{MANAGED_LABEL, TEST_BUSYBOX_IMAGE, TEST_PYTHON_IMAGE, docker_available};
+use runnel_exec::docker::{JOB_LABEL, TEST_BUSYBOX_IMAGE, TEST_PYTHON_IMAGE, docker_available};
 use runnel_runner::daemon::{Control, RunOptions, Shutdown, run_controlled};
 use runnel_runner::docker_adapter::RunnerExecutors;
 use runnel_runner::test_support::{FakeGitLab, FakeJobState, JobSpec};
@@ -40,23 +40,31 @@ async fn run_docker_jobs(fake: &FakeGitLab, docker_section: &str, jobs: &[u64]) 
     assert_eq!(handle.await.expect("the daemon task"), Shutdown::Graceful);
 }
 
-/// The containers and networks runnel made that still exist on the engine.
-fn managed_objects() -> String {
+/// Moves the fake's job ids past those of other test processes that share the engine (the
+/// fake numbers jobs from 1001 in every process), so [`leftovers`] sees only this test's.
+fn spread_job_ids(fake: &FakeGitLab) {
+    for _ in 0..std::process::id() % 50_000 {
+        fake.create_runner();
+    }
+}
+
+/// The containers and networks of the jobs `ids` that still exist on the engine.
+fn leftovers(ids: &[u64]) -> String {
     let mut found = String::new();
-    for kind in ["ps", "network"] {
-        let mut command = std::process::Command::new("docker");
-        if kind == "ps" {
-            command.args(["ps", "-a"]);
-        } else {
-            command.args(["network", "ls"]);
+    for id in ids {
+        for kind in [&["ps", "-a"][..], &["network", "ls"][..]] {
+            let output = std::process::Command::new("docker")
+                .args(kind)
+                .args(["-q", "--filter"])
+                .arg(format!("label={JOB_LABEL}={id}"))
+                .output()
+                .expect("the docker CLI");
+            assert!(
+                output.status.success(),
+                "docker {kind:?} failed: {output:?}"
+            );
+            found.push_str(String::from_utf8_lossy(&output.stdout).trim());
         }
-        let output = command
-            .args(["-q", "--filter"])
-            .arg(format!("label={MANAGED_LABEL}=true"))
-            .output()
-            .expect("the docker CLI");
-        assert!(output.status.success(), "docker {kind} failed: {output:?}");
-        found.push_str(String::from_utf8_lossy(&output.stdout).trim());
     }
     found
 }
@@ -83,6 +91,7 @@ async fn docker_runner_services_start_for_every_job_and_answer_to_their_alias() 
         return;
     }
     let fake = FakeGitLab::start().await;
+    spread_job_ids(&fake);
     let jobs: Vec<u64> = (0..2)
         .map(|_| {
             fake.add_job(JobSpec {
@@ -92,12 +101,13 @@ async fn docker_runner_services_start_for_every_job_and_answer_to_their_alias() 
         })
         .collect();
     // The runner's services are allowed whatever `allowed_services` says.
+    // A generous wait: on a busy machine the Python server may take a while to listen.
     let section = format!(
-        "    pull_policy = [\"if-not-present\"]\n    allowed_services = [\"redis:*\"]\n{}",
+        "    pull_policy = [\"if-not-present\"]\n    wait_for_services_timeout = 120\n    allowed_services = [\"redis:*\"]\n{}",
         runner_service("runner-web")
     );
     run_docker_jobs(&fake, &section, &jobs).await;
-    for id in jobs {
+    for &id in &jobs {
         let trace = fake.trace_text(id);
         assert_eq!(
             fake.job(id).expect("job").state,
@@ -113,7 +123,7 @@ async fn docker_runner_services_start_for_every_job_and_answer_to_their_alias() 
             "{trace}"
         );
     }
-    assert_eq!(managed_objects(), "");
+    assert_eq!(leftovers(&jobs), "");
     assert_eq!(fake.violations(), Vec::<String>::new());
 }
 
@@ -123,6 +133,7 @@ async fn docker_disallowed_image_fails_the_job_as_a_system_failure() {
         return;
     }
     let fake = FakeGitLab::start().await;
+    spread_job_ids(&fake);
     let refused = fake.add_job(JobSpec {
         image: Some((TEST_PYTHON_IMAGE.to_owned(), Vec::new())),
         ..JobSpec::script(&["echo must not run"])
@@ -168,5 +179,5 @@ async fn docker_disallowed_image_fails_the_job_as_a_system_failure() {
         "{trace}"
     );
     assert!(trace.contains("\nallowed ran"), "{trace}");
-    assert_eq!(managed_objects(), "");
+    assert_eq!(leftovers(&[refused, allowed]), "");
 }
