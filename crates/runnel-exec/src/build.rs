@@ -64,6 +64,7 @@ pub async fn run_job_with(
     let masker = Masker::new(job.variables.masked_phrases(), prefixes);
     let sections = job.payload.features.trace_sections;
     let mut trace = Trace::new(job.payload.id, events, masker, sections, ctx.output_limit);
+    trace.set_timestamps(BuildSettings::from_variables(&job.variables).timestamps);
     trace.set_sink(ctx.trace_sink.clone());
     trace.println(&format!("Running with runnel {RUNNER_VERSION}"));
     trace.println(&format!(

@@ -32,6 +32,7 @@ mod sources;
 mod steps;
 mod store;
 mod tarzstd;
+mod timestamp;
 mod trace;
 mod variables;
 

@@ -17,6 +17,9 @@ pub(crate) const DEFAULT_ATTEMPTS: i64 = 1;
 /// The feature flag that puts an exponential backoff between stage attempts.
 pub(crate) const FF_EXPONENTIAL_BACKOFF: &str = "FF_USE_EXPONENTIAL_BACKOFF_STAGE_RETRY";
 
+/// The feature flag that prefixes trace lines with their time (off by default).
+pub(crate) const FF_TIMESTAMPS: &str = "FF_TIMESTAMPS";
+
 /// What the job variables ask of the runner.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BuildSettings {
@@ -32,6 +35,8 @@ pub struct BuildSettings {
     /// `FF_USE_EXPONENTIAL_BACKOFF_STAGE_RETRY`: wait 5 s, then up to 1.5 times longer (at most
     /// 5 min), between stage attempts.
     pub exponential_backoff: bool,
+    /// `FF_TIMESTAMPS`: every trace line starts with its time and stream.
+    pub timestamps: bool,
     /// `CACHE_COMPRESSION_FORMAT`.
     pub cache_format: ArchiveFormat,
     /// `CACHE_COMPRESSION_LEVEL`; `Err` holds a value that is not a level.
@@ -65,26 +70,40 @@ impl BuildSettings {
                 1
             }
         };
-        let exponential_backoff = match variables.get(FF_EXPONENTIAL_BACKOFF) {
-            None => true,
-            Some(raw) => go_parse_bool(raw).unwrap_or_else(|| {
-                errors.push(format!(
-                    "{FF_EXPONENTIAL_BACKOFF}: could not parse feature flag, expected bool, got {raw}"
-                ));
-                true
-            }),
-        };
+        let exponential_backoff =
+            feature_flag(variables, FF_EXPONENTIAL_BACKOFF, true, &mut errors);
+        let timestamps = feature_flag(variables, FF_TIMESTAMPS, false, &mut errors);
         Self {
             get_sources_attempts,
             artifact_download_attempts,
             restore_cache_attempts,
             executor_job_section_attempts,
             exponential_backoff,
+            timestamps,
             cache_format: ArchiveFormat::parse(variables.get("CACHE_COMPRESSION_FORMAT")),
             cache_level: CompressionLevel::parse(variables.get("CACHE_COMPRESSION_LEVEL")),
             artifact_level: CompressionLevel::parse(variables.get("ARTIFACT_COMPRESSION_LEVEL")),
             errors,
         }
+    }
+}
+
+/// gitlab-runner `populateFeatureFlags`: a job variable that is not a Go bool keeps the
+/// default and adds `NAME: could not parse feature flag, expected bool, got raw`.
+fn feature_flag(
+    variables: &JobVariables,
+    name: &str,
+    default: bool,
+    errors: &mut Vec<String>,
+) -> bool {
+    match variables.get(name) {
+        None => default,
+        Some(raw) => go_parse_bool(raw).unwrap_or_else(|| {
+            errors.push(format!(
+                "{name}: could not parse feature flag, expected bool, got {raw}"
+            ));
+            default
+        }),
     }
 }
 
@@ -240,6 +259,8 @@ mod tests {
         );
         assert!(s.errors.is_empty());
         assert!(s.exponential_backoff);
+        assert!(!s.timestamps);
+        assert!(settings(&[(FF_TIMESTAMPS, "true")]).timestamps);
     }
 
     #[test]

@@ -11,6 +11,7 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use crate::event::JobEvent;
 use crate::mask::Masker;
+use crate::timestamp::{RUNNER_STREAM, Timestamper, WORK_STREAM};
 
 const ANSI_CLEAR: &str = "\x1b[0K";
 const ANSI_RESET: &str = "\x1b[0;m";
@@ -53,6 +54,10 @@ pub struct Trace {
     masked: Vec<u8>,
     open: Vec<(String, Instant)>,
     mid_line: bool,
+    /// `FF_TIMESTAMPS`: the runner's and the scripts' line stampers.
+    stamps: Option<[Timestamper; 2]>,
+    /// The stream `emit` writes to: the scripts', or the runner's during its own messages.
+    stream: u8,
 }
 
 impl Trace {
@@ -76,7 +81,19 @@ impl Trace {
             masked: Vec::new(),
             open: Vec::new(),
             mid_line: false,
+            stamps: None,
+            stream: WORK_STREAM,
         }
+    }
+
+    /// Turns `FF_TIMESTAMPS` line headers on (before anything is written).
+    pub(crate) fn set_timestamps(&mut self, on: bool) {
+        self.stamps = on.then(|| {
+            [
+                Timestamper::new(RUNNER_STREAM),
+                Timestamper::new(WORK_STREAM),
+            ]
+        });
     }
 
     /// Appends output of a script. Secrets are masked, also when split across calls.
@@ -100,9 +117,11 @@ impl Trace {
     /// Writes a plain runner message line.
     pub fn println(&mut self, line: &str) {
         self.flush();
+        self.stream = RUNNER_STREAM;
         self.write(line.as_bytes());
         self.write(b"\n");
         self.flush();
+        self.stream = WORK_STREAM;
     }
 
     /// Writes a bold green runner message (gitlab-runner `Infoln`).
@@ -129,7 +148,7 @@ impl Trace {
                 "{ANSI_CLEAR}section_start:{}:{name}\r{ANSI_CLEAR}",
                 unix_now()
             );
-            self.push_raw(marker.as_bytes());
+            self.out(RUNNER_STREAM, marker.as_bytes());
         }
         self.open.push((name.to_owned(), Instant::now()));
         let _ = self.events.send(JobEvent::SectionStart {
@@ -138,7 +157,9 @@ impl Trace {
             header: header.to_owned(),
             at: SystemTime::now(),
         });
+        self.stream = RUNNER_STREAM;
         self.emit(format!("{ANSI_CLEAR}{ANSI_BOLD_CYAN}{header}{ANSI_RESET}\n").as_bytes());
+        self.stream = WORK_STREAM;
     }
 
     /// Ends the innermost open section with `section_end:<unix seconds>:<name>\r\e[0K`.
@@ -153,7 +174,7 @@ impl Trace {
                 "{ANSI_CLEAR}section_end:{}:{name}\r{ANSI_CLEAR}",
                 unix_now()
             );
-            self.push_raw(marker.as_bytes());
+            self.out(RUNNER_STREAM, marker.as_bytes());
         }
         let _ = self.events.send(JobEvent::SectionEnd {
             job: self.job,
@@ -198,10 +219,29 @@ impl Trace {
                 line,
             });
         }
-        if self.mid_line {
+        if let Some(stamps) = &mut self.stamps {
+            // GitLab closes a script's streams when its stage ends: a partial line ends there.
+            let mut closed = Vec::new();
+            for stamp in stamps.iter_mut() {
+                stamp.close(&mut closed);
+            }
+            self.push_raw(&closed);
+            self.mid_line = false;
+        } else if self.mid_line {
             self.push_raw(b"\n");
             self.mid_line = false;
         }
+    }
+
+    /// Appends `bytes` of `stream`, through its line stamper when `FF_TIMESTAMPS` is on.
+    fn out(&mut self, stream: u8, bytes: &[u8]) {
+        let Some(stamps) = &mut self.stamps else {
+            self.push_raw(bytes);
+            return;
+        };
+        let mut stamped = Vec::with_capacity(bytes.len() + 64);
+        stamps[usize::from(stream)].write(bytes, SystemTime::now(), &mut stamped);
+        self.push_raw(&stamped);
     }
 
     fn push_raw(&mut self, bytes: &[u8]) {
@@ -227,7 +267,7 @@ impl Trace {
         } else {
             masked
         };
-        self.push_raw(kept);
+        self.out(self.stream, kept);
         if let Some(&last) = kept.last() {
             self.mid_line = last != b'\n';
         }
@@ -251,7 +291,7 @@ impl Trace {
                  continue but no more output will be collected.{ANSI_RESET}\n",
                 self.limit
             );
-            self.push_raw(notice.as_bytes());
+            self.out(RUNNER_STREAM, notice.as_bytes());
             self.mid_line = false;
             self.end_line();
             for line in notice.trim_matches('\n').lines() {
@@ -307,6 +347,37 @@ mod tests {
                 line: "abc".into()
             }
         );
+    }
+
+    #[test]
+    fn with_ff_timestamps_every_line_starts_with_its_time_and_stream() {
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let mut trace = Trace::new(JobId(3), tx, Masker::default(), true, 1 << 20);
+        trace.set_timestamps(true);
+        trace.println("Running with runnel");
+        trace.section_start("step_script", "Executing");
+        trace.write(b"out\npart");
+        trace.section_end();
+        let text = String::from_utf8(trace.into_bytes()).expect("utf-8");
+        let time = regex::Regex::new(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z ").expect("regex");
+        let lines: Vec<String> = text
+            .lines()
+            .map(|line| {
+                assert!(time.is_match(line), "{line:?} in {text:?}");
+                line[28..].to_owned()
+            })
+            .collect();
+        assert_eq!(lines[0], "00O Running with runnel");
+        assert!(
+            lines[1].starts_with("00O \x1b[0Ksection_start:"),
+            "{lines:?}"
+        );
+        assert!(lines[1].ends_with(":step_script\r\x1b[0K"), "{lines:?}");
+        assert_eq!(lines[2], "00O+\x1b[0K\x1b[36;1mExecuting\x1b[0;m");
+        assert_eq!(lines[3], "01O out");
+        assert_eq!(lines[4], "01O part");
+        assert!(lines[5].starts_with("00O \x1b[0Ksection_end:"), "{lines:?}");
+        assert_eq!(lines.len(), 6, "{lines:?}");
     }
 
     #[test]
