@@ -141,15 +141,7 @@ impl DockerExecutor {
                 .map(|i| i.entrypoint.clone())
                 .filter(|e| !e.is_empty()),
             user,
-            hostname: config.hostname.clone().unwrap_or_else(|| {
-                format!(
-                    "runner-{}-project-{}-concurrent-0",
-                    job.variables
-                        .get("CI_RUNNER_SHORT_TOKEN")
-                        .unwrap_or("local"),
-                    job.payload.job_info.project_id
-                )
-            }),
+            hostname: hostname(config, job),
             working_dir: job.project_dir.to_string_lossy().into_owned(),
             labels: labels(job, "build", &[]),
             host_config,
@@ -249,6 +241,20 @@ impl DockerExecutor {
         self.mounted_alternates = needed;
         Ok(id)
     }
+}
+
+/// The job container's host name: `hostname` from the config, else gitlab-runner's
+/// `ProjectUniqueName`.
+fn hostname(config: &DockerConfig, job: &PreparedJob) -> String {
+    config.hostname.clone().unwrap_or_else(|| {
+        format!(
+            "runner-{}-project-{}-concurrent-0",
+            job.variables
+                .get("CI_RUNNER_SHORT_TOKEN")
+                .unwrap_or("local"),
+            job.payload.job_info.project_id
+        )
+    })
 }
 
 /// A network name the user created (not one of Docker's modes), where aliases work.
