@@ -241,3 +241,28 @@ async fn a_tarzstd_cache_is_restored_by_the_next_job() {
     ran.assert_output_contains("Successfully extracted cache", "shell");
     ran.assert_output_contains("cached", "shell");
 }
+
+#[tokio::test]
+async fn a_cancel_during_get_sources_is_not_retried() {
+    let project = TestProject::new();
+    let payload = PayloadBuilder::new(9, "build")
+        .var("GET_SOURCES_ATTEMPTS", "3")
+        .hook("pre_get_sources_script", &["echo started", "sleep 30"])
+        .script(&["echo never"])
+        .build();
+    let ctx = project.context("9");
+    let stop = ctx.cancel.clone();
+    let (outcome, lines) =
+        runnel_exec::test_support::run_stopped_once_started(&mut shell(), payload, ctx, stop).await;
+    assert_eq!(outcome.status, JobStatus::Canceled, "{lines:?}");
+    assert_eq!(
+        lines.iter().filter(|l| *l == "started").count(),
+        1,
+        "{lines:?}"
+    );
+    assert!(
+        !lines.iter().any(|l| l.contains("Retrying in")),
+        "{lines:?}"
+    );
+    assert!(!lines.iter().any(|l| l.contains("never")), "{lines:?}");
+}
