@@ -455,6 +455,13 @@ fn now_rfc3339() -> String {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
+    rfc3339_utc(secs)
+}
+
+/// A time given in seconds since the epoch as Go's `time.RFC3339` writes a UTC time, to the
+/// second (`2026-11-28T00:23:54Z`): the format of `token_obtained_at`, and of the `time` key
+/// of logrus's text and JSON formatters, which gitlab-runner uses with their default layout.
+pub fn rfc3339_utc(secs: u64) -> String {
     let days = i64::try_from(secs / 86_400).unwrap_or(0);
     let rem = secs % 86_400;
     let (year, month, day) = civil_from_days(days);
@@ -488,7 +495,7 @@ fn parse_datetime(value: &str) -> Option<toml::value::Datetime> {
 mod tests {
     use std::path::Path;
 
-    use super::{RegisterError, civil_from_days, load_template, merge_template};
+    use super::{RegisterError, civil_from_days, load_template, merge_template, rfc3339_utc};
     use crate::config::{CacheConfig, DockerConfig, RunnerConfig};
 
     #[test]
@@ -539,6 +546,13 @@ mod tests {
         );
         let err = load_template(Path::new("/nonexistent/template.toml")).expect_err("missing");
         assert!(matches!(err, RegisterError::TemplateLoad { .. }), "{err}");
+    }
+
+    #[test]
+    fn rfc3339_utc_is_go_rfc3339_to_the_second() {
+        assert_eq!(rfc3339_utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339_utc(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339_utc(1_795_825_434), "2026-11-28T00:23:54Z");
     }
 
     #[test]

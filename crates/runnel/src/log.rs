@@ -7,7 +7,8 @@
 //!
 //! The three formats are logrus's: `runner` (the default) is runnel's human format, `text` is
 //! logrus's `TextFormatter` (`time="…" level=info msg="…" key=value`) and `json` is logrus's
-//! `JSONFormatter` (one object per line, keys sorted, the event's fields at the top level).
+//! `JSONFormatter` (one object per line, keys sorted, the event's fields at the top level), both
+//! with logrus's default time layout (RFC 3339 to the second).
 //! This module only formats; job output never goes through it (it is a trace, not a log).
 
 use std::collections::BTreeMap;
@@ -174,17 +175,37 @@ impl Logging {
         log_level: Option<&str>,
         log_format: Option<&str>,
     ) -> Result<(), LogConfigError> {
-        let level = parse_level(log_level.unwrap_or("info"))?;
-        let format = LogFormat::parse(log_format.unwrap_or("runner"))?;
-        if !self.format_from_cli {
+        let (level, format) = settings_to_apply(
+            (self.level_from_cli, self.format_from_cli),
+            log_level,
+            log_format,
+        )?;
+        if let Some(format) = format {
             self.format.store(format as u8, Ordering::Relaxed);
         }
-        if !self.level_from_cli {
+        if let Some(level) = level {
             // Fails only when the subscriber is gone, and then nothing logs anyway.
             let _ = self.level.reload(level);
         }
         Ok(())
     }
+}
+
+/// The level and format that `config.toml` sets, each `None` where the command line set it
+/// (`from_cli`: level, format). Only what applies is checked, as gitlab-runner's
+/// `updateLoggingConfiguration` parses `log_level` only when `--log-level` was not given.
+fn settings_to_apply(
+    (level_from_cli, format_from_cli): (bool, bool),
+    log_level: Option<&str>,
+    log_format: Option<&str>,
+) -> Result<(Option<LevelFilter>, Option<LogFormat>), LogConfigError> {
+    let level = (!level_from_cli)
+        .then(|| parse_level(log_level.unwrap_or("info")))
+        .transpose()?;
+    let format = (!format_from_cli)
+        .then(|| LogFormat::parse(log_format.unwrap_or("runner")))
+        .transpose()?;
+    Ok((level, format))
 }
 
 /// Writes one event in the current format.
@@ -201,14 +222,16 @@ where
     fn format_event(
         &self,
         ctx: &FmtContext<'_, S, N>,
-        writer: Writer<'_>,
+        mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
-        match LogFormat::from_u8(self.format.load(Ordering::Relaxed)) {
-            LogFormat::Runner => self.runner.format_event(ctx, writer, event),
-            LogFormat::Text => write_text(writer, event, &now_rfc3339_nano()),
-            LogFormat::Json => write_json(writer, event, &now_rfc3339_nano()),
-        }
+        let level = *event.metadata().level();
+        let line = match LogFormat::from_u8(self.format.load(Ordering::Relaxed)) {
+            LogFormat::Runner => return self.runner.format_event(ctx, writer, event),
+            LogFormat::Text => text_line(Entry::of(event), level, &now_rfc3339()),
+            LogFormat::Json => json_line(Entry::of(event), level, &now_rfc3339()),
+        };
+        fmt::Write::write_str(&mut writer, &line)
     }
 }
 
@@ -227,7 +250,11 @@ impl Entry {
     }
 
     fn insert(&mut self, field: &Field, value: serde_json::Value) {
-        if field.name() == "message" {
+        self.insert_named(field.name(), value);
+    }
+
+    fn insert_named(&mut self, name: &str, value: serde_json::Value) {
+        if name == "message" {
             self.message = match value {
                 serde_json::Value::String(text) => text,
                 other => other.to_string(),
@@ -235,7 +262,7 @@ impl Entry {
             return;
         }
         // logrus `prefixFieldClashes`: a field named like a fixed key moves to `fields.<key>`.
-        let name = match field.name() {
+        let name = match name {
             key @ ("time" | "msg" | "level") => format!("fields.{key}"),
             key => key.to_owned(),
         };
@@ -288,126 +315,185 @@ fn level_name(level: Level) -> &'static str {
 
 /// logrus `JSONFormatter`: Go's `encoding/json` writes map keys sorted, so the fixed keys
 /// `level`, `msg` and `time` sit among the fields in alphabetical order.
-fn write_json(mut writer: Writer<'_>, event: &Event<'_>, time: &str) -> fmt::Result {
+fn json_line(entry: Entry, level: Level, time: &str) -> String {
     let Entry {
         message,
         mut fields,
-    } = Entry::of(event);
-    fields.insert("level".into(), level_name(*event.metadata().level()).into());
+    } = entry;
+    fields.insert("level".into(), level_name(level).into());
     fields.insert("msg".into(), message.into());
     fields.insert("time".into(), time.into());
-    let line = serde_json::to_string(&fields).map_err(|_| fmt::Error)?;
-    writeln!(writer, "{line}")
+    let json = serde_json::Value::Object(fields.into_iter().collect()).to_string();
+    // Go's JSON encoder, as logrus sets it up (`SetEscapeHTML(true)`), escapes `<`, `>` and `&`,
+    // and always U+2028 and U+2029. Those characters only occur inside JSON strings.
+    let mut line = String::with_capacity(json.len() + 1);
+    for c in json.chars() {
+        match c {
+            '<' => line.push_str("\\u003c"),
+            '>' => line.push_str("\\u003e"),
+            '&' => line.push_str("\\u0026"),
+            '\u{2028}' => line.push_str("\\u2028"),
+            '\u{2029}' => line.push_str("\\u2029"),
+            c => line.push(c),
+        }
+    }
+    line.push('\n');
+    line
 }
 
 /// logrus `TextFormatter` without colours: `time`, `level`, `msg` (when not empty), then the
 /// fields sorted by key.
-fn write_text(mut writer: Writer<'_>, event: &Event<'_>, time: &str) -> fmt::Result {
-    let Entry { message, fields } = Entry::of(event);
-    write!(writer, "time=")?;
-    write_text_value(&mut writer, time)?;
-    write!(writer, " level={}", level_name(*event.metadata().level()))?;
+fn text_line(entry: Entry, level: Level, time: &str) -> String {
+    let Entry { message, fields } = entry;
+    let mut line = String::from("time=");
+    push_text_value(&mut line, time);
+    line.push_str(" level=");
+    line.push_str(level_name(level));
     // logrus trims one trailing newline from the message.
     let message = message.strip_suffix('\n').unwrap_or(&message);
     if !message.is_empty() {
-        write!(writer, " msg=")?;
-        write_text_value(&mut writer, message)?;
+        line.push_str(" msg=");
+        push_text_value(&mut line, message);
     }
     for (key, value) in &fields {
-        write!(writer, " {key}=")?;
+        line.push(' ');
+        line.push_str(key);
+        line.push('=');
         match value {
-            serde_json::Value::String(text) => write_text_value(&mut writer, text)?,
-            other => write_text_value(&mut writer, &other.to_string())?,
+            serde_json::Value::String(text) => push_text_value(&mut line, text),
+            other => push_text_value(&mut line, &other.to_string()),
         }
     }
-    writeln!(writer)
+    line.push('\n');
+    line
 }
 
 /// logrus `needsQuoting`: a value is quoted (Go `%q`) unless every character is a letter, a
 /// digit or one of `-._/@^+`. An empty value is not quoted.
-fn write_text_value(writer: &mut Writer<'_>, value: &str) -> fmt::Result {
+fn push_text_value(line: &mut String, value: &str) {
     let plain = value
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || "-._/@^+".contains(c));
     if plain {
-        return writer.write_str(value);
+        line.push_str(value);
+        return;
     }
-    writer.write_char('"')?;
+    line.push('"');
     for c in value.chars() {
         match c {
-            '"' => writer.write_str("\\\"")?,
-            '\\' => writer.write_str("\\\\")?,
-            '\n' => writer.write_str("\\n")?,
-            '\r' => writer.write_str("\\r")?,
-            '\t' => writer.write_str("\\t")?,
-            '\u{7}' => writer.write_str("\\a")?,
-            '\u{8}' => writer.write_str("\\b")?,
-            '\u{c}' => writer.write_str("\\f")?,
-            '\u{b}' => writer.write_str("\\v")?,
-            c if u32::from(c) < 0x20 || c == '\u{7f}' => write!(writer, "\\x{:02x}", u32::from(c))?,
-            c => writer.write_char(c)?,
+            '"' => line.push_str("\\\""),
+            '\\' => line.push_str("\\\\"),
+            '\n' => line.push_str("\\n"),
+            '\r' => line.push_str("\\r"),
+            '\t' => line.push_str("\\t"),
+            '\u{7}' => line.push_str("\\a"),
+            '\u{8}' => line.push_str("\\b"),
+            '\u{c}' => line.push_str("\\f"),
+            '\u{b}' => line.push_str("\\v"),
+            c if u32::from(c) < 0x20 || c == '\u{7f}' => {
+                line.push_str(&format!("\\x{:02x}", u32::from(c)));
+            }
+            c => line.push(c),
         }
     }
-    writer.write_char('"')
+    line.push('"');
 }
 
-/// The current time as Go's `time.RFC3339Nano` (trailing zeros of the fraction dropped), in
-/// UTC.
-fn now_rfc3339_nano() -> String {
-    let since_epoch = std::time::SystemTime::now()
+/// The current time as logrus writes it by default: Go's `time.RFC3339`, to the second. runnel
+/// writes it in UTC (gitlab-runner uses the local zone, which is UTC in its containers).
+fn now_rfc3339() -> String {
+    let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    rfc3339_nano(since_epoch.as_secs(), since_epoch.subsec_nanos())
-}
-
-fn rfc3339_nano(secs: u64, nanos: u32) -> String {
-    let days = i64::try_from(secs / 86_400).unwrap_or(0);
-    let rem = secs % 86_400;
-    let (year, month, day) = civil_from_days(days);
-    let mut out = format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    );
-    if nanos > 0 {
-        let fraction = format!("{nanos:09}");
-        out.push('.');
-        out.push_str(fraction.trim_end_matches('0'));
-    }
-    out.push('Z');
-    out
-}
-
-/// The date of a day count since 1970-01-01 (Howard Hinnant's `civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(month <= 2), month, day)
+        .map_or(0, |since| since.as_secs());
+    runnel_runner::register::rfc3339_utc(secs)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{LogConfigError, LogFormat, parse_level, rfc3339_nano};
+    use super::{
+        Entry, LogConfigError, LogFormat, json_line, parse_level, settings_to_apply, text_line,
+    };
+    use tracing::Level;
     use tracing::level_filters::LevelFilter;
 
+    const TIME: &str = "2026-11-28T00:23:54Z";
+
+    fn entry(message: &str, fields: &[(&str, serde_json::Value)]) -> Entry {
+        let mut entry = Entry::default();
+        entry.insert_named("message", message.into());
+        for (name, value) in fields {
+            entry.insert_named(name, value.clone());
+        }
+        entry
+    }
+
     #[test]
-    fn times_are_go_rfc3339_nano_in_utc() {
-        assert_eq!(rfc3339_nano(0, 0), "1970-01-01T00:00:00Z");
-        assert_eq!(
-            rfc3339_nano(1_795_825_434, 120_000_000),
-            "2026-11-28T00:23:54.12Z"
+    fn json_lines_are_logrus_objects_with_sorted_keys_and_html_escaped() {
+        let line = json_line(
+            entry(
+                "job <1> & co",
+                &[
+                    ("runner", "abc".into()),
+                    ("time", "clash".into()),
+                    ("attempts", 2.into()),
+                ],
+            ),
+            Level::WARN,
+            TIME,
         );
         assert_eq!(
-            rfc3339_nano(951_782_400, 7),
-            "2000-02-29T00:00:00.000000007Z"
+            line,
+            "{\"attempts\":2,\"fields.time\":\"clash\",\"level\":\"warning\",\
+             \"msg\":\"job \\u003c1\\u003e \\u0026 co\",\"runner\":\"abc\",\
+             \"time\":\"2026-11-28T00:23:54Z\"}\n"
         );
+    }
+
+    #[test]
+    fn text_lines_quote_only_what_logrus_quotes() {
+        let line = text_line(
+            entry(
+                "runner started\n",
+                &[
+                    ("name", "box-1.a/b@c^d+e_f".into()),
+                    ("executor", "shell".into()),
+                    ("note", "say \"hi\"\tnow\u{1}".into()),
+                    ("empty", "".into()),
+                    ("ok", true.into()),
+                ],
+            ),
+            Level::INFO,
+            TIME,
+        );
+        assert_eq!(
+            line,
+            "time=\"2026-11-28T00:23:54Z\" level=info msg=\"runner started\" empty= \
+             executor=shell name=box-1.a/b@c^d+e_f note=\"say \\\"hi\\\"\\tnow\\x01\" ok=true\n"
+        );
+        let bare = text_line(entry("", &[]), Level::ERROR, TIME);
+        assert_eq!(bare, "time=\"2026-11-28T00:23:54Z\" level=error\n");
+    }
+
+    #[test]
+    fn the_config_sets_only_what_the_command_line_left_open() {
+        assert_eq!(
+            settings_to_apply((false, false), None, None),
+            Ok((Some(LevelFilter::INFO), Some(LogFormat::Runner)))
+        );
+        assert_eq!(
+            settings_to_apply((false, true), Some("warn"), Some("json")),
+            Ok((Some(LevelFilter::WARN), None))
+        );
+        // An invalid value the command line overrides is not an error, as in gitlab-runner.
+        assert_eq!(
+            settings_to_apply((true, false), Some("verbose"), Some("json")),
+            Ok((None, Some(LogFormat::Json)))
+        );
+        assert_eq!(
+            settings_to_apply((true, true), Some("verbose"), Some("pretty")),
+            Ok((None, None))
+        );
+        assert!(settings_to_apply((false, true), Some("verbose"), None).is_err());
     }
 
     #[test]

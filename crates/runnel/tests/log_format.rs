@@ -91,7 +91,7 @@ impl Daemon {
     }
 }
 
-/// Go's `time.RFC3339Nano` in UTC: `2026-11-28T00:23:54.123Z`.
+/// Go's `time.RFC3339` in UTC, logrus's default time layout: `2026-11-28T00:23:54Z`.
 fn is_rfc3339(time: &str) -> bool {
     let bytes = time.as_bytes();
     let digits = |range: std::ops::Range<usize>| {
@@ -108,6 +108,7 @@ fn is_rfc3339(time: &str) -> bool {
         && digits(11..13)
         && digits(14..16)
         && digits(17..19)
+        && time.len() == 20
         && time.ends_with('Z')
 }
 
@@ -327,4 +328,24 @@ async fn log_level_in_config_is_applied_again_on_reload() {
         "{}",
         lines.join("\n")
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_log_level_the_command_line_overrides_does_not_stop_run() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        "log_level = \"verbose\"\nlog_format = \"pretty\"\n",
+    )
+    .expect("write");
+    // gitlab-runner `updateLoggingConfiguration` reads only what the command line left open.
+    let mut daemon = Daemon::start(
+        runnel()
+            .args(["--log-level", "info", "--log-format", "json", "run", "-c"])
+            .arg(&config),
+    );
+    daemon.wait_for("runnel is running").await;
+    let objects = assert_json_lines(&daemon.stop().await);
+    assert_eq!(find(&objects, "runnel is running")["level"], "info");
 }
