@@ -11,10 +11,9 @@
 use std::collections::BTreeSet;
 use std::fs;
 use std::io::{self, Read as _, Write as _};
-use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 
-use crate::archive::{self, ArchiveError};
+use crate::archive::{self, ArchiveError, EntryKind, Planned};
 use crate::settings::CompressionLevel;
 
 /// The four bytes every Zstandard frame starts with.
@@ -91,137 +90,53 @@ fn open_tar(archive: &Path) -> Result<tar::Archive<impl io::Read>, ArchiveError>
     Ok(tar::Archive::new(decoder))
 }
 
-enum Kind {
-    Dir,
-    File(u32),
-    Symlink(PathBuf),
-}
-
-/// Extracts a tar+zstd archive: every entry is checked first (no absolute names, no `..`, no
-/// symlink pointing outside `dest`, nothing written through a symlink), then written. Blocking.
+/// Extracts a tar+zstd archive: every entry is checked first, as a zip's are
+/// ([`archive::checked_name`], [`archive::check_plan`]), then written. Hard links, devices and
+/// fifos are skipped. Blocking.
 pub(crate) fn extract_tar_zstd(archive: &Path, dest: &Path) -> Result<usize, ArchiveError> {
-    let read_err = io_err("read the archive", archive);
-    let hostile = |entry: &str, reason| ArchiveError::Hostile {
-        archive: archive.to_owned(),
-        entry: entry.to_owned(),
-        reason,
-    };
-    let mut planned: Vec<(PathBuf, Kind)> = Vec::new();
-    let mut symlinks = BTreeSet::new();
+    let read_err = || io_err("read the archive", archive);
+    let mut planned = Vec::new();
     let mut tar = open_tar(archive)?;
-    let entries = tar.entries().map_err(read_err)?;
-    for entry in entries {
-        let entry = entry.map_err(io_err("read the archive", archive))?;
-        let raw = entry.path_bytes();
-        let name = String::from_utf8_lossy(&raw).into_owned();
-        if name.starts_with('/') {
-            return Err(hostile(&name, "has an absolute path"));
-        }
-        let Some(path) = archive::relative_inside(Path::new(""), &name) else {
-            return Err(hostile(&name, "points outside the target directory"));
-        };
-        if name.split('/').any(|part| part == "..") {
-            return Err(hostile(&name, "points outside the target directory"));
-        }
+    for (index, entry) in tar.entries().map_err(read_err())?.enumerate() {
+        let entry = entry.map_err(read_err())?;
+        let path = archive::checked_name(archive, &String::from_utf8_lossy(&entry.path_bytes()))?;
         let header = entry.header();
         let kind = match header.entry_type() {
-            tar::EntryType::Directory => Kind::Dir,
-            tar::EntryType::Symlink => {
-                let target = entry
+            tar::EntryType::Directory => EntryKind::Dir,
+            tar::EntryType::Symlink => EntryKind::Symlink(
+                entry
                     .link_name()
-                    .map_err(io_err("read the archive", archive))?
-                    .map(|t| t.into_owned())
-                    .unwrap_or_default();
-                let base = path.parent().unwrap_or(Path::new(""));
-                let joined = base.join(&target);
-                if target.is_absolute()
-                    || archive::relative_inside(Path::new(""), &joined.to_string_lossy()).is_none()
-                {
-                    return Err(hostile(
-                        &name,
-                        "is a symlink pointing outside the target directory",
-                    ));
-                }
-                symlinks.insert(path.clone());
-                Kind::Symlink(target)
-            }
+                    .map_err(read_err())?
+                    .map(|target| target.into_owned())
+                    .unwrap_or_default(),
+            ),
             tar::EntryType::Regular | tar::EntryType::Continuous => {
-                Kind::File(header.mode().unwrap_or(0o644) & 0o777)
+                EntryKind::File(header.mode().unwrap_or(0o644) & 0o777)
             }
             // Hard links, devices, fifos: gitlab-runner skips what is not a file, directory or
             // symlink.
             _ => continue,
         };
-        planned.push((path, kind));
+        planned.push(Planned { index, path, kind });
     }
-    for (path, _) in &planned {
-        for ancestor in path
-            .ancestors()
-            .skip(1)
-            .filter(|a| !a.as_os_str().is_empty())
-        {
-            let through_link = symlinks.contains(ancestor)
-                || fs::symlink_metadata(dest.join(ancestor))
-                    .is_ok_and(|m| m.file_type().is_symlink());
-            if through_link {
-                return Err(hostile(
-                    &path.to_string_lossy(),
-                    "would be written through a symlink",
-                ));
-            }
-        }
-    }
-    write_planned(archive, dest, &planned)?;
-    Ok(planned.len())
-}
-
-/// The second pass: reads the archive again and writes the checked entries.
-fn write_planned(
-    archive: &Path,
-    dest: &Path,
-    planned: &[(PathBuf, Kind)],
-) -> Result<(), ArchiveError> {
+    archive::check_plan(archive, dest, &planned)?;
+    // The second pass reads the archive again and writes the checked entries, matched by their
+    // position in it.
     let mut tar = open_tar(archive)?;
-    let entries = tar.entries().map_err(io_err("read the archive", archive))?;
-    let mut planned = planned.iter().peekable();
-    for entry in entries {
-        let mut entry = entry.map_err(io_err("read the archive", archive))?;
-        let Some(path) =
-            archive::relative_inside(Path::new(""), &String::from_utf8_lossy(&entry.path_bytes()))
-        else {
+    let mut todo = planned.iter().peekable();
+    for (index, entry) in tar.entries().map_err(read_err())?.enumerate() {
+        let Some(item) = todo.next_if(|item| item.index == index) else {
             continue;
         };
-        let Some((planned_path, kind)) = planned.next_if(|(p, _)| *p == path) else {
-            continue;
-        };
-        let target = dest.join(planned_path);
-        if let Some(parent) = target.parent() {
-            fs::create_dir_all(parent).map_err(io_err("create the directory", parent))?;
-        }
-        match kind {
-            Kind::Dir => {
-                fs::create_dir_all(&target).map_err(io_err("create the directory", &target))?
-            }
-            Kind::Symlink(link) => {
-                archive::remove_existing(&target)?;
-                symlink(link, &target).map_err(io_err("create the symlink", &target))?;
-            }
-            Kind::File(mode) => {
-                archive::remove_existing(&target)?;
-                let mut out = fs::File::create(&target).map_err(io_err("create", &target))?;
-                io::copy(&mut entry, &mut out).map_err(io_err("write", &target))?;
-                if let Ok(mtime) = entry.header().mtime() {
-                    let _ = out.set_modified(
-                        std::time::UNIX_EPOCH + std::time::Duration::from_secs(mtime),
-                    );
-                }
-                let mode = if *mode == 0 { 0o644 } else { *mode };
-                fs::set_permissions(&target, fs::Permissions::from_mode(mode))
-                    .map_err(io_err("set permissions of", &target))?;
-            }
-        }
+        let mut entry = entry.map_err(read_err())?;
+        let modified = entry
+            .header()
+            .mtime()
+            .ok()
+            .map(|secs| std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs));
+        archive::write_entry(dest, item, &mut entry, modified)?;
     }
-    Ok(())
+    Ok(planned.len())
 }
 
 #[cfg(test)]
@@ -229,7 +144,9 @@ mod tests {
     use std::collections::BTreeSet;
     use std::fs;
     use std::os::unix::fs::symlink;
-    use std::path::PathBuf;
+    use std::path::{Path, PathBuf};
+
+    use tar::EntryType::{Directory, Link, Regular, Symlink};
 
     use super::{extract, write_tar_zstd};
     use crate::archive::{self, ArchiveError};
@@ -314,6 +231,148 @@ mod tests {
         let err = extract(&archive, &dest).expect_err("refused");
         assert!(matches!(err, ArchiveError::Hostile { .. }), "{err}");
         assert!(!out.path().join("evil.txt").exists());
+    }
+
+    /// One raw entry of a hostile archive: name, type, link target, content.
+    type RawEntry<'a> = (&'a str, tar::EntryType, &'a str, &'a [u8]);
+
+    /// Writes `entries` as a tar+zstd archive the way an attacker would: names and link
+    /// targets go into the header as they are (the builder would refuse `..` and `/`).
+    fn hostile_archive(dir: &Path, entries: &[RawEntry<'_>]) -> PathBuf {
+        let archive = dir.join("cache.zip");
+        let file = fs::File::create(&archive).expect("create");
+        let encoder = zstd::Encoder::new(file, 3).expect("encoder").auto_finish();
+        let mut tar = tar::Builder::new(encoder);
+        for (name, kind, link, data) in entries {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(data.len() as u64);
+            header.set_mode(0o644);
+            header.set_entry_type(*kind);
+            header.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+            header.as_old_mut().linkname[..link.len()].copy_from_slice(link.as_bytes());
+            header.set_cksum();
+            tar.append(&header, *data).expect("append");
+        }
+        drop(tar.into_inner().expect("finish"));
+        archive
+    }
+
+    /// A target directory with one file of the job in it, and a sibling outside it.
+    fn target(out: &Path) -> PathBuf {
+        let dest = out.join("dest");
+        fs::create_dir_all(&dest).expect("mkdir");
+        fs::create_dir_all(out.join("outside")).expect("mkdir");
+        fs::write(dest.join("kept.txt"), "kept\n").expect("write");
+        dest
+    }
+
+    fn refused(archive: &Path, dest: &Path) -> String {
+        match extract(archive, dest) {
+            Err(err @ ArchiveError::Hostile { .. }) => err.to_string(),
+            other => panic!("not refused as hostile: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_tar_entry_with_an_absolute_name_refuses_the_archive() {
+        let out = tempfile::tempdir().expect("temporary directory");
+        let dest = target(out.path());
+        let evil = out.path().join("outside/evil.txt");
+        let name = evil.to_str().expect("utf-8");
+        let archive = hostile_archive(out.path(), &[(name, Regular, "", b"bad")]);
+        assert!(refused(&archive, &dest).contains("absolute path"));
+        assert!(!evil.exists());
+    }
+
+    #[test]
+    fn a_tar_symlink_pointing_outside_refuses_the_archive() {
+        for link in ["../outside", "/etc", "sub/../../outside"] {
+            let out = tempfile::tempdir().expect("temporary directory");
+            let dest = target(out.path());
+            let archive = hostile_archive(out.path(), &[("out", Symlink, link, b"")]);
+            assert!(
+                refused(&archive, &dest).contains("symlink pointing outside"),
+                "{link}"
+            );
+            assert!(fs::symlink_metadata(dest.join("out")).is_err(), "{link}");
+        }
+    }
+
+    #[test]
+    fn a_tar_symlink_leaving_through_another_symlink_refuses_the_archive() {
+        // `here -> .` makes `here/..` the parent of the target directory, though the target
+        // `here/../outside` reads as `outside`.
+        let out = tempfile::tempdir().expect("temporary directory");
+        let dest = target(out.path());
+        let archive = hostile_archive(
+            out.path(),
+            &[
+                ("here", Symlink, ".", b""),
+                ("escape", Symlink, "here/../outside", b""),
+            ],
+        );
+        assert!(refused(&archive, &dest).contains("symlink pointing outside"));
+        assert!(fs::symlink_metadata(dest.join("escape")).is_err());
+    }
+
+    #[test]
+    fn a_tar_entry_below_a_symlink_refuses_the_archive() {
+        let out = tempfile::tempdir().expect("temporary directory");
+        let dest = target(out.path());
+        let archive = hostile_archive(
+            out.path(),
+            &[
+                ("sub", Directory, "", b""),
+                ("link", Symlink, "sub", b""),
+                ("link/x", Regular, "", b"x"),
+            ],
+        );
+        assert!(refused(&archive, &dest).contains("through a symlink"));
+        // A symlink already in the target directory is not written through either.
+        symlink(out.path().join("outside"), dest.join("old")).expect("symlink");
+        let archive = hostile_archive(out.path(), &[("old/evil.txt", Regular, "", b"bad")]);
+        assert!(refused(&archive, &dest).contains("through a symlink"));
+        assert!(!out.path().join("outside/evil.txt").exists());
+    }
+
+    #[test]
+    fn a_tar_file_named_for_the_target_directory_refuses_the_archive() {
+        for name in [".", "./"] {
+            let out = tempfile::tempdir().expect("temporary directory");
+            let dest = target(out.path());
+            let archive = hostile_archive(out.path(), &[(name, Regular, "", b"bad")]);
+            assert!(
+                refused(&archive, &dest).contains("replace the target"),
+                "{name}"
+            );
+            assert!(dest.join("kept.txt").exists(), "{name}");
+        }
+    }
+
+    #[test]
+    fn tar_hard_links_are_skipped_and_the_file_of_the_same_name_is_written() {
+        let out = tempfile::tempdir().expect("temporary directory");
+        let dest = target(out.path());
+        fs::write(out.path().join("outside/secret"), "secret\n").expect("write");
+        let secret = out.path().join("outside/secret");
+        let archive = hostile_archive(
+            out.path(),
+            &[
+                ("stolen", Link, secret.to_str().expect("utf-8"), b""),
+                ("file", Link, "../outside/secret", b""),
+                ("file", Regular, "", b"mine\n"),
+            ],
+        );
+        assert_eq!(extract(&archive, &dest).expect("extracted"), 1);
+        assert!(fs::symlink_metadata(dest.join("stolen")).is_err());
+        assert_eq!(
+            fs::read_to_string(dest.join("file")).expect("read"),
+            "mine\n"
+        );
+        assert_eq!(
+            fs::read_to_string(out.path().join("outside/secret")).expect("read"),
+            "secret\n"
+        );
     }
 
     #[test]
