@@ -18,6 +18,7 @@ use crate::context::JobContext;
 use crate::error::ExecError;
 use crate::outcome::{JobOutcome, JobStatus};
 use crate::settings::attempts_in_range;
+use crate::steps::go_duration;
 use crate::trace::Trace;
 
 /// The backoff between attempts: jpillora/backoff with Min 5 s, Max 5 min, Factor 1.5, Jitter,
@@ -197,31 +198,11 @@ pub(crate) async fn clear_worktree(
     result
 }
 
-/// Go's `time.Duration.String` for durations from one second on: `5s`, `6.25s`, `1m2.5s`.
-pub(crate) fn go_duration(duration: Duration) -> String {
-    let secs = duration.as_secs();
-    let nanos = duration.subsec_nanos();
-    let fraction = if nanos == 0 {
-        String::new()
-    } else {
-        let digits = format!(".{nanos:09}");
-        digits.trim_end_matches('0').to_owned()
-    };
-    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
-    if h > 0 {
-        format!("{h}h{m}m{s}{fraction}s")
-    } else if m > 0 {
-        format!("{m}m{s}{fraction}s")
-    } else {
-        format!("{s}{fraction}s")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
 
-    use super::{Backoff, go_duration};
+    use super::Backoff;
 
     #[test]
     fn the_first_wait_is_five_seconds_and_later_ones_grow_by_half() {
@@ -237,17 +218,5 @@ mod tests {
             backoff.next(1.0);
         }
         assert_eq!(backoff.next(1.0), Duration::from_secs(300));
-    }
-
-    #[test]
-    fn durations_print_like_go() {
-        assert_eq!(go_duration(Duration::from_secs(5)), "5s");
-        assert_eq!(go_duration(Duration::from_millis(7500)), "7.5s");
-        assert_eq!(
-            go_duration(Duration::from_nanos(6_234_567_891)),
-            "6.234567891s"
-        );
-        assert_eq!(go_duration(Duration::from_millis(62_500)), "1m2.5s");
-        assert_eq!(go_duration(Duration::from_secs(300)), "5m0s");
     }
 }

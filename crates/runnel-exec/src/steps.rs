@@ -226,16 +226,23 @@ pub(crate) fn parse_go_duration(text: &str) -> Option<Duration> {
     Duration::try_from_secs_f64(total).ok()
 }
 
-/// Formats like Go's `time.Duration.String` for whole seconds: `1h0m0s`, `5m0s`, `3s`.
+/// Go's `time.Duration.String` for durations from one second on: `1h0m0s`, `5m0s`, `3s`,
+/// `7.5s` (the stage retry backoff has fractions of a second).
 pub(crate) fn go_duration(duration: Duration) -> String {
     let secs = duration.as_secs();
+    let nanos = duration.subsec_nanos();
+    let fraction = if nanos == 0 {
+        String::new()
+    } else {
+        format!(".{nanos:09}").trim_end_matches('0').to_owned()
+    };
     let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
     if h > 0 {
-        format!("{h}h{m}m{s}s")
+        format!("{h}h{m}m{s}{fraction}s")
     } else if m > 0 {
-        format!("{m}m{s}s")
+        format!("{m}m{s}{fraction}s")
     } else {
-        format!("{s}s")
+        format!("{s}{fraction}s")
     }
 }
 
@@ -252,6 +259,18 @@ mod tests {
         assert_eq!(parse_go_duration("-1s"), None);
         assert_eq!(parse_go_duration("10"), None);
         assert_eq!(go_duration(Duration::from_secs(3600)), "1h0m0s");
+        assert_eq!(go_duration(Duration::from_secs(300)), "5m0s");
+    }
+
+    #[test]
+    fn durations_print_like_go() {
+        assert_eq!(go_duration(Duration::from_secs(5)), "5s");
+        assert_eq!(go_duration(Duration::from_millis(7500)), "7.5s");
+        assert_eq!(
+            go_duration(Duration::from_nanos(6_234_567_891)),
+            "6.234567891s"
+        );
+        assert_eq!(go_duration(Duration::from_millis(62_500)), "1m2.5s");
         assert_eq!(go_duration(Duration::from_secs(300)), "5m0s");
     }
 }
