@@ -246,10 +246,11 @@ async fn run_from(
         concurrent = config.concurrent(),
         "runnel is running"
     );
-    tokio::spawn(release_idle_pages(
+    // Owned by this function: the trim stops when the daemon does.
+    let _trim = tokio_util::task::AbortOnDropHandle::new(tokio::spawn(release_idle_pages(
         daemon.shared.active.clone(),
         daemon.shared.idle.clone(),
-    ));
+    )));
     loop {
         tokio::select! {
             changed = config_rx.changed() => {

@@ -91,12 +91,13 @@ pub enum RegisterError {
         found: usize,
     },
     /// The merged entry is not a valid runner (a key has another type in the template).
-    #[error("failed to merge configuration template `{path}` into the new runner: {message}")]
+    #[error("failed to merge configuration template `{path}` into the new runner")]
     TemplateMerge {
         /// The template file.
         path: String,
-        /// What the TOML decoder says.
-        message: String,
+        /// What the TOML encoder or decoder says.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
 }
 
@@ -254,20 +255,21 @@ pub fn merge_template(
     template: &RunnerConfig,
     template_path: &Path,
 ) -> Result<(), RegisterError> {
-    let merge_error = |message: String| RegisterError::TemplateMerge {
-        path: template_path.display().to_string(),
-        message,
-    };
+    let merge_error =
+        |source: Box<dyn std::error::Error + Send + Sync>| RegisterError::TemplateMerge {
+            path: template_path.display().to_string(),
+            source,
+        };
     let to_table = |config: &RunnerConfig| match toml::Value::try_from(config) {
         Ok(toml::Value::Table(table)) => Ok(table),
         Ok(_) => Err(merge_error("a runner is not a table".into())),
-        Err(err) => Err(merge_error(err.to_string())),
+        Err(err) => Err(merge_error(err.into())),
     };
     let mut merged = to_table(runner)?;
     fill_unset(&mut merged, to_table(template)?);
     *runner = toml::Value::Table(merged)
         .try_into()
-        .map_err(|err: toml::de::Error| merge_error(err.message().to_owned()))?;
+        .map_err(|err: toml::de::Error| merge_error(err.into()))?;
     Ok(())
 }
 
