@@ -7,7 +7,8 @@
 //! included; nothing else marks a retry in the trace, except that with
 //! `FF_USE_EXPONENTIAL_BACKOFF_STAGE_RETRY` (on by default) the runner prints `Retrying in 5s`
 //! and waits: 5 s, then a random time up to 1.5 times longer per attempt (jitter), at most
-//! 5 min. Unlike gitlab-runner, a cancel or abort ends the wait at once and stops the retries.
+//! 5 min. Unlike gitlab-runner, a cancel or abort ends the wait at once and cancels the job, and
+//! the wait ends at the job's deadline with a timeout.
 
 use std::time::Duration;
 
@@ -136,8 +137,9 @@ impl Attempts {
         }
         run.outcome = self.before.clone();
         self.attempt += 1;
-        if self.spec.backoff && !wait(self.backoff.next(jitter_unit()), ctx, trace).await {
-            return result.map(|()| false);
+        if self.spec.backoff && !wait(self.backoff.next(jitter_unit()), ctx, trace, run).await {
+            // The wait's end is the stage's: canceled, or out of time.
+            return Ok(false);
         }
         Ok(true)
     }
@@ -151,14 +153,29 @@ fn stopped(ctx: &JobContext, run: &Run) -> bool {
         || run.outcome.failure_reason == Some(FailureReason::JobExecutionTimeout)
 }
 
-/// Prints `Retrying in <duration>` and waits; `false` when the job was cancelled meanwhile.
-async fn wait(duration: Duration, ctx: &JobContext, trace: &mut Trace) -> bool {
+/// Prints `Retrying in <duration>` and waits; `false`, with the job's result set, when a cancel
+/// or abort came meanwhile or the job ran out of time (the wait ends at the job's deadline).
+async fn wait(duration: Duration, ctx: &JobContext, trace: &mut Trace, run: &mut Run) -> bool {
     trace.info(&format!("Retrying in {}", go_duration(duration)));
+    let until = run.deadline.min(tokio::time::Instant::now() + duration);
     tokio::select! {
-        () = tokio::time::sleep(duration) => true,
-        () = ctx.cancel.cancelled() => false,
-        () = ctx.abort.cancelled() => false,
+        () = tokio::time::sleep_until(until) => {}
+        () = ctx.cancel.cancelled() => {}
+        () = ctx.abort.cancelled() => {}
     }
+    if ctx.cancel.is_cancelled() || ctx.abort.is_cancelled() {
+        run.fail(JobStatus::Canceled, Some(FailureReason::JobCanceled), None);
+        return false;
+    }
+    if until == run.deadline {
+        run.fail(
+            JobStatus::Failed,
+            Some(FailureReason::JobExecutionTimeout),
+            None,
+        );
+        return false;
+    }
+    true
 }
 
 /// The `clear_worktree` stage, run once before the second `get_sources` attempt: deletes every
@@ -202,7 +219,70 @@ pub(crate) async fn clear_worktree(
 mod tests {
     use std::time::Duration;
 
-    use super::Backoff;
+    use runnel_api::{FailureReason, JobId};
+
+    use super::{Attempts, Backoff, StageAttempts};
+    use crate::build::Run;
+    use crate::context::JobContext;
+    use crate::error::ExecError;
+    use crate::outcome::{JobOutcome, JobStatus};
+    use crate::trace::Trace;
+
+    /// A context, a trace and a job due at `deadline`, and attempts of a stage with the
+    /// backoff on.
+    fn setup(
+        deadline: tokio::time::Instant,
+    ) -> (tempfile::TempDir, JobContext, Trace, Run, Attempts) {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let ctx = JobContext::local(dir.path(), crate::WorkingTree::new(dir.path()));
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let trace = Trace::new(JobId(1), tx, Default::default(), true, 1 << 20);
+        let run = Run {
+            outcome: JobOutcome::new(JobStatus::Success),
+            deadline,
+        };
+        let spec = StageAttempts {
+            stage: "download_artifacts",
+            attempts: 3,
+            backoff: true,
+        };
+        let attempts = Attempts::start(spec, &run).expect("in range");
+        (dir, ctx, trace, run, attempts)
+    }
+
+    fn broken() -> Result<(), ExecError> {
+        Err(ExecError::io("read", std::path::Path::new("/x"))(
+            std::io::Error::other("broken"),
+        ))
+    }
+
+    #[tokio::test]
+    async fn a_cancel_during_the_backoff_cancels_the_job_instead_of_failing_the_stage() {
+        let far = tokio::time::Instant::now() + Duration::from_secs(3600);
+        let (_dir, ctx, mut trace, mut run, mut attempts) = setup(far);
+        let cancel = ctx.cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            cancel.cancel();
+        });
+        let again = attempts.again(broken(), &ctx, &mut trace, &mut run).await;
+        assert!(matches!(again, Ok(false)), "{again:?}");
+        assert_eq!(run.outcome.status, JobStatus::Canceled);
+        assert_eq!(run.outcome.failure_reason, Some(FailureReason::JobCanceled));
+    }
+
+    #[tokio::test]
+    async fn the_backoff_ends_at_the_job_deadline_with_a_timeout() {
+        let soon = tokio::time::Instant::now() + Duration::from_millis(50);
+        let (_dir, ctx, mut trace, mut run, mut attempts) = setup(soon);
+        let again = attempts.again(broken(), &ctx, &mut trace, &mut run).await;
+        assert!(matches!(again, Ok(false)), "{again:?}");
+        assert_eq!(run.outcome.status, JobStatus::Failed);
+        assert_eq!(
+            run.outcome.failure_reason,
+            Some(FailureReason::JobExecutionTimeout)
+        );
+    }
 
     #[test]
     fn the_first_wait_is_five_seconds_and_later_ones_grow_by_half() {
