@@ -322,17 +322,18 @@ async fn docker_runner_user_wins_and_a_job_user_must_be_allowed() {
     assert_eq!(ran.outcome.status, JobStatus::Success, "{}", ran.trace);
     assert!(ran.output.contains("uid=1234"), "{}", ran.output);
 
-    // Without a runner `user`, the job chooses among `allowed_users`.
+    // Without a runner `user`, the job chooses among `allowed_users`, its variables expanded.
     let settings = DockerConfig {
         allowed_users: vec!["1234".into(), "2345".into()],
         ..config()
     };
     let payload = with_image(
         PayloadBuilder::new(9306, "allowed-user")
+            .var("RUN_AS", "2345")
             .script(&script)
             .build(),
         TEST_BUSYBOX_IMAGE,
-        Some("2345"),
+        Some("$RUN_AS"),
     );
     let ran = run_in(&project, settings.clone(), payload).await;
     assert_eq!(ran.outcome.status, JobStatus::Success, "{}", ran.trace);

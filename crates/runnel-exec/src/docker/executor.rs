@@ -90,12 +90,18 @@ impl DockerExecutor {
         // Every policy is checked before anything is pulled or started.
         let services = service_definitions(job, config, trace)?;
         let job_image = job.payload.image.as_ref();
+        // GitLab: `getBuildContainerUser` expands the job's user with the job's variables.
         let job_user = job_image
             .and_then(|i| i.executor_opts.as_ref())
             .and_then(|o| o.docker.as_ref())
-            .and_then(|d| d.user.as_deref());
-        let user = build_user(config.user.as_deref(), job_user, &config.allowed_users)
-            .map_err(|refused| refused.report(trace))?;
+            .and_then(|d| d.user.as_deref())
+            .map(|user| job.variables.expand(user));
+        let user = build_user(
+            config.user.as_deref(),
+            job_user.as_deref(),
+            &config.allowed_users,
+        )
+        .map_err(|refused| refused.report(trace))?;
         // The job's image first (as gitlab-runner does): a missing one fails before any
         // service starts.
         let image = get_image(&docker, &image_name, job_image, job, config, trace).await?;
