@@ -168,7 +168,34 @@ async fn run_from(
     start: Preloaded,
     on_reload: Option<ReloadHook>,
     executor: Arc<dyn JobExecutor>,
+    signals: mpsc::Receiver<Control>,
+) -> Result<Shutdown, RunError> {
+    let mut metrics_server = None;
+    let result = run_with(
+        options,
+        start,
+        on_reload,
+        executor,
+        signals,
+        &mut metrics_server,
+    )
+    .await;
+    // The metrics server ends with the daemon: its port is free again when this returns.
+    if let Some(server) = metrics_server {
+        server.abort();
+        let _ = server.await;
+    }
+    result
+}
+
+/// [`run_from`] but for stopping the metrics server, which it leaves in `metrics_server`.
+async fn run_with(
+    options: RunOptions,
+    start: Preloaded,
+    on_reload: Option<ReloadHook>,
+    executor: Arc<dyn JobExecutor>,
     mut signals: mpsc::Receiver<Control>,
+    metrics_server: &mut Option<tokio_util::task::AbortOnDropHandle<()>>,
 ) -> Result<Shutdown, RunError> {
     let Preloaded {
         mtime: loaded_mtime,
@@ -203,7 +230,9 @@ async fn run_from(
                 source,
             })?;
         tracing::info!(address = %address, "serving metrics at /metrics");
-        tokio::spawn(metrics.clone().serve(listener));
+        *metrics_server = Some(tokio_util::task::AbortOnDropHandle::new(tokio::spawn(
+            metrics.clone().serve(listener),
+        )));
     }
     let (config_tx, mut config_rx) = watch::channel(config.clone());
     let (force_tx, force_rx) = mpsc::channel(1);

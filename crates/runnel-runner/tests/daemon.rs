@@ -548,4 +548,6 @@ async fn metrics_count_received_jobs_in_gitlab_runners_text_format() {
     );
     let _ = control.send(Control::Graceful).await;
     handle.await.expect("daemon");
+    // The metrics server ends with the daemon.
+    assert_eq!(scrape(port).await, "");
 }
