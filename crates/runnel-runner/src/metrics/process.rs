@@ -12,8 +12,6 @@ use prometheus::{Counter, Gauge, Opts};
 
 /// Clock ticks per second (`sysconf(_SC_CLK_TCK)`), 100 on every Linux the runner supports.
 const TICKS_PER_SECOND: f64 = 100.0;
-/// The page size of `/proc/self/stat`'s `rss` field on the architectures the runner supports.
-const PAGE_SIZE: f64 = 4096.0;
 
 /// Collects `process_*` from `/proc/self` when the registry is gathered.
 #[derive(Debug)]
@@ -125,6 +123,11 @@ impl ProcessStats {
         if let Ok(stat) = std::fs::read_to_string("/proc/self/stat") {
             stats.read_stat(&stat, boot_time());
         }
+        // `VmRSS` is in kB whatever the page size (4 KiB, or 16 or 64 KiB on some arm64
+        // kernels), where `/proc/self/stat` counts pages; both are the same counter.
+        if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
+            stats.rss_bytes = vm_rss_bytes(&status).unwrap_or(0.0);
+        }
         stats.open_fds = std::fs::read_dir("/proc/self/fd").map_or(0.0, |d| d.count() as f64);
         if let Ok(limits) = std::fs::read_to_string("/proc/self/limits") {
             stats.max_fds = max_open_files(&limits).unwrap_or(0.0);
@@ -132,7 +135,7 @@ impl ProcessStats {
         stats
     }
 
-    /// Reads `/proc/self/stat` (proc(5)): utime, stime, starttime, vsize and rss.
+    /// Reads `/proc/self/stat` (proc(5)): utime, stime, starttime and vsize.
     fn read_stat(&mut self, stat: &str, boot_time: f64) {
         // The fields after the command name, which is in parentheses and may contain spaces.
         let Some(rest) = stat.rfind(')').and_then(|i| stat.get(i + 2..)) else {
@@ -149,7 +152,6 @@ impl ProcessStats {
         self.cpu_seconds = (field(11) + field(12)) / TICKS_PER_SECOND;
         self.start_time = boot_time + field(19) / TICKS_PER_SECOND;
         self.virtual_bytes = field(20);
-        self.rss_bytes = field(21) * PAGE_SIZE;
     }
 }
 
@@ -166,6 +168,18 @@ fn boot_time() -> f64 {
         .unwrap_or(0.0)
 }
 
+/// `VmRSS` of `/proc/self/status` in bytes (the file says kB, meaning KiB).
+fn vm_rss_bytes(status: &str) -> Option<f64> {
+    let kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .split_whitespace()
+        .next()?
+        .parse::<f64>()
+        .ok()?;
+    Some(kib * 1024.0)
+}
+
 /// The soft limit of `Max open files` in `/proc/self/limits`.
 fn max_open_files(limits: &str) -> Option<f64> {
     limits
@@ -179,7 +193,7 @@ fn max_open_files(limits: &str) -> Option<f64> {
 mod tests {
     use prometheus::core::Collector;
 
-    use super::{ProcessCollector, ProcessStats, max_open_files};
+    use super::{ProcessCollector, ProcessStats, max_open_files, vm_rss_bytes};
 
     #[test]
     fn stat_fields_are_read_after_a_command_name_with_spaces() {
@@ -192,7 +206,16 @@ mod tests {
         assert_eq!(stats.cpu_seconds, 4.0);
         assert_eq!(stats.start_time, 1_700_000_010.0);
         assert_eq!(stats.virtual_bytes, 8_192_000.0);
-        assert_eq!(stats.rss_bytes, 300.0 * 4096.0);
+    }
+
+    #[test]
+    fn resident_memory_is_vm_rss_whatever_the_page_size() {
+        let status =
+            "Name:\trunnel\nVmPeak:\t   20000 kB\nVmRSS:\t    8192 kB\nRssAnon:\t    1000 kB\n";
+        assert_eq!(vm_rss_bytes(status), Some(8192.0 * 1024.0));
+        assert_eq!(vm_rss_bytes("Name:\tx\n"), None);
+        let read = ProcessStats::read();
+        assert!(read.rss_bytes > 0.0, "{read:?}");
     }
 
     #[test]
