@@ -3,9 +3,10 @@
 //! Start-up (argument parsing, the config parser, TLS and runtime set-up, the metrics registry)
 //! touches about 4 MiB of the binary's code and read-only data that the idle daemon never runs
 //! again, yet those file-backed pages stay counted in its RSS for the daemon's whole life.
-//! Once the daemon is up, [`release_start_up_pages`] asks the kernel to reclaim the binary's
-//! read-only mappings (`MADV_PAGEOUT`, Linux 5.4+); the polling loop faults back in only the
-//! code it really runs. Nothing changes for the program: these pages are clean copies of the
+//! Once the daemon is up, and again each time it has been idle for a while after a job (see
+//! `daemon::release_idle_pages`), [`release_start_up_pages`] asks the kernel to reclaim the
+//! binary's read-only mappings (`MADV_PAGEOUT`, Linux 5.4+); the polling loop faults back in
+//! only the code it really runs. Nothing changes for the program: these pages are clean copies of the
 //! file and are read again on the next access. The kernel skips pages another process also maps
 //! (a second daemon, a running `runnel exec`), so the trim never takes memory from anyone else.
 //!
