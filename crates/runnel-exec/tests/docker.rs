@@ -5,15 +5,17 @@
 //! Every test needs the engine and the local images of `scripts/test-images.sh`; without them
 //! it prints `SKIPPED: …` (or fails with `CI=true`).
 
+mod docker_support;
+
 use std::collections::HashMap;
 use std::time::Duration;
 
 use bollard::Docker;
-use bollard::query_parameters::{ListContainersOptionsBuilder, ListNetworksOptionsBuilder};
+use bollard::query_parameters::ListContainersOptionsBuilder;
+use docker_support::{FETCH, available, config, leftovers, run_in};
 use runnel_api::{CachePolicy, FailureReason, Image, JobPayload, JobVariable, When};
 use runnel_exec::docker::{
     DockerConfig, DockerExecutor, JOB_LABEL, PullPolicy, TEST_BUSYBOX_IMAGE, TEST_PYTHON_IMAGE,
-    docker_available,
 };
 use runnel_exec::test_support::{
     PayloadBuilder, Ran, TestProject, run_stopped_once_started, run_to_end,
@@ -23,27 +25,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-/// The runner settings of these tests: local images only, a short stop grace period.
-fn config() -> DockerConfig {
-    DockerConfig {
-        image: Some(TEST_BUSYBOX_IMAGE.to_owned()),
-        pull_policy: vec![PullPolicy::IfNotPresent],
-        stop_timeout: Duration::from_secs(1),
-        ..DockerConfig::default()
-    }
-}
-
-fn available() -> bool {
-    docker_available(&[TEST_BUSYBOX_IMAGE, TEST_PYTHON_IMAGE])
-}
-
 async fn run(config: DockerConfig, ctx: JobContext, payload: JobPayload) -> Ran {
     run_to_end(&mut DockerExecutor::new(config), payload, ctx).await
-}
-
-async fn run_in(project: &TestProject, config: DockerConfig, payload: JobPayload) -> Ran {
-    let ctx = project.context(&payload.id.to_string());
-    run(config, ctx, payload).await
 }
 
 /// Starts `payload` in `ctx` with the Docker executor of [`config`] on a task of its own.
@@ -84,34 +67,6 @@ fn image(name: &str) -> Image {
 fn with_image(mut payload: JobPayload, image: Image) -> JobPayload {
     payload.image = Some(image);
     payload
-}
-
-/// The containers and networks of job `id` that still exist.
-async fn leftovers(id: u64) -> Vec<String> {
-    let docker = Docker::connect_with_defaults().expect("the engine answers");
-    let filters = HashMap::from([("label", vec![format!("{JOB_LABEL}={id}")])]);
-    let containers = docker
-        .list_containers(Some(
-            ListContainersOptionsBuilder::default()
-                .all(true)
-                .filters(&filters)
-                .build(),
-        ))
-        .await
-        .expect("containers can be listed");
-    let networks = docker
-        .list_networks(Some(
-            ListNetworksOptionsBuilder::default()
-                .filters(&filters)
-                .build(),
-        ))
-        .await
-        .expect("networks can be listed");
-    containers
-        .into_iter()
-        .flat_map(|c| c.names.unwrap_or_default())
-        .chain(networks.into_iter().filter_map(|n| n.name))
-        .collect()
 }
 
 #[tokio::test]
@@ -325,8 +280,6 @@ fn http_service(alias: &str) -> Image {
         ..image(TEST_PYTHON_IMAGE)
     }
 }
-
-const FETCH: &str = "python3 -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1]).read().decode().strip())'";
 
 #[tokio::test]
 async fn docker_service_is_reached_by_its_aliases() {

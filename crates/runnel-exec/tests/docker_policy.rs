@@ -5,38 +5,23 @@
 //! Every test needs the engine and the local images of `scripts/test-images.sh`; without them
 //! it prints `SKIPPED: …` (or fails with `CI=true`).
 
-use std::collections::HashMap;
+mod docker_support;
+
 use std::time::Duration;
 
-use bollard::Docker;
-use bollard::query_parameters::{ListContainersOptionsBuilder, ListNetworksOptionsBuilder};
+use docker_support::{FETCH, available, leftovers, run_in};
 use runnel_api::{DockerExecutorOpts, ExecutorOpts, FailureReason, Image, JobPayload, JobVariable};
-use runnel_exec::docker::{
-    DockerConfig, DockerExecutor, JOB_LABEL, PullPolicy, TEST_BUSYBOX_IMAGE, TEST_PYTHON_IMAGE,
-    docker_available,
-};
-use runnel_exec::test_support::{PayloadBuilder, Ran, TestProject, run_to_end};
+use runnel_exec::docker::{DockerConfig, DockerExecutor, TEST_BUSYBOX_IMAGE, TEST_PYTHON_IMAGE};
+use runnel_exec::test_support::{PayloadBuilder, TestProject};
 use runnel_exec::{JobStatus, run_job_with};
 
-/// The runner settings of these tests: local images only, a short stop grace period, a
-/// generous wait for services (the Python server may be slow to listen on a busy machine).
+/// The runner settings of these tests: those of every Docker test, and a generous wait for
+/// services (the Python server may be slow to listen on a busy machine).
 fn config() -> DockerConfig {
     DockerConfig {
-        image: Some(TEST_BUSYBOX_IMAGE.to_owned()),
-        pull_policy: vec![PullPolicy::IfNotPresent],
-        stop_timeout: Duration::from_secs(1),
         wait_for_services_timeout: Some(Duration::from_secs(120)),
-        ..DockerConfig::default()
+        ..docker_support::config()
     }
-}
-
-fn available() -> bool {
-    docker_available(&[TEST_BUSYBOX_IMAGE, TEST_PYTHON_IMAGE])
-}
-
-async fn run_in(project: &TestProject, config: DockerConfig, payload: JobPayload) -> Ran {
-    let ctx = project.context(&payload.id.to_string());
-    run_to_end(&mut DockerExecutor::new(config), payload, ctx).await
 }
 
 fn with_image(mut payload: JobPayload, name: &str, user: Option<&str>) -> JobPayload {
@@ -81,38 +66,8 @@ fn http_service(alias: &str, body: &str) -> Image {
     }
 }
 
-const FETCH: &str = "python3 -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1]).read().decode().strip())'";
-
 /// Prints the effective capabilities of the shell: all of them (`…ffffffff`) when privileged.
 const CAPS: &str = "grep CapEff /proc/self/status";
-
-/// The containers and networks of job `id` that still exist.
-async fn leftovers(id: u64) -> Vec<String> {
-    let docker = Docker::connect_with_defaults().expect("the engine answers");
-    let filters = HashMap::from([("label", vec![format!("{JOB_LABEL}={id}")])]);
-    let containers = docker
-        .list_containers(Some(
-            ListContainersOptionsBuilder::default()
-                .all(true)
-                .filters(&filters)
-                .build(),
-        ))
-        .await
-        .expect("containers can be listed");
-    let networks = docker
-        .list_networks(Some(
-            ListNetworksOptionsBuilder::default()
-                .filters(&filters)
-                .build(),
-        ))
-        .await
-        .expect("networks can be listed");
-    containers
-        .into_iter()
-        .flat_map(|c| c.names.unwrap_or_default())
-        .chain(networks.into_iter().filter_map(|n| n.name))
-        .collect()
-}
 
 #[tokio::test]
 async fn docker_runner_services_run_beside_the_jobs_and_are_allowed_whatever_the_list() {
