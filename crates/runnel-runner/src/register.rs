@@ -174,12 +174,7 @@ pub async fn register(
         return Err(RegisterError::NoToken);
     }
     runner.token_obtained_at = parse_datetime(&now_rfc3339());
-    if runner.executor.starts_with("docker") {
-        let docker = runner.docker.get_or_insert_with(Default::default);
-        if docker.disable_cache != Some(true) && !docker.volumes.iter().any(|v| v == "/cache") {
-            docker.volumes.push("/cache".into());
-        }
-    }
+    settle_executor_sections(&mut runner);
     let saved = ConfigEditor::open(config_path).and_then(|mut editor| {
         editor.add_runner(&runner);
         editor.save()
@@ -192,6 +187,55 @@ pub async fn register(
     }
     Ok(runner)
 }
+
+/// Keeps only the executor sections the runner's executor reads, and gives a Docker runner its
+/// `/cache` volume, as gitlab-runner's `askExecutorOptions` and `askDocker` do
+/// (`commands/register.go`): flags or a template may fill sections for other executors.
+fn settle_executor_sections(runner: &mut RunnerConfig) {
+    let executor = runner.executor.as_str();
+    let docker = matches!(
+        executor,
+        "docker" | "docker+machine" | "docker-autoscaler" | "docker-windows"
+    );
+    if !docker {
+        runner.docker = None;
+    }
+    if executor != "docker+machine" {
+        runner.machine = None;
+    }
+    if executor != "kubernetes" {
+        runner.kubernetes = None;
+    }
+    if !matches!(executor, "ssh" | "parallels" | "virtualbox") {
+        runner.ssh = None;
+    }
+    if executor != "custom" {
+        runner.custom = None;
+    }
+    runner.referees = None;
+    if !docker {
+        return;
+    }
+    let windows = executor == "docker-windows";
+    let docker = runner.docker.get_or_insert_with(Default::default);
+    // gitlab-runner: a volume whose last `:` part is `/cache` already is the cache volume;
+    // on Windows, any volume that mentions `c:\cache`.
+    let has_cache = docker.volumes.iter().any(|volume| {
+        if windows {
+            volume.contains(WINDOWS_CACHE_DIR)
+        } else {
+            volume.rsplit(':').next() == Some("/cache")
+        }
+    });
+    if windows && !has_cache {
+        docker.volumes.push(WINDOWS_CACHE_DIR.into());
+    } else if !windows && !has_cache && docker.disable_cache != Some(true) {
+        docker.volumes.push("/cache".into());
+    }
+}
+
+/// gitlab-runner's `defaultDockerWindowCacheDir`.
+const WINDOWS_CACHE_DIR: &str = "c:\\cache";
 
 /// Removes a runner that was just registered but could not be saved. gitlab-runner
 /// (`commands/register.go`, `unregisterRunner`) deletes the runner manager for an authentication
@@ -497,8 +541,11 @@ fn parse_datetime(value: &str) -> Option<toml::value::Datetime> {
 mod tests {
     use std::path::Path;
 
-    use super::{RegisterError, civil_from_days, load_template, merge_template, rfc3339_utc};
-    use crate::config::{CacheConfig, DockerConfig, RunnerConfig};
+    use super::{
+        RegisterError, civil_from_days, load_template, merge_template, rfc3339_utc,
+        settle_executor_sections,
+    };
+    use crate::config::{CacheConfig, DockerConfig, KubernetesConfig, RunnerConfig, SshConfig};
 
     #[test]
     fn template_fills_unset_values_and_set_values_win() {
@@ -534,6 +581,45 @@ mod tests {
         assert_eq!(docker.image.as_deref(), Some("alpine"));
         assert_eq!(docker.privileged, Some(false));
         assert_eq!(runner.cache.and_then(|c| c.kind).as_deref(), Some("s3"));
+    }
+
+    #[test]
+    fn only_the_executors_own_section_is_kept_and_one_cache_volume_added() {
+        let docker = DockerConfig {
+            volumes: vec!["/srv/cache:/cache".into()],
+            ..DockerConfig::default()
+        };
+        let mut runner = RunnerConfig {
+            executor: "docker".into(),
+            docker: Some(docker.clone()),
+            kubernetes: Some(KubernetesConfig::default()),
+            ssh: Some(SshConfig::default()),
+            ..RunnerConfig::default()
+        };
+        settle_executor_sections(&mut runner);
+        assert!(runner.kubernetes.is_none() && runner.ssh.is_none());
+        assert_eq!(
+            runner.docker.map(|d| d.volumes).unwrap_or_default(),
+            ["/srv/cache:/cache"]
+        );
+
+        let mut runner = RunnerConfig {
+            executor: "shell".into(),
+            docker: Some(docker),
+            ..RunnerConfig::default()
+        };
+        settle_executor_sections(&mut runner);
+        assert!(runner.docker.is_none());
+
+        let mut runner = RunnerConfig {
+            executor: "docker".into(),
+            ..RunnerConfig::default()
+        };
+        settle_executor_sections(&mut runner);
+        assert_eq!(
+            runner.docker.map(|d| d.volumes).unwrap_or_default(),
+            ["/cache"]
+        );
     }
 
     #[test]

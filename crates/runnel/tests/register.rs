@@ -127,6 +127,47 @@ async fn template_config_is_read_from_template_config_file() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn template_sections_of_other_executors_are_dropped_and_its_cache_volume_kept() {
+    let fake = FakeGitLab::start().await;
+    let token = fake.create_runner();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("config.toml");
+    let template = dir.path().join("template.toml");
+    std::fs::write(
+        &template,
+        "[[runners]]\n[runners.docker]\nimage = \"alpine:3\"\nvolumes = [\"/srv/cache:/cache\"]\n\
+         [runners.kubernetes]\nnamespace = \"ci\"\n[runners.ssh]\nhost = \"build.example\"\n",
+    )
+    .expect("write template");
+    let out = output(
+        runnel()
+            .args(["register", "-n", "-c"])
+            .arg(&config)
+            .arg("--template-config")
+            .arg(&template)
+            .args([
+                "--url",
+                &fake.url(),
+                "--token",
+                &token,
+                "--executor",
+                "docker",
+            ]),
+    )
+    .await;
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let written = std::fs::read_to_string(&config).expect("config written");
+    // gitlab-runner `askExecutorOptions` keeps only the executor's own section, and
+    // `askDocker` sees `/srv/cache:/cache` as the cache volume already.
+    assert!(!written.contains("[runners.kubernetes]"), "{written}");
+    assert!(!written.contains("[runners.ssh]"), "{written}");
+    assert!(
+        written.contains("volumes = [\"/srv/cache:/cache\"]\n"),
+        "{written}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn template_with_two_runners_is_refused_before_anything_is_registered() {
     let fake = FakeGitLab::start().await;
     let token = fake.create_runner();
