@@ -17,7 +17,8 @@ pub(crate) const DEFAULT_ATTEMPTS: i64 = 1;
 /// The feature flag that puts an exponential backoff between stage attempts.
 pub(crate) const FF_EXPONENTIAL_BACKOFF: &str = "FF_USE_EXPONENTIAL_BACKOFF_STAGE_RETRY";
 
-/// The feature flag that prefixes trace lines with their time (off by default).
+/// The feature flag that prefixes trace lines with their time. Off by default in runnel;
+/// gitlab-runner's `featureflags.UseTimestamps` now defaults to on.
 pub(crate) const FF_TIMESTAMPS: &str = "FF_TIMESTAMPS";
 
 /// What the job variables ask of the runner.
