@@ -1,5 +1,6 @@
 //! Stage attempts (`GET_SOURCES_ATTEMPTS`, `RESTORE_CACHE_ATTEMPTS`,
-//! `ARTIFACT_DOWNLOAD_ATTEMPTS`) and `CACHE_COMPRESSION_FORMAT` with the shell executor.
+//! `ARTIFACT_DOWNLOAD_ATTEMPTS`), `CACHE_COMPRESSION_FORMAT` and `CACHE_COMPRESSION_LEVEL` with the
+//! shell executor.
 //!
 //! GitLab: gitlab-runner `common/build.go` `attemptExecuteStage` and `executePrepareScripts`,
 //! `shells/abstract.go` (a failed cache extraction is a warning inside a successful stage, so it
@@ -265,4 +266,47 @@ async fn a_cancel_during_get_sources_is_not_retried() {
         "{lines:?}"
     );
     assert!(!lines.iter().any(|l| l.contains("never")), "{lines:?}");
+}
+
+/// The compression method of `name` in the cache `key` of `project`.
+fn cached_method(project: &TestProject, key: &str, name: &str) -> zip::CompressionMethod {
+    let archive = project
+        .path()
+        .join(format!(".runnel/cache/{key}/cache.zip"));
+    let file = std::fs::File::open(&archive).expect("the cache archive");
+    let mut zip = zip::ZipArchive::new(file).expect("a zip archive");
+    zip.by_name(name).expect("the cached file").compression()
+}
+
+#[tokio::test]
+async fn cache_compression_level_fastest_stores_and_a_bad_level_warns_and_deflates() {
+    let project = TestProject::new();
+    let script = ["mkdir -p vendor", "seq 1 2000 > vendor/numbers.txt"];
+    let fastest = PayloadBuilder::new(12, "fastest")
+        .var("CACHE_COMPRESSION_LEVEL", "fastest")
+        .cache("fast", &["vendor/"], CachePolicy::Push, When::OnSuccess)
+        .script(&script)
+        .build();
+    let ran = run_to_end(&mut shell(), fastest, project.context("12")).await;
+    ran.assert_status(JobStatus::Success, "shell");
+    assert_eq!(
+        cached_method(&project, "fast", "vendor/numbers.txt"),
+        zip::CompressionMethod::Stored
+    );
+
+    let bad = PayloadBuilder::new(13, "bad")
+        .var("CACHE_COMPRESSION_LEVEL", "max")
+        .cache("bad", &["vendor/"], CachePolicy::Push, When::OnSuccess)
+        .script(&script)
+        .build();
+    let ran = run_to_end(&mut shell(), bad, project.context("13")).await;
+    ran.assert_status(JobStatus::Success, "shell");
+    ran.assert_output_contains(
+        "WARNING: compression level \"max\" is invalid, falling back to default",
+        "shell",
+    );
+    assert_eq!(
+        cached_method(&project, "bad", "vendor/numbers.txt"),
+        zip::CompressionMethod::Deflated
+    );
 }
