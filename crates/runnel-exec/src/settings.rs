@@ -30,8 +30,9 @@ pub struct BuildSettings {
     pub artifact_download_attempts: i64,
     /// `RESTORE_CACHE_ATTEMPTS`, not yet range-checked.
     pub restore_cache_attempts: i64,
-    /// `EXECUTOR_JOB_SECTION_ATTEMPTS`, always within 1–10: how often an executor may run a
-    /// section again after its container vanished (gitlab-runner's Docker executor).
+    /// `EXECUTOR_JOB_SECTION_ATTEMPTS`, always within 1–10: how often gitlab-runner's Docker
+    /// executor runs a section again after its container vanished. runnel reads it only for
+    /// gitlab-runner's warning about a value out of range; no executor runs a section again.
     pub executor_job_section_attempts: u32,
     /// `FF_USE_EXPONENTIAL_BACKOFF_STAGE_RETRY`: wait 5 s, then up to 1.5 times longer (at most
     /// 5 min), between stage attempts.
