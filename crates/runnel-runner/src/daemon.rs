@@ -141,11 +141,23 @@ async fn release_idle_pages(
     active: Arc<Mutex<HashMap<runnel_api::JobId, crate::executor::JobCancel>>>,
     idle: Arc<tokio::sync::Notify>,
 ) {
+    let busy = move || active.lock().map_or(true, |jobs| !jobs.is_empty());
+    let wait = || tokio::time::sleep(TRIM_AFTER);
+    trim_when_idle(busy, &idle, crate::trim::release_start_up_pages, wait).await;
+}
+
+/// The loop of [`release_idle_pages`]: `trim` runs once `wait` is over after start and after
+/// each `idle` notification, unless `busy` says a job is running by then.
+async fn trim_when_idle<W: std::future::Future<Output = ()>>(
+    busy: impl Fn() -> bool,
+    idle: &tokio::sync::Notify,
+    trim: fn() -> crate::trim::Trimmed,
+    wait: impl Fn() -> W,
+) {
     loop {
-        tokio::time::sleep(TRIM_AFTER).await;
-        let busy = active.lock().map_or(true, |jobs| !jobs.is_empty());
-        if !busy {
-            let trimmed = tokio::task::spawn_blocking(crate::trim::release_start_up_pages).await;
+        wait().await;
+        if !busy() {
+            let trimmed = tokio::task::spawn_blocking(trim).await;
             tracing::debug!(?trimmed, "released the pages idle polling does not use");
         }
         idle.notified().await;
@@ -484,5 +496,81 @@ impl Signals {
             _ = self.int.recv() => Control::Forceful,
             _ = self.hup.recv() => Control::Reload,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    use tokio::sync::{Notify, Semaphore, mpsc};
+
+    use super::trim_when_idle;
+    use crate::trim::Trimmed;
+
+    static TRIMS: AtomicUsize = AtomicUsize::new(0);
+    static TRIMMED: Notify = Notify::const_new();
+
+    fn count_trim() -> Trimmed {
+        TRIMS.fetch_add(1, Ordering::SeqCst);
+        TRIMMED.notify_one();
+        Trimmed::default()
+    }
+
+    #[tokio::test]
+    async fn pages_are_trimmed_after_start_up_and_after_each_busy_period_only_when_idle() {
+        let busy = Arc::new(AtomicBool::new(false));
+        let idle = Arc::new(Notify::new());
+        // The wait is a gate the test opens; each wait says it has started, so everything the
+        // loop did before it (a trim) is over when the test hears of it.
+        let (waiting_tx, mut waiting) = mpsc::unbounded_channel();
+        let elapsed = Arc::new(Semaphore::new(0));
+        let task = tokio::spawn({
+            let (busy, idle, elapsed) = (busy.clone(), idle.clone(), elapsed.clone());
+            async move {
+                let wait = move || {
+                    let _ = waiting_tx.send(());
+                    let elapsed = elapsed.clone();
+                    async move {
+                        if let Ok(permit) = elapsed.acquire().await {
+                            permit.forget();
+                        }
+                    }
+                };
+                trim_when_idle(|| busy.load(Ordering::SeqCst), &idle, count_trim, wait).await;
+            }
+        });
+        let trims = || TRIMS.load(Ordering::SeqCst);
+        waiting.recv().await.expect("waits after start");
+        assert_eq!(trims(), 0, "not before start-up is over");
+        elapsed.add_permits(1);
+        // A job runs and ends.
+        idle.notify_one();
+        waiting.recv().await.expect("waits after the job");
+        assert_eq!(trims(), 1, "once after start-up");
+        // The next job is running when the wait is over: no trim while it runs.
+        busy.store(true, Ordering::SeqCst);
+        elapsed.add_permits(1);
+        idle.notify_one();
+        waiting.recv().await.expect("waits after the second job");
+        assert_eq!(trims(), 1, "never while a job runs");
+        busy.store(false, Ordering::SeqCst);
+        elapsed.add_permits(1);
+        idle.notify_one();
+        waiting.recv().await.expect("waits again");
+        assert_eq!(trims(), 2, "once after the busy period");
+        // Idle, no job: after this trim the loop waits for a job to end, not for the clock.
+        elapsed.add_permits(1);
+        // Earlier trims may have left a permit in `TRIMMED`: wait for this one.
+        while trims() < 3 {
+            TRIMMED.notified().await;
+        }
+        for _ in 0..64 {
+            tokio::task::yield_now().await;
+        }
+        assert!(waiting.try_recv().is_err(), "trimmed again without a job");
+        assert_eq!(trims(), 3);
+        task.abort();
     }
 }
