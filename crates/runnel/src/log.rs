@@ -5,7 +5,8 @@
 //! set them and are applied again on every reload (`commands/multi.go`,
 //! `updateLoggingConfiguration`).
 //!
-//! The three formats are logrus's: `runner` (the default) is runnel's human format, `text` is
+//! The three formats are gitlab-runner's: `runner` (the default) is its `RunnerTextFormatter`
+//! (`WARNING: message   key=value`, coloured on a terminal), `text` is
 //! logrus's `TextFormatter` (`time="…" level=info msg="…" key=value`) and `json` is logrus's
 //! `JSONFormatter` (one object per line, keys sorted, the event's fields at the top level), both
 //! with logrus's default time layout (RFC 3339 to the second).
@@ -19,7 +20,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use tracing::field::{Field, Visit};
 use tracing::level_filters::LevelFilter;
 use tracing::{Event, Level, Subscriber};
-use tracing_subscriber::fmt::format::{Format, Writer};
+use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::registry::{LookupSpan, Registry};
@@ -49,7 +50,7 @@ pub(crate) struct LogArgs {
 /// A log format (gitlab-runner's `FormatRunner`, `FormatText`, `FormatJSON`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum LogFormat {
-    /// runnel's human format (the default).
+    /// gitlab-runner's `RunnerTextFormatter` (the default).
     Runner = 0,
     /// logrus's `TextFormatter`.
     Text = 1,
@@ -154,7 +155,8 @@ impl Logging {
             .with_writer(std::io::stderr)
             .event_format(EventFormat {
                 format: shared_format.clone(),
-                runner: Format::default(),
+                colours: std::io::IsTerminal::is_terminal(&std::io::stderr())
+                    && std::env::var_os("NO_COLOR").is_none(),
             });
         // Another subscriber can only exist in tests that call this twice; the first one stays.
         let _ = Registry::default().with(filter).with(layer).try_init();
@@ -211,7 +213,8 @@ fn settings_to_apply(
 /// Writes one event in the current format.
 struct EventFormat {
     format: Arc<AtomicU8>,
-    runner: Format,
+    /// Colours in the `runner` format: only on a terminal, and not with `NO_COLOR`.
+    colours: bool,
 }
 
 impl<S, N> FormatEvent<S, N> for EventFormat
@@ -221,13 +224,13 @@ where
 {
     fn format_event(
         &self,
-        ctx: &FmtContext<'_, S, N>,
+        _ctx: &FmtContext<'_, S, N>,
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
         let level = *event.metadata().level();
         let line = match LogFormat::from_u8(self.format.load(Ordering::Relaxed)) {
-            LogFormat::Runner => return self.runner.format_event(ctx, writer, event),
+            LogFormat::Runner => runner_line(Entry::of(event), level, self.colours),
             LogFormat::Text => text_line(Entry::of(event), level, &now_rfc3339()),
             LogFormat::Json => json_line(Entry::of(event), level, &now_rfc3339()),
         };
@@ -311,6 +314,37 @@ fn level_name(level: Level) -> &'static str {
         Level::WARN => "warning",
         Level::ERROR => "error",
     }
+}
+
+/// gitlab-runner's `RunnerTextFormatter` (`log/runner_formatter.go`): `WARNING: ` or
+/// `ERROR: ` before the message, the message padded to 50 columns with the prefix, then
+/// ` key=value` for each field sorted by key, with the level's colour on the message and the
+/// keys. No time: journald and `docker logs` add their own.
+fn runner_line(entry: Entry, level: Level, colours: bool) -> String {
+    const BOLD_WHITE: &str = "\x1b[37;1m";
+    const YELLOW: &str = "\x1b[0;33m";
+    const BOLD_RED: &str = "\x1b[31;1m";
+    const RESET: &str = "\x1b[0;m";
+    let (colour, prefix) = match level {
+        Level::DEBUG => (BOLD_WHITE, ""),
+        Level::WARN => (YELLOW, "WARNING: "),
+        Level::ERROR => (BOLD_RED, "ERROR: "),
+        _ => ("", ""),
+    };
+    let (colour, reset) = if colours { (colour, RESET) } else { ("", "") };
+    let width = 50 - prefix.len();
+    let Entry { message, fields } = entry;
+    let mut line = format!("{colour}{prefix}{message:<width$}{reset} ");
+    for (key, value) in &fields {
+        match value {
+            serde_json::Value::String(text) => {
+                line.push_str(&format!(" {colour}{key}{reset}={text}"));
+            }
+            other => line.push_str(&format!(" {colour}{key}{reset}={other}")),
+        }
+    }
+    line.push('\n');
+    line
 }
 
 /// logrus `JSONFormatter`: Go's `encoding/json` writes map keys sorted, so the fixed keys
@@ -411,7 +445,8 @@ fn now_rfc3339() -> String {
 #[cfg(test)]
 mod tests {
     use super::{
-        Entry, LogConfigError, LogFormat, json_line, parse_level, settings_to_apply, text_line,
+        Entry, LogConfigError, LogFormat, json_line, parse_level, runner_line, settings_to_apply,
+        text_line,
     };
     use tracing::Level;
     use tracing::level_filters::LevelFilter;
@@ -472,6 +507,26 @@ mod tests {
         );
         let bare = text_line(entry("", &[]), Level::ERROR, TIME);
         assert_eq!(bare, "time=\"2026-11-28T00:23:54Z\" level=error\n");
+    }
+
+    #[test]
+    fn runner_lines_are_gitlab_runners_padded_message_and_sorted_fields() {
+        let fields = [("runner", "abc".into()), ("executor", "shell".into())];
+        let line = runner_line(entry("runner started", &fields), Level::INFO, false);
+        assert_eq!(
+            line,
+            format!("{:<50}  executor=shell runner=abc\n", "runner started")
+        );
+        let line = runner_line(entry("disk full", &[("n", 3.into())]), Level::WARN, false);
+        assert_eq!(line, format!("WARNING: {:<41}  n=3\n", "disk full"));
+        let line = runner_line(entry("boom", &[("n", 3.into())]), Level::ERROR, true);
+        assert_eq!(
+            line,
+            format!(
+                "\x1b[31;1mERROR: {:<43}\x1b[0;m  \x1b[31;1mn\x1b[0;m=3\n",
+                "boom"
+            )
+        );
     }
 
     #[test]

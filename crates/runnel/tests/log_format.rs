@@ -349,3 +349,31 @@ async fn an_invalid_log_level_the_command_line_overrides_does_not_stop_run() {
     let objects = assert_json_lines(&daemon.stop().await);
     assert_eq!(find(&objects, "runnel is running")["level"], "info");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_runner_format_is_gitlab_runners() {
+    let fake = FakeGitLab::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, config_text(&fake, dir.path(), "", &["plain-box"])).expect("write");
+    let mut daemon = Daemon::start(runnel().args(["run", "-c"]).arg(&config));
+    let line = daemon.wait_for("runner started").await;
+    // gitlab-runner `RunnerTextFormatter`: the message padded to 50 columns, sorted fields, no
+    // colours when stderr is not a terminal.
+    assert!(
+        line.starts_with(&format!(
+            "{:<50}  executor=shell name=plain-box runner=",
+            "runner started"
+        )),
+        "{line:?}"
+    );
+    let lines = daemon.stop().await;
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("WARNING: ") && l.contains("unknown_global")),
+        "{}",
+        lines.join("\n")
+    );
+    assert!(!lines.iter().any(|l| l.contains('\x1b')), "{lines:?}");
+}
