@@ -11,16 +11,8 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStderr, Command};
 
-fn runnel() -> Command {
-    let mut command = Command::new(assert_cmd::cargo::cargo_bin("runnel"));
-    command
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", "/nonexistent")
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
-    command
-}
+mod support;
+use support::runnel_command as runnel;
 
 /// A config with one shell runner named `name` and an unknown key (so a warning is logged).
 fn config_text(fake: &FakeGitLab, dir: &Path, global: &str, names: &[&str]) -> String {

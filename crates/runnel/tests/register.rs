@@ -2,21 +2,12 @@
 //! fake GitLab from runnel-runner's test support (gitlab-runner `commands/register.go`).
 
 use std::path::Path;
-use std::process::Stdio;
 
 use runnel_runner::test_support::FakeGitLab;
 use tokio::process::Command;
 
-fn runnel() -> Command {
-    let mut command = Command::new(assert_cmd::cargo::cargo_bin("runnel"));
-    command
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", "/nonexistent")
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
-    command
-}
+mod support;
+use support::runnel_command as runnel;
 
 struct Output {
     code: Option<i32>,

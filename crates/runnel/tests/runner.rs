@@ -10,15 +10,8 @@ use runnel_runner::test_support::{FakeGitLab, FakeJobState, JobSpec};
 use tokio::io::AsyncWriteExt;
 use tokio::process::{Child, Command};
 
-fn runnel() -> Command {
-    let mut command = Command::new(assert_cmd::cargo::cargo_bin("runnel"));
-    command
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", "/nonexistent");
-    command.kill_on_drop(true);
-    command
-}
+mod support;
+use support::runnel_command as runnel;
 
 struct Output {
     code: Option<i32>,

@@ -77,3 +77,16 @@ pub(crate) fn job<'a>(doc: &'a Value, name: &str) -> &'a Value {
         .and_then(|jobs| jobs.iter().find(|j| j["name"] == name))
         .unwrap_or_else(|| panic!("no job `{name}` in {doc:#}"))
 }
+
+/// `runnel` as the runner commands run in the tests: a clean environment (only `PATH`, and a
+/// `HOME` that does not exist, so no user config is read), no stdin, killed when dropped.
+pub(crate) fn runnel_command() -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_runnel"));
+    command
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", "/nonexistent")
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    command
+}
