@@ -298,3 +298,51 @@ async fn leave_runner_keeps_an_unsaved_runner_on_gitlab() {
     );
     assert_eq!(fake.violations(), Vec::<String>::new());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_above_concurrent_are_warned_through_the_log_format() {
+    let fake = FakeGitLab::start().await;
+    let token = fake.create_runner();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("config.toml");
+    let out = runnel()
+        .args(["--log-format", "json", "register", "-n", "-c"])
+        .arg(&config)
+        .args([
+            "--url",
+            &fake.url(),
+            "--token",
+            &token,
+            "--executor",
+            "shell",
+        ])
+        .args(["--limit", "5", "--request-concurrency", "3"])
+        .output()
+        .await
+        .expect("runnel runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    // gitlab-runner `commands/register.go`: both warnings, as log entries.
+    let warnings: Vec<String> = stderr
+        .lines()
+        .map(|line| {
+            serde_json::from_str::<serde_json::Value>(line)
+                .unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
+        })
+        .filter(|entry| entry["level"] == "warning")
+        .filter_map(|entry| entry["msg"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(warnings.len(), 2, "{stderr}");
+    assert!(
+        warnings[0].starts_with(
+            "The specified runner job concurrency limit (5) is larger than current global concurrency limit (1)."
+        ),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings[1].starts_with(
+            "The specified runner request concurrency (3) is larger than the current global concurrent limit (1)."
+        ),
+        "{warnings:?}"
+    );
+}

@@ -324,9 +324,17 @@ pub(crate) fn run(args: RegisterArgs) -> anyhow::Result<ExitCode> {
     if let Ok(loaded) = runnel_runner::config::load(&config_path) {
         let concurrent = loaded.config.concurrent();
         let limit = registered.limit().unwrap_or(0);
+        // gitlab-runner `commands/register.go` `Execute`: two warnings, through the logger so
+        // that `--log-format json` stays JSON.
         if limit > concurrent {
-            eprintln!(
-                "warning: the runner's limit ({limit}) is higher than the global `concurrent` ({concurrent})"
+            tracing::warn!(
+                "The specified runner job concurrency limit ({limit}) is larger than current global concurrency limit ({concurrent}). The global concurrent limit will not be increased and takes precedence."
+            );
+        }
+        let requests = registered.request_concurrency.unwrap_or(0);
+        if usize::try_from(requests).is_ok_and(|requests| requests > concurrent) {
+            tracing::warn!(
+                "The specified runner request concurrency ({requests}) is larger than the current global concurrent limit ({concurrent}). The global concurrent limit will not be increased and takes precedence."
             );
         }
     }

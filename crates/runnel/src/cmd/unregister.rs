@@ -46,7 +46,7 @@ pub(crate) fn run(args: UnregisterArgs) -> anyhow::Result<ExitCode> {
             Ok(()) => println!("Unregistering runner from GitLab succeeded    name={name}"),
             Err(message) => {
                 failed = true;
-                eprintln!("error: failed to unregister runner `{name}`: {message}");
+                tracing::error!("failed to unregister runner `{name}`: {message}");
             }
         }
     }
