@@ -11,6 +11,7 @@ use regex::Regex;
 
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::expand::expand_server_existing;
+use crate::input_rules::Resolved;
 use crate::source::Span;
 use crate::yaml::{Key, Node, Value};
 
@@ -84,13 +85,33 @@ pub(crate) fn evaluate_inputs(
             ),
         );
     }
+    let provided_of = |name: &str| {
+        args.iter()
+            .find(|(k, _)| k.name == name)
+            .map(|(_, v)| v)
+            .filter(|v| !v.is_null())
+    };
+    // What a rule's `if` reads as `$[[ inputs.name ]]`: the passed value, else the plain default.
+    let current: Vec<(String, String)> = spec_entries
+        .iter()
+        .filter_map(|(name, spec)| {
+            let value = provided_of(&name.name).or_else(|| spec.get("default"))?;
+            Some((name.name.clone(), value.scalar_to_string()?))
+        })
+        .collect();
     let mut values = Vec::with_capacity(spec_entries.len());
     for (name, spec) in spec_entries {
-        let provided = args
-            .iter()
-            .find(|(k, _)| k.name == name.name)
-            .map(|(_, v)| v);
-        if let Some(value) = check_input(name, spec, provided, args_span, diagnostics) {
+        let provided = provided_of(&name.name);
+        let resolved = match spec.get("rules") {
+            Some(rules) => {
+                match crate::input_rules::resolve(name, spec, rules, &current, diagnostics) {
+                    Some(resolved) => Some(resolved),
+                    None => continue,
+                }
+            }
+            None => None,
+        };
+        if let Some(value) = check_input(name, spec, provided, resolved, args_span, diagnostics) {
             values.push((name.name.clone(), value));
         }
     }
@@ -141,6 +162,7 @@ fn check_input(
     key: &Key,
     spec: &Node,
     provided: Option<&Node>,
+    resolved: Option<Resolved<'_>>,
     args_span: Option<Span>,
     diagnostics: &mut Diagnostics,
 ) -> Option<Node> {
@@ -169,7 +191,14 @@ fn check_input(
         );
         return None;
     }
-    let default = spec.get_entry("default").map(|(_, v)| v);
+    // With `rules`, the matching rule gives the default and the options (input_rules.rs).
+    let (default, options) = match &resolved {
+        Some(r) => (r.default, r.options),
+        None => (
+            spec.get_entry("default").map(|(_, v)| v),
+            spec.get("options").and_then(Node::as_seq),
+        ),
+    };
     // A provided `null` counts as not provided (GitLab: `value.nil? ? default : value`).
     let provided = provided.filter(|v| !v.is_null());
     let Some(value) = provided.or(default) else {
@@ -193,7 +222,7 @@ fn check_input(
         diagnostics.push(err(value.span, format!("{what} is not a {type_name}")));
         return None;
     }
-    if let Some(options) = spec.get("options").and_then(Node::as_seq) {
+    if let Some(options) = options {
         let text = value.scalar_to_string();
         let allowed = options
             .iter()

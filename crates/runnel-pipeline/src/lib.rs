@@ -10,6 +10,7 @@ pub mod diag;
 pub mod expand;
 pub mod extends;
 pub mod include;
+mod input_rules;
 pub mod inputs;
 pub mod job;
 pub mod keywords;
