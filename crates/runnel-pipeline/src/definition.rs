@@ -165,9 +165,16 @@ fn rules_warnings(jobs: &[JobDef], has_workflow_rules: bool) -> Diagnostics {
 fn not_a_job(key: &Key, value: &Node) -> Diagnostic {
     let name = key.as_str();
     // GitLab: entry/jobs.rb — the message GitLab gives for this key.
-    let gitlab = format!(
-        "GitLab reports: jobs:{name} config should implement the script:, run:, or trigger: keyword"
-    );
+    // GitLab: entry/bridge.rb `matching?` takes a mapping with `needs` for a bridge job.
+    let gitlab = if value.get("needs").is_some() {
+        format!(
+            "GitLab reports: jobs:{name} config should contain either a trigger or a needs:pipeline"
+        )
+    } else {
+        format!(
+            "GitLab reports: jobs:{name} config should implement the script:, run:, or trigger: keyword"
+        )
+    };
     let close = suggest(name, keywords::TOP_LEVEL.iter().copied());
     if let Some(close) = close {
         return Diagnostic::error(key.span, format!("`{name}` is neither a keyword nor a job"))

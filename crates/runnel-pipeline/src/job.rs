@@ -118,6 +118,11 @@ pub struct Job {
     pub tags: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub trigger: Option<Trigger>,
+    /// `needs: {pipeline: other/project}` of a trigger job: the job mirrors the status of that
+    /// project's pipeline (GitLab: entry/bridge.rb `bridge_needs`, EE entry/need.rb `BridgeHash`).
+    /// runnel sees no other project, so it keeps the path only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pages: Option<Pages>,
     #[serde(skip_serializing_if = "Option::is_none")]

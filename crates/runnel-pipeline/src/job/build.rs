@@ -44,7 +44,8 @@ pub(crate) struct Defaults {
     pub(crate) entries: Vec<(Key, Node)>,
 }
 
-/// Whether a top-level mapping value is a job: it has `script`, `run` or `trigger`.
+/// Whether a top-level mapping value is a job: it has `script`, `run` or `trigger`, or is a
+/// bridge that only mirrors an upstream pipeline (`needs: {pipeline: other/project}`).
 /// GitLab: entry/jobs.rb (`find_type`), entry/job.rb and bridge.rb (`matching?`).
 pub(crate) fn job_kind(node: &Node) -> Option<JobKind> {
     let map = node.as_map()?;
@@ -53,6 +54,8 @@ pub(crate) fn job_kind(node: &Node) -> Option<JobKind> {
         Some(JobKind::Trigger)
     } else if has("script") || has("run") {
         Some(JobKind::Build)
+    } else if node.get("needs").is_some_and(convert::has_bridge_need) {
+        Some(JobKind::Trigger)
     } else {
         None
     }
@@ -113,6 +116,7 @@ pub(crate) fn build_job(
         dependencies: None,
         tags: Vec::new(),
         trigger: None,
+        upstream: None,
         pages: None,
         release: None,
         secrets: None,
@@ -283,7 +287,11 @@ fn convert_keyword(
             job.artifacts = convert::artifacts(r, key, value);
         }
         "cache" => job.cache = convert::caches(r, key, value).unwrap_or_default(),
-        "needs" => job.needs = convert::needs(r, key, value),
+        "needs" => {
+            let (needs, upstream) = convert::job_needs(r, key, value, job.kind);
+            job.needs = needs;
+            job.upstream = upstream;
+        }
         "dependencies" => {
             if let Some(seq) = value.as_seq() {
                 def.dependency_spans = seq.iter().map(|n| n.span).collect();

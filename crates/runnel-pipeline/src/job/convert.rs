@@ -2,6 +2,8 @@
 //! validation (lib/gitlab/ci/config/entry/<keyword>.rb). Each reports its errors through the
 //! [`Reader`] and returns `None` when the value is unusable.
 
+use crate::diag::Diagnostic;
+use crate::job::JobKind;
 use crate::job::read::{Reader, parse_duration, scalar_string, to_json};
 use crate::job::types::{
     Artifacts, Cache, CacheKey, Environment, Hooks, IdToken, Image, Inherit, InheritList, Need,
@@ -9,6 +11,7 @@ use crate::job::types::{
 };
 use crate::keywords;
 use crate::matrix::{MatrixRow, PARALLEL_LIMIT, Parallel};
+use crate::source::Span;
 use crate::when::AllowFailure;
 use crate::yaml::{Node, Value};
 
@@ -342,6 +345,95 @@ pub(crate) fn needs(r: &mut Reader<'_>, key: &str, node: &Node) -> Option<Vec<Ne
         }
     }
     Some(out)
+}
+
+/// Whether `needs:` (a list or one mapping) holds a bridge need.
+pub(crate) fn has_bridge_need(node: &Node) -> bool {
+    match &node.value {
+        Value::Map(_) => is_bridge_need(node),
+        Value::Seq(items) => items.iter().any(is_bridge_need),
+        _ => false,
+    }
+}
+
+/// GitLab: EE entry/need.rb — a mapping without `job` and `project` is a `BridgeHash` need.
+fn is_bridge_need(node: &Node) -> bool {
+    node.as_map().is_some() && node.get("job").is_none() && node.get("project").is_none()
+}
+
+/// A job's `needs:`: a list, or one mapping (GitLab: entry/needs.rb takes a Hash or an Array).
+/// Returns the needs and the bridge need's `pipeline`. GitLab: entry/bridge.rb allows one bridge
+/// need (`{pipeline: other/project}`) in a trigger job and entry/job.rb none.
+pub(crate) fn job_needs(
+    r: &mut Reader<'_>,
+    key: &str,
+    node: &Node,
+    kind: JobKind,
+) -> (Option<Vec<Need>>, Option<String>) {
+    let items: Vec<&Node> = match &node.value {
+        Value::Map(_) => vec![node],
+        Value::Seq(items) => items.iter().collect(),
+        _ => return (needs(r, key, node), None),
+    };
+    let (bridges, others): (Vec<&Node>, Vec<&Node>) =
+        items.into_iter().partition(|n| is_bridge_need(n));
+    let others = Node::new(node.span, Value::Seq(others.into_iter().cloned().collect()));
+    let needs = needs(r, key, &others);
+    let name = r.place.clone();
+    let mut upstream = None;
+    for bridge in &bridges {
+        let Some(pipeline) = bridge.get("pipeline") else {
+            r.error(
+                bridge.span,
+                format!("a need in `{key}` of {name} has no `job`"),
+            );
+            continue;
+        };
+        if !r.keys(key, bridge, &["pipeline"]) {
+            continue;
+        }
+        let Some(pipeline) = r.string(&format!("{key}:pipeline"), pipeline) else {
+            continue;
+        };
+        if kind == JobKind::Build {
+            let gitlab_name = name.trim_start_matches("job `").trim_end_matches('`');
+            r.push(
+                Diagnostic::error(
+                    bridge.span,
+                    format!(
+                        "`{key}` of {name}: `pipeline` without `job` mirrors an upstream pipeline, which only a trigger job can do"
+                    ),
+                )
+                .with_code("bridge-need")
+                .with_help("add `job:` to download that pipeline's artifacts, or use `trigger:`")
+                .with_note(
+                    Span::synthetic(),
+                    format!("GitLab reports: jobs:{gitlab_name}:needs config uses invalid types: bridge"),
+                ),
+            );
+        } else if upstream.is_some() {
+            let gitlab_name = name.trim_start_matches("job `").trim_end_matches('`');
+            r.push(
+                Diagnostic::error(
+                    bridge.span,
+                    format!("{name} has more than one `needs:pipeline` bridge need"),
+                )
+                .with_code("bridge-need")
+                .with_note(
+                    Span::synthetic(),
+                    format!("GitLab reports: jobs:{gitlab_name} config should contain at most one bridge need"),
+                ),
+            );
+        } else {
+            upstream = Some(pipeline);
+        }
+    }
+    // GitLab: entry/bridge.rb `value` — a bridge with a bridge need is scheduled by stage
+    // (`scheduling_type: needs_defined? && !bridge_needs ? :dag : :stage`).
+    if upstream.is_some() {
+        return (None, upstream);
+    }
+    (needs, upstream)
 }
 
 fn need(r: &mut Reader<'_>, key: &str, node: &Node) -> Option<Need> {
