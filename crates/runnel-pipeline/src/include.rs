@@ -22,6 +22,7 @@ use crate::yaml::{self, Key, Node, Value};
 
 mod paths;
 mod rules;
+mod spec_include;
 mod targets;
 
 use paths::base64;
@@ -169,6 +170,7 @@ impl<'a, 'o> Loader<'a, 'o> {
             }
         };
         let (header, content) = split_header(docs);
+        let header = self.with_spec_includes(header, origin, !component.is_empty())?;
         let Some(mut content) = content.filter(|c| !c.is_null()) else {
             let path = self.map.path(file).to_owned();
             let message = match self.stack.last() {
