@@ -87,6 +87,7 @@ struct Daemon {
 pub struct Preloaded {
     mtime: Option<(std::time::SystemTime, u64)>,
     loaded: Loaded,
+    metrics: Arc<Metrics>,
 }
 
 impl Preloaded {
@@ -97,12 +98,19 @@ impl Preloaded {
         Ok(Self {
             mtime,
             loaded: load(path)?,
+            metrics: Arc::new(Metrics::new()),
         })
     }
 
     /// The config as read.
     pub fn config(&self) -> &Config {
         &self.loaded.config
+    }
+
+    /// The metrics the daemon will serve, there before it starts so that the logger can count
+    /// warnings and errors into `gitlab_runner_errors_total` ([`Metrics::log_entry`]).
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
     }
 }
 
@@ -212,6 +220,7 @@ async fn run_with(
     let Preloaded {
         mtime: loaded_mtime,
         loaded,
+        metrics,
     } = start;
     for key in &loaded.unknown_keys {
         tracing::warn!("{key}");
@@ -223,7 +232,6 @@ async fn run_with(
     }
     let config = Arc::new(loaded.config);
     let system_id = crate::system_id::load_or_create(&options.config_path);
-    let metrics = Arc::new(Metrics::new());
     metrics.config_loaded(true);
     let listen = options
         .listen_address
@@ -325,7 +333,6 @@ impl Daemon {
         let mut wanted = HashMap::new();
         for runner in &config.runners {
             if !self.shared.executor.supports(&runner.executor) {
-                self.shared.metrics.error("error");
                 tracing::error!(name = %runner.name, executor = %runner.executor, "skipping runner: runnel cannot run this executor yet (supported: shell, docker)");
                 continue;
             }
@@ -351,7 +358,6 @@ impl Daemon {
                     self.runners.insert(key, handle);
                 }
                 Err(err) => {
-                    self.shared.metrics.error("error");
                     tracing::error!(name = %runner.name, "failed to start runner: {err}");
                 }
             }

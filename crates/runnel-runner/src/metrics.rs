@@ -322,6 +322,17 @@ impl Metrics {
         self.errors.with_label_values(&[level]).inc();
     }
 
+    /// Counts a log entry of `level` as gitlab-runner's logrus hook does: warnings and errors
+    /// go to `gitlab_runner_errors_total` (`helpers/prometheus/log_hook.go`), other levels are
+    /// not counted. The logger calls this for every entry it writes.
+    pub fn log_entry(&self, level: &tracing::Level) {
+        match *level {
+            tracing::Level::WARN => self.error("warning"),
+            tracing::Level::ERROR => self.error("error"),
+            _ => {}
+        }
+    }
+
     /// The exposition text, in the format of [`CONTENT_TYPE`].
     pub fn encode(&self) -> String {
         let mut out = String::new();

@@ -125,7 +125,6 @@ pub(crate) async fn poll(shared: Shared, entry: Arc<Entry>, stop: CancellationTo
             }
             Ok(JobRequestOutcome::NoJob) => unhealthy = 0,
             Ok(JobRequestOutcome::Forbidden) => {
-                shared.metrics.error("error");
                 tracing::error!(
                     runner = %entry.labels.runner,
                     name = %entry.config.name,
@@ -135,16 +134,13 @@ pub(crate) async fn poll(shared: Shared, entry: Arc<Entry>, stop: CancellationTo
                 unhealthy += 1;
             }
             Ok(JobRequestOutcome::Orphaned) => {
-                shared.metrics.error("warning");
                 tracing::warn!(runner = %entry.labels.runner, "the runner is orphaned: its project or group no longer exists (422)");
             }
             Ok(JobRequestOutcome::Failed(status)) => {
-                shared.metrics.error("warning");
                 tracing::warn!(runner = %entry.labels.runner, status, "failed to request a job");
                 unhealthy += 1;
             }
             Err(err) => {
-                shared.metrics.error("warning");
                 tracing::warn!(runner = %entry.labels.runner, error = %error_chain(&err), "failed to request a job");
                 unhealthy += 1;
             }

@@ -60,7 +60,6 @@ pub async fn watch_config(
             }
             Err(err) => {
                 metrics.config_loaded(false);
-                metrics.error("error");
                 tracing::error!(
                     "failed to reload the configuration, keeping the last good one: {err}"
                 );

@@ -11,18 +11,23 @@
 //! `JSONFormatter` (one object per line, keys sorted, the event's fields at the top level), both
 //! with logrus's default time layout (RFC 3339 to the second).
 //! This module only formats; job output never goes through it (it is a trace, not a log).
+//! Once `runnel run` has its metrics, every warning and error written is also counted in
+//! `gitlab_runner_errors_total`, as gitlab-runner's logrus hook counts log lines
+//! (`helpers/prometheus/log_hook.go`).
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use runnel_runner::metrics::Metrics;
 
 use tracing::field::{Field, Visit};
 use tracing::level_filters::LevelFilter;
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
-use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::layer::{Context, Layer, SubscriberExt as _};
 use tracing_subscriber::registry::{LookupSpan, Registry};
 use tracing_subscriber::reload;
 use tracing_subscriber::util::SubscriberInitExt as _;
@@ -120,6 +125,7 @@ pub(crate) struct Logging {
     format: Arc<AtomicU8>,
     level_from_cli: bool,
     format_from_cli: bool,
+    errors: Arc<OnceLock<Arc<Metrics>>>,
 }
 
 impl fmt::Debug for Logging {
@@ -158,14 +164,26 @@ impl Logging {
                 colours: std::io::IsTerminal::is_terminal(&std::io::stderr())
                     && std::env::var_os("NO_COLOR").is_none(),
             });
+        let errors = Arc::new(OnceLock::new());
         // Another subscriber can only exist in tests that call this twice; the first one stays.
-        let _ = Registry::default().with(filter).with(layer).try_init();
+        let _ = Registry::default()
+            .with(filter)
+            .with(layer)
+            .with(CountErrors(errors.clone()))
+            .try_init();
         Ok(Self {
             level: level_handle,
             format: shared_format,
             level_from_cli: level.is_some(),
             format_from_cli: format.is_some(),
+            errors,
         })
+    }
+
+    /// Counts every warning and error written from now on in `metrics`
+    /// (`gitlab_runner_errors_total`). Only the first call takes effect.
+    pub(crate) fn count_errors_in(&self, metrics: Arc<Metrics>) {
+        let _ = self.errors.set(metrics);
     }
 
     /// Applies `log_level` and `log_format` from a (re)loaded `config.toml` where the command
@@ -235,6 +253,17 @@ where
             LogFormat::Json => json_line(Entry::of(event), level, &now_rfc3339()),
         };
         fmt::Write::write_str(&mut writer, &line)
+    }
+}
+
+/// Counts the warnings and errors that pass the level filter, once metrics exist.
+struct CountErrors(Arc<OnceLock<Arc<Metrics>>>);
+
+impl<S: Subscriber> Layer<S> for CountErrors {
+    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+        if let Some(metrics) = self.0.get() {
+            metrics.log_entry(event.metadata().level());
+        }
     }
 }
 

@@ -383,3 +383,29 @@ async fn sigterm_aborts_running_jobs_reports_them_and_leaves_no_process() {
         "the job's processes survived"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logged_warnings_and_errors_are_counted_in_gitlab_runner_errors_total() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("config.toml");
+    // One unknown key (a warning) and one runner whose executor runnel lacks (an error).
+    std::fs::write(
+        &config,
+        "concurrent = 1\ncheck_interval = 1\nno_such_setting = 1\n\n[[runners]]\n  name = \"vm\"\n  url = \"http://127.0.0.1:9\"\n  token = \"glrt-unused\"\n  executor = \"parallels\"\n",
+    )
+    .expect("write");
+    let port = free_port();
+    let mut child = start_run(&config, &["--listen-address", &format!("127.0.0.1:{port}")]).await;
+    let metrics = scrape(port).await;
+    signal(&child, "QUIT");
+    assert!(child.wait().await.expect("exits").success());
+    for line in [
+        "gitlab_runner_errors_total{level=\"error\"} 1",
+        "gitlab_runner_errors_total{level=\"warning\"} 1",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "missing `{line}` in {metrics}"
+        );
+    }
+}

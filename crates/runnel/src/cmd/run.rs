@@ -32,6 +32,7 @@ pub(crate) fn run(args: RunArgs, logging: Logging) -> anyhow::Result<ExitCode> {
     let config_path = args.config.path();
     // Read once: the daemon starts from this config.
     let start = Preloaded::read(&config_path)?;
+    logging.count_errors_in(start.metrics());
     // gitlab-runner fails to start on an invalid `log_level` or `log_format`, and applies them
     // again on every reload (`commands/multi.go`, `loadConfig`).
     logging.apply_config(
