@@ -70,6 +70,9 @@ pub struct Metrics {
     concurrent: IntGauge,
     limit: IntGaugeVec,
     jobs: IntGaugeVec,
+    /// Held while a `jobs` series changes, so that removing an emptied series cannot drop a
+    /// job another thread has just added to it.
+    jobs_lock: std::sync::Mutex<()>,
     jobs_total: IntCounterVec,
     job_duration: HistogramVec,
     failed_jobs: IntCounterVec,
@@ -230,6 +233,7 @@ impl Metrics {
             concurrent,
             limit,
             jobs,
+            jobs_lock: std::sync::Mutex::new(()),
             jobs_total,
             job_duration,
             failed_jobs,
@@ -273,12 +277,21 @@ impl Metrics {
         self.jobs_total.with_label_values(&runner.values()).inc();
     }
 
-    /// Adds `delta` to `gitlab_runner_jobs` in `state`/`stage`.
+    /// Adds `delta` to `gitlab_runner_jobs` in `state`/`stage`. A series that drops to zero is
+    /// removed: gitlab-runner builds this gauge from the running builds at each scrape
+    /// (commands/builds_helper.go `statesAndStages`), so only the idle series is ever 0.
     pub fn job_state(&self, runner: &RunnerLabels, state: &str, stage: &str, delta: i64) {
         let [token, name, system_id] = runner.values();
-        self.jobs
-            .with_label_values(&[token, name, system_id, state, stage, stage])
-            .add(delta);
+        let labels = [token, name, system_id, state, stage, stage];
+        let _guard = self
+            .jobs_lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let series = self.jobs.with_label_values(&labels);
+        series.add(delta);
+        if series.get() <= 0 {
+            let _ = self.jobs.remove_label_values(&labels);
+        }
     }
 
     /// Records a finished job.
@@ -381,6 +394,29 @@ mod tests {
         let text = metrics.encode();
         let families = text_format::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
         (text, families)
+    }
+
+    #[test]
+    fn a_jobs_series_disappears_when_its_last_job_ends_and_the_idle_one_stays() {
+        let metrics = Metrics::new();
+        metrics.set_limit(&runner(), 2);
+        metrics.job_state(&runner(), "running", "", 1);
+        metrics.job_state(&runner(), "running", "", 1);
+        metrics.job_state(&runner(), "running", "", -1);
+        let text = metrics.encode();
+        assert!(
+            text.lines()
+                .any(|l| l.contains("state=\"running\"") && l.ends_with("} 1")),
+            "{text}"
+        );
+        metrics.job_state(&runner(), "running", "", -1);
+        let text = metrics.encode();
+        assert!(!text.contains("state=\"running\""), "{text}");
+        assert!(
+            text.lines()
+                .any(|l| l.contains("state=\"idle\"") && l.ends_with("} 0")),
+            "{text}"
+        );
     }
 
     #[test]
