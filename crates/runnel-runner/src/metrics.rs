@@ -74,6 +74,8 @@ pub struct Metrics {
     /// job another thread has just added to it.
     jobs_lock: std::sync::Mutex<()>,
     jobs_total: IntCounterVec,
+    request_concurrency: IntGaugeVec,
+    request_concurrency_exceeded: IntCounterVec,
     job_duration: HistogramVec,
     failed_jobs: IntCounterVec,
     api_requests: IntCounterVec,
@@ -110,6 +112,16 @@ fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> In
 fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
     let counter = IntCounter::with_opts(Opts::new(name, help)).expect("a valid metric name");
     register(registry, counter)
+}
+
+/// One job request in flight; see [`Metrics::job_request`].
+#[derive(Debug)]
+pub struct RequestInFlight(prometheus::IntGauge);
+
+impl Drop for RequestInFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 impl Metrics {
@@ -178,6 +190,20 @@ impl Metrics {
             "Total number of handled jobs",
             &RUNNER_LABELS,
         );
+        // GitLab: commands/builds_helper.go `requestConcurrencyDesc`,
+        // `requestConcurrencyExceededDesc` (labels runner, system_id).
+        let request_concurrency = gauge_vec(
+            &registry,
+            "gitlab_runner_request_concurrency",
+            "The current number of concurrent requests for a new job",
+            &["runner", "system_id"],
+        );
+        let request_concurrency_exceeded = counter_vec(
+            &registry,
+            "gitlab_runner_request_concurrency_exceeded_total",
+            "Count of excess requests above the configured request_concurrency limit",
+            &["runner", "system_id"],
+        );
         let job_duration = HistogramVec::new(
             HistogramOpts::new(
                 "gitlab_runner_job_duration_seconds",
@@ -235,6 +261,8 @@ impl Metrics {
             jobs,
             jobs_lock: std::sync::Mutex::new(()),
             jobs_total,
+            request_concurrency,
+            request_concurrency_exceeded,
             job_duration,
             failed_jobs,
             api_requests,
@@ -269,6 +297,23 @@ impl Metrics {
         let [token, name, system_id] = runner.values();
         self.jobs
             .with_label_values(&[token, name, system_id, "idle", "idle", "idle"]);
+        // A runner's request counters exist once it polls (builds_helper.go `getRunnerCounter`).
+        // runnel runs `request_concurrency` pollers, each with one request at a time, so the
+        // limit is never exceeded: that counter stays 0.
+        self.request_concurrency
+            .with_label_values(&[token, system_id]);
+        self.request_concurrency_exceeded
+            .with_label_values(&[token, system_id]);
+    }
+
+    /// Counts a job request in flight for `runner` (`gitlab_runner_request_concurrency`) until
+    /// the returned guard is dropped, also when the request is abandoned midway.
+    pub fn job_request(&self, runner: &RunnerLabels) -> RequestInFlight {
+        let gauge = self
+            .request_concurrency
+            .with_label_values(&[runner.runner.as_str(), runner.system_id.as_str()]);
+        gauge.inc();
+        RequestInFlight(gauge)
     }
 
     /// Counts one job received from the coordinator in `gitlab_runner_jobs_total`. GitLab:
@@ -391,6 +436,8 @@ mod tests {
         metrics.job_finished(&runner(), 12.0, Some("script_failure"));
         metrics.job_finished(&runner(), 40.0, None);
         metrics.error("warning");
+        let _in_flight = metrics.job_request(&runner());
+        drop(metrics.job_request(&runner()));
         let text = metrics.encode();
         let families = text_format::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
         (text, families)
@@ -490,7 +537,24 @@ mod tests {
             &'a [(&'a str, &'a str)],
             f64,
         );
-        let expected: [Row<'_>; 8] = [
+        let token_and_id: [(&str, &str); 2] = [("runner", "abc"), ("system_id", "s_1")];
+        let expected: [Row<'_>; 10] = [
+            (
+                "gitlab_runner_request_concurrency",
+                "gauge",
+                "The current number of concurrent requests for a new job",
+                "gitlab_runner_request_concurrency",
+                &token_and_id,
+                1.0,
+            ),
+            (
+                "gitlab_runner_request_concurrency_exceeded_total",
+                "counter",
+                "Count of excess requests above the configured request_concurrency limit",
+                "gitlab_runner_request_concurrency_exceeded_total",
+                &token_and_id,
+                0.0,
+            ),
             (
                 "gitlab_runner_concurrent",
                 "gauge",

@@ -114,7 +114,9 @@ pub(crate) async fn poll(shared: Shared, entry: Arc<Entry>, stop: CancellationTo
         if stop.is_cancelled() {
             return;
         }
+        let in_flight = shared.metrics.job_request(&entry.labels);
         let outcome = entry.coordinator.request_job(info.clone()).await;
+        drop(in_flight);
         match outcome {
             Ok(JobRequestOutcome::Job(payload)) => {
                 unhealthy = 0;
