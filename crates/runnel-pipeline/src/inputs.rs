@@ -201,6 +201,11 @@ fn check_input(
     };
     // A provided `null` counts as not provided (GitLab: `value.nil? ? default : value`).
     let provided = provided.filter(|v| !v.is_null());
+    // GitLab: lib/ci/inputs/base_input.rb — an input whose rules give a default is not required;
+    // when no rule matches, its value is `nil` (`has_default_through_rules?`, `actual_value`).
+    if provided.is_none() && default.is_none() && resolved.is_some() {
+        return Some(Node::new(spec.span, Value::Null));
+    }
     let Some(value) = provided.or(default) else {
         let mut d = err(
             args_span.unwrap_or(key.span),
