@@ -395,3 +395,21 @@ fn jobs_of_one_resource_group_do_not_overlap() {
         || seq(&doc, b, "finished_seq") < seq(&doc, a, "started_seq");
     assert!(apart, "{doc:#}");
 }
+
+#[test]
+fn bridges_to_other_projects_succeed_and_say_what_a_local_run_cannot_do() {
+    let repo = TestRepo::new("bridges");
+    let (code, doc) = repo.json(&[]);
+    assert_eq!(code, 0, "{doc:#}");
+    for job in ["downstream", "mirror", "after"] {
+        assert_eq!(status(&doc, job), "success", "{job}: {doc:#}");
+    }
+    let console = repo.run(&[]);
+    let stdout = String::from_utf8_lossy(&console.stdout);
+    for line in [
+        "downstream > downstream project pipelines are not run locally",
+        "mirror     > the status of group/upstream-project's upstream pipeline is not mirrored locally",
+    ] {
+        assert!(stdout.contains(line), "missing `{line}` in {stdout}");
+    }
+}

@@ -34,7 +34,7 @@ pub(crate) struct JobEnd {
 }
 
 /// A trigger job (GitLab's bridge).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Bridge {
     /// The child pipeline it creates (`None`: a downstream project's pipeline, which a local run
     /// cannot create).
@@ -42,6 +42,9 @@ pub(crate) struct Bridge {
     /// `strategy: depend`: it ends with its child pipeline's status; otherwise it succeeds as
     /// soon as the child pipeline is created (GitLab: app/models/ci/bridge.rb).
     pub(crate) depend: bool,
+    /// `needs:pipeline` without `job`: the upstream project whose pipeline status the job
+    /// mirrors (GitLab: lib/gitlab/ci/config/entry/bridge.rb), which a local run cannot see.
+    pub(crate) upstream: Option<String>,
 }
 
 /// Where and how one job attempt runs.
@@ -325,13 +328,20 @@ impl<R: JobRunner> Driver<'_, R> {
         record.started_seq = Some(*seq);
         self.reporter
             .event(&Event::Started { job: i, attempt: 1 }, &self.records);
-        let bridge = self.bridges[&i];
-        if bridge.child.is_none() {
-            let line = TraceLine::Output("downstream project pipelines are not run locally".into());
+        let bridge = &self.bridges[&i];
+        let (child, depend) = (bridge.child, bridge.depend);
+        if child.is_none() {
+            let text = match &bridge.upstream {
+                Some(project) => {
+                    format!("the status of {project}'s upstream pipeline is not mirrored locally")
+                }
+                None => "downstream project pipelines are not run locally".to_owned(),
+            };
+            let line = TraceLine::Output(text);
             self.reporter
                 .event(&Event::Line { job: i, line }, &self.records);
         }
-        if !bridge.depend || bridge.child.is_none() {
+        if !depend || child.is_none() {
             *seq += 1;
             self.end_bridge(i, *seq, &JobResult::Success);
         }

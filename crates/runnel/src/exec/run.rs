@@ -156,6 +156,7 @@ pub(crate) fn run(opts: Options) -> anyhow::Result<ExitCode> {
                 Bridge {
                     child: None,
                     depend: false,
+                    upstream: job.upstream.clone(),
                 },
             );
             continue;
@@ -175,6 +176,7 @@ pub(crate) fn run(opts: Options) -> anyhow::Result<ExitCode> {
             Bridge {
                 child: Some(pipeline_no),
                 depend: child.depend,
+                upstream: None,
             },
         );
         children.push(child);
