@@ -101,6 +101,12 @@ pub enum RegisterError {
     },
 }
 
+/// Whether `token` is a runner authentication token (`glrt-…`), as gitlab-runner's
+/// `tokenIsRunnerToken` (`commands/register.go`).
+pub fn is_authentication_token(token: &str) -> bool {
+    token.starts_with("glrt-")
+}
+
 /// The directory of `config.toml`, where gitlab-runner's `certs/` directory lives.
 pub(crate) fn config_dir(config_path: &Path) -> std::path::PathBuf {
     config_path
@@ -129,7 +135,20 @@ pub async fn register(
     runner.url = registration.url.clone();
     let http = http_client_for(&http_client()?, &runner, &config_dir(config_path))?;
     let info = version_info(&runner.executor);
-    if let Some(token) = registration.token.clone().filter(|t| !t.is_empty()) {
+    // gitlab-runner (`commands/register.go`, `askRunner`) takes an authentication token given
+    // as the registration token (`-r`, `REGISTRATION_TOKEN`, the prompt) as an authentication
+    // token: it is verified, never sent to `POST /api/v4/runners`.
+    let authentication = registration
+        .token
+        .clone()
+        .filter(|t| !t.is_empty())
+        .or_else(|| {
+            registration
+                .registration_token
+                .clone()
+                .filter(|t| is_authentication_token(t))
+        });
+    if let Some(token) = authentication {
         reject_server_owned_flags(&registration)?;
         let coordinator = Coordinator::new(
             http.clone(),

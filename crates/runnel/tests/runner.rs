@@ -144,19 +144,101 @@ async fn register_asks_like_gitlab_runner_when_interactive() {
         "{stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    for prompt in [
-        "Enter the GitLab instance URL (for example, https://gitlab.com/):",
-        "Enter the registration token:",
-        "Enter a description for the runner:",
-        "Enter tags for the runner (comma-separated):",
-        "Enter an executor:",
-        "Runner registered successfully.",
-    ] {
-        assert!(stdout.contains(prompt), "missing {prompt:?} in {stdout}");
-    }
+    assert_in_order(
+        &stdout,
+        &[
+            "Enter the GitLab instance URL (for example, https://gitlab.com/):",
+            "Enter the registration token:",
+            "Enter a description for the runner:",
+            "Enter tags for the runner (comma-separated):",
+            "Enter optional maintenance note for the runner:",
+            "Enter an executor:",
+            "Runner registered successfully.",
+        ],
+    );
     let text = read(&config);
     assert!(text.contains("token = \"glrtr-"), "{text}");
     assert!(text.contains("name = \"legacy-runner\""), "{text}");
+}
+
+/// Asserts that `prompts` appear in `stdout` in this order.
+fn assert_in_order(stdout: &str, prompts: &[&str]) {
+    let mut rest = stdout;
+    for prompt in prompts {
+        let at = rest
+            .find(prompt)
+            .unwrap_or_else(|| panic!("missing {prompt:?} (or out of order) in {stdout}"));
+        rest = &rest[at + prompt.len()..];
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_authentication_token_answered_as_the_registration_token_is_verified() {
+    let fake = FakeGitLab::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("config.toml");
+    let token = fake.create_runner();
+    let mut child = runnel()
+        .args(["register", "-c"])
+        .arg(&config)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let answers = format!("{}\n{token}\nbuild-box\nshell\n", fake.url());
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin
+        .write_all(answers.as_bytes())
+        .await
+        .expect("write answers");
+    drop(stdin);
+    let out = child.wait_with_output().await.expect("runnel ends");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // gitlab-runner `commands/register.go` `askRunner`: a glrt- answer is verified and only the
+    // name is asked for, never the legacy description, tags and maintenance note.
+    assert_in_order(
+        &stdout,
+        &[
+            "Enter the GitLab instance URL (for example, https://gitlab.com/):",
+            "Enter the registration token:",
+            "Enter a name for the runner. This is stored only in the local config.toml file:",
+            "Enter an executor:",
+            "Runner registered successfully.",
+        ],
+    );
+    assert!(!stdout.contains("Enter tags"), "{stdout}");
+    let text = read(&config);
+    assert!(text.contains(&format!("token = \"{token}\"")), "{text}");
+    assert!(text.contains("name = \"build-box\""), "{text}");
+    let system_id = read(&dir.path().join(".runner_system_id"));
+    assert!(fake.managers().contains(&(token, system_id)));
+    assert_eq!(fake.violations(), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_authentication_token_in_registration_token_is_verified() {
+    let fake = FakeGitLab::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("config.toml");
+    let token = fake.create_runner();
+    let out = output(
+        runnel()
+            .args(["register", "--non-interactive", "-c"])
+            .arg(&config)
+            .env("REGISTRATION_TOKEN", &token)
+            .args(["--url", &fake.url(), "--executor", "shell"]),
+    )
+    .await;
+    assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
+    assert!(read(&config).contains(&format!("token = \"{token}\"")));
+    assert!(fake.managers().iter().any(|(t, _)| t == &token));
+    assert_eq!(fake.violations(), Vec::<String>::new());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,7 +7,9 @@ use std::process::ExitCode;
 use runnel_runner::config::{
     CacheConfig, CustomConfig, DockerConfig, KubernetesConfig, RunnerConfig, SshConfig,
 };
-use runnel_runner::register::{Registration, load_template, merge_template, register};
+use runnel_runner::register::{
+    Registration, is_authentication_token, load_template, merge_template, register,
+};
 
 use super::config_file::{ConfigFileArg, runtime};
 
@@ -238,10 +240,29 @@ pub(crate) fn run(args: RegisterArgs) -> anyhow::Result<ExitCode> {
             true,
         )?
         .unwrap_or_default();
-    let authentication = args.token.as_deref().is_some_and(|t| !t.is_empty());
+    // gitlab-runner `commands/register.go` `askRunner`: without `--token`, the token is asked
+    // for as "the registration token", and one that is an authentication token (`glrt-…`) is
+    // verified and only the runner's name is asked for next.
+    let (token, registration_token) = match args.token.clone().filter(|t| !t.is_empty()) {
+        Some(token) => (Some(token), None),
+        None => {
+            let answer = prompt.ask(
+                "Enter the registration token:",
+                args.registration_token.clone(),
+                true,
+            )?;
+            if answer.as_deref().is_some_and(is_authentication_token) {
+                (answer, None)
+            } else {
+                (None, answer)
+            }
+        }
+    };
+    let authentication = token.is_some();
     let mut registration = Registration {
         url,
-        token: args.token.clone(),
+        token,
+        registration_token,
         run_untagged: args.run_untagged,
         locked: args.locked,
         access_level: args.access_level.clone(),
@@ -253,12 +274,6 @@ pub(crate) fn run(args: RegisterArgs) -> anyhow::Result<ExitCode> {
     if authentication {
         registration.tag_list = args.tag_list.clone();
         registration.maintenance_note = args.maintenance_note.clone();
-    } else {
-        registration.registration_token = prompt.ask(
-            "Enter the registration token:",
-            args.registration_token.clone(),
-            true,
-        )?;
     }
     let name_question = if authentication {
         "Enter a name for the runner. This is stored only in the local config.toml file:"
