@@ -312,6 +312,34 @@ async fn verify_delete_removes_runners_gitlab_forgot_and_keeps_comments() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_with_a_filter_that_matches_no_runner_fails() {
+    let fake = FakeGitLab::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("config.toml");
+    register_shell(&fake, &config, "kept").await;
+    let out = output(
+        runnel()
+            .args(["verify", "--name", "typo", "-c"])
+            .arg(&config),
+    )
+    .await;
+    assert_ne!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("matches `--name typo`"),
+        "{}",
+        out.stderr
+    );
+    let named = output(
+        runnel()
+            .args(["verify", "--name", "kept", "-c"])
+            .arg(&config),
+    )
+    .await;
+    assert_eq!(named.code, Some(0), "{}{}", named.stdout, named.stderr);
+    assert!(named.stdout.contains("is valid"), "{}", named.stdout);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unregister_by_name_removes_the_runner_manager_and_the_entry() {
     let fake = FakeGitLab::start().await;
     let dir = tempfile::tempdir().expect("tempdir");

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use runnel_runner::register::{Verified, verify};
+use runnel_runner::register::{RegisterError, Verified, verify};
 
 use super::config_file::{ConfigFileArg, runtime};
 
@@ -37,6 +37,28 @@ pub(crate) fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
             && args.token.as_ref().is_none_or(|t| &runner.token == t)
     };
     let results = runtime.block_on(verify(&config_path, select, args.delete))?;
+    // gitlab-runner `commands/verify.go` `selectRunners`: a filter that matches no runner is an
+    // error ("No runner matches the filtering parameters"), not a silent success.
+    let filters: Vec<String> = [
+        ("--name", args.name.clone()),
+        ("--url", args.url.clone()),
+        (
+            "--token",
+            args.token
+                .as_deref()
+                .map(runnel_runner::config::short_token),
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(flag, value)| value.map(|value| format!("`{flag} {value}`")))
+    .collect();
+    if results.is_empty() && !filters.is_empty() {
+        return Err(RegisterError::NoMatch {
+            path: config_path.display().to_string(),
+            selection: filters.join(" and "),
+        }
+        .into());
+    }
     let mut failed = false;
     for (name, short_token, result) in results {
         match result {
