@@ -158,6 +158,24 @@ pub struct DockerConfig {
     pub tls_cert_path: Option<String>,
     /// Verify Docker TLS.
     pub tls_verify: Option<bool>,
+    /// Extra groups of the job container.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub group_add: Vec<String>,
+    /// Security options of service containers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services_security_opt: Vec<String>,
+    /// Host devices per service image.
+    pub services_devices: Option<toml::Value>,
+    /// Volume driver options table.
+    pub volume_driver_ops: Option<toml::Value>,
+    /// cgroup parent of service containers.
+    pub service_cgroup_parent: Option<String>,
+    /// Template of slot-derived service cgroup names.
+    pub service_slot_cgroup_template: Option<String>,
+    /// Ulimits table.
+    pub ulimit: Option<toml::Value>,
+    /// MTU of per-build networks; gitlab-runner's `register` writes `network_mtu = 0`.
+    pub network_mtu: Option<i64>,
     /// `[[runners.docker.services]]`: started for every job, before the job's `services:`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub services: Vec<DockerService>,
@@ -251,6 +269,42 @@ pub struct KubernetesConfig {
     pub service_memory_limit: Option<String>,
     /// Service memory request.
     pub service_memory_request: Option<String>,
+    /// Largest build ephemeral storage limit a job may set.
+    pub ephemeral_storage_limit_overwrite_max_allowed: Option<String>,
+    /// Largest build ephemeral storage request a job may set.
+    pub ephemeral_storage_request_overwrite_max_allowed: Option<String>,
+    /// Largest service CPU limit a job may set.
+    pub service_cpu_limit_overwrite_max_allowed: Option<String>,
+    /// Largest service CPU request a job may set.
+    pub service_cpu_request_overwrite_max_allowed: Option<String>,
+    /// Largest service memory limit a job may set.
+    pub service_memory_limit_overwrite_max_allowed: Option<String>,
+    /// Largest service memory request a job may set.
+    pub service_memory_request_overwrite_max_allowed: Option<String>,
+    /// Largest service ephemeral storage limit a job may set.
+    pub service_ephemeral_storage_limit_overwrite_max_allowed: Option<String>,
+    /// Largest service ephemeral storage request a job may set.
+    pub service_ephemeral_storage_request_overwrite_max_allowed: Option<String>,
+    /// Service ephemeral storage limit.
+    pub service_ephemeral_storage_limit: Option<String>,
+    /// Service ephemeral storage request.
+    pub service_ephemeral_storage_request: Option<String>,
+    /// Largest helper CPU limit a job may set.
+    pub helper_cpu_limit_overwrite_max_allowed: Option<String>,
+    /// Largest helper CPU request a job may set.
+    pub helper_cpu_request_overwrite_max_allowed: Option<String>,
+    /// Largest helper memory limit a job may set.
+    pub helper_memory_limit_overwrite_max_allowed: Option<String>,
+    /// Largest helper memory request a job may set.
+    pub helper_memory_request_overwrite_max_allowed: Option<String>,
+    /// Largest helper ephemeral storage limit a job may set.
+    pub helper_ephemeral_storage_limit_overwrite_max_allowed: Option<String>,
+    /// Largest helper ephemeral storage request a job may set.
+    pub helper_ephemeral_storage_request_overwrite_max_allowed: Option<String>,
+    /// Helper ephemeral storage limit.
+    pub helper_ephemeral_storage_limit: Option<String>,
+    /// Helper ephemeral storage request.
+    pub helper_ephemeral_storage_request: Option<String>,
     /// Pod CPU limit.
     pub pod_cpu_limit: Option<String>,
     /// Pod CPU request.
@@ -291,6 +345,10 @@ pub struct KubernetesConfig {
     pub node_tolerations: Option<toml::Value>,
     /// Affinity.
     pub affinity: Option<toml::Value>,
+    /// Regex of node selectors a job may set.
+    pub node_selector_overwrite_allowed: Option<String>,
+    /// Regex of node tolerations a job may set.
+    pub node_tolerations_overwrite_allowed: Option<String>,
     /// Pod labels.
     pub pod_labels: Option<toml::Value>,
     /// Regex of pod labels a job may set.
@@ -333,6 +391,14 @@ pub struct KubernetesConfig {
     pub helper_image: Option<String>,
     /// Helper image flavour.
     pub helper_image_flavor: Option<String>,
+    /// Pick the helper image's OS and architecture from the node.
+    pub helper_image_autoset_arch_and_os: Option<bool>,
+    /// Mount the service account token in the build pod.
+    pub automount_service_account_token: Option<bool>,
+    /// Container lifecycle hooks.
+    pub container_lifecycle: Option<toml::Value>,
+    /// Retries per Kubernetes API error.
+    pub retry_limits: Option<toml::Value>,
     /// Seconds between pod status polls.
     pub poll_interval: Option<i64>,
     /// Seconds to wait for the pod.

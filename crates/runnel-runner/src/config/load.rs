@@ -249,9 +249,16 @@ mod tests {
 
     use super::{ConfigError, parse};
 
+    /// A config as gitlab-runner 17 writes and documents it: every key the runner issue lists,
+    /// and the zero values `register` writes (`network_mtu = 0`, the Kubernetes
+    /// `*_overwrite_allowed = ""`), with one typo.
     const GITLAB_RUNNER_CONFIG: &str = r#"concurrent = 4
-check_interval = 0
-shutdown_timeout = 0
+check_interval = 3
+log_level = "info"
+log_format = "runner"
+listen_address = "127.0.0.1:9252"
+connection_max_age = "15m0s"
+shutdown_timeout = 30
 
 [session_server]
   session_timeout = 1800
@@ -264,20 +271,82 @@ shutdown_timeout = 0
   token_obtained_at = 2026-01-02T03:04:05Z
   token_expires_at = 0001-01-01T00:00:00Z
   executor = "docker"
+  shell = "bash"
+  builds_dir = "/builds"
+  cache_dir = "/cache"
   limit = 2
+  request_concurrency = 2
+  output_limit = 8192
+  clone_url = "https://gitlab.internal"
   environment = ["A=1"]
+  pre_get_sources_script = "echo pre-get"
+  pre_build_script = "echo pre"
+  post_build_script = "echo post"
+  [runners.custom_build_dir]
   [runners.cache]
     Type = "s3"
     Shared = true
+    MaxUploadedArchiveSize = 0
     [runners.cache.s3]
       ServerAddress = "s3.example.com"
       BucketName = "cache"
+    [runners.cache.gcs]
+    [runners.cache.azure]
   [runners.docker]
+    tls_verify = false
     image = "alpine:3"
+    privileged = false
+    disable_entrypoint_overwrite = false
+    oom_kill_disable = false
+    disable_cache = false
     pull_policy = ["always", "if-not-present"]
     volumes = ["/cache"]
     shm_size = 0
+    network_mtu = 0
     imagee = "typo"
+
+[[runners]]
+  name = "k8s"
+  url = "https://gitlab.example.com/"
+  token = "glrt-k8s"
+  executor = "kubernetes"
+  [runners.kubernetes]
+    host = ""
+    bearer_token_overwrite_allowed = false
+    image = ""
+    namespace = ""
+    namespace_overwrite_allowed = ""
+    namespace_per_job = false
+    node_selector_overwrite_allowed = ""
+    node_tolerations_overwrite_allowed = ""
+    pod_labels_overwrite_allowed = ""
+    service_account_overwrite_allowed = ""
+    helper_memory_limit_overwrite_max_allowed = "1Gi"
+    [runners.kubernetes.init_permissions_container_security_context]
+    [runners.kubernetes.build_container_security_context]
+    [runners.kubernetes.volumes]
+    [runners.kubernetes.dns_config]
+
+[[runners]]
+  name = "ssh"
+  url = "https://gitlab.example.com/"
+  token = "glrt-ssh"
+  executor = "ssh"
+  [runners.ssh]
+    host = "build.example.com"
+    port = "22"
+    user = "ci"
+    identity_file = "/etc/ci/key"
+
+[[runners]]
+  name = "custom"
+  url = "https://gitlab.example.com/"
+  token = "glrt-custom"
+  executor = "custom"
+  [runners.custom]
+    prepare_exec = "/ci/prepare"
+    run_exec = "/ci/run"
+    cleanup_exec = "/ci/cleanup"
 "#;
 
     #[test]
@@ -293,9 +362,42 @@ shutdown_timeout = 0
             .iter()
             .map(ToString::to_string)
             .collect();
+        let typo = GITLAB_RUNNER_CONFIG
+            .lines()
+            .position(|line| line.contains("imagee"))
+            .expect("the fixture has a typo")
+            + 1;
         assert_eq!(
             warnings,
-            ["config.toml:29:5: unknown key `runners.0.docker.imagee` is ignored"]
+            [format!(
+                "config.toml:{typo}:5: unknown key `runners.0.docker.imagee` is ignored"
+            )]
+        );
+        let config = &loaded.config;
+        assert_eq!(config.log_format.as_deref(), Some("runner"));
+        assert_eq!(config.listen_address.as_deref(), Some("127.0.0.1:9252"));
+        assert_eq!(config.shutdown_timeout, Some(30));
+        assert_eq!(runner.request_concurrency, Some(2));
+        assert_eq!(runner.output_limit, Some(8192));
+        assert_eq!(runner.clone_url.as_deref(), Some("https://gitlab.internal"));
+        assert_eq!(runner.post_build_script.as_deref(), Some("echo post"));
+        assert_eq!(runner.docker.as_ref().and_then(|d| d.network_mtu), Some(0));
+        let names: Vec<&str> = config.runners.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["build-1", "k8s", "ssh", "custom"]);
+        assert!(config.runners[1].kubernetes.is_some());
+        assert_eq!(
+            config.runners[2]
+                .ssh
+                .as_ref()
+                .and_then(|s| s.host.as_deref()),
+            Some("build.example.com")
+        );
+        assert_eq!(
+            config.runners[3]
+                .custom
+                .as_ref()
+                .and_then(|c| c.run_exec.as_deref()),
+            Some("/ci/run")
         );
     }
 
