@@ -327,6 +327,78 @@ async fn two_daemons_run_forty_jobs_exactly_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runner_limit_keeps_its_jobs_from_overlapping() {
+    let fake = FakeGitLab::start().await;
+    let lock_dir = tempfile::tempdir().expect("tempdir");
+    let lock = lock_dir.path().join("held");
+    // `mkdir` fails while another job holds the lock: overlapping jobs fail.
+    let take = format!("mkdir '{}'", lock.display());
+    let give = format!("rmdir '{}'", lock.display());
+    let ids: Vec<u64> = (0..3)
+        .map(|_| fake.add_job(JobSpec::script(&[&take, "sleep 1", &give])))
+        .collect();
+    let daemon = start(&fake, "", "  limit = 1").await;
+    for id in &ids {
+        let job = fake.wait_for_final(*id).await;
+        assert_eq!(
+            job.state,
+            FakeJobState::Success,
+            "job {id} overlapped another: {}",
+            fake.trace_text(*id)
+        );
+    }
+    daemon.stop().await;
+    assert_eq!(fake.violations(), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn global_concurrent_caps_jobs_across_runners() {
+    let fake = FakeGitLab::start().await;
+    let lock_dir = tempfile::tempdir().expect("tempdir");
+    let lock = lock_dir.path().join("held");
+    let take = format!("mkdir '{}'", lock.display());
+    let give = format!("rmdir '{}'", lock.display());
+    let ids: Vec<u64> = (0..4)
+        .map(|_| fake.add_job(JobSpec::script(&[&take, "sleep 1", &give])))
+        .collect();
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Two runners that could each take a job at once; `concurrent = 1` allows one job in all.
+    let mut text = String::from("concurrent = 1\ncheck_interval = 1\n");
+    for name in ["first", "second"] {
+        text.push_str(&format!(
+            "[[runners]]\n  name = \"{name}\"\n  url = \"{}\"\n  token = \"{}\"\n  executor = \"shell\"\n  builds_dir = \"{}\"\n",
+            fake.url(),
+            fake.create_runner(),
+            dir.path().join(name).display(),
+        ));
+    }
+    let config_path = dir.path().join("config.toml");
+    std::fs::write(&config_path, text).expect("write config");
+    let (control, rx) = mpsc::channel(4);
+    let options = RunOptions {
+        config_path,
+        listen_address: None,
+    };
+    let handle = tokio::spawn(async move {
+        run_controlled(options, Arc::new(ShellJobExecutor::new()), rx)
+            .await
+            .expect("the daemon runs")
+    });
+    for id in &ids {
+        let job = fake.wait_for_final(*id).await;
+        assert_eq!(
+            job.state,
+            FakeJobState::Success,
+            "job {id} overlapped another: {}",
+            fake.trace_text(*id)
+        );
+    }
+    let _ = control.send(Control::Graceful).await;
+    assert_eq!(handle.await.expect("the daemon task"), Shutdown::Graceful);
+    assert_eq!(fake.violations(), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forceful_shutdown_aborts_running_jobs_and_reports_them_failed() {
     let fake = FakeGitLab::start().await;
     let id = fake.add_job(JobSpec::script(&["echo started", "sleep 60"]));
