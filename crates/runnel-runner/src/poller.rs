@@ -62,22 +62,42 @@ pub(crate) fn version_info(runner: &RunnerConfig, executor: &dyn JobExecutor) ->
     }
 }
 
+/// A Go duration (`90s`, `10m`, `1h30m`, `1.5h`, `500ms`, and Go's own `1h0m0s`), as
+/// gitlab-runner reads `unhealthy_interval` (`time.ParseDuration`); a bare number is seconds.
+/// Malformed or missing values give `default`.
 fn parse_go_duration(value: Option<&str>, default: Duration) -> Duration {
-    let Some(value) = value else { return default };
-    let (number, unit) = value.split_at(
-        value
-            .find(|c: char| c.is_alphabetic())
-            .unwrap_or(value.len()),
-    );
-    let Ok(number) = number.trim().parse::<u64>() else {
+    let Some(text) = value.map(str::trim).filter(|t| !t.is_empty()) else {
         return default;
     };
-    match unit {
-        "s" | "" => Duration::from_secs(number),
-        "m" => Duration::from_secs(number * 60),
-        "h" => Duration::from_secs(number * 3600),
-        _ => default,
+    if let Ok(secs) = text.parse::<u64>() {
+        return Duration::from_secs(secs);
     }
+    let mut total = 0f64;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let number_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let Ok(number) = rest[..number_len].parse::<f64>() else {
+            return default;
+        };
+        rest = &rest[number_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return default,
+        };
+        rest = &rest[unit_len..];
+        total += number * scale;
+    }
+    Duration::try_from_secs_f64(total).unwrap_or(default)
 }
 
 /// Polls until `stop`. Not cancel-safe in the middle of a job request (see
@@ -246,7 +266,25 @@ mod tests {
             parse_go_duration(Some("2h"), default),
             Duration::from_secs(7200)
         );
+        // Go's `time.Duration.String`, as gitlab-runner writes durations back.
+        assert_eq!(
+            parse_go_duration(Some("1h0m0s"), default),
+            Duration::from_secs(3600)
+        );
+        assert_eq!(
+            parse_go_duration(Some("1h30m"), default),
+            Duration::from_secs(5400)
+        );
+        assert_eq!(
+            parse_go_duration(Some("1.5m"), default),
+            Duration::from_secs(90)
+        );
+        assert_eq!(
+            parse_go_duration(Some("1500ms"), default),
+            Duration::from_millis(1500)
+        );
         assert_eq!(parse_go_duration(Some("bogus"), default), default);
+        assert_eq!(parse_go_duration(Some("5x"), default), default);
         assert_eq!(parse_go_duration(None, default), default);
     }
 }
