@@ -453,6 +453,67 @@ async fn run_picks_up_jobs_serves_metrics_and_stops_gracefully_on_sigquit() {
     assert_eq!(fake.violations(), Vec::<String>::new());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_edit_and_sigquit_leave_the_running_job_alone() {
+    let fake = FakeGitLab::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, "concurrent = 2\ncheck_interval = 3\n").expect("write");
+    register_shell(&fake, &config, "daemon").await;
+    let running = fake.add_job(JobSpec::script(&[
+        "echo started",
+        "sleep 3",
+        "echo finished",
+    ]));
+    let log = dir.path().join("run.log");
+    let mut child = runnel()
+        .args(["run", "-c"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .expect("runnel run starts");
+    fake.wait_for_trace(running, "started").await;
+    // An invalid edit, written as editors do (a new file renamed over the old one).
+    let good = read(&config);
+    let temp = dir.path().join("config.toml.new");
+    std::fs::write(
+        &temp,
+        good.replacen("concurrent = 2", "concurrent = \"x", 1),
+    )
+    .expect("write");
+    std::fs::rename(&temp, &config).expect("rename");
+    let position = format!("{}:1:", config.display());
+    while !read(&log).contains(&position) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        read(&log).contains("keeping the last good one"),
+        "{}",
+        read(&log)
+    );
+    // gitlab-runner's SIGQUIT: no new jobs, the running one ends normally.
+    signal(&child, "QUIT");
+    while !read(&log).contains("graceful shutdown") {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Queued once polling stopped (a poll every 3 s leaves no request in flight here).
+    let late = fake.add_job(JobSpec::script(&["echo too late"]));
+    let job = fake.wait_for_final(running).await;
+    assert_eq!(
+        job.state,
+        FakeJobState::Success,
+        "{}",
+        fake.trace_text(running)
+    );
+    assert_eq!(job.assignments, 1);
+    assert!(fake.trace_text(running).contains("finished"));
+    let status = child.wait().await.expect("exits");
+    assert!(status.success(), "{}", read(&log));
+    assert_eq!(fake.job(late).expect("job").state, FakeJobState::Pending);
+    assert_eq!(fake.violations(), Vec::<String>::new());
+}
+
 fn processes_with(marker: &str) -> Vec<PathBuf> {
     std::fs::read_dir("/proc")
         .into_iter()
