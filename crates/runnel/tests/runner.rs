@@ -213,6 +213,8 @@ async fn an_authentication_token_answered_as_the_registration_token_is_verified(
         ],
     );
     assert!(!stdout.contains("Enter tags"), "{stdout}");
+    // gitlab-runner prints a default as `[value]: ` with the answer on the same line.
+    assert!(stdout.contains("]: Enter an executor:"), "{stdout}");
     let text = read(&config);
     assert!(text.contains(&format!("token = \"{token}\"")), "{text}");
     assert!(text.contains("name = \"build-box\""), "{text}");

@@ -176,7 +176,8 @@ impl Prompter {
         }
         loop {
             match &given {
-                Some(value) if !value.is_empty() => println!("{question}\n[{value}]: "),
+                // gitlab-runner `askOnce`: the default stays on the answer's line.
+                Some(value) if !value.is_empty() => print!("{question}\n[{value}]: "),
                 _ => println!("{question}"),
             }
             std::io::stdout().flush()?;
