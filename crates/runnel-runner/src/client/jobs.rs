@@ -231,3 +231,96 @@ impl Coordinator {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use axum::http::{HeaderMap, StatusCode as AxumStatus};
+    use runnel_api::{RunnerToken, VersionInfo};
+
+    use super::JobRequestOutcome;
+    use crate::client::{Coordinator, http_client};
+
+    /// A job endpoint that answers each request with the next status of `answers` and
+    /// `X-GitLab-Last-Update: v<n>`, and records each request body.
+    async fn coordinator(answers: Vec<u16>) -> (Coordinator, Arc<Mutex<Vec<serde_json::Value>>>) {
+        let bodies = Arc::new(Mutex::new(Vec::new()));
+        let seen = bodies.clone();
+        let answers = Arc::new(Mutex::new(answers.into_iter()));
+        let app = axum::Router::new().route(
+            "/api/v4/jobs/request",
+            axum::routing::post(move |body: axum::body::Bytes| {
+                let seen = seen.clone();
+                let answers = answers.clone();
+                async move {
+                    let mut bodies = seen.lock().expect("bodies");
+                    bodies.push(serde_json::from_slice(&body).unwrap_or_default());
+                    let status = answers.lock().expect("answers").next().unwrap_or(204);
+                    let mut headers = HeaderMap::new();
+                    let version = format!("v{}", bodies.len());
+                    headers.insert(
+                        "X-GitLab-Last-Update",
+                        version.parse().expect("header value"),
+                    );
+                    (AxumStatus::from_u16(status).expect("status"), headers, "{}")
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address = listener.local_addr().expect("address");
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        let coordinator = Coordinator::new(
+            http_client().expect("client"),
+            &format!("http://{address}/"),
+            RunnerToken::new(String::from("glrt-test")),
+            String::from("s_0123456789ab"),
+        )
+        .expect("coordinator");
+        (coordinator, bodies)
+    }
+
+    #[tokio::test]
+    async fn job_request_answers_map_as_gitlab_runner_reads_them() {
+        let (coordinator, bodies) = coordinator(vec![204, 409, 403, 422]).await;
+        let mut outcomes = Vec::new();
+        for _ in 0..4 {
+            outcomes.push(
+                coordinator
+                    .request_job(VersionInfo::default())
+                    .await
+                    .expect("an answer"),
+            );
+        }
+        assert!(
+            matches!(
+                outcomes.as_slice(),
+                [
+                    JobRequestOutcome::NoJob,
+                    JobRequestOutcome::NoJob,
+                    JobRequestOutcome::Forbidden,
+                    JobRequestOutcome::Orphaned,
+                ]
+            ),
+            "{outcomes:?}"
+        );
+        let bodies = bodies.lock().expect("bodies");
+        let last_updates: Vec<Option<&str>> = bodies
+            .iter()
+            .map(|body| body.get("last_update").and_then(serde_json::Value::as_str))
+            .collect();
+        // Each request re-sends the X-GitLab-Last-Update of the answer before it.
+        assert_eq!(last_updates, [None, Some("v1"), Some("v2"), Some("v3")]);
+        assert!(
+            bodies
+                .iter()
+                .all(|body| body.get("token").and_then(serde_json::Value::as_str)
+                    == Some("glrt-test")),
+            "{bodies:?}"
+        );
+    }
+}
