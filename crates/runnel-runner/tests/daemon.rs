@@ -273,6 +273,33 @@ async fn artifacts_are_uploaded_following_a_redirect_and_downloaded_by_dependent
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn artifact_upload_query_carries_type_format_and_expire_in() {
+    let fake = FakeGitLab::start().await;
+    let mut build = JobSpec::script(&["mkdir -p dist", "echo built > dist/out.txt"]);
+    build.artifact_paths = vec!["dist/".into()];
+    let id = fake.add_job(build);
+    let daemon = start(&fake, "", "").await;
+    let job = fake.wait_for_final(id).await;
+    assert_eq!(job.state, FakeJobState::Success, "{}", fake.trace_text(id));
+    let (query, _, _) = job.artifacts.first().cloned().expect("an upload");
+    // The payload's `expire_in: 1 week` goes in the query string, as gitlab-runner sends it.
+    let pairs: Vec<(&str, &str)> = query
+        .iter()
+        .map(|(key, value)| (key.as_str(), value.as_str()))
+        .collect();
+    assert_eq!(
+        pairs,
+        [
+            ("artifact_format", "zip"),
+            ("artifact_type", "archive"),
+            ("expire_in", "1 week")
+        ]
+    );
+    daemon.stop().await;
+    assert_eq!(fake.violations(), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn coordinator_outage_of_30_seconds_loses_no_trace_and_delivers_the_status() {
     let fake = FakeGitLab::start().await;
     let id = fake.add_job(JobSpec::script(&[
