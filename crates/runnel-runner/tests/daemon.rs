@@ -166,6 +166,7 @@ async fn masked_variables_never_reach_the_coordinator() {
         "the job token leaked: {trace}"
     );
     daemon.stop().await;
+    assert_eq!(fake.violations(), Vec::<String>::new());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -204,7 +205,13 @@ async fn job_timeout_fails_the_job_with_job_execution_timeout() {
         fake.final_field(id, "failure_reason"),
         "job_execution_timeout"
     );
+    let trace = fake.trace_text(id);
+    assert!(
+        trace.contains("ERROR: Job failed: execution took longer than"),
+        "{trace}"
+    );
     daemon.stop().await;
+    assert_eq!(fake.violations(), Vec::<String>::new());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
