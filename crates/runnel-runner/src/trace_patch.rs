@@ -6,7 +6,14 @@
 //! `runnel-exec`), keeps an IEEE CRC-32 and the byte count for the final update, and the
 //! patcher sends `bytes[sent..]` in PATCHes of at most 1 MiB with `Content-Range:
 //! <start>-<inclusive end>`. A 416 moves `sent` to the server's size from its `Range` header.
+//!
+//! The bytes live in an unnamed temporary file, as gitlab-runner keeps its trace in a temporary
+//! file: a 416 may ask for any earlier offset, so every byte is kept, and with a raised
+//! `output_limit` a trace can be hundreds of MiB that must not sit in the daemon's memory. Only
+//! if no temporary file can be created or written does the buffer keep the bytes in memory.
 
+use std::io::{Read as _, Seek as _, Write as _};
+use std::os::unix::fs::FileExt as _;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -24,9 +31,73 @@ pub const DEFAULT_UPDATE_INTERVAL: Duration = Duration::from_secs(3);
 /// The bytes of one job's trace and how many of them the coordinator has.
 #[derive(Debug, Default)]
 struct BufferState {
-    bytes: Vec<u8>,
+    store: Store,
+    len: usize,
     crc: crc32fast::Hasher,
     sent: usize,
+}
+
+/// Where the trace bytes are.
+#[derive(Debug)]
+enum Store {
+    /// An unnamed temporary file (removed by the system when closed).
+    File(std::fs::File),
+    /// Memory, when no temporary file could be used.
+    Memory(Vec<u8>),
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        match tempfile::tempfile() {
+            Ok(file) => Self::File(file),
+            Err(err) => {
+                tracing::warn!("keeping the job trace in memory: no temporary file: {err}");
+                Self::Memory(Vec::new())
+            }
+        }
+    }
+}
+
+impl BufferState {
+    fn append(&mut self, chunk: &[u8]) {
+        if let Store::File(file) = &mut self.store
+            && let Err(err) = file.write_all(chunk)
+        {
+            tracing::warn!(
+                "keeping the job trace in memory: writing its temporary file failed: {err}"
+            );
+            let mut bytes = Vec::with_capacity(self.len + chunk.len());
+            // A short write may have left part of `chunk` in the file: keep only `len` bytes.
+            let read = file
+                .rewind()
+                .and_then(|()| file.take(self.len as u64).read_to_end(&mut bytes));
+            if let Err(err) = read {
+                tracing::error!("the job trace lost its first {} bytes: {err}", self.len);
+                bytes = vec![0; self.len];
+            }
+            self.store = Store::Memory(bytes);
+        }
+        match &mut self.store {
+            Store::File(_) => {}
+            Store::Memory(bytes) => bytes.extend_from_slice(chunk),
+        }
+        self.len += chunk.len();
+    }
+
+    /// Bytes `start..end`, which are within `len`.
+    fn read(&self, start: usize, end: usize) -> Vec<u8> {
+        match &self.store {
+            Store::Memory(bytes) => bytes[start..end].to_vec(),
+            Store::File(file) => {
+                let mut chunk = vec![0; end - start];
+                if let Err(err) = file.read_exact_at(&mut chunk, start as u64) {
+                    // The file was written up to `len`; only a failing disk gets here.
+                    tracing::error!("reading the job trace's temporary file failed: {err}");
+                }
+                chunk
+            }
+        }
+    }
 }
 
 /// A job's trace buffer, shared by the executor (writer) and the patcher (reader).
@@ -55,7 +126,7 @@ impl TraceBuffer {
             return;
         }
         let mut state = self.lock();
-        state.bytes.extend_from_slice(chunk);
+        state.append(chunk);
         state.crc.update(chunk);
         drop(state);
         self.written.notify_one();
@@ -63,12 +134,13 @@ impl TraceBuffer {
 
     /// All bytes so far.
     pub fn contents(&self) -> Vec<u8> {
-        self.lock().bytes.clone()
+        let state = self.lock();
+        state.read(0, state.len)
     }
 
     /// The number of bytes so far.
     pub fn len(&self) -> usize {
-        self.lock().bytes.len()
+        self.lock().len
     }
 
     /// Whether nothing was written.
@@ -88,19 +160,16 @@ impl TraceBuffer {
 
     fn pending(&self) -> Option<(usize, bytes::Bytes)> {
         let state = self.lock();
-        if state.sent >= state.bytes.len() {
+        if state.sent >= state.len {
             return None;
         }
-        let end = state.bytes.len().min(state.sent + PATCH_LIMIT);
-        Some((
-            state.sent,
-            bytes::Bytes::copy_from_slice(&state.bytes[state.sent..end]),
-        ))
+        let end = state.len.min(state.sent + PATCH_LIMIT);
+        Some((state.sent, bytes::Bytes::from(state.read(state.sent, end))))
     }
 
     fn set_sent(&self, sent: usize) {
         let mut state = self.lock();
-        state.sent = sent.min(state.bytes.len());
+        state.sent = sent.min(state.len);
     }
 
     /// Waits until something is written.
@@ -257,6 +326,38 @@ mod tests {
         // crc32("hello world") = 0x0d4a1185 (IEEE).
         assert_eq!(buffer.checksum(), "crc32:0d4a1185");
         assert_eq!(buffer.len(), 11);
+    }
+
+    #[test]
+    fn the_trace_is_kept_in_a_file_not_in_memory_and_reads_back_from_any_offset() {
+        let buffer = TraceBuffer::new();
+        assert!(matches!(buffer.lock().store, super::Store::File(_)));
+        let data: Vec<u8> = (0..3 * super::PATCH_LIMIT)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        for chunk in data.chunks(7919) {
+            buffer.write(chunk);
+        }
+        assert_eq!(buffer.contents(), data);
+        // A 416 can move `sent` back to any offset the server has.
+        buffer.set_sent(12345);
+        let (start, chunk) = buffer.pending().expect("pending bytes");
+        assert_eq!(start, 12345);
+        assert_eq!(&chunk[..], &data[12345..12345 + super::PATCH_LIMIT]);
+    }
+
+    #[test]
+    fn the_memory_store_behaves_like_the_file() {
+        let buffer = TraceBuffer::new();
+        buffer.lock().store = super::Store::Memory(Vec::new());
+        buffer.write(b"hello ");
+        buffer.write(b"world");
+        assert_eq!(buffer.contents(), b"hello world");
+        buffer.set_sent(6);
+        assert_eq!(
+            buffer.pending().map(|(s, c)| (s, c.to_vec())),
+            Some((6, b"world".to_vec()))
+        );
     }
 
     #[test]
