@@ -66,6 +66,7 @@ pub async fn run_job_with(
     let mut trace = Trace::new(job.payload.id, events, masker, sections, ctx.output_limit);
     trace.set_timestamps(BuildSettings::from_variables(&job.variables).timestamps);
     trace.set_sink(ctx.trace_sink.clone());
+    trace.keep_bytes(ctx.trace_log.is_some() || ctx.trace_sink.is_none());
     trace.println(&format!("Running with runnel {RUNNER_VERSION}"));
     trace.println(&format!(
         "  on {} {}",
@@ -108,8 +109,8 @@ pub async fn run_job_with(
     }
     outcome.duration = started.elapsed();
     let events_trace = trace.events_handle();
-    let bytes = trace.into_bytes();
-    outcome.trace_bytes = bytes.len() as u64;
+    let (bytes, trace_len) = trace.finish();
+    outcome.trace_bytes = trace_len as u64;
     let logged = ctx
         .trace_log
         .as_deref()

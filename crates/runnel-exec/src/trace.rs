@@ -49,6 +49,11 @@ pub struct Trace {
     sections: bool,
     limit: usize,
     truncated: bool,
+    /// Bytes appended so far (the output limit counts them).
+    len: usize,
+    /// Whether `bytes` keeps them: not when a sink streams them elsewhere and no log file
+    /// wants them, so a daemon job's trace does not also sit in memory.
+    keep: bool,
     bytes: Vec<u8>,
     line: Vec<u8>,
     masked: Vec<u8>,
@@ -76,6 +81,8 @@ impl Trace {
             sections,
             limit,
             truncated: false,
+            len: 0,
+            keep: true,
             bytes: Vec::new(),
             line: Vec::new(),
             masked: Vec::new(),
@@ -190,15 +197,32 @@ impl Trace {
         }
     }
 
-    /// The trace so far, as GitLab would receive it.
+    /// The trace so far, as GitLab would receive it (empty when not kept, see
+    /// [`Trace::keep_bytes`]).
     pub fn bytes(&self) -> &[u8] {
         &self.bytes
     }
 
-    pub(crate) fn into_bytes(mut self) -> Vec<u8> {
+    /// The number of trace bytes so far, kept or not.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether nothing was appended.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Whether to keep the bytes in memory for [`Trace::bytes`] (the default).
+    pub(crate) fn keep_bytes(&mut self, keep: bool) {
+        self.keep = keep;
+    }
+
+    /// Ends the trace: the kept bytes and the number of bytes appended in all.
+    pub(crate) fn finish(mut self) -> (Vec<u8>, usize) {
         self.flush();
         self.end_line();
-        std::mem::take(&mut self.bytes)
+        (std::mem::take(&mut self.bytes), self.len)
     }
 
     pub(crate) fn success_line(&mut self) {
@@ -245,7 +269,10 @@ impl Trace {
     }
 
     fn push_raw(&mut self, bytes: &[u8]) {
-        self.bytes.extend_from_slice(bytes);
+        self.len += bytes.len();
+        if self.keep {
+            self.bytes.extend_from_slice(bytes);
+        }
         if let Some(sink) = &self.sink {
             (sink.0)(bytes);
         }
@@ -261,7 +288,7 @@ impl Trace {
         if masked.is_empty() || self.truncated {
             return;
         }
-        let room = self.limit.saturating_sub(self.bytes.len());
+        let room = self.limit.saturating_sub(self.len);
         let kept = if masked.len() > room {
             utf8_floor(masked, room)
         } else {
@@ -271,7 +298,13 @@ impl Trace {
         if let Some(&last) = kept.last() {
             self.mid_line = last != b'\n';
         }
-        for &byte in kept {
+        // Nobody listens for lines (the daemon streams bytes): do not gather them.
+        let lines = if self.events.is_closed() {
+            &[][..]
+        } else {
+            kept
+        };
+        for &byte in lines {
             if byte == b'\n' {
                 let line = String::from_utf8_lossy(&self.line).into_owned();
                 self.line.clear();
@@ -330,12 +363,37 @@ mod tests {
     use crate::mask::Masker;
 
     #[test]
+    fn a_streamed_trace_with_no_listener_keeps_neither_bytes_nor_lines_but_counts_and_limits() {
+        let (tx, rx) = mpsc::unbounded_channel();
+        drop(rx);
+        let streamed = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = streamed.clone();
+        let mut trace = Trace::new(JobId(4), tx, Masker::default(), true, 1000);
+        trace.set_sink(Some(super::TraceSink(std::sync::Arc::new(
+            move |b: &[u8]| {
+                sink.lock().expect("sink").extend_from_slice(b);
+            },
+        ))));
+        trace.keep_bytes(false);
+        trace.write(&[b'a'; 600]);
+        trace.write(&[b'b'; 600]);
+        assert!(trace.bytes().is_empty());
+        assert!(trace.line.is_empty(), "no listener, no line gathered");
+        let (kept, len) = trace.finish();
+        let streamed = streamed.lock().expect("sink").clone();
+        assert!(kept.is_empty());
+        assert_eq!(len, streamed.len());
+        assert_eq!(streamed[600..1000], [b'b'; 400]);
+        assert!(String::from_utf8_lossy(&streamed).contains("exceeded limit of 1000 bytes"));
+    }
+
+    #[test]
     fn output_limit_truncates_with_notice_on_a_char_boundary() {
         let (tx, mut rx) = mpsc::unbounded_channel();
         let mut trace = Trace::new(JobId(1), tx, Masker::default(), true, 4);
         trace.write("abcé€".as_bytes());
         trace.write(b"XYZ");
-        let text = String::from_utf8(trace.into_bytes()).expect("utf-8");
+        let text = String::from_utf8(trace.finish().0).expect("utf-8");
         assert!(text.starts_with("abc\n"), "{text:?}");
         assert!(text.contains("Job's log exceeded limit of 4 bytes."));
         assert!(!text.contains("XYZ"));
@@ -358,7 +416,7 @@ mod tests {
         trace.section_start("step_script", "Executing");
         trace.write(b"out\npart");
         trace.section_end();
-        let text = String::from_utf8(trace.into_bytes()).expect("utf-8");
+        let text = String::from_utf8(trace.finish().0).expect("utf-8");
         let time = regex::Regex::new(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z ").expect("regex");
         let lines: Vec<String> = text
             .lines()
@@ -387,7 +445,7 @@ mod tests {
         trace.section_start("step_script", "Executing");
         trace.write(b"hi");
         trace.section_end();
-        let text = String::from_utf8(trace.into_bytes()).expect("utf-8");
+        let text = String::from_utf8(trace.finish().0).expect("utf-8");
         assert!(text.starts_with("\x1b[0Ksection_start:"), "{text:?}");
         assert!(text.contains(":step_script\r\x1b[0K\x1b[0K\x1b[36;1mExecuting\x1b[0;m\nhi\n"));
         assert!(text.contains("section_end:"));
