@@ -8,18 +8,25 @@
 //! `app/services/ci/append_build_trace_service.rb`, `app/services/ci/update_build_state_service.rb`.
 
 use std::collections::{BTreeMap, HashMap};
+use std::io::Read;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::extract::{Path, Query, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, patch, post, put};
+use axum::routing::{any, delete, patch, post, put};
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 
+use super::git_http;
 use super::proxy::Proxy;
+
+/// The path of the project repository the fake serves (the project is `acme/app`).
+const REPO_PATH: &str = "/acme/app.git";
 
 /// A job's state in the fake.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +79,44 @@ pub struct FakeJob {
     /// Uploaded artifacts: (query string pairs, file name, bytes).
     pub artifacts: Vec<(BTreeMap<String, String>, String, Vec<u8>)>,
     token: String,
+    git_token_rejected: bool,
+}
+
+impl FakeJob {
+    /// The decompressed content of the uploaded artifact of `artifact_type` (a `gzip` report:
+    /// its members concatenated); `None` without such an upload or when it is not gzip.
+    pub fn report_text(&self, artifact_type: &str) -> Option<String> {
+        let (_, _, data) = self
+            .artifacts
+            .iter()
+            .find(|(q, _, _)| q.get("artifact_type").map(String::as_str) == Some(artifact_type))?;
+        let mut text = String::new();
+        flate2::read::MultiGzDecoder::new(data.as_slice())
+            .read_to_string(&mut text)
+            .ok()?;
+        Some(text)
+    }
+}
+
+/// One request for the served git repository.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GitRequest {
+    /// The path below the repository (`info/refs`, `git-upload-pack`).
+    pub path: String,
+    /// The job whose token the basic auth credentials carried; `None` without credentials or
+    /// with a token of no job.
+    pub job: Option<u64>,
+    /// Whether the credentials were accepted (else the answer was 401).
+    pub authorized: bool,
+}
+
+/// Job requests of one runner token as the fake saw them.
+#[derive(Debug, Default)]
+struct RequestLoad {
+    in_flight: usize,
+    peak: usize,
+    /// When each request answered "no job" (204) arrived.
+    empty_arrivals: Vec<Instant>,
 }
 
 #[derive(Debug, Default)]
@@ -90,6 +135,11 @@ struct Inner {
     /// Per runner token: (job requests, requests carrying `last_update`).
     last_updates: HashMap<String, (usize, usize)>,
     rotated_tokens: Vec<(String, String)>,
+    git_repo: Option<PathBuf>,
+    git_requests: Vec<GitRequest>,
+    /// How long a job request without a job is held open (Workhorse long polling).
+    long_poll: Duration,
+    load: HashMap<String, RequestLoad>,
 }
 
 /// The shared state of the fake.
@@ -204,6 +254,46 @@ impl FakeGitLab {
         }
     }
 
+    /// Serves the git repository at `repo` (a work tree or a bare repository) as the project's
+    /// repository, `<url>acme/app.git`, over smart HTTP; clients authenticate with
+    /// `gitlab-ci-token:<job token>` of a running job.
+    pub fn serve_git(&self, repo: impl Into<PathBuf>) {
+        self.shared.lock().git_repo = Some(repo.into());
+    }
+
+    /// Every request for the served repository, in order.
+    pub fn git_requests(&self) -> Vec<GitRequest> {
+        self.shared.lock().git_requests.clone()
+    }
+
+    /// Holds a job request that finds no job open for up to `hold`, answering as soon as a job
+    /// is queued, as Workhorse's long polling does (`apiCiLongPollingDuration`).
+    pub fn hold_job_requests(&self, hold: Duration) {
+        self.shared.lock().long_poll = hold;
+    }
+
+    /// The most job requests of runner `token` the fake had open at once.
+    pub fn peak_job_requests(&self, token: &str) -> usize {
+        self.shared
+            .lock()
+            .load
+            .get(token)
+            .map_or(0, |load| load.peak)
+    }
+
+    /// The gaps between the arrivals of successive job requests of runner `token` that found
+    /// no job.
+    pub fn empty_request_gaps(&self, token: &str) -> Vec<Duration> {
+        let inner = self.shared.lock();
+        let Some(load) = inner.load.get(token) else {
+            return Vec::new();
+        };
+        load.empty_arrivals
+            .windows(2)
+            .map(|pair| pair[1].duration_since(pair[0]))
+            .collect()
+    }
+
     /// (old, new) token pairs of `reset_authentication_token` calls.
     pub fn rotated_tokens(&self) -> Vec<(String, String)> {
         self.shared.lock().rotated_tokens.clone()
@@ -215,7 +305,7 @@ impl FakeGitLab {
         inner.next_id += 1;
         let id = inner.next_id;
         let token = format!("glcbt-64_job{id}secret");
-        let payload = spec.payload(id, &token);
+        let payload = spec.payload(id, &token, &self.proxy.address().to_string());
         inner.jobs.insert(
             id,
             FakeJob {
@@ -226,6 +316,7 @@ impl FakeGitLab {
                 final_update: None,
                 artifacts: Vec::new(),
                 token,
+                git_token_rejected: spec.git.as_ref().is_some_and(|git| git.reject_token),
             },
         );
         inner.queue_version += 1;
@@ -334,6 +425,55 @@ pub struct JobSpec {
     pub dependencies: Vec<u64>,
     /// `image:name`, with its `pull_policy` list (empty: none given).
     pub image: Option<(String, Vec<String>)>,
+    /// Sources from the fake's repository (see [`FakeGitLab::serve_git`]); `None`:
+    /// `GIT_STRATEGY=none`.
+    pub git: Option<GitSource>,
+    /// `artifacts:reports`: (report type, paths), each sent as GitLab does, `gzip` format.
+    pub reports: Vec<(String, Vec<String>)>,
+}
+
+/// The job's `git_info` and `GIT_STRATEGY`.
+#[derive(Debug, Clone)]
+pub struct GitSource {
+    /// `GIT_STRATEGY`: `clone` or `fetch`.
+    pub strategy: String,
+    /// The commit to check out.
+    pub sha: String,
+    /// `before_sha` (all zeros for a new branch).
+    pub before_sha: String,
+    /// The branch.
+    pub ref_name: String,
+    /// `depth` (0: full history).
+    pub depth: u32,
+    /// `refspecs` to fetch.
+    pub refspecs: Vec<String>,
+    /// Whether the fake refuses this job's token for git (a 401).
+    pub reject_token: bool,
+}
+
+impl GitSource {
+    /// `strategy` at commit `sha` of branch `main`, fetched with depth 20 as GitLab's default
+    /// project setting (`ci_default_git_depth`) gives.
+    pub fn new(strategy: &str, sha: &str) -> Self {
+        Self {
+            strategy: strategy.to_owned(),
+            sha: sha.to_owned(),
+            before_sha: "0".repeat(40),
+            ref_name: "main".into(),
+            depth: 20,
+            refspecs: vec!["+refs/heads/main:refs/remotes/origin/main".into()],
+            reject_token: false,
+        }
+    }
+}
+
+/// GitLab's default name of a report artifact (`Ci::JobArtifact::DEFAULT_FILE_NAMES`).
+fn report_name(artifact_type: &str) -> String {
+    match artifact_type {
+        "junit" => "junit.xml.gz".into(),
+        "dotenv" => ".env.gz".into(),
+        other => format!("gl-{other}-report.json"),
+    }
 }
 
 impl JobSpec {
@@ -345,12 +485,16 @@ impl JobSpec {
         }
     }
 
-    fn payload(&self, id: u64, token: &str) -> Value {
+    fn payload(&self, id: u64, token: &str, address: &str) -> Value {
+        let strategy = self
+            .git
+            .as_ref()
+            .map_or("none", |git| git.strategy.as_str());
         let mut variables = vec![
             json!({"key": "CI_JOB_ID", "value": id.to_string(), "public": true, "masked": false}),
             json!({"key": "CI_JOB_TOKEN", "value": token, "public": false, "masked": true}),
             json!({"key": "CI_PROJECT_PATH", "value": "acme/app", "public": true, "masked": false}),
-            json!({"key": "GIT_STRATEGY", "value": "none", "public": true, "masked": false}),
+            json!({"key": "GIT_STRATEGY", "value": strategy, "public": true, "masked": false}),
         ];
         for (key, value, masked) in &self.variables {
             variables
@@ -363,12 +507,25 @@ impl JobSpec {
         if !self.after_script.is_empty() {
             steps.push(json!({"name": "after_script", "script": self.after_script, "timeout": timeout, "when": "always", "allow_failure": true}));
         }
-        let artifacts: Vec<Value> = if self.artifact_paths.is_empty() {
+        let mut artifacts: Vec<Value> = if self.artifact_paths.is_empty() {
             Vec::new()
         } else {
             vec![
                 json!({"name": "build", "untracked": false, "paths": self.artifact_paths, "when": "on_success", "expire_in": "1 week", "artifact_type": "archive", "artifact_format": "zip"}),
             ]
+        };
+        // GitLab: app/presenters/ci/build_runner_presenter.rb `create_reports` — one entry per
+        // report, `when: always`, with the type's default name and format.
+        for (artifact_type, paths) in &self.reports {
+            artifacts.push(json!({"name": report_name(artifact_type), "untracked": false, "paths": paths, "when": "always", "expire_in": "1 week", "artifact_type": artifact_type, "artifact_format": "gzip"}));
+        }
+        let git_info = match &self.git {
+            Some(git) => {
+                json!({"repo_url": format!("http://gitlab-ci-token:{token}@{address}{REPO_PATH}"), "ref": git.ref_name, "sha": git.sha, "before_sha": git.before_sha, "ref_type": "branch", "refspecs": git.refspecs, "depth": git.depth, "repo_object_format": "sha1", "protected": false})
+            }
+            None => {
+                json!({"repo_url": format!("http://gitlab-ci-token:{token}@{address}{REPO_PATH}"), "ref": "main", "sha": "0123456789abcdef0123456789abcdef01234567", "before_sha": "0000000000000000000000000000000000000000", "ref_type": "branch", "refspecs": ["+refs/heads/main:refs/remotes/origin/main"], "depth": 20, "repo_object_format": "sha1", "protected": false})
+            }
         };
         let dependencies: Vec<Value> = self
             .dependencies
@@ -380,7 +537,7 @@ impl JobSpec {
             "token": token,
             "allow_git_fetch": false,
             "job_info": {"id": id, "name": format!("job{id}"), "stage": "test", "pipeline_id": 1, "project_id": 7, "project_name": "app", "project_full_path": "acme/app", "namespace_id": 1, "root_namespace_id": 1, "organization_id": 1, "instance_id": "", "instance_uuid": "", "user_id": 1, "time_in_queue_seconds": 0.5, "project_jobs_running_on_instance_runners_count": "+Inf", "queue_size": 0, "queue_depth": 0},
-            "git_info": {"repo_url": format!("http://gitlab-ci-token:{token}@127.0.0.1/acme/app.git"), "ref": "main", "sha": "0123456789abcdef0123456789abcdef01234567", "before_sha": "0000000000000000000000000000000000000000", "ref_type": "branch", "refspecs": ["+refs/heads/main:refs/remotes/origin/main"], "depth": 20, "repo_object_format": "sha1", "protected": false},
+            "git_info": git_info,
             "runner_info": {"uuid": "", "timeout": timeout},
             "variables": variables,
             "steps": steps,
@@ -411,6 +568,7 @@ fn router(shared: Shared) -> Router {
             "/api/v4/jobs/{id}/artifacts",
             post(upload_artifacts).get(download_artifacts),
         )
+        .route(&format!("{REPO_PATH}/{{*rest}}"), any(serve_git))
         .fallback(|| async {
             (
                 StatusCode::NOT_FOUND,
@@ -626,49 +784,143 @@ async fn reset_token(State(shared): State<Shared>, headers: HeaderMap, body: Byt
         .into_response()
 }
 
+/// Counts an open job request of a runner while alive.
+struct InFlight {
+    shared: Shared,
+    token: String,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Some(load) = self.shared.lock().load.get_mut(&self.token) {
+            load.in_flight = load.in_flight.saturating_sub(1);
+        }
+    }
+}
+
 async fn request_job(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
-    let mut inner = shared.lock();
-    check_common(&mut inner, "POST /api/v4/jobs/request", &headers);
-    let Some(body) = parse_json(&mut inner, "job request", &headers, &body) else {
-        return StatusCode::BAD_REQUEST.into_response();
+    let arrived = Instant::now();
+    let (token, hold, _in_flight) = {
+        let mut inner = shared.lock();
+        check_common(&mut inner, "POST /api/v4/jobs/request", &headers);
+        let Some(body) = parse_json(&mut inner, "job request", &headers, &body) else {
+            return StatusCode::BAD_REQUEST.into_response();
+        };
+        let token = body_token(&body);
+        if !inner.runners.contains_key(&token) {
+            return forbidden();
+        }
+        check_system_id(&mut inner, "job request", &body);
+        let features = body.pointer("/info/features");
+        if features
+            .and_then(Value::as_object)
+            .is_none_or(|f| f.len() < 30)
+        {
+            violation(
+                &mut inner,
+                "job request: info.features must list every feature".into(),
+            );
+        }
+        // GitLab: lib/api/ci/runner.rb — a runner re-sends the `X-GitLab-Last-Update` it saw;
+        // checked over all requests of a token in `violations`.
+        let carried = usize::from(body.get("last_update").and_then(Value::as_str).is_some());
+        let counts = inner.last_updates.entry(token.clone()).or_default();
+        counts.0 += 1;
+        counts.1 += carried;
+        let load = inner.load.entry(token.clone()).or_default();
+        load.in_flight += 1;
+        load.peak = load.peak.max(load.in_flight);
+        let in_flight = InFlight {
+            shared: shared.clone(),
+            token: token.clone(),
+        };
+        (token, inner.long_poll, in_flight)
     };
-    let token = body_token(&body);
-    if !inner.runners.contains_key(&token) {
-        return forbidden();
+    // Workhorse holds a request that finds no job open until one is queued or the long
+    // polling duration ends (gitlab-workhorse `internal/builds/register.go`).
+    let deadline = arrived + hold;
+    loop {
+        let changed = shared.changed.notified();
+        {
+            let mut inner = shared.lock();
+            let version = inner.queue_version.to_string();
+            let last_update_header = [("X-GitLab-Last-Update", version)];
+            let next = inner
+                .jobs
+                .iter_mut()
+                .find(|(_, job)| job.state == FakeJobState::Pending);
+            if let Some((_, job)) = next {
+                job.state = FakeJobState::Running;
+                job.assignments += 1;
+                let payload = job.payload.clone();
+                inner.queue_version += 1;
+                drop(inner);
+                shared.changed.notify_waiters();
+                return (StatusCode::CREATED, last_update_header, axum::Json(payload))
+                    .into_response();
+            }
+            if Instant::now() >= deadline {
+                inner
+                    .load
+                    .entry(token)
+                    .or_default()
+                    .empty_arrivals
+                    .push(arrived);
+                return (StatusCode::NO_CONTENT, last_update_header).into_response();
+            }
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        let _ = tokio::time::timeout(left.min(Duration::from_millis(100)), changed).await;
     }
-    check_system_id(&mut inner, "job request", &body);
-    let features = body.pointer("/info/features");
-    if features
-        .and_then(Value::as_object)
-        .is_none_or(|f| f.len() < 30)
-    {
-        violation(
-            &mut inner,
-            "job request: info.features must list every feature".into(),
-        );
-    }
-    // GitLab: lib/api/ci/runner.rb — a runner re-sends the `X-GitLab-Last-Update` it saw;
-    // checked over all requests of a token in `violations`.
-    let carried = usize::from(body.get("last_update").and_then(Value::as_str).is_some());
-    let counts = inner.last_updates.entry(token.clone()).or_default();
-    counts.0 += 1;
-    counts.1 += carried;
-    let version = inner.queue_version.to_string();
-    let last_update_header = [("X-GitLab-Last-Update", version.clone())];
-    let next = inner
-        .jobs
-        .iter_mut()
-        .find(|(_, job)| job.state == FakeJobState::Pending);
-    let Some((_, job)) = next else {
-        return (StatusCode::NO_CONTENT, last_update_header).into_response();
+}
+
+/// The project repository over smart HTTP, for `gitlab-ci-token:<job token>` of a running job
+/// (GitLab: `lib/gitlab/auth.rb` `build_access_token_check`); anything else gets a 401.
+async fn serve_git(
+    State(shared): State<Shared>,
+    method: Method,
+    Path(rest): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let authorization = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let (repo, authorized) = {
+        let mut inner = shared.lock();
+        let job = inner.jobs.iter().find(|(_, job)| {
+            git_http::basic_authorization("gitlab-ci-token", &job.token) == authorization
+        });
+        let authorized = job.is_some_and(|(_, job)| {
+            matches!(job.state, FakeJobState::Running | FakeJobState::Canceling)
+                && !job.git_token_rejected
+        });
+        let job = job.map(|(id, _)| *id);
+        inner.git_requests.push(GitRequest {
+            path: rest.clone(),
+            job,
+            authorized,
+        });
+        (inner.git_repo.clone(), authorized)
     };
-    job.state = FakeJobState::Running;
-    job.assignments += 1;
-    let payload = job.payload.clone();
-    inner.queue_version += 1;
-    drop(inner);
     shared.changed.notify_waiters();
-    (StatusCode::CREATED, last_update_header, axum::Json(payload)).into_response()
+    if !authorized {
+        return git_http::unauthorized();
+    }
+    let Some(repo) = repo.filter(|_| !rest.split('/').any(|part| part == "..")) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    git_http::http_backend(
+        &repo,
+        method.as_str(),
+        &rest,
+        query.as_deref().unwrap_or(""),
+        &headers,
+        body,
+    )
+    .await
 }
 
 fn job_token_ok(job: &FakeJob, headers: &HeaderMap, body: Option<&Value>) -> bool {
@@ -851,6 +1103,7 @@ async fn upload_artifacts(
     State(shared): State<Shared>,
     Path(id): Path<u64>,
     Query(query): Query<BTreeMap<String, String>>,
+    RawQuery(raw_query): RawQuery,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -864,11 +1117,9 @@ async fn upload_artifacts(
     }
     if inner.redirect_uploads && !query.contains_key("redirected") {
         let mut response = StatusCode::TEMPORARY_REDIRECT.into_response();
-        let location = format!(
-            "/api/v4/jobs/{id}/artifacts?redirected=1&artifact_type={}&artifact_format={}",
-            query.get("artifact_type").map_or("", String::as_str),
-            query.get("artifact_format").map_or("", String::as_str)
-        );
+        // GitLab's object storage redirect keeps the whole query (`expire_in` included).
+        let query = raw_query.map(|q| format!("{q}&")).unwrap_or_default();
+        let location = format!("/api/v4/jobs/{id}/artifacts?{query}redirected=1");
         response
             .headers_mut()
             .insert("Location", HeaderValue::from_str(&location).expect("ascii"));

@@ -1,0 +1,136 @@
+//! The daemon cloning and fetching the project repository from the fake GitLab over smart HTTP,
+//! authenticated with `gitlab-ci-token:<job token>` as GitLab's `git_info.repo_url` carries it.
+
+mod daemon_shell_support;
+
+use std::path::Path;
+use std::process::Command;
+
+use daemon_shell_support::Daemon;
+use runnel_runner::test_support::{FakeGitLab, FakeJobState, GitSource, JobSpec};
+
+/// Runs git in `dir` and returns its trimmed standard output.
+fn git(dir: &Path, args: &[&str]) -> String {
+    let output = Command::new("git")
+        .args(["-c", "user.name=Test", "-c", "user.email=test@example.com"])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run git");
+    assert!(
+        output.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+/// Commits `README` with `text` on `main` of the repository at `repo`; returns the commit.
+fn commit_readme(repo: &Path, text: &str) -> String {
+    std::fs::write(repo.join("README"), text).expect("write README");
+    git(repo, &["add", "README"]);
+    git(repo, &["commit", "-q", "-m", text]);
+    git(repo, &["rev-parse", "HEAD"])
+}
+
+fn new_repository() -> tempfile::TempDir {
+    let repo = tempfile::tempdir().expect("tempdir");
+    git(repo.path(), &["init", "-q", "-b", "main"]);
+    repo
+}
+
+fn git_job(strategy: &str, sha: &str, script: &[&str]) -> JobSpec {
+    JobSpec {
+        git: Some(GitSource::new(strategy, sha)),
+        ..JobSpec::script(script)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clone_checks_out_the_job_commit_and_fetch_reuses_the_directory_for_a_new_commit() {
+    let repo = new_repository();
+    let first = commit_readme(repo.path(), "first version");
+    let fake = FakeGitLab::start().await;
+    fake.serve_git(repo.path());
+    let token = fake.create_runner();
+    let cloned = fake.add_job(git_job(
+        "clone",
+        &first,
+        &[
+            "cat README",
+            "echo \"HEAD=$(git rev-parse HEAD)\"",
+            "echo kept > .git/runnel-test-mark",
+        ],
+    ));
+    let daemon = Daemon::start(&fake, &token, "check_interval = 1", "");
+    let job = fake.wait_for_final(cloned).await;
+    let trace = fake.trace_text(cloned);
+    assert_eq!(job.state, FakeJobState::Success, "{trace}");
+    assert!(trace.contains("first version"), "{trace}");
+    assert!(trace.contains(&format!("HEAD={first}")), "{trace}");
+
+    let second = commit_readme(repo.path(), "second version");
+    let fetched = fake.add_job(git_job(
+        "fetch",
+        &second,
+        &[
+            "cat README",
+            "echo \"HEAD=$(git rev-parse HEAD)\"",
+            "cat .git/runnel-test-mark",
+        ],
+    ));
+    let job = fake.wait_for_final(fetched).await;
+    let trace = fake.trace_text(fetched);
+    assert_eq!(job.state, FakeJobState::Success, "{trace}");
+    assert!(trace.contains("second version"), "{trace}");
+    assert!(trace.contains(&format!("HEAD={second}")), "{trace}");
+    assert!(
+        trace.contains("\nkept"),
+        "fetch must reuse the clone's .git: {trace}"
+    );
+    daemon.stop().await;
+
+    // Each job fetched with its own token: upload-pack requests authorized for both jobs, and
+    // no credentials of another job.
+    let requests = fake.git_requests();
+    for id in [cloned, fetched] {
+        assert!(
+            requests
+                .iter()
+                .any(|r| r.job == Some(id) && r.authorized && r.path == "git-upload-pack"),
+            "job {id} fetched nothing: {requests:?}"
+        );
+    }
+    assert!(
+        requests.iter().all(|r| r.job.is_none() || r.authorized),
+        "{requests:?}"
+    );
+    assert_eq!(fake.violations(), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_whose_token_the_repository_refuses_fails_before_its_script() {
+    let repo = new_repository();
+    let sha = commit_readme(repo.path(), "content");
+    let fake = FakeGitLab::start().await;
+    fake.serve_git(repo.path());
+    let token = fake.create_runner();
+    let mut spec = git_job("clone", &sha, &["echo the script ran"]);
+    if let Some(git) = spec.git.as_mut() {
+        git.reject_token = true;
+    }
+    let id = fake.add_job(spec);
+    let daemon = Daemon::start(&fake, &token, "check_interval = 1", "");
+    let job = fake.wait_for_final(id).await;
+    daemon.stop().await;
+    let trace = fake.trace_text(id);
+    assert_eq!(job.state, FakeJobState::Failed, "{trace}");
+    assert!(!trace.contains("the script ran"), "{trace}");
+    let requests = fake.git_requests();
+    assert!(
+        requests.iter().any(|r| r.job == Some(id) && !r.authorized),
+        "the fake must have answered the job's credentials with a 401: {requests:?}"
+    );
+    assert!(requests.iter().all(|r| !r.authorized), "{requests:?}");
+    assert_eq!(fake.violations(), Vec::<String>::new());
+}
