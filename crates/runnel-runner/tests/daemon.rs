@@ -657,3 +657,84 @@ async fn metrics_count_received_jobs_in_gitlab_runners_text_format() {
     // The metrics server ends with the daemon.
     assert_eq!(scrape(port).await, "");
 }
+
+/// The events logged on this thread (and by the tasks of a current-thread runtime), as
+/// `(level, fields)` with the message under `message`.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<(tracing::Level, Vec<(String, String)>)>>>);
+
+impl Captured {
+    fn events(&self) -> Vec<(tracing::Level, Vec<(String, String)>)> {
+        self.0
+            .lock()
+            .map(|events| events.clone())
+            .unwrap_or_default()
+    }
+}
+
+struct Fields(Vec<(String, String)>);
+
+impl tracing::field::Visit for Fields {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.0.push((field.name().to_owned(), format!("{value:?}")));
+    }
+}
+
+impl tracing::Subscriber for Captured {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        let mut fields = Fields(Vec::new());
+        event.record(&mut fields);
+        if let Ok(mut events) = self.0.lock() {
+            events.push((*event.metadata().level(), fields.0));
+        }
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+#[test]
+fn failed_job_final_update_confirmed_by_job_status_failed_is_delivered_without_warning() {
+    let captured = Captured::default();
+    let _guard = tracing::subscriber::set_default(captured.clone());
+    // One thread: the daemon's tasks log through this thread's subscriber.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let fake = FakeGitLab::start().await;
+        let id = fake.add_job(JobSpec::script(&["exit 1"]));
+        let daemon = start(&fake, "", "").await;
+        assert_eq!(fake.wait_for_final(id).await.state, FakeJobState::Failed);
+        // The fake answers the final `failed` with `Job-Status: failed`, as GitLab does.
+        let finished = loop {
+            let finished = captured.events().into_iter().find(|(_, fields)| {
+                fields.contains(&("message".to_owned(), "job finished".to_owned()))
+            });
+            if let Some((_, fields)) = finished {
+                break fields;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        };
+        assert!(
+            finished.contains(&("delivered".to_owned(), "true".to_owned())),
+            "{finished:?}"
+        );
+        daemon.stop().await;
+        assert_eq!(fake.violations(), Vec::<String>::new());
+    });
+    let warnings: Vec<_> = captured
+        .events()
+        .into_iter()
+        .filter(|(level, _)| *level <= tracing::Level::WARN)
+        .collect();
+    assert_eq!(warnings, Vec::new());
+}

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use reqwest::{Response, StatusCode};
 use runnel_api::{
-    JobId, JobPayload, JobRequest, JobStatus, JobToken, UpdateJobRequest, VersionInfo,
+    JobId, JobPayload, JobRequest, JobState, JobStatus, JobToken, UpdateJobRequest, VersionInfo,
 };
 
 use super::ClientError;
@@ -108,6 +108,25 @@ fn is_abort_status(status: Option<&JobStatus>) -> bool {
     matches!(status, Some(JobStatus::Canceled | JobStatus::Failed))
 }
 
+/// Whether a 200 to a final update (`state` success or failed) only confirms it: GitLab
+/// answers with the job's status after applying the update (`lib/api/ci/runner.rb`
+/// `header 'Job-Status', job.status`), so `failed` after `failed` is the update taking
+/// effect, and `canceled` after `failed` is a canceling job finishing (GitLab
+/// `Ci::UpdateBuildStateService`). gitlab-runner's `createUpdateJobResult` calls both
+/// `UpdateAbort`, which its `finalStatusUpdate` treats as the end of the updates, as for
+/// success; runnel reports it as delivered. A status that contradicts the sent state (e.g.
+/// `failed` after `success`) remains an abort.
+fn confirms_final_state(sent: &JobState, status: Option<&JobStatus>) -> bool {
+    matches!(
+        (sent, status),
+        (JobState::Success, Some(JobStatus::Success))
+            | (
+                JobState::Failed,
+                Some(JobStatus::Failed | JobStatus::Canceled)
+            )
+    )
+}
+
 impl Coordinator {
     /// `POST /api/v4/jobs/request`. Remembers `X-GitLab-Last-Update` for the next request.
     ///
@@ -177,6 +196,9 @@ impl Coordinator {
             .await?;
         let status = job_status(&response);
         Ok(match response.status() {
+            StatusCode::OK if confirms_final_state(&request.state, status.as_ref()) => {
+                UpdateOutcome::Accepted { job_status: status }
+            }
             _ if is_abort_status(status.as_ref()) => UpdateOutcome::Abort { job_status: status },
             StatusCode::OK => UpdateOutcome::Accepted { job_status: status },
             StatusCode::ACCEPTED => UpdateOutcome::TryAgain {
@@ -322,5 +344,35 @@ mod tests {
                     == Some("glrt-test")),
             "{bodies:?}"
         );
+    }
+    #[test]
+    fn a_final_status_echoing_the_sent_state_confirms_it_and_a_contrary_one_does_not() {
+        use runnel_api::{JobState, JobStatus};
+
+        use super::confirms_final_state;
+        assert!(confirms_final_state(
+            &JobState::Failed,
+            Some(&JobStatus::Failed)
+        ));
+        assert!(confirms_final_state(
+            &JobState::Failed,
+            Some(&JobStatus::Canceled)
+        ));
+        assert!(confirms_final_state(
+            &JobState::Success,
+            Some(&JobStatus::Success)
+        ));
+        assert!(!confirms_final_state(
+            &JobState::Success,
+            Some(&JobStatus::Failed)
+        ));
+        assert!(!confirms_final_state(
+            &JobState::Running,
+            Some(&JobStatus::Failed)
+        ));
+        assert!(!confirms_final_state(
+            &JobState::Running,
+            Some(&JobStatus::Canceled)
+        ));
     }
 }
