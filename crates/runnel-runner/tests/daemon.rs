@@ -661,10 +661,12 @@ async fn metrics_count_received_jobs_in_gitlab_runners_text_format() {
 /// The events logged on this thread (and by the tasks of a current-thread runtime), as
 /// `(level, fields)` with the message under `message`.
 #[derive(Clone, Default)]
-struct Captured(Arc<std::sync::Mutex<Vec<(tracing::Level, Vec<(String, String)>)>>>);
+struct Captured(Arc<std::sync::Mutex<Vec<CapturedEvent>>>);
+
+type CapturedEvent = (tracing::Level, Vec<(String, String)>);
 
 impl Captured {
-    fn events(&self) -> Vec<(tracing::Level, Vec<(String, String)>)> {
+    fn events(&self) -> Vec<CapturedEvent> {
         self.0
             .lock()
             .map(|events| events.clone())
