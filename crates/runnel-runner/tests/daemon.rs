@@ -740,3 +740,63 @@ fn failed_job_final_update_confirmed_by_job_status_failed_is_delivered_without_w
         .collect();
     assert_eq!(warnings, Vec::new());
 }
+
+/// The value of the unlabelled counter `name` in a `/metrics` body.
+fn counter_value(body: &str, name: &str) -> Option<u64> {
+    body.lines().find_map(|line| {
+        line.strip_prefix(name)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_config_edit_reloads_the_config_once() {
+    let fake = FakeGitLab::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config_path = dir.path().join("config.toml");
+    std::fs::write(&config_path, "concurrent = 2\ncheck_interval = 1\n").expect("write");
+    let (control, rx) = mpsc::channel(4);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("address")
+        .port();
+    let options = RunOptions {
+        config_path: config_path.clone(),
+        listen_address: Some(format!("127.0.0.1:{port}")),
+    };
+    let handle = tokio::spawn(async move {
+        run_controlled(options, Arc::new(ShellJobExecutor::new()), rx)
+            .await
+            .expect("the daemon runs")
+    });
+    let loaded = || async {
+        counter_value(
+            &scrape(port).await,
+            "gitlab_runner_configuration_loaded_total",
+        )
+    };
+    while loaded().await.is_none() {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(loaded().await, Some(1));
+    let token = fake.create_runner();
+    // Edited in place, as `>` or an editor without backup files does: truncated, then written.
+    std::fs::write(&config_path, config(&fake, &token, dir.path(), "", "")).expect("write");
+    let job = fake.add_job(JobSpec::script(&["echo after the edit"]));
+    assert_eq!(fake.wait_for_final(job).await.state, FakeJobState::Success);
+    // Past one more mtime check, which must not load the same edit again.
+    tokio::time::sleep(runnel_runner::reload::RELOAD_CHECK_INTERVAL * 2).await;
+    assert_eq!(loaded().await, Some(2));
+    // A new mtime on the same contents (what the mtime check sees when its stat fell between
+    // the truncation and the write of an edit the watcher already loaded) is no new edit.
+    let same = std::fs::read_to_string(&config_path).expect("read");
+    write_atomically(&config_path, &same);
+    tokio::time::sleep(runnel_runner::reload::RELOAD_CHECK_INTERVAL * 2).await;
+    assert_eq!(loaded().await, Some(2));
+    let _ = control.send(Control::Graceful).await;
+    handle.await.expect("daemon");
+}
