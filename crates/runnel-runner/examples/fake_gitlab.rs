@@ -35,7 +35,7 @@ async fn main() {
             .and_then(|id| id.trim().parse::<u64>().ok())
         {
             let start = queued.get(&id).copied().unwrap_or_else(Instant::now);
-            fake.wait_for(|fake| fake.job(id).is_some_and(|job| job.assignments > 0))
+            fake.wait_for(|fake| fake.job_is(id, |job| job.assignments > 0))
                 .await;
             let pickup = start.elapsed();
             let job = fake.wait_for_final(id).await;

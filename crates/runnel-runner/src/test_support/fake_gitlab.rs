@@ -342,6 +342,12 @@ impl FakeGitLab {
         self.shared.lock().jobs.get(&id).cloned()
     }
 
+    /// Whether job `id` exists and satisfies `check`, without copying it (its trace can be
+    /// large, and waits check after every request).
+    pub fn job_is(&self, id: u64, check: impl FnOnce(&FakeJob) -> bool) -> bool {
+        self.shared.lock().jobs.get(&id).is_some_and(check)
+    }
+
     /// Job `id`'s trace as text (lossy UTF-8).
     ///
     /// # Panics
@@ -393,7 +399,7 @@ impl FakeGitLab {
 
     /// Waits until job `id` has a final update and returns it.
     pub async fn wait_for_final(&self, id: u64) -> FakeJob {
-        self.wait_for(|fake| fake.job(id).is_some_and(|job| job.final_update.is_some()))
+        self.wait_for(|fake| fake.job_is(id, |job| job.final_update.is_some()))
             .await;
         self.job(id).expect("the job exists")
     }
@@ -401,8 +407,9 @@ impl FakeGitLab {
     /// Waits until the trace of job `id` contains `needle`.
     pub async fn wait_for_trace(&self, id: u64, needle: &str) {
         self.wait_for(|fake| {
-            fake.job(id)
-                .is_some_and(|job| String::from_utf8_lossy(&job.trace).contains(needle))
+            fake.job_is(id, |job| {
+                String::from_utf8_lossy(&job.trace).contains(needle)
+            })
         })
         .await;
     }
@@ -1026,14 +1033,21 @@ async fn patch_trace(
     let mut inner = shared.lock();
     check_common(&mut inner, "PATCH /api/v4/jobs/:id/trace", &headers);
     let interval = inner.trace_interval.to_string();
-    let Some(job) = inner.jobs.get(&id).cloned() else {
+    // Not a clone of the job: its trace may be hundreds of MiB, and this runs per PATCH.
+    let Some((token_ok, state, size)) = inner.jobs.get(&id).map(|job| {
+        (
+            job_token_ok(job, &headers, None),
+            job.state,
+            job.trace.len() as u64,
+        )
+    }) else {
         return StatusCode::NOT_FOUND.into_response();
     };
-    if !job_token_ok(&job, &headers, None) {
+    if !token_ok {
         return forbidden();
     }
-    if job.state.is_final() {
-        return with_job_status(forbidden(), job.state);
+    if state.is_final() {
+        return with_job_status(forbidden(), state);
     }
     let Some(range) = headers
         .get("content-range")
@@ -1068,7 +1082,6 @@ async fn patch_trace(
             ),
         );
     }
-    let size = job.trace.len() as u64;
     if start != size {
         let mut response = StatusCode::RANGE_NOT_SATISFIABLE.into_response();
         response.headers_mut().insert(
@@ -1077,7 +1090,6 @@ async fn patch_trace(
         );
         return response;
     }
-    let state = job.state;
     let new_size = if let Some(job) = inner.jobs.get_mut(&id) {
         job.trace.extend_from_slice(&body);
         job.trace.len()
