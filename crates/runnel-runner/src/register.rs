@@ -125,7 +125,13 @@ fn version_info(executor: &str) -> VersionInfo {
     }
 }
 
-/// Registers a runner and appends it to the config file. Returns the new entry.
+/// gitlab-runner's warning on a registration with a registration token
+/// (`commands/register.go`).
+pub const LEGACY_REGISTRATION_DEPRECATION: &str = "Support for registration tokens and runner parameters in the 'register' command has been deprecated in GitLab Runner 15.6 and will be replaced with support for authentication tokens. For more information, see https://docs.gitlab.com/ee/ci/runners/new_creation_workflow";
+
+/// Registers a runner and appends it to the config file. Returns the new entry. Logs
+/// gitlab-runner's `Verifying runner... is valid` or, for a registration token, its deprecation
+/// warning and `Registering runner... succeeded`, each with the `runner` short token.
 pub async fn register(
     config_path: &Path,
     registration: Registration,
@@ -150,6 +156,7 @@ pub async fn register(
         });
     if let Some(token) = authentication {
         reject_server_owned_flags(&registration)?;
+        let short = short_token(&token);
         let coordinator = Coordinator::new(
             http.clone(),
             &registration.url,
@@ -157,6 +164,8 @@ pub async fn register(
             system_id.clone(),
         )?;
         let answer = coordinator.verify(Some(info)).await?;
+        // gitlab-runner `network/gitlab.go` `VerifyRunner`, logged with the runner's short token.
+        tracing::info!(runner = %short, "Verifying runner... is valid");
         runner.id = answer.id.and_then(|id| i64::try_from(id).ok());
         runner.token = answer.token.expose().to_owned();
         runner.token_expires_at = answer.token_expires_at.as_deref().and_then(parse_datetime);
@@ -165,6 +174,7 @@ pub async fn register(
         .clone()
         .filter(|t| !t.is_empty())
     {
+        let short = short_token(&token);
         let tag_list = registration.tag_list.clone().unwrap_or_default();
         let request = RegisterRunnerRequest {
             token: RunnerToken::new(token.clone()),
@@ -185,7 +195,11 @@ pub async fn register(
             RunnerToken::new(token),
             system_id.clone(),
         )?;
+        // gitlab-runner `commands/register.go` `doLegacyRegisterRunner` warns before
+        // `POST /api/v4/runners`, then `network/gitlab.go` `RegisterRunner` logs the outcome.
+        tracing::warn!("{LEGACY_REGISTRATION_DEPRECATION}");
         let answer = coordinator.register(&request).await?;
+        tracing::info!(runner = %short, "Registering runner... succeeded");
         runner.id = answer.id.and_then(|id| i64::try_from(id).ok());
         runner.token = answer.token.expose().to_owned();
         runner.token_expires_at = answer.token_expires_at.as_deref().and_then(parse_datetime);
@@ -429,6 +443,7 @@ pub async fn verify(
             },
             Err(err) => Verified::Error(err.to_string()),
         };
+        log_verified(runner, &result);
         if result == Verified::Removed {
             removed.push(runner.token.clone());
         }
@@ -440,6 +455,27 @@ pub async fn verify(
         editor.save()?;
     }
     Ok(results)
+}
+
+/// Logs a verification as gitlab-runner's `VerifyRunner` (`network/gitlab.go`): an
+/// authentication token is `is valid` or `is not valid` (info), a legacy token `is alive` (info)
+/// or `is removed` (error); any other failure is `failed` (error) with its `status`.
+fn log_verified(runner: &RunnerConfig, result: &Verified) {
+    let short = runner.short_token();
+    let created = is_authentication_token(&runner.token);
+    match result {
+        Verified::Valid if created => {
+            tracing::info!(runner = %short, "Verifying runner... is valid")
+        }
+        Verified::Valid => tracing::info!(runner = %short, "Verifying runner... is alive"),
+        Verified::Removed if created => {
+            tracing::info!(runner = %short, "Verifying runner... is not valid");
+        }
+        Verified::Removed => tracing::error!(runner = %short, "Verifying runner... is removed"),
+        Verified::Error(status) => {
+            tracing::error!(runner = %short, status = %status, "Verifying runner... failed");
+        }
+    }
 }
 
 /// Which runners `unregister` acts on.
@@ -497,15 +533,24 @@ pub async fn unregister(
             coordinator.unregister().await
         }
         .await;
+        // gitlab-runner `network/gitlab.go` `UnregisterRunnerManager` (authentication tokens)
+        // and `UnregisterRunner`.
+        let what = if is_authentication_token(&runner.token) {
+            "Unregistering runner manager from GitLab"
+        } else {
+            "Unregistering runner from GitLab"
+        };
         match outcome {
             Ok(()) => {
+                tracing::info!(runner = %runner.short_token(), "{what} succeeded");
                 removed.push(runner.token.clone());
                 results.push((runner.name.clone(), Ok(())));
             }
-            Err(err) => results.push((
-                runner.name.clone(),
-                Err(crate::trace_patch::error_chain(&err)),
-            )),
+            Err(err) => {
+                let status = crate::trace_patch::error_chain(&err);
+                tracing::error!(runner = %runner.short_token(), status = %status, "{what} failed");
+                results.push((runner.name.clone(), Err(status)));
+            }
         }
     }
     if !removed.is_empty() {

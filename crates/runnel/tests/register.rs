@@ -346,3 +346,134 @@ async fn limits_above_concurrent_are_warned_through_the_log_format() {
         "{warnings:?}"
     );
 }
+
+/// Runs runnel with `--log-format json` and returns its stdout and its log entries.
+async fn json_entries(args: &[&str], config: &Path) -> (String, Vec<serde_json::Value>) {
+    let out = runnel()
+        .args(["--log-format", "json"])
+        .args(args)
+        .arg("-c")
+        .arg(config)
+        .output()
+        .await
+        .expect("runnel runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{args:?}: {stderr}");
+    let entries = stderr
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}")))
+        .collect();
+    (String::from_utf8_lossy(&out.stdout).into_owned(), entries)
+}
+
+/// The entry whose `msg` is `msg`.
+fn entry<'a>(entries: &'a [serde_json::Value], msg: &str) -> &'a serde_json::Value {
+    entries
+        .iter()
+        .find(|entry| entry["msg"] == msg)
+        .unwrap_or_else(|| panic!("no {msg:?} in {entries:#?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn register_verify_list_and_unregister_log_gitlab_runners_messages_on_stderr() {
+    let fake = FakeGitLab::start().await;
+    let token = fake.create_runner();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("config.toml");
+    let register = [
+        "register",
+        "-n",
+        "--url",
+        &fake.url(),
+        "--token",
+        &token,
+        "--name",
+        "box",
+        "--executor",
+        "shell",
+    ];
+    let (stdout, entries) = json_entries(&register, &config).await;
+    assert_eq!(stdout, "");
+    // gitlab-runner's short token (`helpers.ShortenToken`).
+    let short = runnel_runner::config::short_token(&token);
+    let verified = entry(&entries, "Verifying runner... is valid");
+    assert_eq!(
+        (&verified["level"], &verified["runner"]),
+        (&"info".into(), &short.clone().into())
+    );
+    let registered = entry(
+        &entries,
+        "Runner registered successfully. Feel free to start it, but if it's running already the config should be automatically reloaded!",
+    );
+    assert_eq!(registered["level"], "info");
+    let saved = format!(
+        "Configuration (with the authentication token) was saved in {:?}",
+        config.display().to_string()
+    );
+    assert_eq!(entry(&entries, &saved)["level"], "info");
+    assert!(entries.iter().all(|e| e["level"] == "info"), "{entries:#?}");
+
+    let (stdout, entries) = json_entries(&["verify"], &config).await;
+    assert_eq!(stdout, "");
+    assert_eq!(
+        entry(&entries, "Verifying runner... is valid")["runner"],
+        short.as_str()
+    );
+
+    let (stdout, entries) = json_entries(&["list"], &config).await;
+    assert_eq!(stdout, "");
+    let listing = entry(&entries, "Listing configured runners");
+    assert_eq!(listing["ConfigFile"], config.display().to_string());
+    let runner = entry(&entries, "box");
+    assert_eq!(
+        (&runner["Executor"], &runner["Token"], &runner["URL"]),
+        (&"shell".into(), &short.clone().into(), &fake.url().into())
+    );
+
+    let (stdout, entries) = json_entries(&["unregister", "--name", "box"], &config).await;
+    assert_eq!(stdout, "");
+    let unregistered = entry(
+        &entries,
+        "Unregistering runner manager from GitLab succeeded",
+    );
+    assert_eq!(unregistered["runner"], short.as_str());
+    entry(&entries, &format!("Updated {}", config.display()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legacy_registration_warns_that_registration_tokens_are_deprecated() {
+    let fake = FakeGitLab::start().await;
+    fake.add_registration_token("GR1348941legacy");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("config.toml");
+    let register = [
+        "register",
+        "-n",
+        "--url",
+        &fake.url(),
+        "--registration-token",
+        "GR1348941legacy",
+        "--name",
+        "old",
+        "--executor",
+        "shell",
+    ];
+    let (stdout, entries) = json_entries(&register, &config).await;
+    assert_eq!(stdout, "");
+    let messages: Vec<(&str, &str)> = entries
+        .iter()
+        .filter_map(|e| Some((e["level"].as_str()?, e["msg"].as_str()?)))
+        .collect();
+    assert_eq!(
+        messages[..2],
+        [
+            (
+                "warning",
+                runnel_runner::register::LEGACY_REGISTRATION_DEPRECATION
+            ),
+            ("info", "Registering runner... succeeded"),
+        ],
+        "{entries:#?}"
+    );
+    assert_eq!(entries[1]["runner"], "legacy");
+}

@@ -153,9 +153,21 @@ async fn register_asks_like_gitlab_runner_when_interactive() {
             "Enter tags for the runner (comma-separated):",
             "Enter optional maintenance note for the runner:",
             "Enter an executor:",
-            "Runner registered successfully.",
         ],
     );
+    // gitlab-runner logs its messages (stderr), only the prompts are on stdout.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_in_order(
+        &stderr,
+        &[
+            "WARNING: Support for registration tokens and runner parameters in the 'register' command has been deprecated in GitLab Runner 15.6",
+            "Registering runner... succeeded",
+            "runner=legacy",
+            "Runner registered successfully. Feel free to start it, but if it's running already the config should be automatically reloaded!",
+            "Configuration (with the authentication token) was saved in ",
+        ],
+    );
+    assert!(!stdout.contains("Runner registered"), "{stdout}");
     let text = read(&config);
     assert!(text.contains("token = \"glrtr-"), "{text}");
     assert!(text.contains("name = \"legacy-runner\""), "{text}");
@@ -209,9 +221,17 @@ async fn an_authentication_token_answered_as_the_registration_token_is_verified(
             "Enter the registration token:",
             "Enter a name for the runner. This is stored only in the local config.toml file:",
             "Enter an executor:",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_in_order(
+        &stderr,
+        &[
+            "Verifying runner... is valid",
             "Runner registered successfully.",
         ],
     );
+    assert!(!stderr.contains("deprecated"), "{stderr}");
     assert!(!stdout.contains("Enter tags"), "{stdout}");
     // gitlab-runner prints a default as `[value]: ` with the answer on the same line.
     assert!(stdout.contains("]: Enter an executor:"), "{stdout}");
@@ -304,7 +324,17 @@ async fn verify_delete_removes_runners_gitlab_forgot_and_keeps_comments() {
     fake.delete_runner(&gone);
     let out = output(runnel().args(["verify", "--delete", "-c"]).arg(&config)).await;
     assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
-    assert!(out.stdout.contains("is removed"), "{}", out.stdout);
+    // An authentication token GitLab no longer knows "is not valid" (gitlab-runner
+    // `VerifyRunner`); `--delete` then saves the config without it.
+    assert_in_order(
+        &out.stderr,
+        &[
+            "Verifying runner... is valid",
+            "Verifying runner... is not valid",
+            "Updated ",
+        ],
+    );
+    assert_eq!(out.stdout, "");
     let text = read(&config);
     assert!(
         text.starts_with("# managed by ops\nconcurrent = 2\n"),
@@ -338,7 +368,11 @@ async fn verify_with_a_filter_that_matches_no_runner_fails() {
     )
     .await;
     assert_eq!(named.code, Some(0), "{}{}", named.stdout, named.stderr);
-    assert!(named.stdout.contains("is valid"), "{}", named.stdout);
+    assert!(
+        named.stderr.contains("Verifying runner... is valid"),
+        "{}",
+        named.stderr
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -358,16 +392,24 @@ async fn unregister_by_name_removes_the_runner_manager_and_the_entry() {
     let text = read(&config);
     assert!(!text.contains(&first) && text.contains(&second), "{text}");
     assert!(fake.managers().iter().all(|(token, _)| token != &first));
+    assert!(
+        out.stderr
+            .contains("Unregistering runner manager from GitLab succeeded"),
+        "{}",
+        out.stderr
+    );
     let list = output(runnel().args(["list", "-c"]).arg(&config)).await;
     assert!(
-        list.stdout.contains("second") && list.stdout.contains("Executor=shell"),
+        list.stderr.contains("Listing configured runners")
+            && list.stderr.contains("second")
+            && list.stderr.contains("Executor=shell"),
         "{}",
-        list.stdout
+        list.stderr
     );
     assert!(
-        !list.stdout.contains(&second),
+        !list.stderr.contains(&second),
         "list must not print whole tokens: {}",
-        list.stdout
+        list.stderr
     );
     let all = output(
         runnel()

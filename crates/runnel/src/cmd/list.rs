@@ -17,17 +17,16 @@ pub(crate) fn run(args: ListArgs) -> anyhow::Result<ExitCode> {
     for key in &loaded.unknown_keys {
         tracing::warn!("{key}");
     }
-    println!(
-        "Listing configured runners                          ConfigFile={}",
-        config_path.display()
-    );
+    // gitlab-runner `commands/list.go`: through the logger (stderr, `--log-format` applies), one
+    // info line per runner with its name as the message. The token is shortened here.
+    tracing::info!(ConfigFile = %config_path.display(), "Listing configured runners");
     for runner in &loaded.config.runners {
-        println!(
-            "{:<40} Executor={} Token={} URL={}",
-            runner.name,
-            runner.executor,
-            runner.short_token(),
-            runner.url
+        tracing::info!(
+            Executor = %runner.executor,
+            Token = %runner.short_token(),
+            URL = %runner.url,
+            "{}",
+            runner.name
         );
     }
     Ok(ExitCode::SUCCESS)

@@ -330,10 +330,12 @@ pub(crate) fn run(args: RegisterArgs) -> anyhow::Result<ExitCode> {
     }
     registration.runner = runner;
     let registered = runtime()?.block_on(register(&config_path, registration))?;
-    println!(
+    // gitlab-runner `commands/register.go` `Execute`: through the logger, so on stderr and in
+    // the `--log-format`.
+    tracing::info!(
         "Runner registered successfully. Feel free to start it, but if it's running already the config should be automatically reloaded!"
     );
-    println!(
+    tracing::info!(
         "Configuration (with the authentication token) was saved in {:?}",
         config_path.display().to_string()
     );

@@ -39,16 +39,25 @@ pub(crate) fn run(args: UnregisterArgs) -> anyhow::Result<ExitCode> {
         );
     };
     let runtime = runtime()?;
+    if args.all_runners {
+        tracing::warn!("Unregistering all runners");
+    }
+    // Each runner's outcome was logged by `unregister` as gitlab-runner's `UnregisterRunner`
+    // does; then `commands/unregister.go`'s summary lines.
     let results = runtime.block_on(unregister(&config_path, &selection))?;
     let mut failed = false;
+    let mut updated = false;
     for (name, result) in results {
         match result {
-            Ok(()) => println!("Unregistering runner from GitLab succeeded    name={name}"),
-            Err(message) => {
+            Ok(()) => updated = true,
+            Err(_) => {
                 failed = true;
-                tracing::error!("failed to unregister runner `{name}`: {message}");
+                tracing::error!("Failed to unregister runner {name}");
             }
         }
+    }
+    if updated {
+        tracing::info!("Updated {}", config_path.display());
     }
     Ok(if failed {
         ExitCode::FAILURE

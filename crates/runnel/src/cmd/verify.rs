@@ -59,30 +59,21 @@ pub(crate) fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         }
         .into());
     }
-    let mut failed = false;
-    for (name, short_token, result) in results {
-        match result {
-            Verified::Valid => println!(
-                "Verifying runner... is valid                        runner={short_token} name={name}"
-            ),
-            Verified::Removed => {
-                failed = !args.delete;
-                let action = if args.delete {
-                    ", removed from the config"
-                } else {
-                    ""
-                };
-                println!(
-                    "Verifying runner... is removed{action}               runner={short_token} name={name}"
-                );
-            }
-            Verified::Error(message) => {
-                failed = true;
-                println!(
-                    "Verifying runner... failed: {message}   runner={short_token} name={name}"
-                );
-            }
-        }
+    // Each runner's outcome was logged by `verify` as gitlab-runner's `VerifyRunner` does.
+    let removed = results
+        .iter()
+        .any(|(_, _, result)| *result == Verified::Removed);
+    let failed = results.iter().any(|(_, _, result)| match result {
+        Verified::Valid => false,
+        Verified::Removed => !args.delete,
+        Verified::Error(_) => true,
+    });
+    // gitlab-runner `commands/verify.go`: "Failed to verify runners" (fatal), or with `--delete`
+    // the config without them and "Updated <file>".
+    if failed {
+        tracing::error!("Failed to verify runners");
+    } else if removed {
+        tracing::info!("Updated {}", config_path.display());
     }
     Ok(if failed {
         ExitCode::FAILURE
