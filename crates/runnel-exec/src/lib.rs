@@ -20,6 +20,7 @@ mod error;
 mod event;
 mod executor;
 mod expand;
+mod git_fetch;
 mod mask;
 mod outcome;
 mod process;

@@ -5,7 +5,7 @@
 //! once per run and shared by every job. `Git` (the daemon) clones or fetches
 //! `git_info.repo_url` at `git_info.sha`, honouring `GIT_STRATEGY`, `GIT_DEPTH`,
 //! `GIT_CLEAN_FLAGS` and `GIT_CHECKOUT` (GitLab: gitlab-runner `shells/abstract.go`
-//! `writeCloneFetchCmds`).
+//! `writeCloneFetchCmds`); see `git_fetch`.
 
 use std::collections::HashSet;
 use std::fs;
@@ -17,6 +17,8 @@ use tokio::process::Command;
 use tokio::sync::OnceCell;
 
 use crate::error::ExecError;
+pub(crate) use crate::git_fetch::fetch_git;
+use crate::git_fetch::run_git;
 use crate::trace::Trace;
 use crate::variables::JobVariables;
 
@@ -263,11 +265,11 @@ pub(crate) async fn copy_working_tree(
     Ok(())
 }
 
-fn create_dir(dir: &Path) -> Result<(), ExecError> {
+pub(crate) fn create_dir(dir: &Path) -> Result<(), ExecError> {
     fs::create_dir_all(dir).map_err(ExecError::io("create the directory", dir))
 }
 
-fn remove_dir(dir: &Path) -> Result<(), ExecError> {
+pub(crate) fn remove_dir(dir: &Path) -> Result<(), ExecError> {
     match fs::remove_dir_all(dir) {
         Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
             Err(ExecError::io("remove the directory", dir)(err))
@@ -351,189 +353,6 @@ fn sync_files(from: &Path, to: &Path, files: &[PathBuf], clean: bool) -> Result<
         }
     }
     Ok(copied)
-}
-
-/// Clones or fetches the repository of `payload` into `project_dir`.
-/// Returns `Ok(Some(code))` when a git command failed (a job failure), `Ok(None)` on success.
-pub(crate) async fn fetch_git(
-    payload: &JobPayload,
-    variables: &JobVariables,
-    project_dir: &Path,
-    strategy: GitStrategy,
-    trace: &mut Trace,
-) -> Result<Option<i32>, ExecError> {
-    let git = &payload.git_info;
-    match strategy {
-        GitStrategy::None => {
-            trace.println("Skipping Git repository setup");
-            create_dir(project_dir)?;
-            return Ok(None);
-        }
-        GitStrategy::Empty => {
-            trace.println("Skipping Git repository setup and creating an empty build directory");
-            remove_dir(project_dir)?;
-            create_dir(project_dir)?;
-            return Ok(None);
-        }
-        GitStrategy::Clone => remove_dir(project_dir)?,
-        GitStrategy::Fetch => {}
-    }
-    create_dir(project_dir)?;
-    let depth = git.depth;
-    if depth > 0 {
-        trace.println(&format!(
-            "Fetching changes with git depth set to {depth}..."
-        ));
-    } else {
-        trace.println("Fetching changes...");
-    }
-    let fresh = !project_dir.join(".git").exists();
-    let mut steps: Vec<Vec<String>> = Vec::new();
-    if fresh {
-        let mut init = vec!["init".to_owned(), "-q".to_owned()];
-        if git.repo_object_format == "sha256" {
-            init.push("--object-format=sha256".into());
-        }
-        init.push(".".into());
-        steps.push(init);
-        steps.push(vec![
-            "remote".into(),
-            "add".into(),
-            "origin".into(),
-            git.repo_url.clone(),
-        ]);
-    } else {
-        steps.push(vec![
-            "remote".into(),
-            "set-url".into(),
-            "origin".into(),
-            git.repo_url.clone(),
-        ]);
-    }
-    let mut fetch = vec![
-        "fetch".to_owned(),
-        "origin".to_owned(),
-        "--no-recurse-submodules".to_owned(),
-    ];
-    if git.refspecs.is_empty() {
-        fetch.push("+refs/heads/*:refs/remotes/origin/*".into());
-        fetch.push("+refs/tags/*:refs/tags/*".into());
-    } else {
-        fetch.extend(git.refspecs.iter().cloned());
-    }
-    if depth > 0 {
-        fetch.push(format!("--depth={depth}"));
-    }
-    match variables.get("GIT_FETCH_EXTRA_FLAGS") {
-        Some("none") => {}
-        Some(flags) => fetch.extend(flags.split_whitespace().map(str::to_owned)),
-        None => fetch.extend(["--prune".to_owned(), "--quiet".to_owned()]),
-    }
-    steps.push(fetch);
-    let checkout = !matches!(variables.get("GIT_CHECKOUT"), Some("false" | "0"));
-    if checkout {
-        let short = git.sha.get(..8).unwrap_or(&git.sha);
-        steps.push(vec![
-            "-c".into(),
-            "submodule.recurse=false".into(),
-            "checkout".into(),
-            "-f".into(),
-            "-q".into(),
-            git.sha.clone(),
-        ]);
-        let clean_flags = variables.get("GIT_CLEAN_FLAGS").unwrap_or("-ffdx");
-        if clean_flags != "none" {
-            let mut clean = vec!["clean".to_owned()];
-            clean.extend(clean_flags.split_whitespace().map(str::to_owned));
-            steps.push(clean);
-        }
-        for args in steps {
-            if args.get(2).map(String::as_str) == Some("checkout") {
-                trace.println(&format!(
-                    "Checking out {short} as detached HEAD (ref is {})...",
-                    git.ref_name
-                ));
-            }
-            if let Some(code) = run_git(&args, project_dir, trace).await? {
-                return Ok(Some(code));
-            }
-        }
-        if let Some(code) = update_submodules(variables, depth, project_dir, trace).await? {
-            return Ok(Some(code));
-        }
-    } else {
-        for args in steps {
-            if let Some(code) = run_git(&args, project_dir, trace).await? {
-                return Ok(Some(code));
-            }
-        }
-        trace.println("Skipping Git checkout");
-    }
-    Ok(None)
-}
-
-/// `GIT_SUBMODULE_STRATEGY` (`none`, `normal`, `recursive`; GitLab: gitlab-runner
-/// `shells/abstract.go` `writeSubmoduleUpdateCmd`). An invalid strategy fails the job.
-async fn update_submodules(
-    variables: &JobVariables,
-    depth: u32,
-    project_dir: &Path,
-    trace: &mut Trace,
-) -> Result<Option<i32>, ExecError> {
-    let recursive = match variables.get("GIT_SUBMODULE_STRATEGY").unwrap_or("none") {
-        "" | "none" => {
-            trace.println("Skipping Git submodules setup");
-            return Ok(None);
-        }
-        "normal" => false,
-        "recursive" => true,
-        other => {
-            trace.error(&format!("unknown GIT_SUBMODULE_STRATEGY {other:?}"));
-            return Ok(Some(1));
-        }
-    };
-    trace.println(if recursive {
-        "Updating/initializing submodules recursively..."
-    } else {
-        "Updating/initializing submodules..."
-    });
-    let flag = |args: &[&str]| {
-        let mut args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
-        if recursive {
-            args.push("--recursive".to_owned());
-        }
-        args
-    };
-    let mut update = flag(&["submodule", "update", "--init"]);
-    let submodule_depth = variables
-        .get("GIT_SUBMODULE_DEPTH")
-        .and_then(|d| d.parse::<u32>().ok())
-        .unwrap_or(depth);
-    if submodule_depth > 0 {
-        update.push(format!("--depth={submodule_depth}"));
-    }
-    for args in [flag(&["submodule", "sync"]), update] {
-        if let Some(code) = run_git(&args, project_dir, trace).await? {
-            return Ok(Some(code));
-        }
-    }
-    Ok(None)
-}
-
-async fn run_git(args: &[String], dir: &Path, trace: &mut Trace) -> Result<Option<i32>, ExecError> {
-    let output = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .env("GCM_INTERACTIVE", "Never")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .await
-        .map_err(ExecError::io("run git in", dir))?;
-    trace.write(&output.stdout);
-    trace.write(&output.stderr);
-    trace.flush();
-    Ok((!output.status.success()).then(|| output.status.code().unwrap_or(-1)))
 }
 
 /// The files of the project directory git does not track (`git ls-files -o -z`, ignored files
