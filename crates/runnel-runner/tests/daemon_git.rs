@@ -134,3 +134,101 @@ async fn job_whose_token_the_repository_refuses_fails_before_its_script() {
     assert!(requests.iter().all(|r| !r.authorized), "{requests:?}");
     assert_eq!(fake.violations(), Vec::<String>::new());
 }
+
+/// The files under `dir` whose contents hold `needle`.
+fn files_containing(dir: &Path, needle: &str) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).expect("read_dir").flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if std::fs::read(&path)
+                .is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle.as_bytes()))
+            {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
+/// The value of the `KEY=` line the job printed.
+fn printed<'a>(trace: &'a str, key: &str) -> &'a str {
+    trace
+        .lines()
+        .find_map(|line| line.strip_prefix(key))
+        .unwrap_or_else(|| panic!("no {key} line: {trace}"))
+        .trim_end()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_token_stays_out_of_dot_git_and_stale_locks_do_not_break_the_next_fetch() {
+    let repo = new_repository();
+    let first = commit_readme(repo.path(), "first version");
+    let fake = FakeGitLab::start().await;
+    fake.serve_git(repo.path());
+    let token = fake.create_runner();
+    // What each job checks: `origin` has no credentials and no file under `.git` the token.
+    let checks = [
+        "echo \"ORIGIN=$(git remote get-url origin)\"",
+        "if grep -rqF \"$CI_JOB_TOKEN\" .git; then echo TOKEN-UNDER-GIT; exit 1; fi",
+        "echo \"DIR=$PWD\"",
+    ];
+    // A job killed during a git command leaves lock files like these behind.
+    let plant = "touch .git/index.lock .git/refs/heads/x.lock";
+    let cloned = fake.add_job(git_job("clone", &first, &[&checks[..], &[plant]].concat()));
+    let daemon = Daemon::start(&fake, &token, "check_interval = 1", "");
+    let job = fake.wait_for_final(cloned).await;
+    let trace = fake.trace_text(cloned);
+    assert_eq!(job.state, FakeJobState::Success, "{trace}");
+    assert!(trace.contains("Created fresh repository."), "{trace}");
+    let origin = printed(&trace, "ORIGIN=");
+    assert!(
+        origin.starts_with("http://") && !origin.contains('@'),
+        "{trace}"
+    );
+    let dir = std::path::PathBuf::from(printed(&trace, "DIR="));
+    assert_eq!(
+        files_containing(&dir.join(".git"), &format!("job{cloned}secret")),
+        Vec::<std::path::PathBuf>::new()
+    );
+
+    let second = commit_readme(repo.path(), "second version");
+    let unlocked = [
+        "test ! -e .git/index.lock",
+        "test ! -e .git/refs/heads/x.lock",
+        "cat README",
+    ];
+    let fetched = fake.add_job(git_job(
+        "fetch",
+        &second,
+        &[&checks[..], &unlocked].concat(),
+    ));
+    let job = fake.wait_for_final(fetched).await;
+    let trace = fake.trace_text(fetched);
+    assert_eq!(job.state, FakeJobState::Success, "{trace}");
+    assert!(
+        trace.contains("Reinitialized existing Git repository"),
+        "{trace}"
+    );
+    assert!(trace.contains("second version"), "{trace}");
+    assert_eq!(printed(&trace, "ORIGIN="), origin);
+    for id in [cloned, fetched] {
+        assert_eq!(
+            files_containing(&dir.join(".git"), &format!("job{id}secret")),
+            Vec::<std::path::PathBuf>::new()
+        );
+    }
+    daemon.stop().await;
+    // The fetch authenticated although `origin` carries no credentials.
+    let requests = fake.git_requests();
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.job == Some(fetched) && r.authorized && r.path == "git-upload-pack"),
+        "{requests:?}"
+    );
+    assert_eq!(fake.violations(), Vec::<String>::new());
+}
