@@ -174,3 +174,34 @@ async fn submodules_are_checked_out_with_git_submodule_strategy() {
         ran.assert_output_contains("\nfrom the submodule", name);
     }
 }
+
+#[tokio::test]
+async fn depth_zero_unshallows_a_shallow_clone() {
+    for (name, make) in executors() {
+        let project = TestProject::new();
+        let (_, second) = repository(&project);
+        let mut payload =
+            git_payload(&project, 87, &second, &["git rev-list --count HEAD"]).build();
+        payload.git_info.depth = 1;
+        let ran = run_with(
+            make,
+            payload,
+            project.context("87").with_sources(Sources::Git),
+        )
+        .await;
+        ran.assert_status(JobStatus::Success, name);
+        ran.assert_output_contains("\n1\n", name);
+
+        let payload = git_payload(&project, 88, &second, &["git rev-list --count HEAD"])
+            .var("GIT_STRATEGY", "fetch")
+            .build();
+        let ran = run_with(
+            make,
+            payload,
+            project.context("88").with_sources(Sources::Git),
+        )
+        .await;
+        ran.assert_status(JobStatus::Success, name);
+        ran.assert_output_contains("\n2\n", name);
+    }
+}
