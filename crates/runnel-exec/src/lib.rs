@@ -57,6 +57,7 @@ pub use reports::{
 pub use settings::{ArchiveFormat, BuildSettings, CompressionLevel};
 pub use shell::{ShellConfig, ShellExecutor};
 pub use sources::{Sources, WorkingTree};
+pub use steps::parse_go_duration;
 pub use store::{
     ArtifactStore, BoxFuture, CacheStore, LocalArtifactStore, LocalCacheStore, StoreError,
     sanitize_cache_key,

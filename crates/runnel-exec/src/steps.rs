@@ -191,8 +191,9 @@ fn after_script_timeout(job: &PreparedJob) -> Duration {
         .unwrap_or(DEFAULT_AFTER_SCRIPT_TIMEOUT)
 }
 
-/// Parses a Go duration such as `90s`, `10m`, `1h30m`, `1.5h`; `None` when malformed or negative.
-pub(crate) fn parse_go_duration(text: &str) -> Option<Duration> {
+/// Parses a Go duration (`time.ParseDuration`) such as `90s`, `10m`, `1h30m`, `1.5h`, `500ms`,
+/// `1h0m0s`; `None` when malformed or negative.
+pub fn parse_go_duration(text: &str) -> Option<Duration> {
     let text = text.trim();
     if text == "0" {
         return Some(Duration::ZERO);

@@ -72,32 +72,7 @@ fn parse_go_duration(value: Option<&str>, default: Duration) -> Duration {
     if let Ok(secs) = text.parse::<u64>() {
         return Duration::from_secs(secs);
     }
-    let mut total = 0f64;
-    let mut rest = text;
-    while !rest.is_empty() {
-        let number_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        let Ok(number) = rest[..number_len].parse::<f64>() else {
-            return default;
-        };
-        rest = &rest[number_len..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let scale = match &rest[..unit_len] {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return default,
-        };
-        rest = &rest[unit_len..];
-        total += number * scale;
-    }
-    Duration::try_from_secs_f64(total).unwrap_or(default)
+    runnel_exec::parse_go_duration(text).unwrap_or(default)
 }
 
 /// Polls until `stop`. Not cancel-safe in the middle of a job request (see
