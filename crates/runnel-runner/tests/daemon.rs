@@ -3,23 +3,14 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use runnel_runner::daemon::{Control, RunOptions, Shutdown, run_controlled};
+use runnel_runner::daemon::{Control, Shutdown};
 use runnel_runner::exec_adapter::ShellJobExecutor;
-use runnel_runner::test_support::{FakeGitLab, FakeJobState, JobSpec};
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
+use runnel_runner::test_support::{
+    FakeGitLab, FakeJobState, JobSpec, TestDaemon, one_runner_config,
+};
 
-struct Daemon {
-    control: mpsc::Sender<Control>,
-    handle: JoinHandle<Shutdown>,
-    _dir: tempfile::TempDir,
-}
-
-impl Daemon {
-    async fn stop(self) -> Shutdown {
-        let _ = self.control.send(Control::Graceful).await;
-        self.handle.await.expect("the daemon task")
-    }
+fn shell() -> (&'static str, Arc<ShellJobExecutor>) {
+    ("shell", Arc::new(ShellJobExecutor::new()))
 }
 
 fn config(
@@ -29,15 +20,18 @@ fn config(
     extra_global: &str,
     extra_runner: &str,
 ) -> String {
-    format!(
-        "concurrent = 4\ncheck_interval = 1\n{extra_global}\n[[runners]]\n  name = \"test-runner\"\n  url = \"{}\"\n  token = \"{token}\"\n  executor = \"shell\"\n  builds_dir = \"{}\"\n  cache_dir = \"{}\"\n{extra_runner}\n",
-        fake.url(),
-        dir.join("builds").display(),
-        dir.join("cache").display(),
+    one_runner_config(
+        fake,
+        token,
+        dir,
+        "shell",
+        "test-runner",
+        &format!("concurrent = 4\ncheck_interval = 1\n{extra_global}"),
+        extra_runner,
     )
 }
 
-async fn start(fake: &FakeGitLab, extra_global: &str, extra_runner: &str) -> Daemon {
+async fn start(fake: &FakeGitLab, extra_global: &str, extra_runner: &str) -> TestDaemon {
     let token = fake.create_runner();
     start_with_token(fake, &token, extra_global, extra_runner).await
 }
@@ -47,29 +41,16 @@ async fn start_with_token(
     token: &str,
     extra_global: &str,
     extra_runner: &str,
-) -> Daemon {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config_path = dir.path().join("config.toml");
-    std::fs::write(
-        &config_path,
-        config(fake, token, dir.path(), extra_global, extra_runner),
+) -> TestDaemon {
+    let (name, executor) = shell();
+    TestDaemon::with_one_runner(
+        fake,
+        token,
+        (name, executor),
+        "test-runner",
+        &format!("concurrent = 4\ncheck_interval = 1\n{extra_global}"),
+        extra_runner,
     )
-    .expect("write config");
-    let (control, rx) = mpsc::channel(4);
-    let options = RunOptions {
-        config_path,
-        listen_address: None,
-    };
-    let handle = tokio::spawn(async move {
-        run_controlled(options, Arc::new(ShellJobExecutor::new()), rx)
-            .await
-            .expect("the daemon runs")
-    });
-    Daemon {
-        control,
-        handle,
-        _dir: dir,
-    }
 }
 
 /// The daemon's whole `/metrics` response, head and body; empty while nothing listens.
@@ -124,7 +105,7 @@ async fn successful_job_streams_its_trace_and_reports_success_with_checksum() {
         ack < first_patch,
         "the job must be acknowledged before its trace: {requests:?}"
     );
-    assert_eq!(daemon.stop().await, Shutdown::Graceful);
+    daemon.stop().await;
     assert_eq!(fake.violations(), Vec::<String>::new());
 }
 
@@ -408,16 +389,7 @@ async fn global_concurrent_caps_jobs_across_runners() {
     }
     let config_path = dir.path().join("config.toml");
     std::fs::write(&config_path, text).expect("write config");
-    let (control, rx) = mpsc::channel(4);
-    let options = RunOptions {
-        config_path,
-        listen_address: None,
-    };
-    let handle = tokio::spawn(async move {
-        run_controlled(options, Arc::new(ShellJobExecutor::new()), rx)
-            .await
-            .expect("the daemon runs")
-    });
+    let daemon = TestDaemon::spawn(config_path, None, shell().1);
     for id in &ids {
         let job = fake.wait_for_final(*id).await;
         assert_eq!(
@@ -427,8 +399,7 @@ async fn global_concurrent_caps_jobs_across_runners() {
             fake.trace_text(*id)
         );
     }
-    let _ = control.send(Control::Graceful).await;
-    assert_eq!(handle.await.expect("the daemon task"), Shutdown::Graceful);
+    daemon.stop().await;
     assert_eq!(fake.violations(), Vec::<String>::new());
 }
 
@@ -438,12 +409,8 @@ async fn forceful_shutdown_aborts_running_jobs_and_reports_them_failed() {
     let id = fake.add_job(JobSpec::script(&["echo started", "sleep 60"]));
     let daemon = start(&fake, "", "").await;
     fake.wait_for_trace(id, "started").await;
-    daemon
-        .control
-        .send(Control::Forceful)
-        .await
-        .expect("control");
-    assert_eq!(daemon.handle.await.expect("daemon"), Shutdown::Forceful);
+    daemon.send(Control::Forceful).await;
+    assert_eq!(daemon.join().await, Shutdown::Forceful);
     let job = fake.job(id).expect("job");
     assert_eq!(job.state, FakeJobState::Failed);
     let reason = job
@@ -460,21 +427,16 @@ async fn config_edits_apply_without_restart_and_invalid_edits_keep_the_last_good
     let dir = tempfile::tempdir().expect("tempdir");
     let config_path = dir.path().join("config.toml");
     std::fs::write(&config_path, "concurrent = 2\ncheck_interval = 1\n").expect("write");
-    let (control, rx) = mpsc::channel(4);
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind")
         .local_addr()
         .expect("address")
         .port();
-    let options = RunOptions {
-        config_path: config_path.clone(),
-        listen_address: Some(format!("127.0.0.1:{port}")),
-    };
-    let handle = tokio::spawn(async move {
-        run_controlled(options, Arc::new(ShellJobExecutor::new()), rx)
-            .await
-            .expect("the daemon runs")
-    });
+    let daemon = TestDaemon::spawn(
+        config_path.clone(),
+        Some(format!("127.0.0.1:{port}")),
+        shell().1,
+    );
     let token = fake.create_runner();
     write_atomically(&config_path, &config(&fake, &token, dir.path(), "", ""));
     let first = fake.add_job(JobSpec::script(&["echo picked up after reload"]));
@@ -494,8 +456,7 @@ async fn config_edits_apply_without_restart_and_invalid_edits_keep_the_last_good
         fake.wait_for_final(second).await.state,
         FakeJobState::Success
     );
-    let _ = control.send(Control::Graceful).await;
-    handle.await.expect("daemon");
+    daemon.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -588,7 +549,7 @@ async fn expiring_tokens_are_rotated_and_written_back() {
     assert_eq!(old, token);
     let id = fake.add_job(JobSpec::script(&["echo with the new token"]));
     assert_eq!(fake.wait_for_final(id).await.state, FakeJobState::Success);
-    let text = std::fs::read_to_string(daemon._dir.path().join("config.toml")).expect("config");
+    let text = std::fs::read_to_string(daemon.dir().join("config.toml")).expect("config");
     assert!(
         text.contains(&format!("token = \"{new}\"")) && text.contains("# keep this comment"),
         "{text}"
@@ -612,16 +573,11 @@ async fn metrics_count_received_jobs_in_gitlab_runners_text_format() {
         .local_addr()
         .expect("address")
         .port();
-    let (control, rx) = mpsc::channel(4);
-    let options = RunOptions {
-        config_path: config_path.clone(),
-        listen_address: Some(format!("127.0.0.1:{port}")),
-    };
-    let handle = tokio::spawn(async move {
-        run_controlled(options, Arc::new(ShellJobExecutor::new()), rx)
-            .await
-            .expect("the daemon runs")
-    });
+    let daemon = TestDaemon::spawn(
+        config_path.clone(),
+        Some(format!("127.0.0.1:{port}")),
+        shell().1,
+    );
     let id = fake.add_job(JobSpec::script(&["echo counted"]));
     assert_eq!(fake.wait_for_final(id).await.state, FakeJobState::Success);
     let response = scrape(port).await;
@@ -652,8 +608,7 @@ async fn metrics_count_received_jobs_in_gitlab_runners_text_format() {
             .any(|f| f.name == "gitlab_runner_jobs" && f.kind == "gauge"),
         "{body}"
     );
-    let _ = control.send(Control::Graceful).await;
-    handle.await.expect("daemon");
+    daemon.stop().await;
     // The metrics server ends with the daemon.
     assert_eq!(scrape(port).await, "");
 }
@@ -758,21 +713,16 @@ async fn one_config_edit_reloads_the_config_once() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config_path = dir.path().join("config.toml");
     std::fs::write(&config_path, "concurrent = 2\ncheck_interval = 1\n").expect("write");
-    let (control, rx) = mpsc::channel(4);
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind")
         .local_addr()
         .expect("address")
         .port();
-    let options = RunOptions {
-        config_path: config_path.clone(),
-        listen_address: Some(format!("127.0.0.1:{port}")),
-    };
-    let handle = tokio::spawn(async move {
-        run_controlled(options, Arc::new(ShellJobExecutor::new()), rx)
-            .await
-            .expect("the daemon runs")
-    });
+    let daemon = TestDaemon::spawn(
+        config_path.clone(),
+        Some(format!("127.0.0.1:{port}")),
+        shell().1,
+    );
     let loaded = || async {
         counter_value(
             &scrape(port).await,
@@ -797,6 +747,5 @@ async fn one_config_edit_reloads_the_config_once() {
     write_atomically(&config_path, &same);
     tokio::time::sleep(runnel_runner::reload::RELOAD_CHECK_INTERVAL * 2).await;
     assert_eq!(loaded().await, Some(2));
-    let _ = control.send(Control::Graceful).await;
-    handle.await.expect("daemon");
+    daemon.stop().await;
 }

@@ -6,7 +6,7 @@ mod daemon_shell_support;
 use std::path::Path;
 use std::process::Command;
 
-use daemon_shell_support::Daemon;
+use daemon_shell_support::start_shell_daemon;
 use runnel_runner::test_support::{FakeGitLab, FakeJobState, GitSource, JobSpec};
 
 /// Runs git in `dir` and returns its trimmed standard output.
@@ -62,7 +62,7 @@ async fn clone_checks_out_the_job_commit_and_fetch_reuses_the_directory_for_a_ne
             "echo kept > .git/runnel-test-mark",
         ],
     ));
-    let daemon = Daemon::start(&fake, &token, "check_interval = 1", "");
+    let daemon = start_shell_daemon(&fake, &token, "check_interval = 1", "");
     let job = fake.wait_for_final(cloned).await;
     let trace = fake.trace_text(cloned);
     assert_eq!(job.state, FakeJobState::Success, "{trace}");
@@ -120,7 +120,7 @@ async fn job_whose_token_the_repository_refuses_fails_before_its_script() {
         git.reject_token = true;
     }
     let id = fake.add_job(spec);
-    let daemon = Daemon::start(&fake, &token, "check_interval = 1", "");
+    let daemon = start_shell_daemon(&fake, &token, "check_interval = 1", "");
     let job = fake.wait_for_final(id).await;
     daemon.stop().await;
     let trace = fake.trace_text(id);
@@ -179,7 +179,7 @@ async fn job_token_stays_out_of_dot_git_and_stale_locks_do_not_break_the_next_fe
     // A job killed during a git command leaves lock files like these behind.
     let plant = "touch .git/index.lock .git/refs/heads/x.lock";
     let cloned = fake.add_job(git_job("clone", &first, &[&checks[..], &[plant]].concat()));
-    let daemon = Daemon::start(&fake, &token, "check_interval = 1", "");
+    let daemon = start_shell_daemon(&fake, &token, "check_interval = 1", "");
     let job = fake.wait_for_final(cloned).await;
     let trace = fake.trace_text(cloned);
     assert_eq!(job.state, FakeJobState::Success, "{trace}");

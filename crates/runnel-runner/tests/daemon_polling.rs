@@ -5,7 +5,7 @@ mod daemon_shell_support;
 
 use std::time::Duration;
 
-use daemon_shell_support::Daemon;
+use daemon_shell_support::start_shell_daemon;
 use runnel_runner::test_support::FakeGitLab;
 
 /// Waits until `done` holds, failing the test after a minute.
@@ -20,7 +20,7 @@ async fn request_concurrency_three_keeps_up_to_three_job_requests_in_flight() {
     let fake = FakeGitLab::start().await;
     fake.hold_job_requests(Duration::from_secs(2));
     let token = fake.create_runner();
-    let daemon = Daemon::start(
+    let daemon = start_shell_daemon(
         &fake,
         &token,
         "check_interval = 1",
@@ -45,7 +45,7 @@ async fn request_concurrency_one_never_has_two_job_requests_in_flight() {
     let fake = FakeGitLab::start().await;
     fake.hold_job_requests(Duration::from_secs(1));
     let token = fake.create_runner();
-    let daemon = Daemon::start(
+    let daemon = start_shell_daemon(
         &fake,
         &token,
         "check_interval = 1",
@@ -63,7 +63,7 @@ async fn request_concurrency_one_never_has_two_job_requests_in_flight() {
 async fn empty_job_requests_of_a_runner_are_at_least_check_interval_apart() {
     let fake = FakeGitLab::start().await;
     let token = fake.create_runner();
-    let daemon = Daemon::start(&fake, &token, "check_interval = 2", "");
+    let daemon = start_shell_daemon(&fake, &token, "check_interval = 2", "");
     wait_until(&fake, "four empty job requests", |fake| {
         fake.empty_request_gaps(&token).len() >= 3
     })

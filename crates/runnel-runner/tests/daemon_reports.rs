@@ -5,7 +5,7 @@ mod daemon_shell_support;
 
 use std::collections::BTreeMap;
 
-use daemon_shell_support::Daemon;
+use daemon_shell_support::start_shell_daemon;
 use runnel_runner::test_support::{FakeGitLab, FakeJobState, JobSpec};
 
 const JUNIT: &str = r#"<testsuites><testsuite name="unit" tests="2" failures="0"><testcase classname="math" name="adds"/><testcase classname="math" name="subtracts"/></testsuite></testsuites>"#;
@@ -35,7 +35,7 @@ async fn junit_and_dotenv_reports_are_uploaded_as_one_gzip_file_each() {
     let fake = FakeGitLab::start().await;
     let token = fake.create_runner();
     let id = fake.add_job(report_job());
-    let daemon = Daemon::start(&fake, &token, "check_interval = 1", "");
+    let daemon = start_shell_daemon(&fake, &token, "check_interval = 1", "");
     let job = fake.wait_for_final(id).await;
     daemon.stop().await;
     let trace = fake.trace_text(id);
@@ -80,7 +80,7 @@ async fn redirected_report_uploads_keep_the_whole_query_string() {
     fake.redirect_uploads();
     let token = fake.create_runner();
     let id = fake.add_job(report_job());
-    let daemon = Daemon::start(&fake, &token, "check_interval = 1", "");
+    let daemon = start_shell_daemon(&fake, &token, "check_interval = 1", "");
     let job = fake.wait_for_final(id).await;
     daemon.stop().await;
     assert_eq!(job.state, FakeJobState::Success);

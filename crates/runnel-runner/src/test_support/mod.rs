@@ -1,7 +1,10 @@
-//! Test support: a fake GitLab coordinator (behind the `test-support` feature).
+//! Test support: a fake GitLab coordinator and an in-process daemon (behind the
+//! `test-support` feature).
 
+mod daemon;
 mod fake_gitlab;
 mod git_http;
 mod proxy;
 
+pub use daemon::{TestDaemon, one_runner_config};
 pub use fake_gitlab::{FakeGitLab, FakeJob, FakeJobState, GitRequest, GitSource, JobSpec};
