@@ -248,6 +248,28 @@ impl Node {
         }
     }
 
+    /// The items of a sequence with nested sequences flattened, as Ruby's `Array#flatten`, and
+    /// how many arrays deep the deepest item sits (the sequence itself counts as one). GitLab
+    /// flattens `rules`, `needs`, `services`, `cache` and `include:rules` this way
+    /// (lib/gitlab/config/entry/composable_array.rb, entry/rules.rb, entry/needs.rb); `!reference`
+    /// and anchors are what nest them.
+    pub fn flattened(&self) -> Option<(Vec<&Node>, usize)> {
+        fn walk<'n>(items: &'n [Node], depth: usize, out: &mut Vec<&'n Node>, deepest: &mut usize) {
+            *deepest = (*deepest).max(depth);
+            for item in items {
+                match &item.value {
+                    Value::Seq(inner) => walk(inner, depth + 1, out, deepest),
+                    _ => out.push(item),
+                }
+            }
+        }
+        let items = self.as_seq()?;
+        let mut out = Vec::with_capacity(items.len());
+        let mut deepest = 1;
+        walk(items, 1, &mut out, &mut deepest);
+        Some((out, deepest))
+    }
+
     pub fn as_seq_mut(&mut self) -> Option<&mut Vec<Node>> {
         match &mut self.value {
             Value::Seq(s) => Some(s),

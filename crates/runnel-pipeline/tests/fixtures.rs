@@ -95,7 +95,7 @@ fn lint(path: &Path, case: &Case) -> String {
 #[test]
 fn fixtures() {
     insta::glob!(
-        "fixtures/{model,keywords,matrix,needs,rules,variables,workflow,errors,default,realistic}/*.gitlab-ci.yml",
+        "fixtures/{model,keywords,nested,matrix,needs,rules,variables,workflow,errors,default,realistic}/*.gitlab-ci.yml",
         |path| {
             let case = Case::read(path);
             insta::assert_snapshot!(lint(path, &case));

@@ -95,7 +95,9 @@ fn real_world_trees_lint_clean_or_name_each_offline_include() {
             let text = render_plain(&diags.0, &map);
             let mut spans = HashSet::new();
             let only_includes = diags.iter().all(|d| OFFLINE.contains(&d.code))
-                && diags.iter().all(|d| spans.insert((d.span.file, d.span.start)));
+                && diags
+                    .iter()
+                    .all(|d| spans.insert((d.span.file, d.span.start)));
             if !only_includes || diags.len() != tree.unresolvable {
                 failures.push(format!(
                     "{name}: expected {} offline include errors, got {}:\n{text}",

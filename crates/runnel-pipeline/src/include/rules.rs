@@ -11,7 +11,8 @@ impl Loader<'_, '_> {
     /// `include:rules`: the first rule whose clauses all match decides (`when: never` excludes);
     /// no match excludes the include. GitLab: lib/gitlab/ci/config/external/rules.rb.
     pub(super) fn rules_match(&mut self, rules: &Node, origin: &Origin) -> bool {
-        let Some(items) = rules.as_seq() else {
+        // GitLab: entry/include/rules.rb is a ComposableArray, which flattens nested lists.
+        let Some((items, _)) = rules.flattened() else {
             self.error(
                 Diagnostic::error(rules.span, "`include:rules` should be an array of mappings")
                     .with_code("include-rules"),

@@ -17,6 +17,9 @@ use crate::variables::{VariablesPlace, read_variables};
 use crate::when::{AllowFailure, When};
 use crate::yaml::{Key, Node, Value};
 
+/// GitLab: lib/gitlab/ci/config/entry/processable.rb (`MAX_NESTING_LEVEL`).
+const RULES_MAX_NESTING: usize = 10;
+
 /// A job as defined in the configuration, before the pipeline's context chose its rule.
 #[derive(Debug, Clone)]
 pub(crate) struct JobDef {
@@ -311,6 +314,21 @@ fn convert_keyword(
             if value.as_seq().is_some_and(<[Node]>::is_empty) {
                 // GitLab: entry/rules.rb — `rules: []` "can't be blank".
                 r.expected(key, value, "a non-empty list of rules");
+            } else if value
+                .flattened()
+                .is_some_and(|(_, depth)| depth > RULES_MAX_NESTING)
+            {
+                // GitLab: entry/processable.rb (`nested_array_of_hashes_or_arrays: { max_level: 10 }`).
+                let name = def.job.name.clone();
+                let span = r.anchor(value);
+                r.push(
+                    Diagnostic::error(span, format!("`rules` of job `{name}` should be a list of rules and lists of rules, nested at most {RULES_MAX_NESTING} lists deep"))
+                        .with_code("rules-too-deep")
+                        .with_note(
+                            Span::synthetic(),
+                            format!("GitLab reports: jobs:{name} rules should be an array containing hashes and arrays of hashes"),
+                        ),
+                );
             } else {
                 let place = r.place.clone();
                 def.rules = Some(rules_from_node_in(value, RulesKind::Job, &place, r.diags));

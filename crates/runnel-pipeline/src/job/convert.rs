@@ -219,7 +219,10 @@ pub(crate) fn caches(r: &mut Reader<'_>, key: &str, node: &Node) -> Option<Vec<C
                 );
                 return None;
             }
-            items.iter().map(|i| cache(r, key, i)).collect()
+            // GitLab: caches.rb counts the entries as written, then the ComposableArray
+            // flattens nested lists (from `!reference` or anchors).
+            let (flat, _) = node.flattened()?;
+            flat.into_iter().map(|i| cache(r, key, i)).collect()
         }
         Value::Null => Some(Vec::new()),
         _ => {

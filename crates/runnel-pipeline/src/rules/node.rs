@@ -75,17 +75,15 @@ pub fn rules_from_node_in(
     place: &str,
     diags: &mut Diagnostics,
 ) -> Vec<Rule> {
-    let Some(items) = node.as_seq() else {
+    let Some((items, _)) = node.flattened() else {
         diags.push(wrong_type(node, "rules", place, "a list of rules"));
         return Vec::new();
     };
     let mut reader = Reader { diags, place, kind };
     let mut rules = Vec::new();
-    // GitLab flattens one level of nesting, which `!reference` produces.
-    for item in items.iter().flat_map(|item| {
-        item.as_seq()
-            .map_or_else(|| vec![item], |s| s.iter().collect())
-    }) {
+    // GitLab: entry/rules.rb (`[super].flatten`) — nested lists, which `!reference` and anchors
+    // produce, are flattened; a job's depth limit is checked by its caller.
+    for item in items {
         if let Some(rule) = reader.rule(item) {
             rules.push(rule);
         }
