@@ -57,8 +57,24 @@ pub(crate) fn evaluate_inputs(
     let before = diagnostics.len();
     check_header_keys(header, diagnostics);
     let spec = header.get("spec");
+    // GitLab: header/spec.rb is Configurable (`validates :config, type: Hash`); a `spec:` or
+    // `inputs:` left empty (null) is an unspecified entry and declares no inputs.
+    if let Some(spec) = spec.filter(|s| !s.is_null() && s.as_map().is_none()) {
+        diagnostics.push(
+            Diagnostic::error(spec.span, "`spec` should be a mapping")
+                .with_code("inputs-spec")
+                .with_note(
+                    Span::synthetic(),
+                    "GitLab reports: spec config should be a hash",
+                ),
+        );
+        return None;
+    }
     let empty = Node::new(header.span, Value::Map(Vec::new()));
-    let specs = spec.and_then(|s| s.get("inputs")).unwrap_or(&empty);
+    let specs = spec
+        .and_then(|s| s.get("inputs"))
+        .filter(|i| !i.is_null())
+        .unwrap_or(&empty);
     let Some(spec_entries) = specs.as_map() else {
         diagnostics.push(
             Diagnostic::error(specs.span, "`spec:inputs` should be a mapping")
