@@ -5,6 +5,9 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 
+use clap::ValueEnum as _;
+use runnel_local::{ExecutorKind, PipelineOptions, Selection};
+
 use crate::exec::{self, Options};
 
 /// Arguments of `runnel exec`.
@@ -38,11 +41,9 @@ pub(crate) struct ExecArgs {
     /// How many jobs run at once (default: the number of CPUs).
     #[arg(long, short = 'j', value_name = "N")]
     concurrency: Option<usize>,
-    /// The executor: `shell` (this machine) or `docker` (each job in a container of its
-    /// `image:`, with its `services:`, on the local Docker engine; images are pulled only when
-    /// missing).
-    #[arg(long, default_value = "shell", value_parser = ["shell", "docker"])]
-    executor: String,
+    /// The executor (registered in runnel-local's `ExecutorKind`).
+    #[arg(long, value_enum, default_value_t = ExecutorKind::Shell)]
+    executor: ExecutorKind,
     /// List the jobs of the pipeline and exit.
     #[arg(long)]
     list: bool,
@@ -80,28 +81,32 @@ pub(crate) fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
         .variables_file
         .as_deref()
         .map(|f| absolute(&project_dir, f));
-    let rerun = rerun_prefix(&args);
-    let docker = (args.executor == "docker").then(|| exec::local_docker_config(&project_dir));
-    let options = Options {
+    let rerun_prefix = rerun_prefix(&args);
+    let mut pipeline = PipelineOptions {
         project_dir,
         state_dir,
         projects_dir,
         file: args.file,
-        jobs: args.jobs,
-        stage: args.stage,
-        needs: args.needs,
-        only_needs: args.only_needs,
-        manual: args.manual,
-        vars: args.vars,
-        variables_file,
+        ..PipelineOptions::default()
+    };
+    exec::read_variables(&mut pipeline, variables_file.as_ref(), &args.vars)?;
+    let options = Options {
+        pipeline,
+        selection: Selection {
+            jobs: args.jobs,
+            stage: args.stage,
+            needs: args.needs,
+            only_needs: args.only_needs,
+            manual: args.manual,
+        },
         concurrency: args
             .concurrency
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from))
             .max(1),
+        executor: args.executor,
         list: args.list,
         json: args.json,
-        rerun_prefix: rerun,
-        docker,
+        rerun_prefix,
     };
     exec::run(options)
 }
@@ -110,8 +115,10 @@ pub(crate) fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
 fn rerun_prefix(args: &ExecArgs) -> String {
     use crate::report::shell_quote;
     let mut words = vec!["runnel".to_owned(), "exec".to_owned()];
-    if args.executor != "shell" {
-        words.extend(["--executor".to_owned(), args.executor.clone()]);
+    if args.executor != ExecutorKind::default()
+        && let Some(value) = args.executor.to_possible_value()
+    {
+        words.extend(["--executor".to_owned(), value.get_name().to_owned()]);
     }
     if let Some(dir) = &args.dir {
         words.extend(["-C".to_owned(), shell_quote(&dir.display().to_string())]);

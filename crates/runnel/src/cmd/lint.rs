@@ -15,8 +15,8 @@ use runnel_pipeline::resolve::{LoadOptions, load};
 use runnel_pipeline::source::SourceMap;
 use runnel_pipeline::when::{AllowFailure, When};
 
-use crate::exec::git_line;
 use crate::exit_code;
+use runnel_local::git_line;
 
 /// Arguments of `runnel lint`.
 #[derive(Debug, clap::Args)]

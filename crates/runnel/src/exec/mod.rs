@@ -1,13 +1,6 @@
-//! `runnel exec`: the wiring between the loader, the scheduler, the planner and the shell
-//! executor.
+//! `runnel exec`: the options for runnel-local and the printing of what it reports.
 
-mod driver;
-mod git;
-mod load;
 mod run;
-mod select;
-mod shell;
 mod varfile;
 
-pub(crate) use git::git_line;
-pub(crate) use run::{Options, local_docker_config, run};
+pub(crate) use run::{Options, read_variables, run};

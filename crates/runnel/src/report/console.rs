@@ -6,8 +6,9 @@ use std::io::{IsTerminal as _, Write as _};
 
 use owo_colors::{AnsiColors, OwoColorize as _};
 
-use crate::report::trace::TraceLine;
-use crate::report::{Event, JobRecord, Reporter, Summary, seconds, shell_quote};
+use runnel_local::{Event, JobRecord, Reporter, Summary, TraceLine};
+
+use crate::report::{seconds, shell_quote};
 
 const PALETTE: [AnsiColors; 6] = [
     AnsiColors::Cyan,
@@ -28,10 +29,12 @@ const TAIL_LINES: usize = 15;
 pub(crate) struct Console {
     color: bool,
     width: usize,
+    /// The command line that re-runs one job, without the job name (`runnel exec -C dir`).
+    rerun_prefix: String,
 }
 
 impl Console {
-    pub(crate) fn new(jobs: &[JobRecord]) -> Self {
+    pub(crate) fn new(jobs: &[JobRecord], rerun_prefix: String) -> Self {
         let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
         let width = jobs
             .iter()
@@ -39,7 +42,11 @@ impl Console {
             .max()
             .unwrap_or(0)
             .min(40);
-        Console { color, width }
+        Console {
+            color,
+            width,
+            rerun_prefix,
+        }
     }
 
     fn prefix(&self, name: &str) -> String {
@@ -193,7 +200,7 @@ impl Reporter for Console {
             let _ = writeln!(
                 out,
                 "  re-run: {} {}",
-                summary.rerun_prefix,
+                self.rerun_prefix,
                 shell_quote(&job.name)
             );
         }
@@ -220,7 +227,7 @@ impl Reporter for Console {
             let _ = writeln!(
                 out,
                 "\npipeline blocked by manual jobs; start them with: {} {}",
-                summary.rerun_prefix,
+                self.rerun_prefix,
                 names.join(" ")
             );
         }

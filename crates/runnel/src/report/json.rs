@@ -5,7 +5,9 @@ use std::io::Write as _;
 
 use serde_json::json;
 
-use crate::report::{Event, JobRecord, Reporter, Summary, seconds};
+use runnel_local::{Event, JobRecord, Reporter, Summary};
+
+use crate::report::seconds;
 
 pub(crate) struct Json;
 

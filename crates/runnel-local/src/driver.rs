@@ -1,51 +1,23 @@
-//! The run loop of `runnel exec`: asks the [`Schedule`] which jobs are ready, plans and starts
-//! them (at most `concurrency` at once), turns their traces into report events, and feeds each
-//! end back to the schedule, until nothing can move. Ctrl-C cancels every job.
+//! The run loop of a local pipeline: asks the [`LocalPipeline`] which jobs are ready, plans and
+//! starts them (at most `concurrency` at once), turns their traces into report events, and feeds
+//! each end back, until nothing can move. Ctrl-C (or SIGTERM) cancels every job; a second one
+//! aborts them.
 
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
 use runnel_api::JobPayload;
-use runnel_pipeline::plan::RunContext;
-use runnel_pipeline::schedule::{Finished, JobResult, JobStatus, Schedule, Transition};
+use runnel_pipeline::schedule::{Finished, JobResult};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::report::trace::TraceLine;
+use crate::local_pipeline::{Change, JobEnd, LocalPipeline};
 use crate::report::{Event, JobRecord, Reporter, Summary};
-
-/// How one job attempt ended, with what later jobs need from it.
-#[derive(Debug, Clone)]
-pub(crate) struct JobEnd {
-    pub(crate) result: JobResult,
-    pub(crate) exit_code: Option<i32>,
-    /// Variables from its `dotenv` reports.
-    pub(crate) dotenv: Vec<(String, String)>,
-    /// Whether it stored artifacts that dependent jobs can download.
-    pub(crate) has_artifacts: bool,
-    /// Paths of the files it archived.
-    pub(crate) artifacts: Vec<String>,
-    /// `tests, failures, errors, skipped` from its junit reports.
-    pub(crate) junit: Option<[u64; 4]>,
-}
-
-/// A trigger job (GitLab's bridge).
-#[derive(Debug, Clone)]
-pub(crate) struct Bridge {
-    /// The child pipeline it creates (`None`: a downstream project's pipeline, which a local run
-    /// cannot create).
-    pub(crate) child: Option<usize>,
-    /// `strategy: depend`: it ends with its child pipeline's status; otherwise it succeeds as
-    /// soon as the child pipeline is created (GitLab: app/models/ci/bridge.rb).
-    pub(crate) depend: bool,
-    /// `needs:pipeline` without `job`: the upstream project whose pipeline status the job
-    /// mirrors (GitLab: lib/gitlab/ci/config/entry/bridge.rb), which a local run cannot see.
-    pub(crate) upstream: Option<String>,
-}
+use crate::trace::TraceLine;
 
 /// Where and how one job attempt runs.
 pub(crate) struct JobRun {
@@ -60,7 +32,8 @@ pub(crate) struct JobRun {
     pub(crate) abort: CancellationToken,
 }
 
-/// Runs one planned job to its end (implemented over runnel-exec's shell executor).
+/// Runs one planned job to its end ([`crate::executors::LocalRunner`] over runnel-exec's
+/// executors).
 pub(crate) trait JobRunner: Send + Sync + 'static {
     /// Runs `payload`, sending its trace lines to `trace` as they come. Returns when the job
     /// and every process it started are gone, also after a cancel or an abort.
@@ -72,24 +45,13 @@ pub(crate) trait JobRunner: Send + Sync + 'static {
     ) -> impl Future<Output = JobEnd> + Send;
 }
 
-/// Plans job `index` (of the schedule) against the current context.
-pub(crate) type Planner<'a> = dyn Fn(usize, &RunContext) -> JobPayload + 'a;
-
-/// Runs everything the schedule lets run.
+/// Runs everything the pipeline lets run.
 pub(crate) struct Driver<'a, R: JobRunner> {
     pub(crate) runner: Arc<R>,
-    pub(crate) schedule: Schedule,
+    pub(crate) pipeline: LocalPipeline,
     pub(crate) records: Vec<JobRecord>,
-    /// One context per pipeline: 0 is the pipeline itself, the others its child pipelines.
-    pub(crate) ctxs: Vec<RunContext>,
-    /// The pipeline of each scheduled job.
-    pub(crate) unit_pipeline: Vec<usize>,
-    /// Trigger jobs, by schedule index: they create a child pipeline instead of running.
-    pub(crate) bridges: HashMap<usize, Bridge>,
     /// The `resource_group` of each scheduled job (variables expanded).
     pub(crate) resource_groups: Vec<Option<String>>,
-    pub(crate) planner: &'a Planner<'a>,
-    pub(crate) coverage: &'a (dyn Fn(usize, &[String]) -> Option<String> + 'a),
     pub(crate) concurrency: usize,
     pub(crate) log_dir: Option<PathBuf>,
     pub(crate) reporter: &'a mut dyn Reporter,
@@ -221,7 +183,7 @@ impl<R: JobRunner> Driver<'_, R> {
                     }
                 }
                 Some(Ok(i)) = timers.join_next(), if !interrupted => {
-                    if self.schedule.play(i) {
+                    if self.pipeline.play(i) {
                         queue.push_back(i);
                     }
                 }
@@ -232,133 +194,76 @@ impl<R: JobRunner> Driver<'_, R> {
                     }
                     interrupted = true;
                     cancel.graceful.cancel();
-                    self.schedule.cancel();
+                    self.pipeline.cancel();
                     queue.clear();
                     timers.abort_all();
                 }
             }
         }
         if interrupted {
-            self.schedule.cancel();
-            let running_bridges: Vec<usize> = self
-                .bridges
-                .keys()
-                .copied()
-                .filter(|&i| self.schedule.state(i).status == JobStatus::Running)
-                .collect();
-            for i in running_bridges {
-                self.schedule.finish(i, &JobResult::Canceled);
-            }
+            self.pipeline.cancel();
         }
         for i in 0..self.records.len() {
-            self.records[i].status = self.schedule.state(i).report_status();
+            self.records[i].status = self.pipeline.report_status(i);
         }
         let blocking_manual = self
-            .schedule
-            .blocking_manual_jobs()
+            .pipeline
+            .blocking_manual()
             .into_iter()
             .map(|i| self.records[i].name.clone())
             .collect();
-        let status = self.schedule.pipeline_status();
+        let status = self.pipeline.status();
         Summary {
             status: status.as_str(),
             passed: status.passed(),
             jobs: self.records,
             blocking_manual,
-            rerun_prefix: String::new(),
             interrupted,
         }
     }
 
-    /// Applies the schedule's transitions until nothing changes: ready jobs are queued, trigger
-    /// jobs create their child pipelines, and `strategy: depend` trigger jobs end with theirs.
+    /// Advances the pipeline: ready jobs are queued, delayed ones get a timer, trigger jobs
+    /// start and end, and every change is reported.
     fn advance(&mut self, queue: &mut VecDeque<usize>, timers: &mut JoinSet<usize>, seq: &mut u64) {
-        loop {
-            let mut changed = false;
-            for transition in self.schedule.advance() {
-                changed = true;
-                match transition {
-                    Transition::Ready(i) if self.bridges.contains_key(&i) => {
-                        self.start_bridge(i, seq)
-                    }
-                    Transition::Ready(i) => queue.push_back(i),
-                    Transition::Delayed(i, wait) => {
-                        timers.spawn(async move {
-                            tokio::time::sleep(wait).await;
-                            i
-                        });
-                        self.set_status(i);
-                    }
-                    Transition::Skipped(i) | Transition::Manual(i) => self.set_status(i),
+        for change in self.pipeline.advance() {
+            match change {
+                Change::Ready(i) => queue.push_back(i),
+                Change::Delayed(i, wait) => {
+                    timers.spawn(async move {
+                        tokio::time::sleep(wait).await;
+                        i
+                    });
+                    self.set_status(i);
                 }
-            }
-            let waiting: Vec<(usize, usize)> = self
-                .bridges
-                .iter()
-                .filter(|(i, b)| b.depend && self.schedule.state(**i).status == JobStatus::Running)
-                .filter_map(|(i, b)| b.child.map(|c| (*i, c)))
-                .collect();
-            for (i, child) in waiting {
-                if self.schedule.pipeline_is_idle(child) {
-                    let result = if self.schedule.status_of_pipeline(child).passed() {
-                        JobResult::Success
-                    } else {
-                        JobResult::Failed {
-                            failure_reason: "downstream_pipeline_failure".into(),
-                            exit_code: None,
-                        }
-                    };
+                Change::Status(i) => self.set_status(i),
+                Change::BridgeStarted { job: i, note } => {
                     *seq += 1;
-                    self.end_bridge(i, *seq, &result);
-                    changed = true;
+                    let record = &mut self.records[i];
+                    record.status = "running";
+                    record.started_seq = Some(*seq);
+                    self.reporter
+                        .event(&Event::Started { job: i, attempt: 1 }, &self.records);
+                    if let Some(text) = note {
+                        let line = TraceLine::Output(text);
+                        self.reporter
+                            .event(&Event::Line { job: i, line }, &self.records);
+                    }
+                }
+                Change::BridgeFinished(i) => {
+                    *seq += 1;
+                    let record = &mut self.records[i];
+                    record.finished_seq = Some(*seq);
+                    record.duration = Some(std::time::Duration::ZERO);
+                    record.status = self.pipeline.report_status(i);
+                    self.reporter
+                        .event(&Event::Status { job: i }, &self.records);
                 }
             }
-            if !changed {
-                return;
-            }
         }
-    }
-
-    /// A trigger job creates its child pipeline; without `strategy: depend` that is all it does.
-    fn start_bridge(&mut self, i: usize, seq: &mut u64) {
-        *seq += 1;
-        self.schedule.start(i);
-        let record = &mut self.records[i];
-        record.status = "running";
-        record.started_seq = Some(*seq);
-        self.reporter
-            .event(&Event::Started { job: i, attempt: 1 }, &self.records);
-        let bridge = &self.bridges[&i];
-        let (child, depend) = (bridge.child, bridge.depend);
-        if child.is_none() {
-            let text = match &bridge.upstream {
-                Some(project) => {
-                    format!("the status of {project}'s upstream pipeline is not mirrored locally")
-                }
-                None => "downstream project pipelines are not run locally".to_owned(),
-            };
-            let line = TraceLine::Output(text);
-            self.reporter
-                .event(&Event::Line { job: i, line }, &self.records);
-        }
-        if !depend || child.is_none() {
-            *seq += 1;
-            self.end_bridge(i, *seq, &JobResult::Success);
-        }
-    }
-
-    fn end_bridge(&mut self, i: usize, seq: u64, result: &JobResult) {
-        self.schedule.finish(i, result);
-        let record = &mut self.records[i];
-        record.finished_seq = Some(seq);
-        record.duration = Some(std::time::Duration::ZERO);
-        record.status = self.schedule.state(i).report_status();
-        self.reporter
-            .event(&Event::Status { job: i }, &self.records);
     }
 
     fn set_status(&mut self, i: usize) {
-        self.records[i].status = self.schedule.state(i).report_status();
+        self.records[i].status = self.pipeline.report_status(i);
         self.reporter
             .event(&Event::Status { job: i }, &self.records);
     }
@@ -377,9 +282,7 @@ impl<R: JobRunner> Driver<'_, R> {
         cancel: &Cancel,
         tasks: &mut JoinSet<(usize, JobEnd)>,
     ) {
-        let payload = (self.planner)(i, &self.ctxs[self.unit_pipeline[i]]);
-        self.schedule.start(i);
-        let attempt = self.schedule.state(i).retries + 1;
+        let (payload, attempt) = self.pipeline.start(i);
         let record = &mut self.records[i];
         record.status = "running";
         record.started_seq = Some(seq);
@@ -493,8 +396,8 @@ impl<R: JobRunner> Driver<'_, R> {
         if let Some(state) = running[i].take() {
             self.records[i].duration = Some(state.started.elapsed());
         }
-        let name = self.schedule.jobs()[i].name.clone();
-        let finished = self.schedule.finish(i, &end.result);
+        let finished = self.pipeline.finish(i, &end, self.records[i].id);
+        let coverage = self.pipeline.coverage(i, &self.records[i].output);
         let record = &mut self.records[i];
         record.finished_seq = Some(seq);
         record.exit_code = end.exit_code;
@@ -504,19 +407,50 @@ impl<R: JobRunner> Driver<'_, R> {
         };
         record.artifacts = end.artifacts;
         record.junit = end.junit;
-        record.coverage = (self.coverage)(i, &record.output);
-        if finished == Finished::Retry {
-            record.status = "retried";
+        record.coverage = coverage;
+        record.status = if finished == Finished::Retry {
+            "retried"
         } else {
-            record.status = self.schedule.state(i).report_status();
-            let ctx = &mut self.ctxs[self.unit_pipeline[i]];
-            ctx.dotenv.insert(name.clone(), end.dotenv);
-            if end.has_artifacts {
-                ctx.finished.insert(name, record.id);
-            }
-        }
+            self.pipeline.report_status(i)
+        };
         self.reporter
             .event(&Event::Status { job: i }, &self.records);
         finished
     }
+}
+
+/// Runs `pipeline` on this machine with `executor`, at most `concurrency` jobs at once, until
+/// nothing can move or Ctrl-C (SIGTERM) stops it: the first signal cancels the jobs gracefully
+/// (their `after_script` runs), a second aborts them. Every event goes to `reporter`; its
+/// `finish` is not called (the caller does, with the returned summary). Each job's masked trace
+/// goes to `<state dir>/logs/<job>.log`.
+///
+/// Must run inside a multi-threaded tokio runtime. When it returns, no job process is left.
+pub async fn run(
+    pipeline: LocalPipeline,
+    executor: crate::ExecutorKind,
+    concurrency: usize,
+    reporter: &mut dyn Reporter,
+) -> Summary {
+    let options = pipeline.options();
+    let runner = Arc::new(crate::executors::LocalRunner::new(
+        executor,
+        &options.project_dir,
+        &options.state_dir,
+    ));
+    let log_dir = options.state_dir.join("logs");
+    let records = pipeline.records();
+    let resource_groups = (0..pipeline.len())
+        .map(|i| pipeline.resource_group(i).map(str::to_owned))
+        .collect();
+    let driver = Driver {
+        runner,
+        pipeline,
+        records,
+        resource_groups,
+        concurrency: concurrency.max(1),
+        log_dir: Some(log_dir),
+        reporter,
+    };
+    driver.run().await
 }

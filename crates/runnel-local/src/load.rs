@@ -1,5 +1,6 @@
-//! Loads `.gitlab-ci.yml` and creates the pipeline for this run's context. Mistakes in the
-//! configuration come back rendered, as `runnel lint` prints them.
+//! Loads `.gitlab-ci.yml` and creates the pipeline for this run's context (and, for trigger
+//! jobs, their child pipelines). Mistakes in the configuration come back rendered, as `runnel
+//! lint` prints them.
 
 use runnel_pipeline::diag::{Diagnostics, render_plain};
 use runnel_pipeline::pipeline::{Creation, Pipeline, PipelineContext, RefType};
@@ -7,22 +8,36 @@ use runnel_pipeline::plan::RunContext;
 use runnel_pipeline::resolve::{self, LoadOptions};
 use runnel_pipeline::source::SourceMap;
 
-use crate::exec::run::Options;
+use crate::options::PipelineOptions;
 
 /// Why there is no pipeline to run.
-pub(crate) enum LoadError {
-    /// Mistakes in the configuration, rendered.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum LoadError {
+    /// Mistakes in the configuration, rendered as `runnel lint` prints them.
+    #[error("{0}")]
     Config(String),
     /// GitLab would create no pipeline (workflow rules, or no job left): nothing to do.
-    NoPipeline(&'static str),
+    #[error("no pipeline: {reason}")]
+    NoPipeline {
+        /// GitLab's message.
+        reason: &'static str,
+        /// The warnings GitLab would show, rendered.
+        warnings: String,
+    },
+}
+
+/// A pipeline as GitLab creates it, and the warnings GitLab would show (rendered).
+pub(crate) struct Created {
+    pub(crate) pipeline: Pipeline,
+    pub(crate) warnings: String,
 }
 
 /// The pipeline for this run.
 pub(crate) fn load(
-    opts: &Options,
+    opts: &PipelineOptions,
     ctx: &RunContext,
     changed_files: Option<Vec<String>>,
-) -> Result<Pipeline, LoadError> {
+) -> Result<Created, LoadError> {
     let mut sources = SourceMap::new();
     let path = opts.project_dir.join(&opts.file);
     let config = resolve::load(&mut sources, &path, &load_options(opts, ctx))
@@ -30,18 +45,22 @@ pub(crate) fn load(
     let pipeline_context = pipeline_context(opts, ctx, changed_files);
     let pipeline = Pipeline::from_root(&config.root, &pipeline_context)
         .map_err(|diags| config_error(&diags, &sources))?;
-    if !pipeline.warnings.is_empty() {
-        eprint!("{}", render_plain(&pipeline.warnings.0, &sources));
-    }
+    let warnings = if pipeline.warnings.is_empty() {
+        String::new()
+    } else {
+        render_plain(&pipeline.warnings.0, &sources)
+    };
     match pipeline.creation {
-        Creation::Created => Ok(pipeline),
+        Creation::Created => Ok(Created { pipeline, warnings }),
         // GitLab's messages: lib/gitlab/ci/pipeline/chain/evaluate_workflow_rules.rb, seed.rb.
-        Creation::FilteredOutByWorkflow => Err(LoadError::NoPipeline(
-            "pipeline filtered out by workflow rules",
-        )),
-        Creation::NoJobs => Err(LoadError::NoPipeline(
-            "the rules configuration prevented any jobs from being added to the pipeline",
-        )),
+        Creation::FilteredOutByWorkflow => Err(LoadError::NoPipeline {
+            reason: "pipeline filtered out by workflow rules",
+            warnings,
+        }),
+        Creation::NoJobs => Err(LoadError::NoPipeline {
+            reason: "the rules configuration prevented any jobs from being added to the pipeline",
+            warnings,
+        }),
     }
 }
 
@@ -61,7 +80,7 @@ pub(crate) struct Child {
 /// variables only with `forward: pipeline_variables: true`
 /// (app/models/ci/bridge.rb `downstream_variables`).
 pub(crate) fn load_child(
-    opts: &Options,
+    opts: &PipelineOptions,
     parent: &RunContext,
     bridge: &runnel_pipeline::job::Job,
     number: u64,
@@ -124,7 +143,7 @@ fn config_error(diags: &Diagnostics, sources: &SourceMap) -> LoadError {
 
 /// The variables the planner knows before any job (predefined, project and pipeline ones), for
 /// `include` paths and `rules:if`.
-fn load_options<'a>(opts: &'a Options, ctx: &RunContext) -> LoadOptions<'a> {
+fn load_options<'a>(opts: &'a PipelineOptions, ctx: &RunContext) -> LoadOptions<'a> {
     let mut load_options = LoadOptions::new(&opts.project_dir);
     load_options.projects_dir = opts.projects_dir.clone();
     load_options.variables = runnel_pipeline::plan::pipeline_variables(ctx)
@@ -145,7 +164,7 @@ fn user_variables(ctx: &RunContext) -> Vec<(String, String)> {
 }
 
 fn pipeline_context(
-    opts: &Options,
+    opts: &PipelineOptions,
     ctx: &RunContext,
     changed_files: Option<Vec<String>>,
 ) -> PipelineContext {

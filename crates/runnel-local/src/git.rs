@@ -33,7 +33,7 @@ fn git(dir: &Path, args: &[&str]) -> Option<String> {
 }
 
 /// [`git`]'s output trimmed, or `None` when it is empty: for commands that print one value.
-pub(crate) fn git_line(dir: &Path, args: &[&str]) -> Option<String> {
+pub fn git_line(dir: &Path, args: &[&str]) -> Option<String> {
     let text = git(dir, args)?;
     let text = text.trim();
     (!text.is_empty()).then(|| text.to_owned())

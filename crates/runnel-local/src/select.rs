@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use anyhow::bail;
+use crate::options::Selection;
 
 /// A job as selection sees it.
 pub(crate) struct Candidate<'a> {
@@ -15,36 +15,55 @@ pub(crate) struct Candidate<'a> {
     pub(crate) needs: Option<Vec<usize>>,
 }
 
-/// What the command line asked for.
-#[derive(Debug, Default)]
-pub(crate) struct Selection<'a> {
-    pub(crate) jobs: &'a [String],
-    pub(crate) stage: Option<&'a str>,
-    pub(crate) needs: bool,
-    pub(crate) only_needs: bool,
+/// A selection that names what the pipeline does not have.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SelectError {
+    /// A named job is not in the pipeline.
+    #[error("job `{name}` is not in the pipeline{}", .suggestion.as_ref().map_or(String::new(), |s| format!("; did you mean `{s}`?")))]
+    UnknownJob {
+        /// The name asked for.
+        name: String,
+        /// The closest name of a job that is in the pipeline.
+        suggestion: Option<String>,
+    },
+    /// No job is in the named stage.
+    #[error("no job of the pipeline is in stage `{stage}`")]
+    EmptyStage {
+        /// The stage asked for.
+        stage: String,
+    },
+    /// `--manual` names no job.
+    #[error("`--manual {name}`: no job of the pipeline has this name")]
+    UnknownManual {
+        /// The name asked for.
+        name: String,
+    },
 }
 
 /// The indices of the jobs to run, in pipeline order, and the subset that were named (a named
 /// job runs even when it is manual).
 pub(crate) fn select(
     candidates: &[Candidate<'_>],
-    selection: &Selection<'_>,
-) -> anyhow::Result<(Vec<usize>, Vec<usize>)> {
+    selection: &Selection,
+) -> Result<(Vec<usize>, Vec<usize>), SelectError> {
     let mut named = Vec::new();
-    for name in selection.jobs {
+    for name in &selection.jobs {
         let found = indices(candidates, |c| c.name == name || base_name(c.name) == name);
         if found.is_empty() {
             let names = candidates.iter().map(|c| c.name);
-            let hint = runnel_pipeline::diag::suggest(name, names)
-                .map_or(String::new(), |s| format!("; did you mean `{s}`?"));
-            bail!("job `{name}` is not in the pipeline{hint}");
+            return Err(SelectError::UnknownJob {
+                name: name.clone(),
+                suggestion: runnel_pipeline::diag::suggest(name, names),
+            });
         }
         named.extend(found);
     }
-    if let Some(stage) = selection.stage {
+    if let Some(stage) = selection.stage.as_deref() {
         let found = indices(candidates, |c| c.stage == stage);
         if found.is_empty() {
-            bail!("no job of the pipeline is in stage `{stage}`");
+            return Err(SelectError::EmptyStage {
+                stage: stage.to_owned(),
+            });
         }
         named.extend(found);
     }
@@ -150,12 +169,12 @@ mod tests {
     fn named_jobs_run_alone_unless_needs_is_given() {
         let jobs = ["deploy".to_owned()];
         let only = Selection {
-            jobs: &jobs,
+            jobs: jobs.to_vec(),
             ..Selection::default()
         };
         assert_eq!(select(&pipeline(), &only).expect("valid").0, vec![4]);
         let with_needs = Selection {
-            jobs: &jobs,
+            jobs: jobs.to_vec(),
             needs: true,
             ..Selection::default()
         };
@@ -164,7 +183,7 @@ mod tests {
             vec![0, 1, 2, 3, 4]
         );
         let only_needs = Selection {
-            jobs: &jobs,
+            jobs: jobs.to_vec(),
             only_needs: true,
             ..Selection::default()
         };
@@ -178,7 +197,7 @@ mod tests {
     fn needs_of_a_job_without_needs_are_the_earlier_stages() {
         let jobs = ["report".to_owned()];
         let with_needs = Selection {
-            jobs: &jobs,
+            jobs: jobs.to_vec(),
             needs: true,
             ..Selection::default()
         };
@@ -192,12 +211,12 @@ mod tests {
     fn a_group_name_selects_every_instance_and_a_stage_selects_its_jobs() {
         let jobs = ["test".to_owned()];
         let group = Selection {
-            jobs: &jobs,
+            jobs: jobs.to_vec(),
             ..Selection::default()
         };
         assert_eq!(select(&pipeline(), &group).expect("valid").0, vec![2, 3]);
         let stage = Selection {
-            stage: Some("build"),
+            stage: Some("build".to_owned()),
             ..Selection::default()
         };
         assert_eq!(select(&pipeline(), &stage).expect("valid").0, vec![1]);
@@ -209,7 +228,7 @@ mod tests {
         let err = select(
             &pipeline(),
             &Selection {
-                jobs: &jobs,
+                jobs: jobs.to_vec(),
                 ..Selection::default()
             },
         )

@@ -12,11 +12,21 @@ static ANSI: LazyLock<Regex> = LazyLock::new(|| {
 
 /// One line of a trace, classified.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum TraceLine {
+pub enum TraceLine {
     /// A build stage (trace section) started.
-    SectionStart { name: String, header: String },
+    SectionStart {
+        /// The section's name (`step_script`, ...).
+        name: String,
+        /// Its header line.
+        header: String,
+    },
     /// A build stage ended.
-    SectionEnd { name: String, duration: Duration },
+    SectionEnd {
+        /// The section's name.
+        name: String,
+        /// How long it took.
+        duration: Duration,
+    },
     /// An echoed command (`$ make test`), without the `$ `.
     Command(String),
     /// Anything else, without ANSI sequences.
@@ -26,7 +36,7 @@ pub(crate) enum TraceLine {
 impl TraceLine {
     /// Classifies one line of trace text (without its line ending). GitLab's section markers
     /// (`section_start:<time>:<name>\r\x1b[0K`) are removed.
-    pub(crate) fn from_text(line: &str) -> TraceLine {
+    pub fn from_text(line: &str) -> TraceLine {
         let mut text = line.trim_end_matches('\r');
         while let Some(pos) = text.find("\r\x1b[0K") {
             let head = &text[..pos];
@@ -45,6 +55,7 @@ impl TraceLine {
     }
 }
 
+/// `text` without ANSI escape sequences.
 pub(crate) fn strip_ansi(text: &str) -> String {
     if text.contains('\x1b') {
         ANSI.replace_all(text, "").into_owned()

@@ -1,0 +1,200 @@
+//! The executors of `runnel exec --executor`, registered in one place: [`ExecutorKind`]. Each
+//! runs planned jobs through runnel-exec with sources copied from the working tree and builds,
+//! caches and artifacts under the state directory (`.runnel/`).
+//!
+//! To add an executor: add a variant to [`ExecutorKind`] (its doc comment is its `--help` text,
+//! its name the `--executor` value), then the compiler asks for its arm in
+//! [`ExecutorKind::executor`] (how a job's executor is built) and in [`ExecutorKind::notices`]
+//! (keywords it ignores).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use runnel_api::JobPayload;
+use runnel_exec::{
+    Executor, JobContext, JobEvent, JobStatus, LocalArtifactStore, LocalCacheStore, Sources,
+    WorkingTree,
+};
+use runnel_pipeline::job::Job;
+use runnel_pipeline::schedule::JobResult;
+use tokio::sync::mpsc;
+
+use crate::driver::{JobRun, JobRunner};
+use crate::local_pipeline::JobEnd;
+use crate::trace::TraceLine;
+
+/// An executor of `runnel exec --executor`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+pub enum ExecutorKind {
+    /// This machine: the scripts run in `bash` (or `sh`) here.
+    #[default]
+    Shell,
+    /// Each job in a container of its `image:`, with its `services:`, on the local Docker
+    /// engine (images are pulled only when missing).
+    Docker,
+}
+
+impl ExecutorKind {
+    /// A new executor for one job; `ctx` is the job's context (its project directory is
+    /// `project_dir`).
+    fn executor(self, project_dir: &Path, ctx: &JobContext) -> Box<dyn Executor> {
+        match self {
+            ExecutorKind::Shell => {
+                Box::new(runnel_exec::ShellExecutor::new(runnel_exec::ShellConfig {
+                    shell: None,
+                    kill_grace: ctx.kill_grace,
+                }))
+            }
+            ExecutorKind::Docker => {
+                let mut config = local_docker_config(project_dir);
+                config.stop_timeout = ctx.kill_grace;
+                Box::new(runnel_exec::docker::DockerExecutor::new(config))
+            }
+        }
+    }
+
+    /// What this executor ignores of `job`, one line each (`job: `image: x` is ignored …`).
+    pub fn notices(self, job: &Job) -> Vec<String> {
+        match self {
+            ExecutorKind::Shell => {
+                let mut notices = Vec::new();
+                if let Some(image) = &job.image {
+                    notices.push(format!(
+                        "{}: `image: {}` is ignored by the shell executor",
+                        job.name, image.name
+                    ));
+                }
+                if !job.services.is_empty() {
+                    notices.push(format!(
+                        "{}: `services:` are ignored by the shell executor",
+                        job.name
+                    ));
+                }
+                notices
+            }
+            ExecutorKind::Docker => Vec::new(),
+        }
+    }
+}
+
+/// The Docker settings of `runnel exec --executor docker`: images are pulled only when missing
+/// (a job's `pull_policy` may ask for any policy); a job without `image:` fails with a
+/// configuration error; files the containers write go back to the project's owner.
+fn local_docker_config(project_dir: &Path) -> runnel_exec::docker::DockerConfig {
+    use runnel_exec::docker::{DockerConfig, PullPolicy};
+    DockerConfig {
+        builds_owner: DockerConfig::owner_unless_root(project_dir),
+        pull_policy: vec![PullPolicy::IfNotPresent],
+        allowed_pull_policies: vec![
+            PullPolicy::Always,
+            PullPolicy::IfNotPresent,
+            PullPolicy::Never,
+        ],
+        ..DockerConfig::default()
+    }
+}
+
+/// Runs planned jobs of the repository at `project_dir` with one [`ExecutorKind`].
+pub(crate) struct LocalRunner {
+    kind: ExecutorKind,
+    project_dir: PathBuf,
+    base: JobContext,
+}
+
+impl LocalRunner {
+    /// Jobs of the repository at `project_dir`, keeping their state in `state_dir`.
+    pub(crate) fn new(kind: ExecutorKind, project_dir: &Path, state_dir: &Path) -> Self {
+        let tree = WorkingTree::new(project_dir);
+        let mut base = JobContext::local(project_dir, tree.clone());
+        base.builds_dir = state_dir.join("builds");
+        base.cache_dir = state_dir.join("cache");
+        base.sources = Sources::WorkingTree(tree);
+        base.artifacts = Arc::new(LocalArtifactStore::new(state_dir.join("artifacts")));
+        base.cache = Arc::new(LocalCacheStore::new(state_dir.join("cache")));
+        LocalRunner {
+            kind,
+            project_dir: project_dir.to_owned(),
+            base,
+        }
+    }
+}
+
+impl JobRunner for LocalRunner {
+    fn run(
+        &self,
+        payload: JobPayload,
+        run: JobRun,
+        trace: mpsc::UnboundedSender<TraceLine>,
+    ) -> impl Future<Output = JobEnd> + Send {
+        let mut ctx = self.base.clone();
+        ctx.builds_dir = ctx.builds_dir.join(run.slot.to_string());
+        ctx.trace_log = run.log;
+        ctx.abort = run.abort;
+        ctx.cancel = run.cancel;
+        let mut executor = self.kind.executor(&self.project_dir, &ctx);
+        async move {
+            let (tx, mut rx) = mpsc::unbounded_channel::<JobEvent>();
+            let forward = async {
+                while let Some(event) = rx.recv().await {
+                    let line = match event {
+                        JobEvent::SectionStart { name, header, .. } => {
+                            TraceLine::SectionStart { name, header }
+                        }
+                        JobEvent::SectionEnd { name, duration, .. } => {
+                            TraceLine::SectionEnd { name, duration }
+                        }
+                        JobEvent::Output { line, .. } => TraceLine::from_text(&line),
+                        JobEvent::Finished { .. } => continue,
+                    };
+                    let _ = trace.send(line);
+                }
+            };
+            let job = runnel_exec::run_job_with(executor.as_mut(), payload, ctx, tx);
+            let (result, ()) = tokio::join!(job, forward);
+            match result {
+                Ok(outcome) => JobEnd {
+                    result: match outcome.status {
+                        JobStatus::Success => JobResult::Success,
+                        JobStatus::Canceled => JobResult::Canceled,
+                        JobStatus::Failed => JobResult::Failed {
+                            failure_reason: outcome
+                                .failure_reason
+                                .as_ref()
+                                .map_or("script_failure", |r| r.as_str())
+                                .to_owned(),
+                            exit_code: outcome.exit_code,
+                        },
+                    },
+                    exit_code: outcome.exit_code,
+                    dotenv: outcome.dotenv,
+                    has_artifacts: outcome.artifacts.is_some(),
+                    artifacts: outcome
+                        .artifacts
+                        .iter()
+                        .map(|p| p.display().to_string())
+                        .collect(),
+                    junit: outcome
+                        .junit
+                        .map(|j| [j.total, j.failed, j.errored, j.skipped]),
+                },
+                Err(err) => {
+                    let _ = trace.send(TraceLine::Output(format!(
+                        "ERROR: Job failed (system failure): {err}"
+                    )));
+                    JobEnd {
+                        result: JobResult::Failed {
+                            failure_reason: "runner_system_failure".to_owned(),
+                            exit_code: None,
+                        },
+                        exit_code: None,
+                        dotenv: Vec::new(),
+                        has_artifacts: false,
+                        artifacts: Vec::new(),
+                        junit: None,
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,39 @@
+//! What a local pipeline is made of: the project, its configuration file and the variables
+//! from outside the YAML ([`PipelineOptions`]), and which of its jobs to run ([`Selection`]).
+
+use std::path::PathBuf;
+
+use runnel_api::JobVariable;
+
+/// The project and the variables a pipeline is created with. Paths are absolute.
+#[derive(Debug, Clone, Default)]
+pub struct PipelineOptions {
+    /// The project's working tree (`CI_PROJECT_DIR` of the sources).
+    pub project_dir: PathBuf,
+    /// Where runs keep their state: builds, cache, artifacts, logs (`.runnel/`).
+    pub state_dir: PathBuf,
+    /// Checked-out projects for `include:project`, `include:component` and `include:template`.
+    pub projects_dir: Option<PathBuf>,
+    /// The pipeline file, relative to `project_dir`.
+    pub file: PathBuf,
+    /// The project's CI/CD variables (Settings → CI/CD → Variables).
+    pub project_variables: Vec<JobVariable>,
+    /// Pipeline variables, as in GitLab's "Run pipeline" form: highest precedence.
+    pub pipeline_variables: Vec<JobVariable>,
+}
+
+/// Which jobs of the pipeline run. The default runs all of them.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    /// Only these jobs (a parallel group's name selects every instance). Named manual jobs run
+    /// too.
+    pub jobs: Vec<String>,
+    /// Only the jobs of this stage.
+    pub stage: Option<String>,
+    /// Also the needs of the named jobs, transitively.
+    pub needs: bool,
+    /// The needs of the named jobs, transitively, but not the jobs themselves.
+    pub only_needs: bool,
+    /// Manual jobs to start (and delayed jobs to run now).
+    pub manual: Vec<String>,
+}
