@@ -41,7 +41,7 @@ pub(crate) struct ExecArgs {
     /// How many jobs run at once (default: the number of CPUs).
     #[arg(long, short = 'j', value_name = "N")]
     concurrency: Option<usize>,
-    /// The executor (registered in runnel-local's `ExecutorKind`).
+    /// Where the jobs run.
     #[arg(long, value_enum, default_value_t = ExecutorKind::Shell)]
     executor: ExecutorKind,
     /// List the jobs of the pipeline and exit.
