@@ -12,7 +12,7 @@ use runnel_pipeline::plan::RunContext;
 use runnel_pipeline::schedule::{RetryPolicy, Schedule, ScheduleJob};
 
 use crate::git;
-use crate::load::{self, LoadError};
+use crate::load::{self, Excluded, LoadError};
 use crate::local_pipeline::{Bridge, LocalPipeline, Unit};
 use crate::options::{PipelineOptions, Selection};
 use crate::select::{Candidate, SelectError, select};
@@ -26,6 +26,8 @@ pub struct Loaded {
     pipeline: Pipeline,
     /// The warnings GitLab would show, rendered (empty when there are none).
     pub warnings: String,
+    /// The jobs of the configuration that are not in the pipeline, and why.
+    pub excluded: Vec<Excluded>,
 }
 
 /// Why a loaded pipeline cannot be created as asked.
@@ -70,6 +72,7 @@ pub fn load(options: PipelineOptions) -> Result<Loaded, LoadError> {
         ctx,
         pipeline: created.pipeline,
         warnings: created.warnings,
+        excluded: created.excluded,
     })
 }
 
@@ -77,6 +80,21 @@ impl Loaded {
     /// The pipeline's jobs, in stage order.
     pub fn jobs(&self) -> &[Job] {
         &self.pipeline.jobs
+    }
+
+    /// The jobs that run although GitLab would leave them out (`PipelineOptions::run_excluded`),
+    /// with the reason, one line each.
+    pub fn run_anyway(&self) -> Vec<String> {
+        self.excluded
+            .iter()
+            .filter(|e| self.pipeline.jobs.iter().any(|j| j.name == e.name))
+            .map(|e| {
+                format!(
+                    "{}: runs although GitLab would leave it out of the pipeline: {} ({})",
+                    e.name, e.reason, e.location
+                )
+            })
+            .collect()
     }
 
     /// Selects the jobs to run, loads the child pipelines of the selected trigger jobs, and
@@ -87,6 +105,7 @@ impl Loaded {
             options,
             mut ctx,
             pipeline,
+            excluded,
             ..
         } = self;
         prepare_state_dir(&options.state_dir)?;
@@ -105,7 +124,7 @@ impl Loaded {
                 needs: needs_of(j),
             })
             .collect();
-        let (selected, named) = select(&candidates, selection)?;
+        let (selected, named) = select(&candidates, &excluded, selection)?;
         let position: HashMap<usize, usize> =
             selected.iter().enumerate().map(|(s, &p)| (p, s)).collect();
         let mut schedule_jobs: Vec<ScheduleJob> = selected

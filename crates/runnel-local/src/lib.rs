@@ -48,7 +48,7 @@ pub use create::{CreateError, Loaded, load};
 pub use driver::run;
 pub use executors::ExecutorKind;
 pub use git::git_line;
-pub use load::LoadError;
+pub use load::{Excluded, LoadError};
 pub use local_pipeline::{Change, JobEnd, LocalPipeline};
 pub use options::{PipelineOptions, Selection};
 pub use report::{Event, JobRecord, Reporter, Summary};

@@ -9,6 +9,7 @@ use runnel_pipeline::resolve::{self, LoadOptions};
 use runnel_pipeline::source::SourceMap;
 
 use crate::options::PipelineOptions;
+use crate::select::SelectError;
 
 /// Why there is no pipeline to run.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -23,13 +24,42 @@ pub enum LoadError {
         reason: &'static str,
         /// The warnings GitLab would show, rendered.
         warnings: String,
+        /// The jobs of the configuration, and why each is not in the pipeline.
+        excluded: Vec<Excluded>,
     },
 }
 
-/// A pipeline as GitLab creates it, and the warnings GitLab would show (rendered).
+impl LoadError {
+    /// For a pipeline GitLab would not create: why the first of `jobs` that the configuration
+    /// defines is not in it.
+    pub fn explain(&self, jobs: &[String]) -> Option<SelectError> {
+        let LoadError::NoPipeline { excluded, .. } = self else {
+            return None;
+        };
+        jobs.iter()
+            .find_map(|name| crate::select::excluded_error(excluded, name))
+    }
+}
+
+/// A job of the configuration that is not in the pipeline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Excluded {
+    /// Its name (a parallel instance's full name).
+    pub name: String,
+    /// Its name as written (a parallel job's group).
+    pub base_name: String,
+    /// Why it is not in the pipeline (`rule 2 of its `rules` matched with `when: never``).
+    pub reason: String,
+    /// Where the job is defined (`file:line:column`).
+    pub location: String,
+}
+
+/// A pipeline as GitLab creates it, the warnings GitLab would show (rendered), and the jobs that
+/// are not in it.
 pub(crate) struct Created {
     pub(crate) pipeline: Pipeline,
     pub(crate) warnings: String,
+    pub(crate) excluded: Vec<Excluded>,
 }
 
 /// The pipeline for this run.
@@ -43,23 +73,40 @@ pub(crate) fn load(
     let config = resolve::load(&mut sources, &path, &load_options(opts, ctx))
         .map_err(|diags| config_error(&diags, &sources))?;
     let pipeline_context = pipeline_context(opts, ctx, changed_files);
-    let pipeline = Pipeline::from_root(&config.root, &pipeline_context)
-        .map_err(|diags| config_error(&diags, &sources))?;
+    let pipeline =
+        Pipeline::from_root_including(&config.root, &pipeline_context, &opts.run_excluded)
+            .map_err(|diags| config_error(&diags, &sources))?;
     let warnings = if pipeline.warnings.is_empty() {
         String::new()
     } else {
         render_plain(&pipeline.warnings.0, &sources)
     };
+    let excluded: Vec<Excluded> = pipeline
+        .excluded
+        .iter()
+        .map(|job| Excluded {
+            name: job.name.clone(),
+            base_name: job.base_name.clone(),
+            reason: job.reason.to_string(),
+            location: sources.location(job.span),
+        })
+        .collect();
     match pipeline.creation {
-        Creation::Created => Ok(Created { pipeline, warnings }),
+        Creation::Created => Ok(Created {
+            pipeline,
+            warnings,
+            excluded,
+        }),
         // GitLab's messages: lib/gitlab/ci/pipeline/chain/evaluate_workflow_rules.rb, seed.rb.
         Creation::FilteredOutByWorkflow => Err(LoadError::NoPipeline {
             reason: "pipeline filtered out by workflow rules",
             warnings,
+            excluded,
         }),
         Creation::NoJobs => Err(LoadError::NoPipeline {
             reason: "the rules configuration prevented any jobs from being added to the pipeline",
             warnings,
+            excluded,
         }),
     }
 }

@@ -20,6 +20,10 @@ pub struct PipelineOptions {
     pub project_variables: Vec<JobVariable>,
     /// Pipeline variables, as in GitLab's "Run pipeline" form: highest precedence.
     pub pipeline_variables: Vec<JobVariable>,
+    /// Jobs that are in the pipeline even when `workflow:rules`, their `rules` or
+    /// `only`/`except` leave them out (`runnel exec --ignore-rules JOB…`; a parallel job's name
+    /// names every instance).
+    pub run_excluded: Vec<String>,
 }
 
 /// Which jobs of the pipeline run. The default runs all of them.

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeSet;
 
+use crate::load::Excluded;
 use crate::options::Selection;
 
 /// A job as selection sees it.
@@ -32,6 +33,18 @@ pub enum SelectError {
         /// The stage asked for.
         stage: String,
     },
+    /// A named job is defined but not in the pipeline.
+    #[error(
+        "job `{name}` is not in the pipeline: {reason}\n  --> {location}\n  = help: `--ignore-rules` runs it anyway"
+    )]
+    Excluded {
+        /// The name asked for.
+        name: String,
+        /// Why it is not in the pipeline.
+        reason: String,
+        /// Where the job is defined.
+        location: String,
+    },
     /// `--manual` names no job.
     #[error("`--manual {name}`: no job of the pipeline has this name")]
     UnknownManual {
@@ -44,13 +57,20 @@ pub enum SelectError {
 /// job runs even when it is manual).
 pub(crate) fn select(
     candidates: &[Candidate<'_>],
+    excluded: &[Excluded],
     selection: &Selection,
 ) -> Result<(Vec<usize>, Vec<usize>), SelectError> {
     let mut named = Vec::new();
     for name in &selection.jobs {
         let found = indices(candidates, |c| c.name == name || base_name(c.name) == name);
         if found.is_empty() {
-            let names = candidates.iter().map(|c| c.name);
+            if let Some(err) = excluded_error(excluded, name) {
+                return Err(err);
+            }
+            let names = candidates
+                .iter()
+                .map(|c| c.name)
+                .chain(excluded.iter().map(|e| e.name.as_str()));
             return Err(SelectError::UnknownJob {
                 name: name.clone(),
                 suggestion: runnel_pipeline::diag::suggest(name, names),
@@ -82,6 +102,18 @@ pub(crate) fn select(
         selected.extend(needs_of(candidates, &named));
     }
     Ok((selected.into_iter().collect(), named))
+}
+
+/// Why the job `name` (or every instance of the parallel job `name`) is not in the pipeline.
+pub(crate) fn excluded_error(excluded: &[Excluded], name: &str) -> Option<SelectError> {
+    let job = excluded
+        .iter()
+        .find(|j| j.name == name || j.base_name == name)?;
+    Some(SelectError::Excluded {
+        name: name.to_owned(),
+        reason: job.reason.clone(),
+        location: job.location.clone(),
+    })
 }
 
 /// The indices of the candidates that match.
@@ -160,7 +192,7 @@ mod tests {
 
     #[test]
     fn no_selection_runs_everything() {
-        let (selected, named) = select(&pipeline(), &Selection::default()).expect("valid");
+        let (selected, named) = select(&pipeline(), &[], &Selection::default()).expect("valid");
         assert_eq!(selected, vec![0, 1, 2, 3, 4, 5]);
         assert!(named.is_empty());
     }
@@ -172,14 +204,14 @@ mod tests {
             jobs: jobs.to_vec(),
             ..Selection::default()
         };
-        assert_eq!(select(&pipeline(), &only).expect("valid").0, vec![4]);
+        assert_eq!(select(&pipeline(), &[], &only).expect("valid").0, vec![4]);
         let with_needs = Selection {
             jobs: jobs.to_vec(),
             needs: true,
             ..Selection::default()
         };
         assert_eq!(
-            select(&pipeline(), &with_needs).expect("valid").0,
+            select(&pipeline(), &[], &with_needs).expect("valid").0,
             vec![0, 1, 2, 3, 4]
         );
         let only_needs = Selection {
@@ -188,7 +220,7 @@ mod tests {
             ..Selection::default()
         };
         assert_eq!(
-            select(&pipeline(), &only_needs).expect("valid"),
+            select(&pipeline(), &[], &only_needs).expect("valid"),
             (vec![0, 1, 2, 3], vec![])
         );
     }
@@ -202,7 +234,7 @@ mod tests {
             ..Selection::default()
         };
         assert_eq!(
-            select(&pipeline(), &with_needs).expect("valid").0,
+            select(&pipeline(), &[], &with_needs).expect("valid").0,
             vec![0, 1, 2, 3, 5]
         );
     }
@@ -214,12 +246,15 @@ mod tests {
             jobs: jobs.to_vec(),
             ..Selection::default()
         };
-        assert_eq!(select(&pipeline(), &group).expect("valid").0, vec![2, 3]);
+        assert_eq!(
+            select(&pipeline(), &[], &group).expect("valid").0,
+            vec![2, 3]
+        );
         let stage = Selection {
             stage: Some("build".to_owned()),
             ..Selection::default()
         };
-        assert_eq!(select(&pipeline(), &stage).expect("valid").0, vec![1]);
+        assert_eq!(select(&pipeline(), &[], &stage).expect("valid").0, vec![1]);
     }
 
     #[test]
@@ -227,6 +262,7 @@ mod tests {
         let jobs = ["deplyo".to_owned()];
         let err = select(
             &pipeline(),
+            &[],
             &Selection {
                 jobs: jobs.to_vec(),
                 ..Selection::default()

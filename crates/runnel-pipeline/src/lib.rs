@@ -7,6 +7,7 @@ pub mod context;
 pub mod dag;
 pub mod definition;
 pub mod diag;
+pub mod exclusion;
 pub mod expand;
 pub mod extends;
 pub mod include;

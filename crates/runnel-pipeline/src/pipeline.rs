@@ -14,12 +14,14 @@ use serde::Serialize;
 pub use crate::context::{MergeRequest, PipelineContext, RefType};
 use crate::definition::Definition;
 use crate::diag::{Diagnostic, Diagnostics};
+use crate::exclusion::{ExcludedJob, Exclusion};
 use crate::job::build::JobDef;
 use crate::job::{Job, JobIndex, Need, ParallelInstance};
 use crate::matrix;
 use crate::seed::{self, Decision};
 use crate::source::Span;
 use crate::variables::{self, Variable};
+use crate::when::When;
 use crate::workflow::WorkflowOutcome;
 use crate::yaml::Node;
 
@@ -52,6 +54,9 @@ pub struct Pipeline {
     /// Warnings GitLab would show (they do not stop the pipeline).
     #[serde(skip)]
     pub warnings: Diagnostics,
+    /// The jobs of the configuration that are not in the pipeline, and why.
+    #[serde(skip)]
+    pub excluded: Vec<ExcludedJob>,
 }
 
 impl Pipeline {
@@ -67,7 +72,21 @@ impl Pipeline {
     /// `!reference`).
     pub fn from_root(root: &Node, context: &PipelineContext) -> Result<Pipeline, Diagnostics> {
         let definition = Definition::from_root(root)?;
-        create(&definition, context)
+        create(&definition, context, &[])
+    }
+
+    /// Like [`Pipeline::from_root`], but the jobs named in `run_anyway` (a parallel job's name
+    /// names every instance) are in the pipeline even when `workflow:rules`, their `rules` or
+    /// `only`/`except` leave them out (`runnel exec --ignore-rules`). Such a job keeps its own
+    /// `when` (`on_success` for `never`), and its needs on jobs that are not in the pipeline
+    /// are dropped. GitLab has no such mode; it is for running a job locally to debug it.
+    pub fn from_root_including(
+        root: &Node,
+        context: &PipelineContext,
+        run_anyway: &[String],
+    ) -> Result<Pipeline, Diagnostics> {
+        let definition = Definition::from_root(root)?;
+        create(&definition, context, run_anyway)
     }
 
     /// The job at `index`.
@@ -86,7 +105,11 @@ impl Pipeline {
     }
 }
 
-fn create(definition: &Definition, context: &PipelineContext) -> Result<Pipeline, Diagnostics> {
+fn create(
+    definition: &Definition,
+    context: &PipelineContext,
+    run_anyway: &[String],
+) -> Result<Pipeline, Diagnostics> {
     let mut diags = Diagnostics::new();
     let predefined = context.rules_variables();
 
@@ -94,18 +117,26 @@ fn create(definition: &Definition, context: &PipelineContext) -> Result<Pipeline
     let lookup = rules_lookup(&predefined, &definition.variables, context);
     let workflow = seed::evaluate_workflow(&definition.workflow, &lookup, context);
     let mut root_variables = definition.variables.clone();
-    let Some(workflow) = workflow else {
-        return Ok(empty(
-            definition,
-            Creation::FilteredOutByWorkflow,
-            root_variables,
-            WorkflowOutcome {
-                name: None,
-                auto_cancel: definition.workflow.auto_cancel.clone(),
-                matched_rule: None,
-            },
-        ));
+    let (workflow, filtered_out) = match workflow {
+        Ok(workflow) => (workflow, None),
+        Err(exclusion) if run_anyway.is_empty() => {
+            let mut pipeline = empty(
+                definition,
+                Creation::FilteredOutByWorkflow,
+                root_variables,
+                WorkflowOutcome {
+                    name: None,
+                    auto_cancel: definition.workflow.auto_cancel.clone(),
+                    matched_rule: None,
+                },
+            );
+            pipeline.excluded = excluded_by_workflow(definition, &exclusion);
+            return Ok(pipeline);
+        }
+        Err(exclusion) => (seed::WorkflowDecision::default(), Some(exclusion)),
     };
+    let forced =
+        |def: &JobDef, name: &str| run_anyway.iter().any(|n| n == name || *n == def.job.name);
     variables::merge(&mut root_variables, workflow.variables.clone());
     let outcome = WorkflowOutcome {
         name: pipeline_name(
@@ -123,6 +154,8 @@ fn create(definition: &Definition, context: &PipelineContext) -> Result<Pipeline
     // separately, so `rules:if` sees the matrix variables.
     let has_workflow_rules = definition.workflow.rules.is_some();
     let mut kept: Vec<(usize, Job, Decision)> = Vec::new();
+    let mut excluded: Vec<ExcludedJob> = Vec::new();
+    let mut run_anyway_names: HashSet<String> = HashSet::new();
     for (i, def) in definition.jobs.iter().enumerate() {
         let instances = match &def.parallel {
             None => vec![None],
@@ -133,10 +166,32 @@ fn create(definition: &Definition, context: &PipelineContext) -> Result<Pipeline
         };
         for instance in instances {
             let job = instance_job(def, instance, &root_variables);
+            let force = forced(def, &job.name);
+            if let Some(exclusion) = &filtered_out {
+                excluded.push(excluded_job(def, &job, exclusion.clone()));
+                if !force {
+                    continue;
+                }
+            }
             let lookup = rules_lookup(&predefined, &job.variables, context);
             match seed::decide(def, &lookup, context, has_workflow_rules) {
-                Ok(Some(decision)) => kept.push((i, job, decision)),
-                Ok(None) => {}
+                Ok(Ok(decision)) => kept.push((i, job, decision)),
+                Ok(Err(exclusion)) if force => {
+                    run_anyway_names.insert(job.name.clone());
+                    let when = match &job.when {
+                        When::Never => When::OnSuccess,
+                        when => when.clone(),
+                    };
+                    let decision = Decision {
+                        when: Some(when),
+                        ..Decision::default()
+                    };
+                    if filtered_out.is_none() {
+                        excluded.push(excluded_job(def, &job, exclusion));
+                    }
+                    kept.push((i, job, decision));
+                }
+                Ok(Err(exclusion)) => excluded.push(excluded_job(def, &job, exclusion)),
                 Err(d) => diags.push(d),
             }
         }
@@ -150,7 +205,12 @@ fn create(definition: &Definition, context: &PipelineContext) -> Result<Pipeline
     for (i, job, decision) in kept {
         let def = &definition.jobs[i];
         let mut job = apply_decision(job, decision);
-        job.needs = resolve_needs(&table, &present, def, &job, &mut diags);
+        job.needs = if run_anyway_names.contains(&job.name) || filtered_out.is_some() {
+            // Run anyway: needs on jobs that are not in the pipeline are dropped.
+            resolve_needs(&table, &present, def, &job, &mut Diagnostics::new())
+        } else {
+            resolve_needs(&table, &present, def, &job, &mut diags)
+        };
         job.dependencies = job
             .dependencies
             .as_ref()
@@ -173,7 +233,9 @@ fn create(definition: &Definition, context: &PipelineContext) -> Result<Pipeline
         job.stage_index = used.iter().position(|i| *i == job.stage_index).unwrap_or(0);
     }
     // GitLab: chain/seed.rb — a pipeline whose only jobs are in `.pre`/`.post` is not created.
-    let creation = if jobs.iter().any(|j| j.stage != ".pre" && j.stage != ".post") {
+    let creation = if jobs.iter().any(|j| j.stage != ".pre" && j.stage != ".post")
+        || (!run_anyway.is_empty() && !jobs.is_empty())
+    {
         Creation::Created
     } else {
         Creation::NoJobs
@@ -189,6 +251,7 @@ fn create(definition: &Definition, context: &PipelineContext) -> Result<Pipeline
             warnings.extend(diags);
             warnings
         },
+        excluded,
     })
 }
 
@@ -205,7 +268,41 @@ fn empty(
         workflow,
         jobs: Vec::new(),
         warnings: definition.warnings.clone(),
+        excluded: Vec::new(),
     }
+}
+
+/// A job that is not in the pipeline, with the reason.
+fn excluded_job(def: &JobDef, job: &Job, reason: Exclusion) -> ExcludedJob {
+    ExcludedJob {
+        name: job.name.clone(),
+        base_name: def.job.name.clone(),
+        span: def.job.span,
+        reason,
+    }
+}
+
+/// Every job (and parallel instance) of a pipeline that `workflow:rules` filtered out.
+fn excluded_by_workflow(definition: &Definition, exclusion: &Exclusion) -> Vec<ExcludedJob> {
+    let mut excluded = Vec::new();
+    for def in &definition.jobs {
+        let names = match &def.parallel {
+            None => vec![def.job.name.clone()],
+            Some(parallel) => matrix::expand(&def.job.name, parallel)
+                .into_iter()
+                .map(|instance| instance.name)
+                .collect(),
+        };
+        for name in names {
+            excluded.push(ExcludedJob {
+                name,
+                base_name: def.job.name.clone(),
+                span: def.job.span,
+                reason: exclusion.clone(),
+            });
+        }
+    }
+    excluded
 }
 
 /// One job (or parallel instance) before its rule: inherited top-level (and workflow)

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 
 use crate::context::{PipelineContext, RefType};
 use crate::diag::{Diagnostic, Diagnostics};
+use crate::exclusion::Exclusion;
 use crate::job::build::JobDef;
 use crate::job::read::Reader;
 use crate::job::{Need, convert};
@@ -53,30 +54,43 @@ fn to_variables(pairs: Vec<(String, String)>) -> Vec<Variable> {
         .collect()
 }
 
-/// `None` when `workflow:rules` exclude the pipeline.
+/// The `if:` of rule `index`, as written.
+fn condition(rules: &[crate::rules::Rule], index: Option<usize>) -> Option<String> {
+    let rule = rules.get(index?)?;
+    rule.if_.as_ref().map(|e| e.as_str().to_owned())
+}
+
+/// `Err` when `workflow:rules` exclude the pipeline, with the rule that decided.
 pub(crate) fn evaluate_workflow(
     workflow: &Workflow,
     vars: &Lookup,
     context: &PipelineContext,
-) -> Option<WorkflowDecision> {
+) -> Result<WorkflowDecision, Exclusion> {
     let Some(rules) = &workflow.rules else {
-        return Some(WorkflowDecision::default());
+        return Ok(WorkflowDecision::default());
     };
     let outcome = evaluate_rules_with_default(rules, &rule_context(vars, context), &When::Always);
-    outcome.pass().then(|| WorkflowDecision {
+    if !outcome.pass() {
+        return Err(Exclusion::Workflow {
+            rule: outcome.matched_rule,
+            condition: condition(rules, outcome.matched_rule),
+        });
+    }
+    Ok(WorkflowDecision {
         variables: to_variables(outcome.variables),
         auto_cancel: outcome.auto_cancel.as_ref().map(crate::yaml::Node::to_json),
         matched_rule: outcome.matched_rule,
     })
 }
 
-/// `Some` when the job is in the pipeline. GitLab: seed/build.rb (`included?`).
+/// `Ok(Ok(_))` when the job is in the pipeline, `Ok(Err(_))` with the reason when it is not.
+/// GitLab: seed/build.rb (`included?`).
 pub(crate) fn decide(
     def: &JobDef,
     vars: &Lookup,
     context: &PipelineContext,
     has_workflow_rules: bool,
-) -> Result<Option<Decision>, Diagnostic> {
+) -> Result<Result<Decision, Exclusion>, Diagnostic> {
     let Some(rules) = &def.rules else {
         let refs = RefContext {
             ref_name: &context.ref_name,
@@ -88,8 +102,22 @@ pub(crate) fn decide(
             kubernetes_active: false,
             has_workflow_rules,
         };
-        let included = evaluate_only_except(def.only.as_ref(), def.except.as_ref(), &refs);
-        return Ok(included.then(Decision::default));
+        if evaluate_only_except(def.only.as_ref(), def.except.as_ref(), &refs) {
+            return Ok(Ok(Decision::default()));
+        }
+        // Which of the two left it out: `only` alone, else `except`.
+        let only_holds = evaluate_only_except(def.only.as_ref(), None, &refs);
+        let kind = if context.ref_type == RefType::Tag {
+            "tag"
+        } else {
+            "branch"
+        };
+        let pipeline = format!("{kind} `{}`, source `{}`", context.ref_name, context.source);
+        return Ok(Err(if only_holds {
+            Exclusion::Except { pipeline }
+        } else {
+            Exclusion::Only { pipeline }
+        }));
     };
     let outcome = evaluate_rules_with_default(rules, &rule_context(vars, context), &def.job.when);
     if !outcome.errors.is_empty() {
@@ -107,11 +135,14 @@ pub(crate) fn decide(
         ));
     }
     if !outcome.pass() {
-        return Ok(None);
+        return Ok(Err(Exclusion::Rules {
+            rule: outcome.matched_rule,
+            condition: condition(rules, outcome.matched_rule),
+        }));
     }
     let mut scratch = Diagnostics::new();
     let mut r = Reader::new(&mut scratch, "`rules`");
-    Ok(Some(Decision {
+    Ok(Ok(Decision {
         when: outcome.matched_rule.map(|_| outcome.when.clone()),
         allow_failure: outcome.allow_failure,
         variables: to_variables(outcome.variables),

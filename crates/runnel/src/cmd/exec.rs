@@ -26,6 +26,11 @@ pub(crate) struct ExecArgs {
     /// Run only the jobs of this stage.
     #[arg(long, value_name = "STAGE")]
     stage: Option<String>,
+    /// Run the named jobs even when `workflow:rules`, their `rules` or `only`/`except` leave
+    /// them out of the pipeline (as gitlab-ci-local runs named jobs). Without it, runnel says
+    /// which rule left such a job out.
+    #[arg(long, requires = "jobs")]
+    ignore_rules: bool,
     /// Start this manual job (or run this delayed job now). Repeatable.
     #[arg(long, value_name = "JOB")]
     manual: Vec<String>,
@@ -87,6 +92,11 @@ pub(crate) fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
         state_dir,
         projects_dir,
         file: args.file,
+        run_excluded: if args.ignore_rules {
+            args.jobs.clone()
+        } else {
+            Vec::new()
+        },
         ..PipelineOptions::default()
     };
     exec::read_variables(&mut pipeline, variables_file.as_ref(), &args.vars)?;
@@ -134,6 +144,9 @@ fn rerun_prefix(args: &ExecArgs) -> String {
             "--variables-file".to_owned(),
             shell_quote(&file.display().to_string()),
         ]);
+    }
+    if args.ignore_rules {
+        words.push("--ignore-rules".to_owned());
     }
     for var in &args.vars {
         words.extend(["--var".to_owned(), shell_quote(var)]);

@@ -41,17 +41,12 @@ pub(crate) fn read_variables(
 pub(crate) fn run(opts: Options) -> anyhow::Result<ExitCode> {
     let loaded = match runnel_local::load(opts.pipeline) {
         Ok(loaded) => loaded,
-        Err(LoadError::Config(rendered)) => return Ok(config_error(opts.json, &rendered)),
-        Err(LoadError::NoPipeline { reason, warnings }) => {
-            eprint!("{warnings}");
-            eprintln!("no pipeline: {reason}");
-            if opts.json {
-                println!("{}", serde_json::json!({"status": "skipped", "jobs": []}));
-            }
-            return Ok(ExitCode::SUCCESS);
-        }
+        Err(err) => return Ok(load_error(&err, &opts.selection, opts.json)),
     };
     eprint!("{}", loaded.warnings);
+    for line in loaded.run_anyway() {
+        eprintln!("{line}");
+    }
     if opts.list {
         print_list(loaded.jobs());
         return Ok(ExitCode::SUCCESS);
@@ -107,6 +102,27 @@ pub(crate) fn run(opts: Options) -> anyhow::Result<ExitCode> {
     };
     let _ = std::io::stdout().flush();
     Ok(ExitCode::from(code))
+}
+
+/// No pipeline to run: a mistake in the configuration, or GitLab would create none (an error
+/// when a job was named: it says why that job is left out).
+fn load_error(err: &LoadError, selection: &Selection, json: bool) -> ExitCode {
+    match err {
+        LoadError::Config(rendered) => config_error(json, rendered),
+        LoadError::NoPipeline {
+            reason, warnings, ..
+        } => {
+            eprint!("{warnings}");
+            if let Some(why) = err.explain(&selection.jobs) {
+                return user_error(json, &why.to_string());
+            }
+            eprintln!("no pipeline: {reason}");
+            if json {
+                println!("{}", serde_json::json!({"status": "skipped", "jobs": []}));
+            }
+            ExitCode::SUCCESS
+        }
+    }
 }
 
 /// Mistakes in the configuration: the rendered diagnostics (and, with `--json`, a document
