@@ -5,6 +5,7 @@ mod exec;
 mod exit_code;
 mod log;
 mod report;
+mod user_error;
 
 use std::process::ExitCode;
 
@@ -16,7 +17,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(err) => {
             eprintln!("error: {err:#}");
-            ExitCode::from(exit_code::INTERNAL_ERROR)
+            ExitCode::from(exit_code::of_error(&err))
         }
     }
 }

@@ -345,7 +345,7 @@ fn json_document_has_the_documented_shape() {
 }
 
 #[test]
-fn configuration_errors_print_diagnostics_and_exit_1() {
+fn configuration_errors_print_diagnostics_and_exit_with_the_user_error_code() {
     let repo = TestRepo::new("order");
     std::fs::write(
         repo.path().join(".gitlab-ci.yml"),
@@ -353,7 +353,7 @@ fn configuration_errors_print_diagnostics_and_exit_1() {
     )
     .expect("write broken pipeline");
     let out = repo.run(&[]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("nowhere"), "{err}");
 }

@@ -9,6 +9,7 @@ use clap::ValueEnum as _;
 use runnel_local::{ExecutorKind, PipelineOptions, Selection};
 
 use crate::exec::{self, Options};
+use crate::user_error::ResultExt as _;
 
 /// Arguments of `runnel exec`.
 #[derive(Debug, clap::Args)]
@@ -70,12 +71,15 @@ pub(crate) fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
         Some(dir) => absolute(&cwd, dir),
         None => cwd,
     };
-    let project_dir = project_dir.canonicalize().with_context(|| {
-        format!(
-            "failed to open project directory `{}`",
-            project_dir.display()
-        )
-    })?;
+    let project_dir = project_dir
+        .canonicalize()
+        .with_context(|| {
+            format!(
+                "`-C {}`: failed to open the project directory",
+                project_dir.display()
+            )
+        })
+        .user_error()?;
     let state_dir = project_dir.join(".runnel");
     // Paths on the command line are relative to the project, as if runnel started there.
     let projects_dir = args

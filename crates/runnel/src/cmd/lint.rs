@@ -16,6 +16,7 @@ use runnel_pipeline::source::SourceMap;
 use runnel_pipeline::when::{AllowFailure, When};
 
 use crate::exit_code;
+use crate::user_error::ResultExt as _;
 use runnel_local::git_line;
 
 /// Arguments of `runnel lint`.
@@ -139,7 +140,8 @@ fn project_dir(file: &Path) -> anyhow::Result<PathBuf> {
         _ => PathBuf::from("."),
     };
     let dir = std::fs::canonicalize(&dir)
-        .with_context(|| format!("failed to find the directory of `{}`", file.display()))?;
+        .with_context(|| format!("failed to find the directory of `{}`", file.display()))
+        .user_error()?;
     Ok(git_line(&dir, &["rev-parse", "--show-toplevel"]).map_or(dir, PathBuf::from))
 }
 
@@ -169,7 +171,8 @@ fn context(args: &LintArgs, project_dir: &Path) -> anyhow::Result<PipelineContex
     for var in &args.vars {
         let (key, value) = var
             .split_once('=')
-            .with_context(|| format!("`--var {var}` is not of the form KEY=VALUE"))?;
+            .with_context(|| format!("`--var {var}` is not of the form KEY=VALUE"))
+            .user_error()?;
         context.variables.push((key.to_owned(), value.to_owned()));
     }
     if !args.changed.is_empty() {

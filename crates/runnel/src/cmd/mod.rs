@@ -16,7 +16,7 @@ use clap::{Parser, Subcommand};
 /// A GitLab-compatible CI runner: runs `.gitlab-ci.yml` pipelines on this machine, or serves as a
 /// gitlab-runner.
 #[derive(Debug, Parser)]
-#[command(name = "runnel", version, about)]
+#[command(name = "runnel", version, about, after_help = crate::exit_code::HELP)]
 pub(crate) struct Cli {
     #[command(flatten)]
     log: crate::log::LogArgs,
@@ -27,8 +27,10 @@ pub(crate) struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Load a .gitlab-ci.yml and print the resolved pipeline, or its errors.
+    #[command(after_help = crate::exit_code::HELP)]
     Lint(lint::LintArgs),
     /// Run the repository's pipeline on this machine.
+    #[command(after_help = crate::exit_code::HELP)]
     Exec(exec::ExecArgs),
     /// Register a runner with a GitLab instance (gitlab-runner's flags and prompts).
     Register(Box<register::RegisterArgs>),

@@ -12,6 +12,7 @@ use runnel_runner::register::{
 };
 
 use super::config_file::{ConfigFileArg, runtime};
+use crate::user_error::UserError;
 
 /// The executors `register` offers.
 const EXECUTORS: &str = "shell, docker, docker-windows, docker+machine, docker-autoscaler, kubernetes, ssh, parallels, virtualbox, custom, instance";
@@ -170,7 +171,9 @@ impl Prompter {
     ) -> anyhow::Result<Option<String>> {
         if !self.interactive {
             if required && given.as_deref().is_none_or(str::is_empty) {
-                anyhow::bail!("{question} is required with --non-interactive");
+                return Err(
+                    UserError(format!("{question} is required with --non-interactive")).into(),
+                );
             }
             return Ok(given);
         }
@@ -183,7 +186,7 @@ impl Prompter {
             std::io::stdout().flush()?;
             let mut line = String::new();
             if self.input.read_line(&mut line)? == 0 {
-                anyhow::bail!("no answer to `{question}` (end of input)");
+                return Err(UserError(format!("no answer to `{question}` (end of input)")).into());
             }
             let answer = line.trim().to_owned();
             let value = if answer.is_empty() {

@@ -4,11 +4,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use anyhow::Context as _;
 use runnel_runner::daemon::{Preloaded, ReloadHook, RunOptions, Shutdown, run as run_daemon};
 use runnel_runner::docker_adapter::RunnerExecutors;
 
 use super::config_file::ConfigFileArg;
 use crate::log::Logging;
+use crate::user_error::ResultExt as _;
 
 /// Arguments of `runnel run`.
 #[derive(Debug, clap::Args)]
@@ -27,7 +29,9 @@ pub(crate) struct RunArgs {
 /// `log_level`/`log_format` from the config file here.
 pub(crate) fn run(args: RunArgs, logging: Logging) -> anyhow::Result<ExitCode> {
     if let Some(dir) = &args.working_directory {
-        std::env::set_current_dir(dir)?;
+        std::env::set_current_dir(dir)
+            .with_context(|| format!("`--working-directory {}`", dir.display()))
+            .user_error()?;
     }
     let config_path = args.config.path();
     // Read once: the daemon starts from this config.
@@ -35,10 +39,12 @@ pub(crate) fn run(args: RunArgs, logging: Logging) -> anyhow::Result<ExitCode> {
     logging.count_errors_in(start.metrics());
     // gitlab-runner fails to start on an invalid `log_level` or `log_format`, and applies them
     // again on every reload (`commands/multi.go`, `loadConfig`).
-    logging.apply_config(
-        start.config().log_level.as_deref(),
-        start.config().log_format.as_deref(),
-    )?;
+    logging
+        .apply_config(
+            start.config().log_level.as_deref(),
+            start.config().log_format.as_deref(),
+        )
+        .with_context(|| format!("config file `{}`", config_path.display()))?;
     let on_reload: ReloadHook = Box::new(move |config| {
         if let Err(err) =
             logging.apply_config(config.log_level.as_deref(), config.log_format.as_deref())

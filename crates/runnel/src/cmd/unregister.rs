@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use runnel_runner::register::{Selection, unregister};
 
 use super::config_file::{ConfigFileArg, runtime};
+use crate::user_error::UserError;
 
 /// Arguments of `runnel unregister`.
 #[derive(Debug, clap::Args)]
@@ -34,9 +35,11 @@ pub(crate) fn run(args: UnregisterArgs) -> anyhow::Result<ExitCode> {
     } else if let (Some(url), Some(token)) = (args.url.clone(), args.token.clone()) {
         Selection::UrlToken(url, token)
     } else {
-        anyhow::bail!(
+        return Err(UserError(
             "say which runner to unregister: `--name`, `--url` with `--token`, or `--all-runners`"
-        );
+                .to_owned(),
+        )
+        .into());
     };
     let runtime = runtime()?;
     if args.all_runners {

@@ -9,6 +9,7 @@ use runnel_local::{CreateError, ExecutorKind, LoadError, PipelineOptions, Report
 
 use crate::exit_code;
 use crate::report::{Console, Json};
+use crate::user_error::ResultExt as _;
 
 /// What the command line asked for, resolved to absolute paths.
 #[derive(Debug)]
@@ -29,12 +30,13 @@ pub(crate) fn read_variables(
     vars: &[String],
 ) -> anyhow::Result<()> {
     if let Some(path) = variables_file {
-        pipeline.project_variables = crate::exec::varfile::read(path)?;
+        pipeline.project_variables = crate::exec::varfile::read(path).user_error()?;
     }
     pipeline.pipeline_variables = vars
         .iter()
         .map(|v| crate::exec::varfile::parse_cli(v))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+        .collect::<anyhow::Result<Vec<_>>>()
+        .user_error()?;
     Ok(())
 }
 
@@ -126,17 +128,17 @@ fn load_error(err: &LoadError, selection: &Selection, json: bool) -> ExitCode {
 }
 
 /// Mistakes in the configuration: the rendered diagnostics (and, with `--json`, a document
-/// that carries them), exit 1.
+/// that carries them), exit 2.
 fn config_error(json: bool, rendered: &str) -> ExitCode {
     eprint!("{rendered}");
     if json {
         let doc = serde_json::json!({"status": "error", "error": rendered, "jobs": []});
         println!("{doc}");
     }
-    ExitCode::from(exit_code::FAILURE)
+    ExitCode::from(exit_code::USER_ERROR)
 }
 
-/// A mistake on the command line: printed (and, with `--json`, given as the document), exit 1.
+/// A mistake on the command line: printed (and, with `--json`, given as the document), exit 2.
 fn user_error(json: bool, message: &str) -> ExitCode {
     eprintln!("error: {message}");
     if json {
@@ -145,7 +147,7 @@ fn user_error(json: bool, message: &str) -> ExitCode {
             serde_json::json!({"status": "error", "error": message, "jobs": []})
         );
     }
-    ExitCode::from(exit_code::FAILURE)
+    ExitCode::from(exit_code::USER_ERROR)
 }
 
 fn print_list(jobs: &[runnel_pipeline::job::Job]) {

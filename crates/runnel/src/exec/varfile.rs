@@ -8,6 +8,10 @@ use std::path::Path;
 use anyhow::{Context, bail};
 use runnel_api::JobVariable;
 
+/// The shape a variables file must have, for error messages.
+const SHAPE: &str = "a YAML (or JSON) mapping of variable names to values: `NAME: value` or \
+                     `NAME: {value: …, masked: true, file: true, raw: true}`";
+
 /// Reads a variables file.
 pub(crate) fn read(path: &Path) -> anyhow::Result<Vec<JobVariable>> {
     let text = std::fs::read_to_string(path)
@@ -19,9 +23,18 @@ pub(crate) fn parse(text: &str) -> anyhow::Result<Vec<JobVariable>> {
     if text.trim().is_empty() {
         return Ok(Vec::new());
     }
-    let doc: serde_json::Value = serde_saphyr::from_str(text).context("not valid YAML")?;
+    let doc: serde_json::Value = match serde_saphyr::from_str(text) {
+        Ok(doc) => doc,
+        Err(err) => {
+            // The parser's first line says where and what; the rest is a source excerpt.
+            let err = err.to_string();
+            let first = err.lines().next().unwrap_or_default();
+            let what = first.trim_start_matches("error: ");
+            bail!("not valid YAML ({what}); expected {SHAPE}");
+        }
+    };
     let serde_json::Value::Object(map) = doc else {
-        bail!("expected a mapping of variable names to values");
+        bail!("found {}; expected {SHAPE}", describe(&doc));
     };
     let mut vars = Vec::with_capacity(map.len());
     for (key, value) in map {
@@ -31,10 +44,10 @@ pub(crate) fn parse(text: &str) -> anyhow::Result<Vec<JobVariable>> {
                 for (field, v) in fields {
                     match field.as_str() {
                         "value" => var.value = scalar(&key, &v)?,
-                        "masked" => var.masked = v.as_bool().unwrap_or(false),
-                        "file" => var.file = v.as_bool().unwrap_or(false),
+                        "masked" => var.masked = flag(&key, &field, &v)?,
+                        "file" => var.file = flag(&key, &field, &v)?,
                         "raw" | "expand" => {
-                            let flag = v.as_bool().unwrap_or(false);
+                            let flag = flag(&key, &field, &v)?;
                             var.raw = if field == "raw" { flag } else { !flag };
                         }
                         other => bail!(
@@ -56,8 +69,34 @@ fn scalar(key: &str, value: &serde_json::Value) -> anyhow::Result<String> {
         serde_json::Value::Number(n) => n.to_string(),
         serde_json::Value::Bool(b) => b.to_string(),
         serde_json::Value::Null => String::new(),
-        _ => bail!("variable `{key}`: expected a string, number or boolean"),
+        other => bail!(
+            "variable `{key}`: found {}; expected a string, number or boolean",
+            describe(other)
+        ),
     })
+}
+
+/// A `true`/`false` field of a variable.
+fn flag(key: &str, field: &str, value: &serde_json::Value) -> anyhow::Result<bool> {
+    match value {
+        serde_json::Value::Bool(b) => Ok(*b),
+        other => bail!(
+            "variable `{key}`: `{field}` is {}; expected true or false",
+            describe(other)
+        ),
+    }
+}
+
+/// What a YAML value is, for error messages.
+fn describe(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "nothing",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "a sequence",
+        serde_json::Value::Object(_) => "a mapping",
+    }
 }
 
 /// Parses `--var KEY=VALUE`.
