@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use crate::context::JobContext;
 use crate::error::ExecError;
 use crate::event::JobEvent;
-use crate::executor::{Executor, PreparedJob};
+use crate::executor::{Executor, JobOverrides, PreparedJob};
 use crate::mask::{DEFAULT_TOKEN_PREFIXES, Masker};
 use crate::outcome::{JobOutcome, JobStatus};
 use crate::retry::{Attempts, StageAttempts};
@@ -21,7 +21,7 @@ use crate::script::Exports;
 use crate::settings::BuildSettings;
 use crate::shell::{ShellConfig, ShellExecutor};
 use crate::sources::{GitStrategy, Sources, copy_working_tree, fetch_git};
-use crate::steps::{go_duration, run_after_script, run_hook, run_steps};
+use crate::steps::{go_duration, run_after_script, run_hook, run_own_stage, run_steps};
 use crate::trace::Trace;
 use crate::variables::{JobVariables, RUNNER_VERSION, RunnerSide, job_timeout};
 use crate::{artifact_stage, cache_stage};
@@ -53,7 +53,8 @@ pub async fn run_job_with(
     events: UnboundedSender<JobEvent>,
 ) -> Result<JobOutcome, ExecError> {
     let started = Instant::now();
-    let job = prepare_job(payload, &ctx, executor.name());
+    let mut ctx = ctx;
+    let mut job = prepare_job(payload, &ctx, executor.name(), &JobOverrides::default());
     let prefixes = DEFAULT_TOKEN_PREFIXES.iter().copied().chain(
         job.payload
             .features
@@ -72,7 +73,7 @@ pub async fn run_job_with(
         "  on {} {}",
         ctx.runner_name, ctx.runner_short_token
     ));
-    let result = run_stages(executor, &job, &ctx, &mut trace).await;
+    let result = run_stages(executor, &mut job, &mut ctx, &mut trace).await;
     // A stage that failed with an error leaves its section open; close it before the verdict.
     trace.close_sections();
     executor.cleanup(&job).await;
@@ -143,11 +144,20 @@ pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
 
 /// The project directory: the payload's `CI_PROJECT_DIR`, else `<builds>/<project full path>`
 /// (gitlab-runner `common/build.go` `ProjectUniqueDir` without the shared-dir token parts).
-fn prepare_job(payload: JobPayload, ctx: &JobContext, executor: &'static str) -> PreparedJob {
-    let builds_dir = payload
-        .variable("CI_BUILDS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| ctx.builds_dir.clone());
+/// `overrides` (the custom executor's `config_exec`) win over the runner's directories.
+fn prepare_job(
+    payload: JobPayload,
+    ctx: &JobContext,
+    executor: &'static str,
+    overrides: &JobOverrides,
+) -> PreparedJob {
+    let builds_dir = match &overrides.builds_dir {
+        Some(dir) => dir.clone(),
+        None => payload
+            .variable("CI_BUILDS_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| ctx.builds_dir.clone()),
+    };
     let project_dir = payload
         .variable("CI_PROJECT_DIR")
         .map(PathBuf::from)
@@ -171,7 +181,9 @@ fn prepare_job(payload: JobPayload, ctx: &JobContext, executor: &'static str) ->
         tmp_dir: &tmp_dir,
         runner_name: &ctx.runner_name,
         runner_short_token: &ctx.runner_short_token,
-        shared: executor == "shell",
+        shared: overrides
+            .builds_dir_is_shared
+            .unwrap_or(executor == "shell" || executor == "custom"),
     };
     let variables = JobVariables::build(&payload, &runner);
     PreparedJob {
@@ -210,8 +222,8 @@ impl Run {
 
 async fn run_stages(
     executor: &mut dyn Executor,
-    job: &PreparedJob,
-    ctx: &JobContext,
+    job: &mut PreparedJob,
+    ctx: &mut JobContext,
     trace: &mut Trace,
 ) -> Result<JobOutcome, ExecError> {
     let deadline = ctx
@@ -231,14 +243,26 @@ async fn run_stages(
         "prepare_executor",
         &format!("Preparing the \"{}\" executor", executor.name()),
     );
-    let prepared = executor.prepare(job, trace).await;
+    let prepared = configure(executor, job, ctx, trace).await;
+    let prepared = match prepared {
+        Ok(()) => executor.prepare(job, trace).await,
+        Err(err) => Err(err),
+    };
     trace.section_end();
     prepared?;
+    let (job, ctx) = (&*job, &*ctx);
 
     trace.section_start("prepare_script", "Preparing environment");
-    trace.println(&format!("Running on {}...", hostname()));
     prepare_dirs(job)?;
     let exports = file_exports(job)?;
+    if executor.runs_every_stage() {
+        if !run_own_stage(executor, job, ctx, trace, &mut run, "prepare_script").await? {
+            trace.section_end();
+            return Ok(run.outcome);
+        }
+    } else {
+        trace.println(&format!("Running on {}...", hostname()));
+    }
     trace.section_end();
 
     let attempts = |stage, attempts| StageAttempts {
@@ -321,9 +345,47 @@ async fn run_stages(
         "cleanup_file_variables",
         "Cleaning up project directory and file based variables",
     );
+    if executor.runs_every_stage() && !ctx.abort.is_cancelled() {
+        let mut cleanup = Run {
+            outcome: JobOutcome::new(JobStatus::Success),
+            deadline: Instant::now() + crate::steps::CLEANUP_STAGE_TIMEOUT,
+        };
+        let _ = run_own_stage(
+            executor,
+            job,
+            ctx,
+            trace,
+            &mut cleanup,
+            "cleanup_file_variables",
+        )
+        .await;
+    }
     let _ = std::fs::remove_dir_all(&job.tmp_dir);
     trace.section_end();
     Ok(run.outcome)
+}
+
+/// Runs the executor's configuration step and derives the job again with what it changed.
+async fn configure(
+    executor: &mut dyn Executor,
+    job: &mut PreparedJob,
+    ctx: &mut JobContext,
+    trace: &mut Trace,
+) -> Result<(), ExecError> {
+    let overrides = executor.configure(job, trace).await?;
+    if overrides == JobOverrides::default() {
+        return Ok(());
+    }
+    // gitlab-runner's `cache_dir` is the local cache; a distributed one stays.
+    if let Some(dir) = &overrides.cache_dir
+        && ctx.cache.is_local()
+    {
+        ctx.cache_dir = dir.clone();
+        ctx.cache = std::sync::Arc::new(crate::store::LocalCacheStore::new(dir.clone()));
+    }
+    let payload = job.payload.clone();
+    *job = prepare_job(payload, ctx, executor.name(), &overrides);
+    Ok(())
 }
 
 /// Whether the job was canceled or aborted before a stage; records it in the outcome.

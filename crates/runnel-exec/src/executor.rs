@@ -28,6 +28,20 @@ pub struct PreparedJob {
     pub variables: JobVariables,
 }
 
+/// What an executor's configuration step (the custom executor's `config_exec`) changes about a
+/// job before its directories and variables are derived again.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct JobOverrides {
+    /// The builds directory root.
+    pub builds_dir: Option<PathBuf>,
+    /// The local cache directory.
+    pub cache_dir: Option<PathBuf>,
+    /// Whether concurrent jobs share the builds directory.
+    pub builds_dir_is_shared: Option<bool>,
+    /// The host name the job reports running on.
+    pub hostname: Option<String>,
+}
+
 /// One script-running build stage handed to an executor.
 #[derive(Debug, Clone)]
 pub struct StageRun {
@@ -61,6 +75,25 @@ pub struct StageRun {
 pub trait Executor: Send {
     /// The executor's name in the trace and in `info.executor`: `shell`, `docker`, …
     fn name(&self) -> &'static str;
+
+    /// Whether runnel's own stages without user commands (`prepare_script`,
+    /// `cleanup_file_variables`) are handed to `run` too, as scripts (the custom executor's
+    /// driver runs every stage). Default: no.
+    fn runs_every_stage(&self) -> bool {
+        false
+    }
+
+    /// Runs before `prepare`, with the job as the runner's configuration derives it; what it
+    /// returns overrides the builds directory (and the rest of [`JobOverrides`]) before the job
+    /// is derived again. Default: nothing changes.
+    fn configure<'a>(
+        &'a mut self,
+        job: &'a PreparedJob,
+        trace: &'a mut Trace,
+    ) -> BoxFuture<'a, Result<JobOverrides, ExecError>> {
+        let _ = (job, trace);
+        Box::pin(std::future::ready(Ok(JobOverrides::default())))
+    }
 
     /// Prepares the environment of the job (shell detection, images, services, …).
     fn prepare<'a>(

@@ -14,6 +14,7 @@ mod build;
 mod cache_stage;
 mod context;
 mod coverage;
+pub mod custom;
 #[cfg(feature = "docker")]
 pub mod docker;
 mod error;
@@ -46,7 +47,7 @@ pub use context::JobContext;
 pub use coverage::extract_coverage;
 pub use error::ExecError;
 pub use event::JobEvent;
-pub use executor::{Executor, PreparedJob, StageRun};
+pub use executor::{Executor, JobOverrides, PreparedJob, StageRun};
 pub use expand::expand_value;
 pub use outcome::{JobOutcome, JobStatus};
 pub use process::ScriptEnd;

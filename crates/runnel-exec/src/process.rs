@@ -35,6 +35,18 @@ pub enum ScriptEnd {
 pub(crate) struct KillPolicy {
     /// Time between SIGTERM and SIGKILL.
     pub(crate) grace: Duration,
+    /// How long to wait after SIGKILL before the group is abandoned.
+    pub(crate) abandon: Duration,
+}
+
+impl KillPolicy {
+    /// SIGKILL after `grace`; abandoned [`ABANDON_AFTER`] later.
+    pub(crate) fn with_grace(grace: Duration) -> Self {
+        Self {
+            grace,
+            abandon: ABANDON_AFTER,
+        }
+    }
 }
 
 /// Output that keeps arriving after SIGKILL comes from processes that left the group (`setsid`);
@@ -46,8 +58,22 @@ const ABANDON_AFTER: Duration = Duration::from_secs(2);
 ///
 /// stdout and stderr share one pipe, so the trace keeps their order.
 pub(crate) async fn run_script(
+    cmd: Command,
+    script: Option<&[u8]>,
+    trace: &mut Trace,
+    cancel: &CancellationToken,
+    deadline: Instant,
+    policy: KillPolicy,
+) -> Result<ScriptEnd, ExecError> {
+    run_program(cmd, script, None, trace, cancel, deadline, policy).await
+}
+
+/// [`run_script`], with stdout going to `stdout` instead of the trace when given (stderr still
+/// goes to the trace).
+pub(crate) async fn run_program(
     mut cmd: Command,
     script: Option<&[u8]>,
+    stdout: Option<std::fs::File>,
     trace: &mut Trace,
     cancel: &CancellationToken,
     deadline: Instant,
@@ -55,6 +81,14 @@ pub(crate) async fn run_script(
 ) -> Result<ScriptEnd, ExecError> {
     let (reader, writer) = std::io::pipe().map_err(ExecError::Spawn)?;
     let stderr = writer.try_clone().map_err(ExecError::Spawn)?;
+    let stdout = match stdout {
+        Some(file) => {
+            // Only stderr writes to the pipe; our copy of its write end must not keep it open.
+            drop(writer);
+            Stdio::from(file)
+        }
+        None => Stdio::from(OwnedFd::from(writer)),
+    };
     cmd.process_group(0)
         .kill_on_drop(true)
         .stdin(if script.is_some() {
@@ -62,7 +96,7 @@ pub(crate) async fn run_script(
         } else {
             Stdio::null()
         })
-        .stdout(Stdio::from(OwnedFd::from(writer)))
+        .stdout(stdout)
         .stderr(Stdio::from(OwnedFd::from(stderr)));
     let mut child = cmd.spawn().map_err(ExecError::Spawn)?;
     // The command owns our copies of the write end; dropping it closes them, so EOF comes when
@@ -160,7 +194,7 @@ async fn terminate_group(
     if group_has_live_members(pgid) {
         let _ = killpg(pgid, Signal::SIGKILL);
     }
-    let abandon = Instant::now() + ABANDON_AFTER;
+    let abandon = Instant::now() + policy.abandon;
     while !eof {
         match tokio::time::timeout_at(abandon, output.read(buf)).await {
             Ok(Ok(0) | Err(_)) | Err(_) => eof = true,

@@ -127,9 +127,7 @@ impl Executor for ShellExecutor {
             if job.project_dir.is_dir() {
                 cmd.current_dir(&job.project_dir);
             }
-            let policy = KillPolicy {
-                grace: self.config.kill_grace,
-            };
+            let policy = KillPolicy::with_grace(self.config.kill_grace);
             let end = run_script(cmd, None, trace, &stage.cancel, stage.deadline, policy).await;
             let _ = std::fs::remove_file(&path);
             end

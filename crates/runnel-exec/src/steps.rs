@@ -16,11 +16,61 @@ use crate::error::ExecError;
 use crate::executor::{Executor, PreparedJob, StageRun};
 use crate::outcome::JobStatus;
 use crate::process::ScriptEnd;
-use crate::script::{Exports, stage_body, wrap};
+use crate::script::{Exports, shell_quote, stage_body, wrap};
 use crate::trace::Trace;
 
 /// gitlab-runner's default `RUNNER_AFTER_SCRIPT_TIMEOUT`: 5 minutes.
 const DEFAULT_AFTER_SCRIPT_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+
+/// How long `cleanup_file_variables` may take when an executor runs it as a script.
+pub(crate) const CLEANUP_STAGE_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+
+/// Runs one of runnel's own stages (`prepare_script`, `cleanup_file_variables`) through an
+/// executor that runs every stage ([`Executor::runs_every_stage`]). Returns whether it
+/// succeeded; a failure is recorded in `run`.
+///
+/// GitLab: gitlab-runner `shells/bash.go` — `prepare_script` prints the host the job runs on,
+/// `cleanup_file_variables` removes the file variables and the temporary project directory.
+pub(crate) async fn run_own_stage(
+    executor: &mut dyn Executor,
+    job: &PreparedJob,
+    ctx: &JobContext,
+    trace: &mut Trace,
+    run: &mut Run,
+    name: &str,
+) -> Result<bool, ExecError> {
+    let body = match name {
+        "prepare_script" => "echo \"Running on $(hostname)...\"\n".to_owned(),
+        _ => {
+            let (_, files) = job.variables.exports();
+            let mut body = String::new();
+            for (path, _) in files {
+                body.push_str(&format!(
+                    "rm -f -- {}\n",
+                    shell_quote(&path.to_string_lossy())
+                ));
+            }
+            body.push_str(&format!(
+                "rm -rf -- {}\n",
+                shell_quote(&job.tmp_dir.to_string_lossy())
+            ));
+            body
+        }
+    };
+    // Cleaning up runs after a graceful cancel too, as `after_script` does.
+    let cancel = match name {
+        "prepare_script" => ctx.cancel.clone(),
+        _ => ctx.abort.child_token(),
+    };
+    let stage = StageRun {
+        name: name.to_owned(),
+        script: wrap(&body, job.variables.bool("CI_DEBUG_TRACE")),
+        cancel,
+        deadline: run.deadline,
+    };
+    let end = executor.run(job, stage, trace).await?;
+    Ok(record_end(run, end))
+}
 
 /// Runs the payload hook `name` (`pre_get_sources_script`, `post_get_sources_script`) in the
 /// `get_sources` stage. Returns `false` when it failed (the job fails).

@@ -92,6 +92,12 @@ pub trait CacheStore: Send + Sync + std::fmt::Debug {
         key: &'a str,
         archive: &'a Path,
     ) -> BoxFuture<'a, Result<PathBuf, StoreError>>;
+
+    /// Whether caches are kept in a local directory (gitlab-runner's `cache_dir`), which the
+    /// custom executor's `config_exec` may move. Default: no (a distributed cache).
+    fn is_local(&self) -> bool {
+        false
+    }
 }
 
 /// Moves `from` to `to`, copying when they are on different file systems.
@@ -203,6 +209,10 @@ impl LocalCacheStore {
 }
 
 impl CacheStore for LocalCacheStore {
+    fn is_local(&self) -> bool {
+        true
+    }
+
     fn restore<'a>(
         &'a self,
         key: &'a str,

@@ -261,13 +261,15 @@ impl JobExecutor for DockerJobExecutor {
 }
 
 /// The executors of `runnel run`: each `[[runners]]` entry's jobs go to the executor its
-/// `executor` names (`shell`, `docker`).
+/// `executor` names (`shell`, `docker`, `custom`).
 #[derive(Debug, Clone, Default)]
 pub struct RunnerExecutors {
     /// `executor = "shell"`.
     pub shell: ShellJobExecutor,
     /// `executor = "docker"`.
     pub docker: DockerJobExecutor,
+    /// `executor = "custom"`.
+    pub custom: crate::custom_adapter::CustomJobExecutor,
 }
 
 impl RunnerExecutors {
@@ -279,6 +281,8 @@ impl RunnerExecutors {
     fn pick(&self, name: &str) -> &dyn JobExecutor {
         if self.docker.supports(name) {
             &self.docker
+        } else if self.custom.supports(name) {
+            &self.custom
         } else {
             &self.shell
         }
@@ -287,7 +291,7 @@ impl RunnerExecutors {
 
 impl JobExecutor for RunnerExecutors {
     fn supports(&self, name: &str) -> bool {
-        self.shell.supports(name) || self.docker.supports(name)
+        self.shell.supports(name) || self.docker.supports(name) || self.custom.supports(name)
     }
 
     fn features(&self, runner: &RunnerConfig) -> FeaturesInfo {
@@ -295,7 +299,10 @@ impl JobExecutor for RunnerExecutors {
     }
 
     fn start_up<'a>(&'a self, runners: &'a [RunnerConfig]) -> StartUp<'a> {
-        self.docker.start_up(runners)
+        Box::pin(async move {
+            self.docker.start_up(runners).await;
+            self.custom.start_up(runners).await;
+        })
     }
 
     fn execute(&self, payload: JobPayload, ctx: JobContext) -> ExecFuture {

@@ -6,6 +6,7 @@
 
 pub mod client;
 pub mod config;
+pub mod custom_adapter;
 pub mod daemon;
 pub mod docker_adapter;
 pub mod exec_adapter;

@@ -1,0 +1,187 @@
+//! `runnel run` with `executor = "custom"` end to end: the binary, the fake GitLab and drivers
+//! written in shell. A job runs through the driver; a daemon killed with SIGKILL mid-job leaves
+//! its driver processes and job directory behind, and the next start sweeps them up (kills the
+//! processes, runs `cleanup_exec` with the job's environment).
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use runnel_runner::test_support::{FakeGitLab, FakeJobState, JobSpec};
+use tokio::process::{Child, Command};
+
+mod support;
+use support::runnel_command as runnel;
+
+/// Writes the bash driver `name` into `dir`.
+fn driver(dir: &Path, name: &str, body: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, format!("#!/bin/bash\n{body}\n")).expect("write the driver");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    path
+}
+
+/// A config with one custom runner whose drivers log to `<dir>/calls.log`.
+fn write_config(dir: &Path, token: &str, url: &str) -> PathBuf {
+    let log = dir.join("calls.log");
+    let log = log.display();
+    let config = driver(
+        dir,
+        "config.sh",
+        r#"echo '{"driver": {"name": "test", "version": "v1"}, "job_env": {"DRIVER_SECRET": "from-config"}}'"#,
+    );
+    let run = driver(
+        dir,
+        "run.sh",
+        &format!(
+            r#"echo "run $2 $CUSTOM_ENV_CI_JOB_ID" >> {log}
+bash "$1" || exit "$BUILD_FAILURE_EXIT_CODE""#
+        ),
+    );
+    let cleanup = driver(
+        dir,
+        "cleanup.sh",
+        &format!(r#"echo "cleanup $CUSTOM_ENV_CI_JOB_ID" >> {log}"#),
+    );
+    let path = dir.join("config.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"concurrent = 1
+check_interval = 1
+shutdown_timeout = 10
+
+[[runners]]
+  name = "custom"
+  url = "{url}"
+  token = "{token}"
+  executor = "custom"
+  builds_dir = "{builds}"
+  cache_dir = "{cache}"
+  [runners.custom]
+    config_exec = "{config}"
+    run_exec = "{run}"
+    cleanup_exec = "{cleanup}"
+    graceful_kill_timeout = 2
+    force_kill_timeout = 2
+"#,
+            builds = dir.join("builds").display(),
+            cache = dir.join("cache").display(),
+            config = config.display(),
+            run = run.display(),
+            cleanup = cleanup.display(),
+        ),
+    )
+    .expect("write config.toml");
+    path
+}
+
+fn start_run(config: &Path, log: &Path) -> Child {
+    runnel()
+        .args(["run", "-c"])
+        .arg(config)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).expect("log file"))
+        .kill_on_drop(true)
+        .spawn()
+        .expect("runnel run starts")
+}
+
+fn calls(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("calls.log")).unwrap_or_default()
+}
+
+/// Processes (not zombies) whose environment marks them as driver calls of a job under `dir`.
+fn driver_processes(dir: &Path) -> Vec<String> {
+    let prefix = format!("RUNNEL_CUSTOM_EXECUTOR_DIR={}/", dir.display());
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| {
+            let env = std::fs::read(e.path().join("environ")).unwrap_or_default();
+            let status = std::fs::read_to_string(e.path().join("status")).unwrap_or_default();
+            env.split(|b| *b == 0)
+                .any(|v| v.starts_with(prefix.as_bytes()))
+                && !status.contains("State:\tZ")
+        })
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custom_runner_runs_jobs_through_the_driver() {
+    let fake = FakeGitLab::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(dir.path(), &fake.create_runner(), &fake.url());
+    let ok = fake.add_job(JobSpec::script(&["echo driver said $DRIVER_SECRET"]));
+    let failing = fake.add_job(JobSpec::script(&["exit 3"]));
+    let log = dir.path().join("run.log");
+    let mut child = start_run(&config, &log);
+    let job = fake.wait_for_final(ok).await;
+    let trace = fake.trace_text(ok);
+    assert_eq!(job.state, FakeJobState::Success, "{trace}");
+    assert!(
+        trace.contains("Using Custom executor with driver test v1..."),
+        "{trace}"
+    );
+    assert!(trace.contains("driver said from-config"), "{trace}");
+    assert_eq!(
+        fake.wait_for_final(failing).await.state,
+        FakeJobState::Failed
+    );
+    assert_eq!(
+        fake.final_field(failing, "failure_reason"),
+        "script_failure"
+    );
+    let calls = calls(dir.path());
+    assert!(
+        calls.contains(&format!("run build_script {ok}\n")),
+        "{calls}"
+    );
+    assert!(calls.contains(&format!("cleanup {ok}\n")), "{calls}");
+    assert!(calls.contains(&format!("cleanup {failing}\n")), "{calls}");
+    let pid = child.id().expect("running").to_string();
+    let _ = std::process::Command::new("kill")
+        .args(["-QUIT", &pid])
+        .status();
+    assert!(child.wait().await.expect("exits").success());
+    assert_eq!(fake.violations(), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkilled_daemon_leaves_driver_processes_that_the_next_start_sweeps() {
+    let fake = FakeGitLab::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(dir.path(), &fake.create_runner(), &fake.url());
+    let id = fake.add_job(JobSpec::script(&["echo started", "sleep 986"]));
+    let mut child = start_run(&config, &dir.path().join("run1.log"));
+    fake.wait_for_trace(id, "started").await;
+    child.start_kill().expect("SIGKILL");
+    let _ = child.wait().await;
+    // Driver calls run in process groups of their own, so they outlive the killed daemon.
+    assert!(!driver_processes(dir.path()).is_empty(), "nothing to sweep");
+    let log = dir.path().join("run2.log");
+    let mut again = start_run(&config, &log);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !calls(dir.path()).contains(&format!("cleanup {id}\n")) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no cleanup: {}",
+            calls(dir.path())
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(driver_processes(dir.path()), Vec::<String>::new());
+    let pid = again.id().expect("running").to_string();
+    let _ = std::process::Command::new("kill")
+        .args(["-QUIT", &pid])
+        .status();
+    assert!(again.wait().await.expect("exits").success());
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        text.contains("cleaned up custom executor jobs left by an earlier runnel"),
+        "{text}"
+    );
+}
