@@ -257,9 +257,7 @@ async fn system_failure_and_unknown_exit_codes_are_system_failures() {
 bash "$2" || exit "$BUILD_FAILURE_EXIT_CODE""#
             ),
         );
-        let payload = job(33, "system")
-            .script(&["echo hi"])
-            .build();
+        let payload = job(33, "system").script(&["echo hi"]).build();
         let ran = run(config, &project, payload).await;
         ran.assert_status(JobStatus::Failed, "custom");
         assert_eq!(
@@ -312,9 +310,7 @@ async fn prepare_build_failure_fails_at_once_and_cleanup_still_runs() {
         "prepare.sh",
         r#"echo prepare >> "$1"; echo "no such image" >&2; exit "$BUILD_FAILURE_EXIT_CODE""#,
     ));
-    let payload = job(35, "prepare")
-        .script(&["echo never"])
-        .build();
+    let payload = job(35, "prepare").script(&["echo never"]).build();
     let ran = run(config, &project, payload).await;
     ran.assert_status(JobStatus::Failed, "custom");
     assert_eq!(
@@ -340,9 +336,7 @@ async fn prepare_system_failure_is_tried_three_times_with_cleanup_between() {
         "prepare.sh",
         r#"echo prepare >> "$1"; exit "$SYSTEM_FAILURE_EXIT_CODE""#,
     ));
-    let payload = job(36, "prepare")
-        .script(&["echo never"])
-        .build();
+    let payload = job(36, "prepare").script(&["echo never"]).build();
     let ran = run(config, &project, payload).await;
     ran.assert_status(JobStatus::Failed, "custom");
     assert_eq!(
@@ -379,9 +373,7 @@ async fn non_json_config_output_is_a_clear_error() {
     let config_exec = drivers.program("config.sh", r#"echo "builds_dir=/builds""#);
     let exec = config_exec.exec.clone();
     config.config = Some(config_exec);
-    let payload = job(37, "json")
-        .script(&["echo never"])
-        .build();
+    let payload = job(37, "json").script(&["echo never"]).build();
     let ran = run(config, &project, payload).await;
     ran.assert_status(JobStatus::Failed, "custom");
     assert_eq!(
@@ -414,9 +406,7 @@ echo "prepare $$" >> "$1"
 sleep 1000 &
 while :; do sleep 0.1; done"#,
     ));
-    let payload = job(38, "hang")
-        .script(&["echo never"])
-        .build();
+    let payload = job(38, "hang").script(&["echo never"]).build();
     let ran = run(config, &project, payload).await;
     ran.assert_status(JobStatus::Failed, "custom");
     assert_eq!(

@@ -9,7 +9,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use runnel_runner::test_support::{FakeGitLab, FakeJobState, JobSpec};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
 mod support;
 use support::runnel_command as runnel;
