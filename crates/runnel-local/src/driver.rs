@@ -396,7 +396,7 @@ impl<R: JobRunner> Driver<'_, R> {
         if let Some(state) = running[i].take() {
             self.records[i].duration = Some(state.started.elapsed());
         }
-        let finished = self.pipeline.finish(i, &end, self.records[i].id);
+        let finished = self.pipeline.finish(i, &end);
         let coverage = self.pipeline.coverage(i, &self.records[i].output);
         let record = &mut self.records[i];
         record.finished_seq = Some(seq);

@@ -20,7 +20,7 @@
 //!                                                             manual plays: one schedule
 //! LocalPipeline::advance() -> Vec<Change>                     sync state machine: ready, delayed,
 //! LocalPipeline::start(i) -> (JobPayload, attempt)              skipped/manual, trigger jobs
-//! LocalPipeline::finish(i, &JobEnd, id) -> Finished           (what a coordinator drives)
+//! LocalPipeline::finish(i, &JobEnd) -> Finished               (what a coordinator drives)
 //! LocalPipeline::play(i) / cancel() / status() / blocking_manual()
 //! run(LocalPipeline, ExecutorKind, concurrency, &mut dyn Reporter) -> Summary   (async)
 //!                                                             runs it here, reporting Events
@@ -54,3 +54,6 @@ pub use options::{PipelineOptions, Selection};
 pub use report::{Event, JobRecord, Reporter, Summary};
 pub use select::SelectError;
 pub use trace::TraceLine;
+
+/// What a coordinator feeds back and reads: the results of jobs and the pipeline's status.
+pub use runnel_pipeline::schedule::{Finished, JobResult, PipelineStatus};

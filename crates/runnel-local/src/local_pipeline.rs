@@ -237,9 +237,17 @@ impl LocalPipeline {
         (payload, self.schedule.state(i).retries + 1)
     }
 
-    /// Takes job `i`'s end. `id` is the job id its artifacts are stored under.
-    pub fn finish(&mut self, i: usize, end: &JobEnd, id: u64) -> Finished {
+    /// Job `i`'s id (`CI_JOB_ID`, the id its artifacts are stored under).
+    pub fn job_id(&self, i: usize) -> u64 {
+        let unit = self.units[i];
+        self.ctxs[unit.pipeline].job_id(unit.job)
+    }
+
+    /// Takes job `i`'s end: what it leaves to later jobs (dotenv variables, artifacts) is
+    /// recorded unless it is retried.
+    pub fn finish(&mut self, i: usize, end: &JobEnd) -> Finished {
         let name = self.schedule.jobs()[i].name.clone();
+        let id = self.job_id(i);
         let finished = self.schedule.finish(i, &end.result);
         if finished != Finished::Retry {
             let ctx = &mut self.ctxs[self.units[i].pipeline];
