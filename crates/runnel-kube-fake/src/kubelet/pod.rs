@@ -1,0 +1,677 @@
+//! One pod's life on the fake node, as the kubelet lives it: schedule (or stay `Pending`),
+//! create the sandbox and volumes, run the init containers one by one, start the containers
+//! (waiting with `ErrImagePull`/`ImagePullBackOff` where the image is not on the engine, with
+//! `CreateContainerConfigError` where a referenced secret is missing), follow their exits and
+//! the restart policy, and on deletion or eviction stop them with the grace period.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bollard::Docker;
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
+    WaitContainerOptionsBuilder,
+};
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use super::container::{self, PodContext};
+use super::node::{LABEL_POD_UID, Labels, Termination, sweep};
+use super::sandbox::{self, Sandbox};
+use super::schedule;
+use super::status::{PodFailure, PodRuntime, State};
+use crate::kind::Kind;
+use crate::ops;
+use crate::options::NODE_NAME;
+use crate::shared::Shared;
+use crate::time;
+
+/// How often a waiting pod (unschedulable, missing image, missing secret) is looked at again.
+const RETRY: Duration = Duration::from_secs(1);
+
+type Stop = watch::Receiver<Option<Termination>>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Group {
+    Init,
+    Main,
+}
+
+impl Group {
+    fn key(self) -> &'static str {
+        match self {
+            Group::Init => "initContainers",
+            Group::Main => "containers",
+        }
+    }
+}
+
+/// What became of an attempt to start a container.
+enum Started {
+    Running(String),
+    Exited(State),
+    Waiting(State),
+}
+
+struct PodTask {
+    shared: Arc<Shared>,
+    labels: Labels,
+    pod: Value,
+    runtime: PodRuntime,
+    sandbox: Option<Sandbox>,
+    pull_attempts: HashMap<String, u32>,
+}
+
+/// Runs one pod until it is deleted (or the fake shuts down).
+pub(crate) async fn run(shared: Arc<Shared>, labels: Labels, mut stop: Stop) {
+    let pod = shared
+        .store()
+        .get(Kind::Pod, &labels.namespace, &labels.pod)
+        .cloned();
+    let Some(pod) = pod.filter(|p| ops::meta_str(p, "uid") == labels.uid) else {
+        shared.kubelet.finished(&labels.uid);
+        return;
+    };
+    let runtime = PodRuntime::new(&pod["spec"]);
+    let mut task = PodTask {
+        shared: shared.clone(),
+        labels,
+        pod,
+        runtime,
+        sandbox: None,
+        pull_attempts: HashMap::new(),
+    };
+    let termination = task.live(&mut stop).await;
+    task.end(termination, &mut stop).await;
+    shared.kubelet.finished(&task.labels.uid);
+}
+
+/// The termination asked for, waiting until there is one.
+async fn terminated(stop: &mut Stop) -> Termination {
+    loop {
+        if let Some(termination) = *stop.borrow_and_update() {
+            return termination;
+        }
+        if stop.changed().await.is_err() {
+            return Termination::Shutdown;
+        }
+    }
+}
+
+impl PodTask {
+    fn spec(&self) -> &Value {
+        &self.pod["spec"]
+    }
+
+    fn docker(&self) -> Option<Docker> {
+        self.shared.kubelet.docker().cloned()
+    }
+
+    /// Writes the runtime's view into the pod's status (if the pod is still this pod).
+    fn publish(&mut self) {
+        let (namespace, name, uid) = (&self.labels.namespace, &self.labels.pod, &self.labels.uid);
+        let mut store = self.shared.store();
+        let Some(previous) = store
+            .get(Kind::Pod, namespace, name)
+            .filter(|p| ops::meta_str(p, "uid") == *uid)
+            .cloned()
+        else {
+            return;
+        };
+        let status = self.runtime.render(previous.get("status"));
+        let bind = self.runtime.scheduled;
+        store.modify(Kind::Pod, namespace, name, |pod| {
+            pod["status"] = status;
+            if bind {
+                pod["spec"]["nodeName"] = json!(NODE_NAME);
+            }
+        });
+    }
+
+    /// Waits `RETRY`, or returns the termination that arrived meanwhile.
+    async fn pause(stop: &mut Stop) -> Option<Termination> {
+        tokio::select! {
+            termination = terminated(stop) => Some(termination),
+            () = tokio::time::sleep(RETRY) => None,
+        }
+    }
+
+    /// Everything up to the termination; returns it.
+    async fn live(&mut self, stop: &mut Stop) -> Termination {
+        loop {
+            let fits = {
+                let store = self.shared.store();
+                schedule::fits(
+                    &self.shared.options,
+                    &store,
+                    &self.labels.namespace,
+                    self.spec(),
+                )
+            };
+            match fits {
+                Ok(()) => break,
+                Err(message) => {
+                    self.runtime.unschedulable = Some(message);
+                    self.publish();
+                    if let Some(termination) = Self::pause(stop).await {
+                        return termination;
+                    }
+                }
+            }
+        }
+        self.runtime.unschedulable = None;
+        self.runtime.scheduled = true;
+        self.runtime.start_time = Some(time::now());
+        self.publish();
+        let Some(docker) = self.docker() else {
+            return terminated(stop).await;
+        };
+        // The sandbox and the volumes.
+        loop {
+            let claims = self.claims();
+            match sandbox::create(
+                &docker,
+                &self.labels,
+                &self.pod,
+                &claims,
+                &self.shared.options.pause_image,
+            )
+            .await
+            {
+                Ok(sandbox) => {
+                    self.runtime.pod_ip = Some(sandbox.pod_ip.clone());
+                    self.runtime.host_ip = Some(sandbox.host_ip.clone());
+                    self.sandbox = Some(sandbox);
+                    break;
+                }
+                Err(message) => {
+                    tracing::warn!(pod = %self.labels.pod, "{message}");
+                    sweep(&docker, LABEL_POD_UID, &self.labels.uid).await;
+                    if let Some(termination) = Self::pause(stop).await {
+                        return termination;
+                    }
+                }
+            }
+        }
+        loop {
+            let filled = {
+                let sandbox = self.sandbox.clone().expect("the sandbox was created above");
+                let token = self.shared.options.token.clone().unwrap_or_default();
+                let view = self.store_snapshot();
+                sandbox::fill(&docker, &sandbox, &view, &self.pod, &token).await
+            };
+            match filled {
+                Ok(()) => break,
+                Err(message) => {
+                    tracing::warn!(pod = %self.labels.pod, "{message}");
+                    if let Some(termination) = Self::pause(stop).await {
+                        return termination;
+                    }
+                }
+            }
+        }
+        self.runtime.sandbox_ready = true;
+        self.publish();
+        if let Some(termination) = self.run_init(&docker, stop).await {
+            return termination;
+        }
+        self.run_main(&docker, stop).await
+    }
+
+    /// A copy of the store's objects the volumes need (the lock is not held across awaits).
+    fn store_snapshot(&self) -> crate::store::Store {
+        let store = self.shared.store();
+        let mut view = crate::store::Store::new();
+        for kind in [Kind::ConfigMap, Kind::Secret] {
+            for object in store.list(kind, Some(&self.labels.namespace)) {
+                let _ = view.create(kind, object);
+            }
+        }
+        view
+    }
+
+    fn claims(&self) -> HashMap<String, String> {
+        let store = self.shared.store();
+        store
+            .list(Kind::PersistentVolumeClaim, Some(&self.labels.namespace))
+            .iter()
+            .map(|c| (ops::meta_str(c, "name"), ops::meta_str(c, "uid")))
+            .collect()
+    }
+
+    /// Init containers in order, each to a successful exit. `Some` if the pod ends here.
+    async fn run_init(&mut self, docker: &Docker, stop: &mut Stop) -> Option<Termination> {
+        for index in 0..self.runtime.init.len() {
+            loop {
+                let state = match self.start(docker, Group::Init, index).await {
+                    Started::Running(id) => {
+                        self.publish();
+                        tokio::select! {
+                            termination = terminated(stop) => return Some(termination),
+                            state = exit_state(docker, &id) => state,
+                        }
+                    }
+                    Started::Exited(state) => state,
+                    Started::Waiting(state) => {
+                        self.runtime.init[index].state = state;
+                        self.publish();
+                        if let Some(termination) = Self::pause(stop).await {
+                            return Some(termination);
+                        }
+                        continue;
+                    }
+                };
+                let code = exit_code(&state);
+                self.runtime.init[index].state = state;
+                self.publish();
+                if code == 0 {
+                    break;
+                }
+                if self.runtime.restart_policy == "Never" {
+                    // The pod has failed; it waits for its deletion.
+                    return Some(terminated(stop).await);
+                }
+                self.note_restart(Group::Init, index);
+                if let Some(termination) = Self::pause(stop).await {
+                    return Some(termination);
+                }
+            }
+        }
+        for container in &mut self.runtime.main {
+            if matches!(&container.state, State::Waiting { reason, .. } if reason == "PodInitializing")
+            {
+                container.state = State::waiting("ContainerCreating", None);
+            }
+        }
+        None
+    }
+
+    /// Starts the containers and follows them until the termination.
+    async fn run_main(&mut self, docker: &Docker, stop: &mut Stop) -> Termination {
+        let (exits, mut exited) = mpsc::unbounded_channel::<(usize, State)>();
+        let mut pending: BTreeSet<usize> = (0..self.runtime.main.len()).collect();
+        let deadline = self
+            .spec()
+            .get("activeDeadlineSeconds")
+            .and_then(Value::as_u64)
+            .map(|s| Instant::now() + Duration::from_secs(s));
+        let mut retry = tokio::time::interval(RETRY);
+        loop {
+            tokio::select! {
+                termination = terminated(stop) => return termination,
+                () = sleep_until(deadline) => {
+                    self.runtime.failure = Some(PodFailure {
+                        reason: "DeadlineExceeded".into(),
+                        message: "Pod was active on the node longer than the specified deadline".into(),
+                    });
+                    self.stop_containers(docker, 0).await;
+                    self.publish();
+                    return terminated(stop).await;
+                }
+                Some((index, state)) = exited.recv() => {
+                    let code = exit_code(&state);
+                    self.runtime.main[index].state = state;
+                    let restart = match self.runtime.restart_policy.as_str() {
+                        "Always" => true,
+                        "OnFailure" => code != 0,
+                        _ => false,
+                    };
+                    if restart {
+                        self.note_restart(Group::Main, index);
+                        pending.insert(index);
+                    }
+                    self.publish();
+                }
+                _ = retry.tick(), if !pending.is_empty() => {
+                    for index in pending.clone() {
+                        match self.start(docker, Group::Main, index).await {
+                            Started::Running(id) => {
+                                pending.remove(&index);
+                                let exits = exits.clone();
+                                let docker = docker.clone();
+                                tokio::spawn(async move {
+                                    let state = exit_state(&docker, &id).await;
+                                    let _ = exits.send((index, state));
+                                });
+                            }
+                            Started::Exited(state) => {
+                                pending.remove(&index);
+                                let _ = exits.send((index, state));
+                            }
+                            Started::Waiting(state) => self.runtime.main[index].state = state,
+                        }
+                    }
+                    self.publish();
+                }
+            }
+        }
+    }
+
+    fn note_restart(&mut self, group: Group, index: usize) {
+        let container = match group {
+            Group::Init => &mut self.runtime.init[index],
+            Group::Main => &mut self.runtime.main[index],
+        };
+        container.last_state = Some(container.state.clone());
+        container.restart_count += 1;
+        container.state = State::waiting(
+            "CrashLoopBackOff",
+            Some(format!(
+                "back-off restarting failed container {} in pod {}",
+                container.name, self.labels.pod
+            )),
+        );
+    }
+
+    /// One attempt to create and start a container (or to start it again after a restart).
+    async fn start(&mut self, docker: &Docker, group: Group, index: usize) -> Started {
+        let container = self.spec()[group.key()][index].clone();
+        let name = container
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
+        let image = container
+            .get("image")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
+        let inspect = match docker.inspect_image(&image).await {
+            Ok(inspect) => inspect,
+            Err(error) => {
+                return Started::Waiting(self.pull_failure(&container, &image, &error.to_string()));
+            }
+        };
+        let image_id = inspect.id.clone().unwrap_or_default();
+        if let Some(message) = non_root_violation(
+            self.spec(),
+            &container,
+            inspect.config.as_ref().and_then(|c| c.user.as_deref()),
+            &self.labels,
+        ) {
+            return Started::Waiting(State::waiting("CreateContainerConfigError", Some(message)));
+        }
+        let sandbox = self
+            .sandbox
+            .clone()
+            .expect("containers start after the sandbox");
+        let env = {
+            let store = self.shared.store();
+            let context = PodContext {
+                namespace: &self.labels.namespace,
+                pod: &self.pod,
+                pod_ip: &sandbox.pod_ip,
+                host_ip: &sandbox.host_ip,
+            };
+            container::environment(&store, &context, &container)
+        };
+        let env = match env {
+            Ok(env) => env,
+            Err(message) => {
+                return Started::Waiting(State::waiting(
+                    "CreateContainerConfigError",
+                    Some(message),
+                ));
+            }
+        };
+        let runtime = match group {
+            Group::Init => &mut self.runtime.init[index],
+            Group::Main => &mut self.runtime.main[index],
+        };
+        runtime.image_id = image_id;
+        let id = match runtime.container_id.clone() {
+            Some(id) => id,
+            None => {
+                let docker_name = self.labels.container_name(&name);
+                let remove = RemoveContainerOptionsBuilder::default().force(true).build();
+                let _ = docker.remove_container(&docker_name, Some(remove)).await;
+                let body = container::create_body(
+                    &self.pod["spec"],
+                    &container,
+                    &env,
+                    &sandbox,
+                    self.labels.container(&name),
+                );
+                let options = CreateContainerOptionsBuilder::default()
+                    .name(&docker_name)
+                    .build();
+                match docker.create_container(Some(options), body).await {
+                    Ok(created) => created.id,
+                    Err(error) => {
+                        return Started::Waiting(State::waiting(
+                            "CreateContainerError",
+                            Some(error.to_string()),
+                        ));
+                    }
+                }
+            }
+        };
+        let runtime = match group {
+            Group::Init => &mut self.runtime.init[index],
+            Group::Main => &mut self.runtime.main[index],
+        };
+        runtime.container_id = Some(id.clone());
+        if let Err(error) = docker.start_container(&id, None).await {
+            let state = State::Terminated {
+                exit_code: 128,
+                reason: "StartError".into(),
+                message: Some(error.to_string()),
+                started_at: None,
+                finished_at: time::now(),
+            };
+            runtime.state = state.clone();
+            return Started::Exited(state);
+        }
+        let started_at = docker
+            .inspect_container(&id, None)
+            .await
+            .ok()
+            .and_then(|i| i.state)
+            .and_then(|s| s.started_at)
+            .and_then(|s| time::from_docker(&s))
+            .unwrap_or_else(time::now);
+        runtime.state = State::Running { started_at };
+        Started::Running(id)
+    }
+
+    /// `ErrImagePull` on the first failure, `ImagePullBackOff` after (`ErrImageNeverPull` when
+    /// the policy forbids pulling). The fake never pulls: the engine has no registry.
+    fn pull_failure(&mut self, container: &Value, image: &str, error: &str) -> State {
+        let policy = container
+            .get("imagePullPolicy")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        if policy == "Never" {
+            return State::waiting(
+                "ErrImageNeverPull",
+                Some(format!(
+                    "Container image \"{image}\" is not present with pull policy of Never"
+                )),
+            );
+        }
+        let attempts = self.pull_attempts.entry(image.to_owned()).or_insert(0);
+        *attempts += 1;
+        if *attempts == 1 {
+            State::waiting(
+                "ErrImagePull",
+                Some(format!(
+                    "rpc error: code = NotFound desc = failed to pull and unpack image \"{image}\": the fake cluster pulls no images and the Docker engine does not have it ({error})"
+                )),
+            )
+        } else {
+            State::waiting(
+                "ImagePullBackOff",
+                Some(format!("Back-off pulling image \"{image}\"")),
+            )
+        }
+    }
+
+    /// Stops every running container (SIGTERM, SIGKILL after `grace`) and records the exits.
+    async fn stop_containers(&mut self, docker: &Docker, grace: i64) {
+        let seconds = i32::try_from(grace.max(0)).unwrap_or(i32::MAX);
+        let running: Vec<(Group, usize, String)> = [
+            (Group::Init, &self.runtime.init),
+            (Group::Main, &self.runtime.main),
+        ]
+        .into_iter()
+        .flat_map(|(group, list)| {
+            list.iter()
+                .enumerate()
+                .filter_map(move |(i, c)| match (&c.state, &c.container_id) {
+                    (State::Running { .. }, Some(id)) => Some((group, i, id.clone())),
+                    _ => None,
+                })
+        })
+        .collect();
+        let stops = running.iter().map(|(_, _, id)| {
+            let docker = docker.clone();
+            let id = id.clone();
+            async move {
+                let options = StopContainerOptionsBuilder::default().t(seconds).build();
+                let _ = docker.stop_container(&id, Some(options)).await;
+                exit_state(&docker, &id).await
+            }
+        });
+        let states = futures_util::future::join_all(stops).await;
+        for ((group, index, _), state) in running.into_iter().zip(states) {
+            match group {
+                Group::Init => self.runtime.init[index].state = state,
+                Group::Main => self.runtime.main[index].state = state,
+            }
+        }
+    }
+
+    /// After the termination: stop, report, remove the Docker objects, let the object go.
+    async fn end(&mut self, mut termination: Termination, stop: &mut Stop) {
+        let docker = self.docker();
+        loop {
+            match termination {
+                Termination::Shutdown => break,
+                Termination::Delete { grace_seconds } => {
+                    if let Some(docker) = &docker {
+                        self.stop_containers(docker, grace_seconds).await;
+                    }
+                    self.publish();
+                    break;
+                }
+                Termination::Evict { grace_seconds } => {
+                    if let Some(docker) = &docker {
+                        self.stop_containers(docker, grace_seconds).await;
+                    }
+                    self.runtime.failure = Some(PodFailure {
+                        reason: "Evicted".into(),
+                        message: "The node was low on resource: memory. Threshold quantity: 100Mi, available: 42Mi. ".into(),
+                    });
+                    self.publish();
+                    // The evicted pod stays until it is deleted.
+                    termination = loop {
+                        if stop.changed().await.is_err() {
+                            break Termination::Shutdown;
+                        }
+                        match *stop.borrow_and_update() {
+                            Some(Termination::Evict { .. }) | None => {}
+                            Some(other) => break other,
+                        }
+                    };
+                    if let Termination::Delete { .. } = termination {
+                        break;
+                    }
+                }
+            }
+        }
+        if let Some(docker) = &docker {
+            sweep(docker, LABEL_POD_UID, &self.labels.uid).await;
+        }
+        if termination != Termination::Shutdown {
+            ops::pod_terminated(
+                &self.shared,
+                &self.labels.namespace,
+                &self.labels.pod,
+                &self.labels.uid,
+            );
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn exit_code(state: &State) -> i64 {
+    match state {
+        State::Terminated { exit_code, .. } => *exit_code,
+        _ => -1,
+    }
+}
+
+/// Waits until a container is not running and reads how it ended.
+async fn exit_state(docker: &Docker, id: &str) -> State {
+    let options = WaitContainerOptionsBuilder::default()
+        .condition("not-running")
+        .build();
+    let _ = docker.wait_container(id, Some(options)).next().await;
+    let state = docker
+        .inspect_container(id, None)
+        .await
+        .ok()
+        .and_then(|i| i.state);
+    let code = state.as_ref().and_then(|s| s.exit_code).unwrap_or(-1);
+    let oom = state.as_ref().and_then(|s| s.oom_killed) == Some(true);
+    let reason = if oom {
+        "OOMKilled"
+    } else if code == 0 {
+        "Completed"
+    } else {
+        "Error"
+    };
+    State::Terminated {
+        exit_code: code,
+        reason: reason.to_owned(),
+        message: None,
+        started_at: state
+            .as_ref()
+            .and_then(|s| s.started_at.as_deref())
+            .and_then(time::from_docker),
+        finished_at: state
+            .as_ref()
+            .and_then(|s| s.finished_at.as_deref())
+            .and_then(time::from_docker)
+            .unwrap_or_else(time::now),
+    }
+}
+
+/// `verifyRunAsNonRoot`: a container that must not run as root, whose image would.
+fn non_root_violation(
+    spec: &Value,
+    container: &Value,
+    image_user: Option<&str>,
+    labels: &Labels,
+) -> Option<String> {
+    let key = |k: &str| {
+        container
+            .pointer(&format!("/securityContext/{k}"))
+            .or_else(|| spec.pointer(&format!("/securityContext/{k}")))
+            .cloned()
+    };
+    if key("runAsNonRoot") != Some(json!(true)) || key("runAsUser").is_some() {
+        return None;
+    }
+    let user = image_user.unwrap_or("").split(':').next().unwrap_or("");
+    let pod = format!("\"{}_{}({})\"", labels.pod, labels.namespace, labels.uid);
+    let name = container.get("name").and_then(Value::as_str).unwrap_or("");
+    match user {
+        "" | "root" | "0" => Some(format!(
+            "container has runAsNonRoot and image will run as root (pod: {pod}, container: {name})"
+        )),
+        numeric if numeric.parse::<u32>().is_ok() => None,
+        other => Some(format!(
+            "container has runAsNonRoot and image has non-numeric user ({other}), cannot verify user is non-root (pod: {pod}, container: {name})"
+        )),
+    }
+}
