@@ -205,6 +205,9 @@ impl Loaded {
                 .map(|(s, _)| s)
                 .collect();
             if found.is_empty() && !index_of.contains_key(name.as_str()) {
+                if let Some(err) = crate::select::excluded_error(&excluded, name) {
+                    return Err(err.into());
+                }
                 return Err(SelectError::UnknownManual { name: name.clone() }.into());
             }
             for s in found {

@@ -125,3 +125,17 @@ fn ignore_rules_is_listed_in_help_and_needs_a_job() {
     let out = exec(&repo, &["--ignore-rules"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn list_names_the_jobs_left_out_and_why() {
+    let (_dir, repo) = repo("excluded");
+    let out = exec(&repo, &["--list"]);
+    assert_eq!(out.status.code(), Some(0));
+    insta::assert_snapshot!(String::from_utf8_lossy(&out.stdout));
+}
+
+#[test]
+fn manual_naming_a_left_out_job_says_why() {
+    let (_dir, repo) = repo("excluded");
+    insta::assert_snapshot!(error_of(&repo, &["--manual", "never-job"]));
+}

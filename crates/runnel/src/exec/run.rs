@@ -51,6 +51,7 @@ pub(crate) fn run(opts: Options) -> anyhow::Result<ExitCode> {
     }
     if opts.list {
         print_list(loaded.jobs());
+        print_excluded(&loaded.excluded);
         return Ok(ExitCode::SUCCESS);
     }
     let pipeline = match loaded.create(&opts.selection) {
@@ -104,6 +105,22 @@ pub(crate) fn run(opts: Options) -> anyhow::Result<ExitCode> {
     };
     let _ = std::io::stdout().flush();
     Ok(ExitCode::from(code))
+}
+
+/// The jobs of the file that the pipeline leaves out, with the reason (after `--list`).
+fn print_excluded(excluded: &[runnel_local::Excluded]) {
+    if excluded.is_empty() {
+        return;
+    }
+    let name_w = excluded
+        .iter()
+        .map(|e| e.name.chars().count())
+        .max()
+        .unwrap_or(0);
+    println!("\nnot in this pipeline (`--ignore-rules JOB` runs one anyway):");
+    for job in excluded {
+        println!("  {:<name_w$}  {}", job.name, job.reason);
+    }
 }
 
 /// No pipeline to run: a mistake in the configuration, or GitLab would create none (an error
