@@ -3,12 +3,14 @@
 #
 # Installs openssh-server from apt if sshd is missing, generates a host key and a client key into
 # $SSHD_DIR (default target/sshd under the repository), and starts sshd with its own config: key
-# login only, as root. The system sshd, port 22 and /etc/ssh are left alone.
+# login as root, and password login for the user `runnel-ssh` only (created here, with a random
+# password kept in $SSHD_DIR/password). The system sshd, port 22 and /etc/ssh are left alone.
 #
 #   ssh -i target/sshd/id_ed25519 -p 2222 -o StrictHostKeyChecking=no root@127.0.0.1 true
 #
-# Tests find the key at $SSHD_DIR/id_ed25519 and the port in $SSHD_PORT (2222). Stop the server
-# with: kill "$(cat target/sshd/sshd.pid)"
+# Tests find the key at $SSHD_DIR/id_ed25519, the host's public key at $SSHD_DIR/host_ed25519.pub,
+# the password at $SSHD_DIR/password and the port in $SSHD_PORT (2222). Stop the server with:
+# kill "$(cat target/sshd/sshd.pid)"
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 dir=${SSHD_DIR:-$repo/target/sshd}
@@ -28,6 +30,13 @@ dir=$(cd "$dir" && pwd)
 cp "$dir/id_ed25519.pub" "$dir/authorized_keys"
 chmod 600 "$dir/authorized_keys"
 
+# The password-login user (tests of `password` in [runners.ssh]).
+if ! id runnel-ssh >/dev/null 2>&1; then
+  useradd --create-home --shell /bin/bash runnel-ssh
+fi
+[[ -s $dir/password ]] || (umask 077 && head -c 18 /dev/urandom | base64 | tr -d '/+=' >"$dir/password")
+echo "runnel-ssh:$(cat "$dir/password")" | chpasswd
+
 cat >"$dir/sshd_config" <<CONF
 Port $port
 ListenAddress 127.0.0.1
@@ -43,6 +52,10 @@ StrictModes no
 PrintMotd no
 AcceptEnv LANG LC_*
 Subsystem sftp internal-sftp
+MaxSessions 64
+MaxStartups 64:30:128
+Match User runnel-ssh
+  PasswordAuthentication yes
 CONF
 
 probe() {

@@ -150,11 +150,11 @@ async fn upload_archive(
     } else {
         None
     };
-    let paths = spec.paths.iter().map(|p| job.variables.expand(p)).collect();
+    let paths = spec.paths.iter().map(|p| job.expand_host_path(p)).collect();
     let exclude = spec
         .exclude
         .iter()
-        .map(|p| job.variables.expand(p))
+        .map(|p| job.expand_host_path(p))
         .collect();
     let entries = select(job, trace, paths, exclude, untracked).await?;
     if entries.is_empty() {
@@ -186,7 +186,7 @@ async fn read_report(
     index: usize,
 ) -> Result<(), UploadError> {
     trace.info("Uploading artifacts...");
-    let paths = spec.paths.iter().map(|p| job.variables.expand(p)).collect();
+    let paths = spec.paths.iter().map(|p| job.expand_host_path(p)).collect();
     let selected: BTreeSet<PathBuf> = select(job, trace, paths, Vec::new(), None)
         .await?
         .into_iter()

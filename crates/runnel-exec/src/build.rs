@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use crate::context::JobContext;
 use crate::error::ExecError;
 use crate::event::JobEvent;
-use crate::executor::{Executor, JobOverrides, PreparedJob};
+use crate::executor::{Executor, JobDirs, JobOverrides, PreparedJob};
 use crate::mask::{DEFAULT_TOKEN_PREFIXES, Masker};
 use crate::outcome::{JobOutcome, JobStatus};
 use crate::retry::{Attempts, StageAttempts};
@@ -169,30 +169,79 @@ fn prepare_job(
                 builds_dir.join(path)
             }
         });
-    let mut tmp_name = project_dir
-        .file_name()
-        .map(|n| n.to_os_string())
-        .unwrap_or_default();
-    tmp_name.push(".tmp");
-    let tmp_dir = project_dir.with_file_name(tmp_name);
-    let runner = RunnerSide {
-        builds_dir: &builds_dir,
-        project_dir: &project_dir,
-        tmp_dir: &tmp_dir,
-        runner_name: &ctx.runner_name,
-        runner_short_token: &ctx.runner_short_token,
-        shared: overrides
-            .builds_dir_is_shared
-            .unwrap_or(executor == "shell" || executor == "custom"),
+    let tmp_dir = tmp_dir_of(&project_dir);
+    let dirs = JobDirs {
+        builds_dir: builds_dir.clone(),
+        project_dir: project_dir.clone(),
+        tmp_dir: tmp_dir.clone(),
     };
-    let variables = JobVariables::build(&payload, &runner);
+    let shared = overrides
+        .builds_dir_is_shared
+        .unwrap_or_else(|| shared_builds_dir(executor));
+    let variables = job_variables(&payload, &dirs, ctx, shared);
     PreparedJob {
         payload,
         builds_dir,
         project_dir,
         tmp_dir,
+        script_dirs: dirs,
         variables,
     }
+}
+
+/// `<project dir>.tmp`, gitlab-runner's `RUNNER_TEMP_PROJECT_DIR`.
+fn tmp_dir_of(project_dir: &Path) -> PathBuf {
+    let mut tmp_name = project_dir
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
+    tmp_name.push(".tmp");
+    project_dir.with_file_name(tmp_name)
+}
+
+/// GitLab: `SharedBuildsDir` is true for the shell, SSH and custom executors.
+fn shared_builds_dir(executor: &str) -> bool {
+    matches!(executor, "shell" | "ssh" | "custom")
+}
+
+fn job_variables(
+    payload: &JobPayload,
+    dirs: &JobDirs,
+    ctx: &JobContext,
+    shared: bool,
+) -> JobVariables {
+    let runner = RunnerSide {
+        builds_dir: &dirs.builds_dir,
+        project_dir: &dirs.project_dir,
+        tmp_dir: &dirs.tmp_dir,
+        runner_name: &ctx.runner_name,
+        runner_short_token: &ctx.runner_short_token,
+        shared,
+    };
+    JobVariables::build(payload, &runner)
+}
+
+/// Points the scripts' directories (and so `CI_BUILDS_DIR`, `CI_PROJECT_DIR`,
+/// `RUNNER_TEMP_PROJECT_DIR` and the file variables' paths) at `remote_builds`, keeping the
+/// project directory's place below the builds directory.
+fn relocate(job: &mut PreparedJob, remote_builds: &Path, ctx: &JobContext, executor: &'static str) {
+    let relative = match job.project_dir.strip_prefix(&job.builds_dir) {
+        Ok(relative) if !relative.as_os_str().is_empty() => relative.to_path_buf(),
+        // A `CI_PROJECT_DIR` outside the builds directory keeps its last component.
+        _ => job
+            .project_dir
+            .file_name()
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("project")),
+    };
+    let project_dir = remote_builds.join(relative);
+    let dirs = JobDirs {
+        builds_dir: remote_builds.to_path_buf(),
+        tmp_dir: tmp_dir_of(&project_dir),
+        project_dir,
+    };
+    job.variables = job_variables(&job.payload, &dirs, ctx, shared_builds_dir(executor));
+    job.script_dirs = dirs;
 }
 
 /// The state the stages share.
@@ -250,6 +299,9 @@ async fn run_stages(
     };
     trace.section_end();
     prepared?;
+    if let Some(remote_builds) = executor.remote_builds_dir() {
+        relocate(job, &remote_builds, ctx, executor.name());
+    }
     let (job, ctx) = (&*job, &*ctx);
 
     trace.section_start("prepare_script", "Preparing environment");
@@ -491,7 +543,13 @@ async fn get_sources(
 fn file_exports(job: &PreparedJob) -> Result<Exports, ExecError> {
     use std::os::unix::fs::OpenOptionsExt;
     let (vars, files) = job.variables.exports();
-    for (path, content) in files {
+    for (script_path, content) in files {
+        // The exported path is the scripts' (`script_dirs.tmp_dir`); the file is written into
+        // this host's temporary directory under the same name.
+        let path = match script_path.file_name() {
+            Some(name) => job.tmp_dir.join(name),
+            None => script_path,
+        };
         let mut file = std::fs::OpenOptions::new()
             .write(true)
             .create(true)
@@ -505,8 +563,9 @@ fn file_exports(job: &PreparedJob) -> Result<Exports, ExecError> {
     Ok(Exports { vars })
 }
 
+/// `GITLAB_ENV` as the scripts see it.
 pub(crate) fn env_file(job: &PreparedJob) -> PathBuf {
-    job.tmp_dir.join("gitlab_runner_env")
+    job.script_dirs.tmp_dir.join("gitlab_runner_env")
 }
 
 fn final_line(trace: &mut Trace, outcome: &JobOutcome, payload: &JobPayload) {

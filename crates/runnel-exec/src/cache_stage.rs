@@ -168,7 +168,7 @@ async fn save_one(
     let paths: Vec<String> = cache
         .paths
         .iter()
-        .map(|p| job.variables.expand(p))
+        .map(|p| job.expand_host_path(p))
         .collect();
     let root = job.project_dir.clone();
     let entries =

@@ -48,6 +48,15 @@ pub enum ExecError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// The executor lost its environment while a stage ran (an SSH connection that dropped).
+    #[error("the `{executor}` executor failed")]
+    Executor {
+        /// The executor name.
+        executor: &'static str,
+        /// The cause.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The job cannot run in the environment it asks for (an image that cannot be pulled or is
     /// not allowed): the job fails with `reason`; runnel itself did not break.
     #[error("{message}")]

@@ -18,14 +18,50 @@ use crate::variables::JobVariables;
 pub struct PreparedJob {
     /// The payload as received.
     pub payload: JobPayload,
+    /// The builds directory on this host.
+    pub builds_dir: PathBuf,
+    /// The project directory on this host: where runnel puts the sources, caches and
+    /// artifacts, and reads them back.
+    pub project_dir: PathBuf,
+    /// `<project dir>.tmp` on this host: file variables, `GITLAB_ENV`, archives.
+    pub tmp_dir: PathBuf,
+    /// The directories as the scripts see them: `CI_BUILDS_DIR`, `CI_PROJECT_DIR`,
+    /// `RUNNER_TEMP_PROJECT_DIR`. The same paths as above, except for an executor that runs
+    /// the scripts on another host with a copy of the project directory (see
+    /// [`Executor::remote_builds_dir`]).
+    pub script_dirs: JobDirs,
+    /// The final, expanded variables.
+    pub variables: JobVariables,
+}
+
+impl PreparedJob {
+    /// Expands `value` (an `artifacts:paths` or `cache:paths` entry) and turns a path under the
+    /// scripts' project directory (`$CI_PROJECT_DIR/dist`) into the same path under this
+    /// host's, where runnel reads the files.
+    pub(crate) fn expand_host_path(&self, value: &str) -> String {
+        let expanded = self.variables.expand(value);
+        if self.script_dirs.project_dir == self.project_dir {
+            return expanded;
+        }
+        let script_dir = self.script_dirs.project_dir.to_string_lossy();
+        match expanded.strip_prefix(script_dir.as_ref()) {
+            Some(rest) if rest.is_empty() || rest.starts_with('/') => {
+                format!("{}{rest}", self.project_dir.to_string_lossy())
+            }
+            _ => expanded,
+        }
+    }
+}
+
+/// A job's three directories.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobDirs {
     /// `CI_BUILDS_DIR`.
     pub builds_dir: PathBuf,
     /// `CI_PROJECT_DIR`: where the sources are and the scripts start.
     pub project_dir: PathBuf,
-    /// `RUNNER_TEMP_PROJECT_DIR` (`<project dir>.tmp`): file variables, `GITLAB_ENV`, archives.
+    /// `RUNNER_TEMP_PROJECT_DIR` (`<project dir>.tmp`).
     pub tmp_dir: PathBuf,
-    /// The final, expanded variables.
-    pub variables: JobVariables,
 }
 
 /// What an executor's configuration step (the custom executor's `config_exec`) changes about a
@@ -69,7 +105,9 @@ pub struct StageRun {
 /// - `Err` means the executor broke (a `runner_system_failure`), never that the script failed.
 /// - The project directory (`PreparedJob::project_dir`) is prepared by runnel on this host
 ///   before `run` (sources, caches, artifacts) and read after it; an executor that runs scripts
-///   elsewhere makes that directory visible there at the same path (e.g. a bind mount).
+///   elsewhere makes that directory visible there at the same path (e.g. a bind mount), or
+///   names its own builds directory with [`Executor::remote_builds_dir`] and keeps a copy of
+///   the project and temporary directories there in step with this host's (the SSH executor).
 ///
 /// One executor value serves one job; jobs run concurrently on different values.
 pub trait Executor: Send {
@@ -109,6 +147,15 @@ pub trait Executor: Send {
         stage: StageRun,
         trace: &'a mut Trace,
     ) -> BoxFuture<'a, Result<ScriptEnd, ExecError>>;
+
+    /// The builds directory as the scripts see it when they run on another host that keeps its
+    /// own copy of the project directory (the SSH executor's remote `builds_dir`). Read once,
+    /// after a successful `prepare`: the job's variables and scripts then name
+    /// [`PreparedJob::script_dirs`] under it, while runnel keeps preparing and reading the
+    /// directories on this host. `None` (the default): the scripts see this host's paths.
+    fn remote_builds_dir(&self) -> Option<PathBuf> {
+        None
+    }
 
     /// Releases whatever `prepare` and `run` created. Always called; idempotent.
     fn cleanup<'a>(&'a mut self, job: &'a PreparedJob) -> BoxFuture<'a, ()>;

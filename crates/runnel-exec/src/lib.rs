@@ -1,6 +1,6 @@
 //! Executes one job payload: the build stages (`get_sources`, `restore_cache`,
 //! `download_artifacts`, `step_script`, `after_script`, `archive_cache`, `upload_artifacts_*`),
-//! bash script generation, the executors (shell now), the trace (sections, masking, size
+//! bash script generation, the executors (shell, docker, ssh, virtualbox, parallels), the trace (sections, masking, size
 //! limit), and artifact and cache archives.
 //!
 //! This crate knows nothing of where a payload came from: `runnel exec` plans it from YAML, the
@@ -31,12 +31,16 @@ mod script;
 mod settings;
 mod shell;
 mod sources;
+#[cfg(feature = "ssh")]
+pub mod ssh;
 mod steps;
 mod store;
 mod tarzstd;
 mod timestamp;
 mod trace;
 mod variables;
+#[cfg(feature = "ssh")]
+pub mod vm;
 
 #[cfg(feature = "test-support")]
 pub mod test_support;
@@ -47,7 +51,7 @@ pub use context::JobContext;
 pub use coverage::extract_coverage;
 pub use error::ExecError;
 pub use event::JobEvent;
-pub use executor::{Executor, JobOverrides, PreparedJob, StageRun};
+pub use executor::{Executor, JobDirs, JobOverrides, PreparedJob, StageRun};
 pub use expand::expand_value;
 pub use outcome::{JobOutcome, JobStatus};
 pub use process::ScriptEnd;

@@ -91,7 +91,12 @@ pub(crate) async fn run_hook(
     }
     std::fs::create_dir_all(&job.project_dir)
         .map_err(ExecError::io("create the directory", &job.project_dir))?;
-    let body = stage_body(exports, &env_file(job), &job.project_dir, &hook.script);
+    let body = stage_body(
+        exports,
+        &env_file(job),
+        &job.script_dirs.project_dir,
+        &hook.script,
+    );
     let stage = StageRun {
         name: "get_sources".into(),
         script: wrap(&body, job.variables.bool("CI_DEBUG_TRACE")),
@@ -149,7 +154,12 @@ pub(crate) async fn run_steps(
             &name,
             &format!("Executing \"{name}\" stage of the job script"),
         );
-        let body = stage_body(exports, &env_file(job), &job.project_dir, &step.script);
+        let body = stage_body(
+            exports,
+            &env_file(job),
+            &job.script_dirs.project_dir,
+            &step.script,
+        );
         // `cancel` is a child of `abort`, so it fires for both.
         let deadline = match step.timeout {
             0 => script_deadline,
@@ -193,7 +203,12 @@ pub(crate) async fn run_after_script(
         "CI_JOB_STATUS".into(),
         job_status_for_after_script(run).into(),
     ));
-    let body = stage_body(&exports, &env_file(job), &job.project_dir, &step.script);
+    let body = stage_body(
+        &exports,
+        &env_file(job),
+        &job.script_dirs.project_dir,
+        &step.script,
+    );
     let timeout = after_script_timeout(job);
     let deadline = Instant::now() + timeout;
     let stage = StageRun {

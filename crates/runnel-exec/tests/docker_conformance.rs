@@ -12,6 +12,13 @@ use runnel_exec::docker::{
 use runnel_exec::test_support::MakeExecutor;
 pub(crate) use runnel_exec::test_support::{project_dir, run, run_with};
 
+/// The project directory as the scripts see it: the same path.
+pub(crate) fn script_project_dir(
+    project: &runnel_exec::test_support::TestProject,
+) -> std::path::PathBuf {
+    project_dir(project)
+}
+
 #[path = "conformance"]
 mod docker {
     mod archives;

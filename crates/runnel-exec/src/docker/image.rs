@@ -287,6 +287,11 @@ mod tests {
             builds_dir: "/b".into(),
             project_dir: "/b/p".into(),
             tmp_dir: "/b/p.tmp".into(),
+            script_dirs: crate::executor::JobDirs {
+                builds_dir: "/b".into(),
+                project_dir: "/b/p".into(),
+                tmp_dir: "/b/p.tmp".into(),
+            },
             variables: JobVariables::from_pairs(&[("REGISTRY", "registry.local")]),
         }
     }

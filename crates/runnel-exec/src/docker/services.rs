@@ -342,6 +342,11 @@ mod tests {
             builds_dir: "/b".into(),
             project_dir: "/b/p".into(),
             tmp_dir: "/b/p.tmp".into(),
+            script_dirs: crate::executor::JobDirs {
+                builds_dir: "/b".into(),
+                project_dir: "/b/p".into(),
+                tmp_dir: "/b/p.tmp".into(),
+            },
             variables: Default::default(),
         };
         assert_eq!(health_ports(&[], &job, &image), [5432, 8080]);

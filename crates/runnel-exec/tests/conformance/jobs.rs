@@ -151,7 +151,7 @@ async fn variables_are_expanded_and_file_variables_are_paths() {
         ran.assert_output_contains("derived=x-y x $BASE", name);
         assert!(ran.output.contains("quoted=it's \"quoted\""), "{name}");
         assert!(ran.output.contains("config=file-content"), "{name}");
-        let dir = crate::project_dir(&project);
+        let dir = crate::script_project_dir(&project);
         assert!(
             ran.output
                 .contains(&format!("dir={0} pwd={0}", dir.display())),

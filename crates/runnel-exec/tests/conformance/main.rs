@@ -11,6 +11,13 @@ use std::time::Duration;
 
 use runnel_exec::test_support::MakeExecutor;
 pub(crate) use runnel_exec::test_support::{project_dir, run, run_with};
+
+/// The project directory as the scripts see it: the same path.
+pub(crate) fn script_project_dir(
+    project: &runnel_exec::test_support::TestProject,
+) -> std::path::PathBuf {
+    project_dir(project)
+}
 use runnel_exec::{ShellConfig, ShellExecutor};
 
 /// The executors under test.
