@@ -14,7 +14,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::kind::Kind;
-use crate::kubelet::{Kubelet, LABEL_INSTANCE, Termination, leftovers, sweep};
+use crate::kubelet::{Kubelet, LABEL_INSTANCE, Termination, leftovers, sweep, sweep_stale};
 use crate::ops::{self, DeleteOptions};
 use crate::options::{FakeOptions, Fault};
 use crate::server::listener::CutListener;
@@ -68,6 +68,7 @@ impl FakeCluster {
         let docker = if options.node {
             let docker = Docker::connect_with_defaults().map_err(FakeError::Docker)?;
             docker.ping().await.map_err(FakeError::Docker)?;
+            sweep_stale(&docker).await;
             Some(docker)
         } else {
             None
@@ -324,12 +325,32 @@ impl FakeCluster {
         }
     }
 
-    /// The Docker containers and volumes of this cluster that still exist (names).
+    /// The Docker containers and volumes of this cluster that still exist (names), once the
+    /// kubelet has finished cleaning up after deleted pods (it waits at most a minute for that).
     pub async fn docker_leftovers(&self) -> (Vec<String>, Vec<String>) {
+        self.settle().await;
         match self.shared.kubelet.docker() {
             Some(docker) => leftovers(docker, self.instance_id()).await,
             None => (Vec::new(), Vec::new()),
         }
+    }
+
+    /// Waits (at most a minute) until the kubelet has stopped and removed the containers of
+    /// every pod that is no longer stored: deletion answers before the kubelet is done, as on
+    /// a cluster.
+    pub async fn settle(&self) {
+        let shared = self.shared.clone();
+        let exists = move |uid: &str| {
+            shared
+                .store()
+                .list(Kind::Pod, None)
+                .iter()
+                .any(|p| ops::meta_str(p, "uid") == uid)
+        };
+        self.shared
+            .kubelet
+            .settle(Duration::from_secs(60), exists)
+            .await;
     }
 
     /// Stops the API server, kills every pod and removes every Docker object of this cluster.

@@ -18,7 +18,7 @@ pub(crate) fn apply(kind: Kind, object: &mut Value) {
         Kind::Service => service(object),
         Kind::Namespace => namespace(object),
         Kind::PersistentVolumeClaim => claim(object),
-        Kind::ConfigMap | Kind::ServiceAccount => {}
+        Kind::ConfigMap | Kind::ServiceAccount | Kind::Event => {}
     }
 }
 

@@ -17,11 +17,13 @@ pub enum Kind {
     PersistentVolumeClaim,
     /// `namespaces` (cluster-scoped).
     Namespace,
+    /// `events`: what the scheduler and the kubelet report about pods.
+    Event,
 }
 
 impl Kind {
     /// Every kind, in the order `objects` lists them.
-    pub const ALL: [Kind; 7] = [
+    pub const ALL: [Kind; 8] = [
         Kind::Pod,
         Kind::Secret,
         Kind::ConfigMap,
@@ -29,6 +31,7 @@ impl Kind {
         Kind::ServiceAccount,
         Kind::PersistentVolumeClaim,
         Kind::Namespace,
+        Kind::Event,
     ];
 
     /// The plural resource name of the URL (`pods`).
@@ -41,6 +44,7 @@ impl Kind {
             Kind::ServiceAccount => "serviceaccounts",
             Kind::PersistentVolumeClaim => "persistentvolumeclaims",
             Kind::Namespace => "namespaces",
+            Kind::Event => "events",
         }
     }
 
@@ -54,6 +58,7 @@ impl Kind {
             Kind::ServiceAccount => "ServiceAccount",
             Kind::PersistentVolumeClaim => "PersistentVolumeClaim",
             Kind::Namespace => "Namespace",
+            Kind::Event => "Event",
         }
     }
 

@@ -11,8 +11,11 @@
 //!   delete-collection, `status`), `pods/log` (`follow`, `container`, `timestamps`,
 //!   `tailLines`, `sinceSeconds`, `limitBytes`), `pods/exec` and `pods/attach` over
 //!   WebSocket (`v5.channel.k8s.io`, `v4.channel.k8s.io`, `channel.k8s.io`);
-//! - `secrets`, `configmaps`, `services`, `serviceaccounts`, `persistentvolumeclaims`
-//!   and `namespaces` with the same verbs;
+//! - `pods/eviction` (`policy/v1` `Eviction`: a graceful delete);
+//! - `secrets`, `configmaps`, `services`, `serviceaccounts`, `persistentvolumeclaims`,
+//!   `events` and `namespaces` with the same verbs (events are also posted by the fake's
+//!   scheduler and kubelet: `Scheduled`, `FailedScheduling`, `Pulled`, `Pulling`, `Failed`,
+//!   `BackOff`, `Created`, `Started`, `Killing`, `FailedMount`, `Evicted`);
 //! - `/version`, `/api`, `/api/v1`, `/healthz`, `/readyz`, `/livez`.
 //!
 //! # How strict
@@ -62,18 +65,23 @@
 //! ```
 //!
 //! Every Docker object carries the label [`LABEL_INSTANCE`] with the cluster's
-//! [`FakeCluster::instance_id`]; a pod's objects go when it is deleted, all of them at
-//! [`FakeCluster::shutdown`] or when the cluster is dropped.
+//! [`FakeCluster::instance_id`]; a pod's objects go when it is deleted (the API answers
+//! first, as on a cluster: [`FakeCluster::settle`] waits for the kubelet's cleanup, and
+//! [`FakeCluster::docker_leftovers`] settles before it looks), all of them at
+//! [`FakeCluster::shutdown`] or when the cluster is dropped, and those of fake clusters whose
+//! process died are removed when the next one starts.
 //!
 //! # What it does not do
 //!
 //! No TLS, no other API groups, no server-side apply or JSON patch (415), no probes, no
-//! lifecycle hooks, no termination messages, no service routing (services get a cluster IP
+//! lifecycle hooks, no termination messages, no service account token volume (no TLS, so
+//! no CA to put in it), no detection of unknown fields whose value is `null`, no service routing (services get a cluster IP
 //! but no traffic), no image pulls, no `previous` logs after a restart (a restarted container
 //! keeps its log), no `base64.channel.k8s.io`, no port-forward.
 
 mod cluster;
 mod defaults;
+mod events;
 mod kind;
 mod kubelet;
 mod ops;

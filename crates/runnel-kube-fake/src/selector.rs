@@ -205,7 +205,10 @@ impl FieldSelector {
     /// Whether the object's fields satisfy every term.
     pub(crate) fn matches(&self, object: &Value) -> bool {
         self.terms.iter().all(|(field, value, negate)| {
-            let pointer = format!("/{}", field.replace('.', "/"));
+            let pointer = match field.as_str() {
+                "source" => "/source/component".to_owned(),
+                other => format!("/{}", other.replace('.', "/")),
+            };
             let actual = match object.pointer(&pointer) {
                 Some(Value::String(s)) => s.clone(),
                 Some(Value::Bool(b)) => b.to_string(),
@@ -235,6 +238,21 @@ fn supported_fields(kind: Kind) -> &'static [&'static str] {
         ],
         Kind::Secret => &["metadata.name", "metadata.namespace", "type"],
         Kind::Namespace => &["metadata.name", "status.phase"],
+        Kind::Event => &[
+            "metadata.name",
+            "metadata.namespace",
+            "involvedObject.kind",
+            "involvedObject.namespace",
+            "involvedObject.name",
+            "involvedObject.uid",
+            "involvedObject.apiVersion",
+            "involvedObject.resourceVersion",
+            "involvedObject.fieldPath",
+            "reason",
+            "reportingComponent",
+            "source",
+            "type",
+        ],
         _ => &["metadata.name", "metadata.namespace"],
     }
 }

@@ -299,3 +299,140 @@ async fn docker_missing_image_waits_with_image_pull_errors() {
             .is_empty()
     );
 }
+
+#[tokio::test]
+async fn docker_init_container_secret_volume_and_env_then_succeeded() {
+    if !support::docker_available().await {
+        return;
+    }
+    let cluster = FakeCluster::start(FakeOptions::default().namespace("ci"))
+        .await
+        .expect("the fake starts");
+    let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "creds"}, "stringData": {"password": "hunter2", "user": "ci"}});
+    cluster
+        .create(Kind::Secret, "ci", secret)
+        .expect("the secret");
+    let config = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings"}, "data": {"MODE": "test"}});
+    cluster
+        .create(Kind::ConfigMap, "ci", config)
+        .expect("the config map");
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "init-and-volumes"},
+    "spec": {
+        "restartPolicy": "Never",
+        "initContainers": [{"name": "prepare", "image": BUSYBOX, "command": ["sh", "-c", "echo prepared > /work/ready"],
+                            "volumeMounts": [{"name": "work", "mountPath": "/work"}]}],
+        "containers": [{"name": "main", "image": BUSYBOX,
+            "command": ["sh", "-c", "cat /work/ready; cat /secrets/pass; echo \" $MODE $(USER_NAME)\"; ls /secrets"],
+            "envFrom": [{"configMapRef": {"name": "settings"}}],
+            "env": [{"name": "USER_NAME", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "user"}}}],
+            "volumeMounts": [{"name": "work", "mountPath": "/work"}, {"name": "secret", "mountPath": "/secrets", "readOnly": true}]}],
+        "volumes": [{"name": "work", "emptyDir": {}}, {"name": "secret", "secret": {"secretName": "creds", "items": [{"key": "password", "path": "pass"}]}}]
+    }});
+    cluster.create(Kind::Pod, "ci", pod).expect("created");
+    let done = cluster
+        .wait_for_pod("ci", "init-and-volumes", Duration::from_secs(60), |p| {
+            p["status"]["phase"] == "Succeeded" || p["status"]["phase"] == "Failed"
+        })
+        .await
+        .expect("the pod");
+    assert_eq!(done["status"]["phase"], "Succeeded", "{:#}", done["status"]);
+    assert_eq!(
+        done["status"]["initContainerStatuses"][0]["state"]["terminated"]["reason"],
+        "Completed"
+    );
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let pods: Api<Pod> = Api::namespaced(support::client(&cluster, dir.path(), "ci").await, "ci");
+    let log = pods
+        .logs("init-and-volumes", &LogParams::default())
+        .await
+        .expect("a log");
+    // `$(USER_NAME)` in a command is expanded by the kubelet; `$MODE` by the shell.
+    assert_eq!(log, "prepared\nhunter2 test ci\npass\n");
+    cluster.shutdown().await;
+}
+
+#[tokio::test]
+async fn docker_evicted_pod_fails_and_events_tell_the_story() {
+    if !support::docker_available().await {
+        return;
+    }
+    let cluster = FakeCluster::start(FakeOptions::default().namespace("ci"))
+        .await
+        .expect("the fake starts");
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let client = support::client(&cluster, dir.path(), "ci").await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "ci");
+    for name in ["evicted", "api-evicted"] {
+        let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+            "spec": {"terminationGracePeriodSeconds": 1, "containers": [{"name": "sleeper", "image": BUSYBOX, "command": ["sleep", "600"]}]}});
+        cluster.create(Kind::Pod, "ci", pod).expect("created");
+        watch_until(&pods, name, |p| phase(p) == "Running").await;
+    }
+    cluster.evict("ci", "evicted").expect("evicted");
+    let failed = watch_until(&pods, "evicted", |p| phase(p) == "Failed").await;
+    assert_eq!(
+        failed.status.and_then(|s| s.reason).as_deref(),
+        Some("Evicted")
+    );
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), "ci");
+    let listed = events
+        .list(&kube::api::ListParams::default().fields("involvedObject.name=evicted"))
+        .await
+        .expect("events");
+    let reasons: Vec<&str> = listed
+        .items
+        .iter()
+        .filter_map(|e| e.reason.as_deref())
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            "Scheduled",
+            "Pulled",
+            "Created",
+            "Started",
+            "Killing",
+            "Evicted"
+        ]
+    );
+
+    // The Eviction subresource deletes the pod gracefully.
+    // kube-rs's `evict` sends `delete_options` (snake case), a field `Eviction` does not
+    // have: strict decoding refuses it where a real server would drop it with a warning.
+    let params = kube::api::EvictParams {
+        delete_options: Some(DeleteParams::default()),
+        ..kube::api::EvictParams::default()
+    };
+    let error = pods.evict("api-evicted", &params).await.unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("unknown field \"delete_options\""),
+        "{error}"
+    );
+    let body = json!({"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": "api-evicted"}, "deleteOptions": {"gracePeriodSeconds": 1}});
+    let request = http::Request::post("/api/v1/namespaces/ci/pods/api-evicted/eviction")
+        .header("content-type", "application/json")
+        .body(serde_json::to_vec(&body).expect("JSON"))
+        .expect("a request");
+    let status: kube::core::Status = client
+        .request(request)
+        .await
+        .expect("the eviction is accepted");
+    assert_eq!(status.code, 201);
+    let gone = cluster
+        .wait_for_pod("ci", "api-evicted", Duration::from_secs(60), |_| false)
+        .await;
+    assert!(gone.is_none());
+    pods.delete("evicted", &DeleteParams::default())
+        .await
+        .expect("deleted");
+    assert!(
+        cluster
+            .wait_for_pod("ci", "evicted", Duration::from_secs(60), |_| false)
+            .await
+            .is_none()
+    );
+    assert_eq!(cluster.docker_leftovers().await, (Vec::new(), Vec::new()));
+    cluster.shutdown().await;
+}

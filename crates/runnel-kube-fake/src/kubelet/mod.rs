@@ -8,4 +8,4 @@ mod schedule;
 mod status;
 
 pub use node::LABEL_INSTANCE;
-pub(crate) use node::{Kubelet, Termination, leftovers, sweep};
+pub(crate) use node::{Kubelet, Termination, leftovers, sweep, sweep_stale};

@@ -10,7 +10,7 @@ use bollard::query_parameters::{
     ListContainersOptionsBuilder, ListVolumesOptionsBuilder, RemoveContainerOptionsBuilder,
     RemoveVolumeOptionsBuilder,
 };
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio_util::task::TaskTracker;
 
 use super::pod;
@@ -81,6 +81,7 @@ pub(crate) struct Kubelet {
     instance: String,
     pods: Mutex<HashMap<String, watch::Sender<Option<Termination>>>>,
     tasks: TaskTracker,
+    finished: Notify,
 }
 
 impl Kubelet {
@@ -90,6 +91,7 @@ impl Kubelet {
             instance,
             pods: Mutex::new(HashMap::new()),
             tasks: TaskTracker::new(),
+            finished: Notify::new(),
         }
     }
 
@@ -128,6 +130,23 @@ impl Kubelet {
     /// Called by a pod's task when it is done.
     pub(crate) fn finished(&self, uid: &str) {
         lock(&self.pods).remove(uid);
+        self.finished.notify_waiters();
+    }
+
+    /// Waits until every pod task whose uid `still_exists` denies has finished (its Docker
+    /// objects are gone), or until `limit` passes.
+    pub(crate) async fn settle(&self, limit: Duration, still_exists: impl Fn(&str) -> bool) {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let notified = self.finished.notified();
+            let pending = lock(&self.pods).keys().any(|uid| !still_exists(uid));
+            if !pending {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return;
+            }
+        }
     }
 
     /// A deleted claim's Docker volume goes (if no container still uses it).
@@ -226,4 +245,47 @@ pub(crate) async fn leftovers(docker: &Docker, instance: &str) -> (Vec<String>, 
         .map(|v| v.name)
         .collect();
     (containers, volumes)
+}
+
+/// Removes what fake clusters of processes that no longer exist left behind (a test killed
+/// before it could shut its cluster down). An instance id starts with its process id.
+pub(crate) async fn sweep_stale(docker: &Docker) {
+    let filter = HashMap::from([("label".to_owned(), vec![LABEL_INSTANCE.to_owned()])]);
+    let list = ListContainersOptionsBuilder::default()
+        .all(true)
+        .filters(&filter)
+        .build();
+    let mut instances: Vec<String> = docker
+        .list_containers(Some(list))
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|c| c.labels.and_then(|mut l| l.remove(LABEL_INSTANCE)))
+        .collect();
+    let list = ListVolumesOptionsBuilder::default()
+        .filters(&filter)
+        .build();
+    let volumes = docker
+        .list_volumes(Some(list))
+        .await
+        .ok()
+        .and_then(|v| v.volumes)
+        .unwrap_or_default();
+    instances.extend(
+        volumes
+            .into_iter()
+            .filter_map(|mut v| v.labels.remove(LABEL_INSTANCE)),
+    );
+    instances.sort();
+    instances.dedup();
+    for instance in instances {
+        let pid = instance
+            .split('-')
+            .next()
+            .and_then(|p| p.parse::<u32>().ok());
+        let alive = pid.is_some_and(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists());
+        if !alive {
+            sweep(docker, LABEL_INSTANCE, &instance).await;
+        }
+    }
 }

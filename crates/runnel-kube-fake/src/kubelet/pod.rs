@@ -22,7 +22,8 @@ use super::container::{self, PodContext};
 use super::node::{LABEL_POD_UID, Labels, Termination, sweep};
 use super::sandbox::{self, Sandbox};
 use super::schedule;
-use super::status::{PodFailure, PodRuntime, State};
+use super::status::{ContainerRuntime, PodFailure, PodRuntime, State};
+use crate::events::{self, PodEvent, Severity, Source};
 use crate::kind::Kind;
 use crate::ops;
 use crate::options::NODE_NAME;
@@ -106,6 +107,32 @@ impl PodTask {
         &self.pod["spec"]
     }
 
+    /// Posts an event about the pod, or about one of its containers.
+    fn event(
+        &self,
+        severity: Severity,
+        source: Source,
+        container: Option<(Group, &str)>,
+        reason: &str,
+        message: String,
+    ) {
+        let field_path = container.map(|(group, name)| format!("spec.{}{{{name}}}", group.key()));
+        let event = PodEvent {
+            severity,
+            source,
+            field_path,
+            reason,
+            message,
+        };
+        events::record(
+            &self.shared,
+            &self.labels.namespace,
+            &self.labels.pod,
+            &self.labels.uid,
+            event,
+        );
+    }
+
     fn docker(&self) -> Option<Docker> {
         self.shared.kubelet.docker().cloned()
     }
@@ -154,6 +181,15 @@ impl PodTask {
             match fits {
                 Ok(()) => break,
                 Err(message) => {
+                    if self.runtime.unschedulable.as_ref() != Some(&message) {
+                        self.event(
+                            Severity::Warning,
+                            Source::Scheduler,
+                            None,
+                            "FailedScheduling",
+                            message.clone(),
+                        );
+                    }
                     self.runtime.unschedulable = Some(message);
                     self.publish();
                     if let Some(termination) = Self::pause(stop).await {
@@ -166,6 +202,17 @@ impl PodTask {
         self.runtime.scheduled = true;
         self.runtime.start_time = Some(time::now());
         self.publish();
+        let assigned = format!(
+            "Successfully assigned {}/{} to {NODE_NAME}",
+            self.labels.namespace, self.labels.pod
+        );
+        self.event(
+            Severity::Normal,
+            Source::Scheduler,
+            None,
+            "Scheduled",
+            assigned,
+        );
         let Some(docker) = self.docker() else {
             return terminated(stop).await;
         };
@@ -189,6 +236,13 @@ impl PodTask {
                 }
                 Err(message) => {
                     tracing::warn!(pod = %self.labels.pod, "{message}");
+                    self.event(
+                        Severity::Warning,
+                        Source::Kubelet,
+                        None,
+                        "FailedMount",
+                        message,
+                    );
                     sweep(&docker, LABEL_POD_UID, &self.labels.uid).await;
                     if let Some(termination) = Self::pause(stop).await {
                         return termination;
@@ -207,6 +261,13 @@ impl PodTask {
                 Ok(()) => break,
                 Err(message) => {
                     tracing::warn!(pod = %self.labels.pod, "{message}");
+                    self.event(
+                        Severity::Warning,
+                        Source::Kubelet,
+                        None,
+                        "FailedMount",
+                        message,
+                    );
                     if let Some(termination) = Self::pause(stop).await {
                         return termination;
                     }
@@ -303,10 +364,9 @@ impl PodTask {
             tokio::select! {
                 termination = terminated(stop) => return termination,
                 () = sleep_until(deadline) => {
-                    self.runtime.failure = Some(PodFailure {
-                        reason: "DeadlineExceeded".into(),
-                        message: "Pod was active on the node longer than the specified deadline".into(),
-                    });
+                    let message = "Pod was active on the node longer than the specified deadline";
+                    self.event(Severity::Normal, Source::Kubelet, None, "DeadlineExceeded", message.to_owned());
+                    self.runtime.failure = Some(PodFailure { reason: "DeadlineExceeded".into(), message: message.into() });
                     self.stop_containers(docker, 0).await;
                     self.publish();
                     return terminated(stop).await;
@@ -357,13 +417,27 @@ impl PodTask {
         };
         container.last_state = Some(container.state.clone());
         container.restart_count += 1;
-        container.state = State::waiting(
-            "CrashLoopBackOff",
-            Some(format!(
-                "back-off restarting failed container {} in pod {}",
-                container.name, self.labels.pod
-            )),
+        let message = format!(
+            "back-off restarting failed container {} in pod {}_{}({})",
+            container.name, self.labels.pod, self.labels.namespace, self.labels.uid
         );
+        container.state = State::waiting("CrashLoopBackOff", Some(message.clone()));
+        let name = container.name.clone();
+        let event = format!("B{}", &message[1..]);
+        self.event(
+            Severity::Warning,
+            Source::Kubelet,
+            Some((group, &name)),
+            "BackOff",
+            event,
+        );
+    }
+
+    fn container_mut(&mut self, group: Group, index: usize) -> &mut ContainerRuntime {
+        match group {
+            Group::Init => &mut self.runtime.init[index],
+            Group::Main => &mut self.runtime.main[index],
+        }
     }
 
     /// One attempt to create and start a container (or to start it again after a restart).
@@ -379,68 +453,83 @@ impl PodTask {
             .and_then(Value::as_str)
             .unwrap_or("")
             .to_owned();
+        let at = Some((group, name.as_str()));
         let inspect = match docker.inspect_image(&image).await {
             Ok(inspect) => inspect,
             Err(error) => {
-                return Started::Waiting(self.pull_failure(&container, &image, &error.to_string()));
+                let state = self.pull_failure(group, &container, &image, &error.to_string());
+                return Started::Waiting(state);
             }
         };
-        let image_id = inspect.id.clone().unwrap_or_default();
-        if let Some(message) = non_root_violation(
-            self.spec(),
-            &container,
-            inspect.config.as_ref().and_then(|c| c.user.as_deref()),
-            &self.labels,
-        ) {
-            return Started::Waiting(State::waiting("CreateContainerConfigError", Some(message)));
-        }
+        let pulled = format!("Container image \"{image}\" already present on machine");
+        self.event(Severity::Normal, Source::Kubelet, at, "Pulled", pulled);
+        let image_user = inspect.config.as_ref().and_then(|c| c.user.as_deref());
+        let violation = non_root_violation(self.spec(), &container, image_user, &self.labels);
         let sandbox = self
             .sandbox
             .clone()
             .expect("containers start after the sandbox");
-        let env = {
-            let store = self.shared.store();
-            let context = PodContext {
-                namespace: &self.labels.namespace,
-                pod: &self.pod,
-                pod_ip: &sandbox.pod_ip,
-                host_ip: &sandbox.host_ip,
-            };
-            container::environment(&store, &context, &container)
+        let env = match violation {
+            Some(message) => Err(message),
+            None => {
+                let store = self.shared.store();
+                let context = PodContext {
+                    namespace: &self.labels.namespace,
+                    pod: &self.pod,
+                    pod_ip: &sandbox.pod_ip,
+                    host_ip: &sandbox.host_ip,
+                };
+                container::environment(&store, &context, &container)
+            }
         };
         let env = match env {
             Ok(env) => env,
             Err(message) => {
+                self.event(
+                    Severity::Warning,
+                    Source::Kubelet,
+                    at,
+                    "Failed",
+                    format!("Error: {message}"),
+                );
                 return Started::Waiting(State::waiting(
                     "CreateContainerConfigError",
                     Some(message),
                 ));
             }
         };
-        let runtime = match group {
-            Group::Init => &mut self.runtime.init[index],
-            Group::Main => &mut self.runtime.main[index],
-        };
-        runtime.image_id = image_id;
-        let id = match runtime.container_id.clone() {
+        self.container_mut(group, index).image_id = inspect.id.clone().unwrap_or_default();
+        let id = match self.container_mut(group, index).container_id.clone() {
             Some(id) => id,
             None => {
                 let docker_name = self.labels.container_name(&name);
                 let remove = RemoveContainerOptionsBuilder::default().force(true).build();
                 let _ = docker.remove_container(&docker_name, Some(remove)).await;
-                let body = container::create_body(
-                    &self.pod["spec"],
-                    &container,
-                    &env,
-                    &sandbox,
-                    self.labels.container(&name),
-                );
+                let labels = self.labels.container(&name);
+                let body =
+                    container::create_body(&self.pod["spec"], &container, &env, &sandbox, labels);
                 let options = CreateContainerOptionsBuilder::default()
                     .name(&docker_name)
                     .build();
                 match docker.create_container(Some(options), body).await {
-                    Ok(created) => created.id,
+                    Ok(created) => {
+                        self.event(
+                            Severity::Normal,
+                            Source::Kubelet,
+                            at,
+                            "Created",
+                            format!("Created container: {name}"),
+                        );
+                        created.id
+                    }
                     Err(error) => {
+                        self.event(
+                            Severity::Warning,
+                            Source::Kubelet,
+                            at,
+                            "Failed",
+                            format!("Error: {error}"),
+                        );
                         return Started::Waiting(State::waiting(
                             "CreateContainerError",
                             Some(error.to_string()),
@@ -449,12 +538,10 @@ impl PodTask {
                 }
             }
         };
-        let runtime = match group {
-            Group::Init => &mut self.runtime.init[index],
-            Group::Main => &mut self.runtime.main[index],
-        };
-        runtime.container_id = Some(id.clone());
+        self.container_mut(group, index).container_id = Some(id.clone());
         if let Err(error) = docker.start_container(&id, None).await {
+            let message = format!("Error: failed to start container \"{name}\": {error}");
+            self.event(Severity::Warning, Source::Kubelet, at, "Failed", message);
             let state = State::Terminated {
                 exit_code: 128,
                 reason: "StartError".into(),
@@ -462,7 +549,7 @@ impl PodTask {
                 started_at: None,
                 finished_at: time::now(),
             };
-            runtime.state = state.clone();
+            self.container_mut(group, index).state = state.clone();
             return Started::Exited(state);
         }
         let started_at = docker
@@ -473,39 +560,82 @@ impl PodTask {
             .and_then(|s| s.started_at)
             .and_then(|s| time::from_docker(&s))
             .unwrap_or_else(time::now);
-        runtime.state = State::Running { started_at };
+        self.container_mut(group, index).state = State::Running { started_at };
+        self.event(
+            Severity::Normal,
+            Source::Kubelet,
+            at,
+            "Started",
+            format!("Started container {name}"),
+        );
         Started::Running(id)
     }
 
     /// `ErrImagePull` on the first failure, `ImagePullBackOff` after (`ErrImageNeverPull` when
     /// the policy forbids pulling). The fake never pulls: the engine has no registry.
-    fn pull_failure(&mut self, container: &Value, image: &str, error: &str) -> State {
+    fn pull_failure(&mut self, group: Group, container: &Value, image: &str, error: &str) -> State {
+        let name = container
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
+        let at = Some((group, name.as_str()));
         let policy = container
             .get("imagePullPolicy")
             .and_then(Value::as_str)
             .unwrap_or("");
         if policy == "Never" {
-            return State::waiting(
+            let message =
+                format!("Container image \"{image}\" is not present with pull policy of Never");
+            self.event(
+                Severity::Warning,
+                Source::Kubelet,
+                at,
                 "ErrImageNeverPull",
-                Some(format!(
-                    "Container image \"{image}\" is not present with pull policy of Never"
-                )),
+                message.clone(),
             );
+            return State::waiting("ErrImageNeverPull", Some(message));
         }
         let attempts = self.pull_attempts.entry(image.to_owned()).or_insert(0);
         *attempts += 1;
         if *attempts == 1 {
-            State::waiting(
-                "ErrImagePull",
-                Some(format!(
-                    "rpc error: code = NotFound desc = failed to pull and unpack image \"{image}\": the fake cluster pulls no images and the Docker engine does not have it ({error})"
-                )),
-            )
+            let message = format!(
+                "rpc error: code = NotFound desc = failed to pull and unpack image \"{image}\": the fake cluster pulls no images and the Docker engine does not have it ({error})"
+            );
+            self.event(
+                Severity::Normal,
+                Source::Kubelet,
+                at,
+                "Pulling",
+                format!("Pulling image \"{image}\""),
+            );
+            let failed = format!("Failed to pull image \"{image}\": {message}");
+            self.event(Severity::Warning, Source::Kubelet, at, "Failed", failed);
+            self.event(
+                Severity::Warning,
+                Source::Kubelet,
+                at,
+                "Failed",
+                "Error: ErrImagePull".to_owned(),
+            );
+            State::waiting("ErrImagePull", Some(message))
         } else {
-            State::waiting(
-                "ImagePullBackOff",
-                Some(format!("Back-off pulling image \"{image}\"")),
-            )
+            let message = format!("Back-off pulling image \"{image}\"");
+            self.event(
+                Severity::Normal,
+                Source::Kubelet,
+                at,
+                "BackOff",
+                message.clone(),
+            );
+            self.event(
+                Severity::Warning,
+                Source::Kubelet,
+                at,
+                "Failed",
+                "Error: ImagePullBackOff".to_owned(),
+            );
+            State::waiting("ImagePullBackOff", Some(message))
         }
     }
 
@@ -526,6 +656,17 @@ impl PodTask {
                 })
         })
         .collect();
+        for (group, index, _) in &running {
+            let name = self.container_mut(*group, *index).name.clone();
+            let message = format!("Stopping container {name}");
+            self.event(
+                Severity::Normal,
+                Source::Kubelet,
+                Some((*group, &name)),
+                "Killing",
+                message,
+            );
+        }
         let stops = running.iter().map(|(_, _, id)| {
             let docker = docker.clone();
             let id = id.clone();
@@ -561,9 +702,17 @@ impl PodTask {
                     if let Some(docker) = &docker {
                         self.stop_containers(docker, grace_seconds).await;
                     }
+                    let message = "The node was low on resource: memory. Threshold quantity: 100Mi, available: 42Mi. ";
+                    self.event(
+                        Severity::Warning,
+                        Source::Kubelet,
+                        None,
+                        "Evicted",
+                        message.to_owned(),
+                    );
                     self.runtime.failure = Some(PodFailure {
                         reason: "Evicted".into(),
-                        message: "The node was low on resource: memory. Threshold quantity: 100Mi, available: 42Mi. ".into(),
+                        message: message.into(),
                     });
                     self.publish();
                     // The evicted pod stays until it is deleted.

@@ -361,3 +361,52 @@ pub(crate) async fn get_status(
     let kind = namespaced(&resource)?;
     get_object(&shared, kind, &namespace, &name)
 }
+
+/// `POST …/pods/{name}/eviction`: an API-initiated eviction (`policy/v1` `Eviction`), which
+/// deletes the pod gracefully (no disruption budgets exist in the fake).
+pub(crate) async fn evict(
+    State(shared): State<Arc<Shared>>,
+    Path((namespace, name)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Response> {
+    let body = json_body(&body)?;
+    // The group, version and kind default to the endpoint's when the body has none.
+    let version = body
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("policy/v1");
+    if version != "policy/v1" && version != "policy/v1beta1" {
+        return Err(ApiError::bad_request(format!(
+            "the API version in the data ({version}) does not match the expected API version (policy/v1)"
+        )));
+    }
+    let cannot = |why: String| {
+        ApiError::bad_request(format!(
+            "Eviction in version \"v1\" cannot be handled as a Eviction: {why}"
+        ))
+    };
+    let typed: k8s_openapi::api::policy::v1::Eviction =
+        serde_json::from_value(body.clone()).map_err(|e| cannot(e.to_string()))?;
+    let written = serde_json::to_value(&typed).map_err(|e| cannot(e.to_string()))?;
+    let mut unknown = Vec::new();
+    crate::validate::dropped_fields(&body, &written, "", &mut unknown);
+    if !unknown.is_empty() {
+        let list: Vec<String> = unknown
+            .iter()
+            .map(|f| format!("unknown field \"{f}\""))
+            .collect();
+        return Err(cannot(format!(
+            "strict decoding error: {}",
+            list.join(", ")
+        )));
+    }
+    if body.pointer("/metadata/name").and_then(Value::as_str) != Some(name.as_str()) {
+        return Err(ApiError::bad_request(
+            "name in URL does not match name in Eviction object",
+        ));
+    }
+    let options = DeleteOptions::read(body.get("deleteOptions"), &[])?;
+    ops::delete(&shared, Kind::Pod, &namespace, &name, &options)?;
+    let status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201});
+    Ok(json_response(StatusCode::CREATED, &status, &[]))
+}

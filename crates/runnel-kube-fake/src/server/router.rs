@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde_json::{Value, json};
 
 use super::{crud, gate, log, stream};
@@ -53,6 +53,10 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route(
             &format!("{namespaced}/pods/{{name}}/attach"),
             get(stream::attach).post(stream::attach),
+        )
+        .route(
+            &format!("{namespaced}/pods/{{name}}/eviction"),
+            post(crud::evict),
         )
         .route(
             &format!("{namespaced}/{{resource}}/{{name}}/status"),

@@ -3,7 +3,7 @@
 //! version, timestamps) is the store's.
 
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Namespace, PersistentVolumeClaim, Pod, Secret, Service, ServiceAccount,
+    ConfigMap, Event, Namespace, PersistentVolumeClaim, Pod, Secret, Service, ServiceAccount,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -212,6 +212,7 @@ fn normalise(
         Kind::ServiceAccount => round_trip::<ServiceAccount>(kind, body, validation),
         Kind::PersistentVolumeClaim => round_trip::<PersistentVolumeClaim>(kind, body, validation),
         Kind::Namespace => round_trip::<Namespace>(kind, body, validation),
+        Kind::Event => round_trip::<Event>(kind, body, validation),
     }
 }
 
@@ -247,7 +248,7 @@ fn validate(kind: Kind, object: &Value) -> Vec<FieldError> {
         Kind::ConfigMap => objects::config_map(object),
         Kind::Service => objects::service(object),
         Kind::PersistentVolumeClaim => objects::persistent_volume_claim(object),
-        Kind::ServiceAccount | Kind::Namespace => Vec::new(),
+        Kind::ServiceAccount | Kind::Namespace | Kind::Event => Vec::new(),
     });
     errors
 }

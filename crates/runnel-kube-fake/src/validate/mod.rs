@@ -10,3 +10,4 @@ mod strict;
 
 pub(crate) use admit::{admit_create, admit_update};
 pub use strict::FieldValidation;
+pub(crate) use strict::dropped_fields;

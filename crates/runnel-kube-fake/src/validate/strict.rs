@@ -97,7 +97,7 @@ where
 }
 
 /// Collects the paths of `original` that `written` lacks.
-fn dropped_fields(original: &Value, written: &Value, path: &str, out: &mut Vec<String>) {
+pub(crate) fn dropped_fields(original: &Value, written: &Value, path: &str, out: &mut Vec<String>) {
     match (original, written) {
         (Value::Object(left), Value::Object(right)) => {
             for (key, value) in left {
