@@ -7,6 +7,8 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use bollard::Docker;
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::{Value, json};
@@ -17,11 +19,12 @@ use crate::kind::Kind;
 use crate::kubelet::{Kubelet, LABEL_INSTANCE, Termination, leftovers, sweep, sweep_stale};
 use crate::ops::{self, DeleteOptions};
 use crate::options::{FakeOptions, Fault};
-use crate::server::listener::CutListener;
+use crate::server::listener::{CutListener, Peer, Tls};
 use crate::server::router;
 use crate::shared::{RecordedRequest, Shared, lock};
 use crate::status::ApiError;
 use crate::store::EventType;
+use crate::tls::{Authority, TlsError};
 use crate::validate::FieldValidation;
 
 /// Why a fake cluster could not start.
@@ -33,6 +36,9 @@ pub enum FakeError {
     /// The Docker engine (needed when the cluster has a node) does not answer.
     #[error("failed to reach the Docker engine for the fake cluster's node")]
     Docker(#[source] bollard::errors::Error),
+    /// The certificates for HTTPS could not be made.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     /// The kubeconfig could not be written.
     #[error("failed to write the kubeconfig `{path}`")]
     Kubeconfig {
@@ -78,7 +84,13 @@ impl FakeCluster {
             std::process::id(),
             crate::defaults::random_string(8)
         );
-        let shared = Arc::new(Shared::new(options.clone(), Kubelet::new(docker, instance)));
+        let authority = if options.tls {
+            Some(Authority::new()?)
+        } else {
+            None
+        };
+        let kubelet = Kubelet::new(docker, instance);
+        let shared = Arc::new(Shared::new(options.clone(), kubelet, authority));
         let mut namespaces = options.namespaces.clone();
         if !namespaces.iter().any(|n| n == "default") {
             namespaces.insert(0, "default".to_owned());
@@ -103,7 +115,7 @@ impl FakeCluster {
             .await
             .map_err(FakeError::Bind)?;
         let addr = listener.local_addr().map_err(FakeError::Bind)?;
-        let serving = serve(&shared, listener);
+        let serving = serve(&shared, listener)?;
         Ok(Self {
             shared,
             addr,
@@ -114,7 +126,27 @@ impl FakeCluster {
 
     /// `http://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.shared.authority.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// The cluster's CA certificate (PEM) when it serves HTTPS.
+    pub fn ca_pem(&self) -> Option<String> {
+        self.shared
+            .authority
+            .as_ref()
+            .map(|a| a.ca_pem().to_owned())
+    }
+
+    /// A client certificate and key (PEM) signed by the cluster's CA: a request presenting it
+    /// is authenticated as `user` (in 403 answers too), with or without a token.
+    pub fn client_certificate(&self, user: &str) -> Result<(String, String), FakeError> {
+        let authority = self.shared.authority.as_ref().ok_or(TlsError::Disabled)?;
+        Ok(authority.client_certificate(user, &[])?)
     }
 
     /// The address the API server listens on.
@@ -145,8 +177,15 @@ impl FakeCluster {
             Some(token) => format!("    token: {}\n", quote(&token)),
             None => "    {}\n".to_owned(),
         };
+        let authority = match self.ca_pem() {
+            Some(ca) => format!(
+                "    certificate-authority-data: {}\n",
+                quote(&BASE64.encode(ca))
+            ),
+            None => String::new(),
+        };
         let text = format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: {c}\n  cluster:\n    server: {url}\ncontexts:\n- name: {c}\n  context:\n    cluster: {c}\n    user: {c}\n    namespace: {ns}\ncurrent-context: {c}\nusers:\n- name: {c}\n  user:\n{user}",
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: {c}\n  cluster:\n    server: {url}\n{authority}contexts:\n- name: {c}\n  context:\n    cluster: {c}\n    user: {c}\n    namespace: {ns}\ncurrent-context: {c}\nusers:\n- name: {c}\n  user:\n{user}",
             c = quote(context),
             url = quote(&self.url()),
             ns = quote(namespace),
@@ -263,8 +302,10 @@ impl FakeCluster {
                 if previous == Fault::Unreachable {
                     // The port is ours: nothing else binds 127.0.0.1 ports it did not get from 0.
                     for _ in 0..50 {
-                        if let Ok(listener) = TcpListener::bind(self.addr).await {
-                            *lock(&self.serving) = Some(serve(&self.shared, listener));
+                        if let Ok(listener) = TcpListener::bind(self.addr).await
+                            && let Ok(serving) = serve(&self.shared, listener)
+                        {
+                            *lock(&self.serving) = Some(serving);
                             break;
                         }
                         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -403,13 +444,21 @@ impl Drop for FakeCluster {
     }
 }
 
-fn serve(shared: &Arc<Shared>, listener: TcpListener) -> JoinHandle<()> {
-    let app = router(shared.clone());
+fn serve(shared: &Arc<Shared>, listener: TcpListener) -> Result<JoinHandle<()>, TlsError> {
+    let app = router(shared.clone()).into_make_service_with_connect_info::<Peer>();
+    let tls = match &shared.authority {
+        Some(authority) => Some(Tls {
+            acceptor: tokio_rustls::TlsAcceptor::from(authority.server_config()?),
+            users: authority.users(),
+        }),
+        None => None,
+    };
     let listener = CutListener {
         inner: listener,
         cut: shared.cut.clone(),
+        tls,
     };
-    tokio::spawn(async move {
+    Ok(tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
-    })
+    }))
 }

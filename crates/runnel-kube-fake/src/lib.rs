@@ -5,7 +5,8 @@
 //!
 //! # What it serves
 //!
-//! core/v1 only, over plain HTTP on `127.0.0.1`:
+//! core/v1 only, on `127.0.0.1`, over plain HTTP or (with [`FakeOptions::tls`]) HTTPS with a
+//! certificate authority of its own, bearer tokens or client certificates:
 //! - `pods` (create, get, list and watch with `labelSelector`/`fieldSelector`, replace,
 //!   merge patch, delete with `gracePeriodSeconds`/`propagationPolicy`/preconditions,
 //!   delete-collection, `status`), `pods/log` (`follow`, `container`, `timestamps`,
@@ -73,9 +74,8 @@
 //!
 //! # What it does not do
 //!
-//! No TLS, no other API groups, no server-side apply or JSON patch (415), no probes, no
-//! lifecycle hooks, no termination messages, no service account token volume (no TLS, so
-//! no CA to put in it), no detection of unknown fields whose value is `null`, no service routing (services get a cluster IP
+//! No other API groups, no server-side apply or JSON patch (415), no probes, no
+//! lifecycle hooks, no termination messages, no service account token volume, no detection of unknown fields whose value is `null`, no service routing (services get a cluster IP
 //! but no traffic), no image pulls, no `previous` logs after a restart (a restarted container
 //! keeps its log), no `base64.channel.k8s.io`, no port-forward.
 
@@ -93,6 +93,7 @@ mod shared;
 mod status;
 mod store;
 mod time;
+mod tls;
 mod validate;
 
 pub use cluster::{FakeCluster, FakeError};
@@ -101,4 +102,5 @@ pub use kubelet::LABEL_INSTANCE;
 pub use options::{DEFAULT_PAUSE_IMAGE, FakeOptions, Fault, NODE_NAME};
 pub use shared::RecordedRequest;
 pub use status::{ApiError, FieldError, FieldErrorKind};
+pub use tls::TlsError;
 pub use validate::FieldValidation;

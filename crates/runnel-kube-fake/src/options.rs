@@ -31,6 +31,10 @@ pub struct FakeOptions {
     pub node_taints: Vec<(String, String, String)>,
     /// The sandbox image (see [`DEFAULT_PAUSE_IMAGE`]).
     pub pause_image: String,
+    /// Serve HTTPS with a certificate authority of the cluster's own
+    /// ([`crate::FakeCluster::ca_pem`]); clients may then also authenticate with a client
+    /// certificate ([`crate::FakeCluster::client_certificate`]).
+    pub tls: bool,
 }
 
 impl Default for FakeOptions {
@@ -44,6 +48,7 @@ impl Default for FakeOptions {
             node_labels: BTreeMap::new(),
             node_taints: Vec::new(),
             pause_image: DEFAULT_PAUSE_IMAGE.to_owned(),
+            tls: false,
         }
     }
 }
@@ -69,6 +74,12 @@ impl FakeOptions {
     /// Sets the bearer token (`None`: no authentication).
     pub fn token(mut self, token: Option<&str>) -> Self {
         self.token = token.map(str::to_owned);
+        self
+    }
+
+    /// Serves HTTPS (see [`FakeOptions::tls`]).
+    pub fn tls(mut self, tls: bool) -> Self {
+        self.tls = tls;
         self
     }
 

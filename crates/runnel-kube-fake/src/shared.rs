@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use crate::kubelet::Kubelet;
 use crate::options::{FakeOptions, Fault};
 use crate::store::Store;
+use crate::tls::Authority;
 
 /// One request as the server received it.
 #[derive(Debug, Clone, PartialEq)]
@@ -60,10 +61,16 @@ pub(crate) struct Shared {
     pub cut: Arc<AtomicU64>,
     streams: Mutex<CancellationToken>,
     pub kubelet: Kubelet,
+    /// The certificate authority when the cluster serves HTTPS.
+    pub authority: Option<Authority>,
 }
 
 impl Shared {
-    pub(crate) fn new(options: FakeOptions, kubelet: Kubelet) -> Self {
+    pub(crate) fn new(
+        options: FakeOptions,
+        kubelet: Kubelet,
+        authority: Option<Authority>,
+    ) -> Self {
         let control = Control {
             fault: Fault::None,
             token: options.token.clone(),
@@ -77,6 +84,7 @@ impl Shared {
             cut: Arc::new(AtomicU64::new(0)),
             streams: Mutex::new(CancellationToken::new()),
             kubelet,
+            authority,
         }
     }
 

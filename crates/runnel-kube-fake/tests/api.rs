@@ -289,3 +289,63 @@ async fn an_unreachable_server_refuses_connections_until_it_is_back() {
     assert!(pods.list(&ListParams::default()).await.is_ok());
     cluster.shutdown().await;
 }
+
+#[tokio::test]
+async fn tls_with_the_cluster_ca_and_a_token_or_a_client_certificate() {
+    use base64::Engine;
+    let engine = base64::engine::general_purpose::STANDARD;
+    let cluster = FakeCluster::start(FakeOptions::without_node().namespace("ci").tls(true))
+        .await
+        .expect("the fake starts");
+    assert!(cluster.url().starts_with("https://127.0.0.1:"));
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    // The written kubeconfig trusts the cluster's CA and carries the token.
+    let client = support::client(&cluster, dir.path(), "ci").await;
+    let pods: Api<Pod> = Api::namespaced(client, "ci");
+    assert!(
+        pods.list(&ListParams::default())
+            .await
+            .expect("listed over HTTPS")
+            .items
+            .is_empty()
+    );
+
+    // A client certificate instead of the token: authenticated as its common name.
+    let (certificate, key) = cluster
+        .client_certificate("ci-runner")
+        .expect("a client certificate");
+    let kubeconfig = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {}\n    certificate-authority-data: {}\ncontexts:\n- name: c\n  context: {{cluster: c, user: u, namespace: ci}}\ncurrent-context: c\nusers:\n- name: u\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\n",
+        cluster.url(),
+        engine.encode(cluster.ca_pem().expect("a CA")),
+        engine.encode(certificate),
+        engine.encode(key)
+    );
+    let path = dir.path().join("cert-config");
+    std::fs::write(&path, kubeconfig).expect("written");
+    let config = kube::config::Kubeconfig::read_from(&path).expect("parses");
+    let config =
+        kube::Config::from_custom_kubeconfig(config, &kube::config::KubeConfigOptions::default())
+            .await
+            .expect("usable");
+    let pods: Api<Pod> = Api::namespaced(kube::Client::try_from(config).expect("a client"), "ci");
+    assert!(pods.list(&ListParams::default()).await.is_ok());
+    cluster.forbid_namespace("ci", true);
+    let status = api_error(pods.list(&ListParams::default()).await.unwrap_err());
+    assert!(
+        status
+            .message
+            .contains("User \"ci-runner\" cannot list resource \"pods\""),
+        "{}",
+        status.message
+    );
+
+    // Without the CA the server's certificate is not trusted: no HTTP answer at all.
+    let mut untrusting = kube::Config::new(cluster.url().parse().expect("a URL"));
+    untrusting.auth_info.token = cluster.token().map(Into::into);
+    let pods: Api<Pod> =
+        Api::namespaced(kube::Client::try_from(untrusting).expect("a client"), "ci");
+    let error = pods.list(&ListParams::default()).await.unwrap_err();
+    assert!(!matches!(error, kube::Error::Api(_)), "{error:?}");
+    cluster.shutdown().await;
+}

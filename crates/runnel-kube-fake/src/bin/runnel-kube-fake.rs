@@ -30,6 +30,9 @@ struct Args {
     /// A cluster without a node: no Docker engine needed, pods stay Pending.
     #[arg(long)]
     no_node: bool,
+    /// Serve HTTPS with a CA of its own (written into the kubeconfig).
+    #[arg(long)]
+    tls: bool,
 }
 
 #[tokio::main]
@@ -43,6 +46,7 @@ async fn main() -> anyhow::Result<()> {
         .namespace(&args.namespace)
         .token((!args.no_auth).then_some(args.token.as_str()));
     options.node = !args.no_node;
+    options.tls = args.tls;
     let cluster = FakeCluster::start(options).await?;
     cluster.write_kubeconfig(&args.kubeconfig, &args.context, &args.namespace)?;
     println!("fake Kubernetes API server at {}", cluster.url());

@@ -5,12 +5,13 @@
 use std::sync::Arc;
 
 use axum::body::{Body, to_bytes};
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
+use super::listener::Peer;
 use crate::options::Fault;
 use crate::shared::{RecordedRequest, Shared, query_pairs};
 use crate::status::ApiError;
@@ -43,7 +44,18 @@ pub(crate) async fn gate(
         }
     };
     let json: Option<Value> = serde_json::from_slice(&bytes).ok();
-    let refusal = refuse(&shared, &parts.method, &parts.headers, &path, &query);
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<Peer>>()
+        .and_then(|info| info.0.user.clone());
+    let refusal = refuse(
+        &shared,
+        peer.as_deref(),
+        &parts.method,
+        &parts.headers,
+        &path,
+        &query,
+    );
     let response = match refusal {
         Some(error) => error.into_response(),
         None => {
@@ -61,8 +73,11 @@ pub(crate) async fn gate(
     response
 }
 
+/// Why a request is refused, if it is. A verified client certificate authenticates as its
+/// common name; otherwise the bearer token must match.
 fn refuse(
     shared: &Shared,
+    certificate_user: Option<&str>,
     method: &Method,
     headers: &axum::http::HeaderMap,
     path: &str,
@@ -78,7 +93,7 @@ fn refuse(
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::trim);
-        if given != Some(token.as_str()) {
+        if given != Some(token.as_str()) && certificate_user.is_none() {
             return Some(ApiError::unauthorized());
         }
     }
@@ -106,7 +121,7 @@ fn refuse(
             _ => ("get", (*resource).to_owned(), ""),
         };
         return Some(ApiError::forbidden(
-            &shared.options.user,
+            certificate_user.unwrap_or(&shared.options.user),
             verb,
             &resource,
             name,
