@@ -263,8 +263,63 @@ fn depends_on(var: &ExpandVariable) -> Option<Vec<&str>> {
 /// those it refers to (Ruby's TSort, depth first in list order), then expands each value
 /// against the variables placed before it. `$$` and `%%` are kept for the runner.
 pub fn sort_and_expand_all(vars: &[ExpandVariable], options: SortExpandOptions) -> SortedVariables {
-    let deps: Vec<Vec<usize>> = vars
-        .iter()
+    match sort_and_expand_indexed(vars, options) {
+        Ok(sorted) => SortedVariables {
+            variables: sorted
+                .into_iter()
+                .map(|(i, value)| ExpandVariable {
+                    value,
+                    ..vars[i].clone()
+                })
+                .collect(),
+            error: None,
+        },
+        Err(error) => SortedVariables {
+            variables: vars.to_vec(),
+            error: Some(error),
+        },
+    }
+}
+
+/// [`sort_and_expand_all`] as the input positions of the variables in their new order, each
+/// with its expanded value; the error is GitLab's message for reference cycles
+/// (collection/sort.rb: `circular variable reference detected: ["A", "B"]`).
+pub fn sort_and_expand_indexed(
+    vars: &[ExpandVariable],
+    options: SortExpandOptions,
+) -> Result<Vec<(usize, String)>, String> {
+    let deps = dependencies(vars);
+    if let Some(error) = cycle_error(vars, &deps) {
+        return Err(error);
+    }
+    let mut order = Vec::with_capacity(vars.len());
+    let mut state = vec![0u8; vars.len()]; // 0 new, 1 in progress, 2 done
+    for start in 0..vars.len() {
+        post_order(start, &deps, &mut state, &mut order);
+    }
+    let mut out: Vec<ExpandVariable> = Vec::with_capacity(vars.len());
+    let mut sorted = Vec::with_capacity(vars.len());
+    for i in order {
+        let mut var = vars[i].clone();
+        if depends_on(&var).is_some() {
+            var.value = expand_collection_value(&var.value, &out, options);
+        }
+        sorted.push((i, var.value.clone()));
+        out.push(var);
+    }
+    Ok(sorted)
+}
+
+/// GitLab's check at pipeline creation (collection/sort.rb `errors`): `Some` with its message
+/// when variables refer to each other in a cycle. A variable that refers to itself is no cycle.
+pub fn reference_cycles(vars: &[ExpandVariable]) -> Option<String> {
+    cycle_error(vars, &dependencies(vars))
+}
+
+/// For each variable, the positions of every variable named in its value.
+/// GitLab: sort.rb `tsort_each_child` (`@collection.all(name)` for each referenced name).
+fn dependencies(vars: &[ExpandVariable]) -> Vec<Vec<usize>> {
+    vars.iter()
         .map(|v| {
             depends_on(v)
                 .unwrap_or_default()
@@ -277,41 +332,25 @@ pub fn sort_and_expand_all(vars: &[ExpandVariable], options: SortExpandOptions) 
                 })
                 .collect()
         })
+        .collect()
+}
+
+fn cycle_error(vars: &[ExpandVariable], deps: &[Vec<usize>]) -> Option<String> {
+    let cycles = strongly_connected_cycles(deps);
+    if cycles.is_empty() {
+        return None;
+    }
+    let described: Vec<String> = cycles
+        .iter()
+        .map(|c| {
+            let keys: Vec<String> = c.iter().map(|i| format!("{:?}", vars[*i].key)).collect();
+            format!("[{}]", keys.join(", "))
+        })
         .collect();
-    let cycles = strongly_connected_cycles(&deps);
-    if !cycles.is_empty() {
-        let described: Vec<String> = cycles
-            .iter()
-            .map(|c| {
-                let keys: Vec<String> = c.iter().map(|i| format!("{:?}", vars[*i].key)).collect();
-                format!("[{}]", keys.join(", "))
-            })
-            .collect();
-        return SortedVariables {
-            variables: vars.to_vec(),
-            error: Some(format!(
-                "circular variable reference detected: {}",
-                described.join(", ")
-            )),
-        };
-    }
-    let mut order = Vec::with_capacity(vars.len());
-    let mut state = vec![0u8; vars.len()]; // 0 new, 1 in progress, 2 done
-    for start in 0..vars.len() {
-        post_order(start, &deps, &mut state, &mut order);
-    }
-    let mut out: Vec<ExpandVariable> = Vec::with_capacity(vars.len());
-    for i in order {
-        let mut var = vars[i].clone();
-        if depends_on(&var).is_some() {
-            var.value = expand_collection_value(&var.value, &out, options);
-        }
-        out.push(var);
-    }
-    SortedVariables {
-        variables: out,
-        error: None,
-    }
+    Some(format!(
+        "circular variable reference detected: {}",
+        described.join(", ")
+    ))
 }
 
 fn post_order(node: usize, deps: &[Vec<usize>], state: &mut [u8], order: &mut Vec<usize>) {
@@ -326,7 +365,8 @@ fn post_order(node: usize, deps: &[Vec<usize>], state: &mut [u8], order: &mut Ve
     order.push(node);
 }
 
-/// Tarjan's algorithm; returns the components of more than one variable, each in list order.
+/// Tarjan's algorithm as Ruby's TSort runs it (nodes in list order, children in reference
+/// order); returns the components of more than one variable.
 fn strongly_connected_cycles(deps: &[Vec<usize>]) -> Vec<Vec<usize>> {
     struct Tarjan<'a> {
         deps: &'a [Vec<usize>],
@@ -364,7 +404,8 @@ fn strongly_connected_cycles(deps: &[Vec<usize>]) -> Vec<Vec<usize>> {
                     }
                 }
                 if component.len() > 1 {
-                    component.sort_unstable();
+                    // Ruby's TSort yields a component in the order it pushed its nodes.
+                    component.reverse();
                     self.out.push(component);
                 }
             }

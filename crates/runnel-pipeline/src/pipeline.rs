@@ -15,6 +15,7 @@ pub use crate::context::{MergeRequest, PipelineContext, RefType};
 use crate::definition::Definition;
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::exclusion::{ExcludedJob, Exclusion};
+use crate::expand::{ExpandVariable, reference_cycles};
 use crate::job::build::JobDef;
 use crate::job::{Job, JobIndex, Need, ParallelInstance};
 use crate::matrix;
@@ -205,6 +206,9 @@ fn create(
     for (i, job, decision) in kept {
         let def = &definition.jobs[i];
         let mut job = apply_decision(job, decision);
+        if let Some(cycle) = variable_cycle(&job, &predefined, context) {
+            diags.push(cycle);
+        }
         job.needs = if run_anyway_names.contains(&job.name) || filtered_out.is_some() {
             // Run anyway: needs on jobs that are not in the pipeline are dropped.
             resolve_needs(&table, &present, def, &job, &mut Diagnostics::new())
@@ -427,6 +431,49 @@ fn resolve_needs(
         );
     }
     Some(out)
+}
+
+/// GitLab refuses to create a pipeline whose job's variables refer to each other in a cycle
+/// (seed/build.rb `variable_expansion_errors`, lib/gitlab/ci/variables/collection/sort.rb). The
+/// job sees the predefined variables, its YAML variables (global, job, matrix, rules) and the
+/// pipeline's (`--var`), in that order.
+fn variable_cycle(
+    job: &Job,
+    predefined: &[(String, String)],
+    context: &PipelineContext,
+) -> Option<Diagnostic> {
+    let vars: Vec<ExpandVariable> = predefined
+        .iter()
+        .map(|(k, v)| ExpandVariable::new(k, v))
+        .chain(job.variables.iter().map(|v| ExpandVariable {
+            raw: !v.expand,
+            ..ExpandVariable::new(&v.name, &v.value)
+        }))
+        .chain(
+            context
+                .variables
+                .iter()
+                .map(|(k, v)| ExpandVariable::new(k, v)),
+        )
+        .collect();
+    let error = reference_cycles(&vars)?;
+    let name = &job.name;
+    let span = job
+        .variables
+        .iter()
+        .find(|v| error.contains(&format!("{:?}", v.name)) && !v.span.is_synthetic())
+        .map_or(job.span, |v| v.span);
+    Some(
+        Diagnostic::error(
+            span,
+            format!("the variables of job `{name}` refer to each other in a cycle"),
+        )
+        .with_code("variable-cycle")
+        .with_note(
+            Span::synthetic(),
+            format!("GitLab reports: {name}: {error}"),
+        ),
+    )
 }
 
 /// GitLab: seed/build.rb (`needs_errors`).

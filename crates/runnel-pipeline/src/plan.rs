@@ -19,6 +19,7 @@ pub use predefined::{
     slugify,
 };
 
+use crate::expand::{ExpandVariable, SortExpandOptions, sort_and_expand_indexed};
 use crate::job::{Job, JobIndex};
 use crate::pipeline::Pipeline;
 
@@ -202,16 +203,16 @@ fn variables(
     vars.extend(ctx.project_variables.iter().cloned());
     vars.extend(ctx.pipeline_variables.iter().cloned());
     if let Some(environment) = &job.environment {
-        // GitLab expands the name with the job's variables when it creates the job
-        // (lib/gitlab/ci/pipeline/seed/environment.rb).
-        let name = crate::expand::expand_server(&environment.name, &Lookup(&vars));
+        // GitLab expands the name with the job's variables, sorted and expanded, when it creates
+        // the job (app/models/concerns/ci/deployable.rb `expanded_environment_name`,
+        // lib/gitlab/ci/build/context/build.rb `seed_environment`).
+        let expanded = sorted_and_expanded(&vars, SortExpandOptions::DEFAULT);
+        let name = crate::expand::expand_server(&environment.name, &Lookup(&expanded));
         vars.push(var("CI_ENVIRONMENT_NAME", &name));
         vars.push(var("CI_ENVIRONMENT_SLUG", environment_slug(&name)));
         if let Some(url) = &environment.url {
-            vars.push(var(
-                "CI_ENVIRONMENT_URL",
-                crate::expand::expand_server(url, &Lookup(&vars)),
-            ));
+            // The URL is sent as written; the expansion below resolves its references.
+            vars.push(var("CI_ENVIRONMENT_URL", url));
         }
         vars.push(var("CI_ENVIRONMENT_ACTION", &environment.action));
         let tier = environment
@@ -220,7 +221,34 @@ fn variables(
             .unwrap_or_else(|| environment_tier(&name).into());
         vars.push(var("CI_ENVIRONMENT_TIER", tier));
     }
-    vars
+    // GitLab sends the variables sorted so that each follows those it refers to, with the
+    // references expanded except those to undefined, file and raw variables, which the runner
+    // expands (app/presenters/ci/build_runner_presenter.rb `runner_variables`).
+    sorted_and_expanded(&vars, SortExpandOptions::RUNNER)
+}
+
+/// `vars` in the order and with the values of GitLab's `sort_and_expand_all`; unchanged when
+/// they refer to each other in a cycle (such a pipeline was refused when it was created).
+fn sorted_and_expanded(vars: &[JobVariable], options: SortExpandOptions) -> Vec<JobVariable> {
+    let items: Vec<ExpandVariable> = vars
+        .iter()
+        .map(|v| ExpandVariable {
+            key: v.key.clone(),
+            value: v.value.clone(),
+            raw: v.raw,
+            file: v.file,
+        })
+        .collect();
+    match sort_and_expand_indexed(&items, options) {
+        Ok(sorted) => sorted
+            .into_iter()
+            .map(|(i, value)| JobVariable {
+                value,
+                ..vars[i].clone()
+            })
+            .collect(),
+        Err(_) => vars.to_vec(),
+    }
 }
 
 #[cfg(test)]
