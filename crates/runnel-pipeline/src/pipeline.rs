@@ -157,6 +157,7 @@ fn create(
     let mut kept: Vec<(usize, Job, Decision)> = Vec::new();
     let mut excluded: Vec<ExcludedJob> = Vec::new();
     let mut run_anyway_names: HashSet<String> = HashSet::new();
+    let mut warnings = Diagnostics::new();
     for (i, def) in definition.jobs.iter().enumerate() {
         let instances = match &def.parallel {
             None => vec![None],
@@ -165,7 +166,7 @@ fn create(
                 .map(Some)
                 .collect(),
         };
-        for instance in instances {
+        for (n, instance) in instances.into_iter().enumerate() {
             let job = instance_job(def, instance, &root_variables);
             let force = forced(def, &job.name);
             if let Some(exclusion) = &filtered_out {
@@ -175,6 +176,11 @@ fn create(
                 }
             }
             let lookup = rules_lookup(&predefined, &job.variables, context);
+            if n == 0 {
+                for warning in exists_project_warnings(def, &lookup) {
+                    warnings.push(warning);
+                }
+            }
             match seed::decide(def, &lookup, context, has_workflow_rules) {
                 Ok(Ok(decision)) => kept.push((i, job, decision)),
                 Ok(Err(exclusion)) if force => {
@@ -251,9 +257,10 @@ fn create(
         workflow: outcome,
         jobs,
         warnings: {
-            let mut warnings = definition.warnings.clone();
-            warnings.extend(diags);
-            warnings
+            let mut all = definition.warnings.clone();
+            all.extend(warnings);
+            all.extend(diags);
+            all
         },
         excluded,
     })
@@ -431,6 +438,26 @@ fn resolve_needs(
         );
     }
     Some(out)
+}
+
+/// `rules:exists:project` clauses that name another project or ref: runnel cannot look at its
+/// files, so the clause is false; say so instead of answering silently.
+fn exists_project_warnings(def: &JobDef, lookup: &seed::Lookup) -> Vec<Diagnostic> {
+    let rules = def.rules.as_deref().unwrap_or_default();
+    rules
+        .iter()
+        .filter_map(|rule| rule.exists.as_ref())
+        .filter(|exists| !crate::rules::rule::exists_project_is_local(exists, lookup))
+        .map(|exists| {
+            let project = exists.project.as_deref().unwrap_or_default();
+            Diagnostic::warning(
+                def.job.span,
+                format!("job `{}`: `rules:exists:project` names `{project}`, whose files runnel cannot look at locally; the clause is taken as false", def.job.name),
+            )
+            .with_code("exists-project-unavailable")
+            .with_help("only the checked-out commit of this project can be looked at")
+        })
+        .collect()
 }
 
 /// GitLab refuses to create a pipeline whose job's variables refer to each other in a cycle

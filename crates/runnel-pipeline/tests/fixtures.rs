@@ -1,7 +1,7 @@
 //! Pipeline-model fixtures: each `tests/fixtures/<area>/<case>.gitlab-ci.yml` of the model areas
 //! (model, keywords, matrix, needs, rules, variables, workflow, errors, default, realistic)
 //! opens with `# gitlab: <GitLab source>` and optionally `# context: ref=main source=push
-//! var=A=1 changed=src/x.py`, and snapshots the resolved pipeline as JSON, or the errors as
+//! var=A=1 changed=src/x.py project=group/app checkout=<dir under tests/fixtures>`, and snapshots the resolved pipeline as JSON, or the errors as
 //! `runnel lint` prints them. The loader areas (yaml, include, extends, reference, inputs) have
 //! their own test file.
 
@@ -61,6 +61,11 @@ impl Case {
                         target_branch: target.to_owned(),
                         ..MergeRequest::default()
                     });
+                }
+                "project" => context.project_path = Some(value.to_owned()),
+                "checkout" => {
+                    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+                    context.project_dir = Some(fixtures.join(value));
                 }
                 other => panic!("unknown context key `{other}` in {}", path.display()),
             }

@@ -7,7 +7,9 @@
 //! YAML, and [`only`] handles the legacy `only`/`except`.
 //!
 //! Where runnel cannot do exactly what GitLab does:
-//! - `exists:project` (another project's files) is false; `changes:compare_to` needs the
+//! - `exists:project` looks at the local checkout when it names this project at the
+//!   checked-out ref; another project or ref is false, with a warning. `only:kubernetes` is
+//!   taken as not active, with a warning. `changes:compare_to` needs the
 //!   caller's [`RuleContext::compare_to`], else the push's changed files are used.
 //! - `only:refs` regexps that RE2 rejects fall back to Ruby's regexp engine in GitLab; here
 //!   such a pattern is compared as a plain ref name.

@@ -200,6 +200,15 @@ pub fn only_except_from_node(
                     "variables" => policy.variables = expressions(v, &sub, place, diags),
                     "changes" => policy.changes = strings(v, &sub, place, diags),
                     "kubernetes" if v.as_str() == Some("active") => {
+                        // GitLab: policy/kubernetes.rb asks the project for an active deployment
+                        // platform, which a local run does not have.
+                        diags.push(
+                            Diagnostic::warning(
+                                k.span,
+                                format!("`{key}:kubernetes` in {place}: runnel cannot know whether the project has an active Kubernetes integration, and takes it as not active"),
+                            )
+                            .with_code("kubernetes-unknown"),
+                        );
                         policy.kubernetes = Some("active".to_owned())
                     }
                     "kubernetes" => {

@@ -269,6 +269,37 @@ fn rule_matches(rule: &Rule, ctx: &RuleContext<'_>) -> Result<bool, String> {
     Ok(true)
 }
 
+/// Whether `exists:project` (and `ref`) name the checked-out commit of this project, so that
+/// the local checkout shows the files GitLab would look at. GitLab: clause/exists.rb
+/// (`project` and `ref` expanded with `expand_existing`; without `ref`, the project's default
+/// branch).
+pub fn exists_project_is_local(exists: &Exists, vars: &dyn VarLookup) -> bool {
+    let Some(project) = &exists.project else {
+        return true;
+    };
+    let lookup = |name: &str| vars.lookup(name).filter(|v| !v.is_empty());
+    let project = expand_server_existing(project, vars);
+    if lookup("CI_PROJECT_PATH") != Some(project.as_str()) {
+        return false;
+    }
+    let current = [
+        lookup("CI_COMMIT_REF_NAME"),
+        lookup("CI_COMMIT_SHA"),
+        lookup("CI_COMMIT_SHORT_SHA"),
+    ];
+    match &exists.ref_ {
+        Some(reference) => {
+            let reference = expand_server_existing(reference, vars);
+            let reference = reference
+                .strip_prefix("refs/heads/")
+                .or_else(|| reference.strip_prefix("refs/tags/"))
+                .unwrap_or(&reference);
+            current.contains(&Some(reference))
+        }
+        None => lookup("CI_DEFAULT_BRANCH").is_some() && current[0] == lookup("CI_DEFAULT_BRANCH"),
+    }
+}
+
 /// GitLab: clause/changes.rb `satisfied_by?`.
 pub fn changes_satisfied(changes: &Changes, ctx: &RuleContext<'_>) -> Result<bool, String> {
     let compared;
@@ -307,9 +338,11 @@ pub fn changes_satisfied(changes: &Changes, ctx: &RuleContext<'_>) -> Result<boo
 
 /// GitLab: clause/exists.rb `satisfied_by?`. Exact paths are looked up, `**/*.ext` globs
 /// compare extensions, other globs use `fnmatch` up to [`EXISTS_MAX_PATTERN_COMPARISONS`].
-/// `exists:project` (another project's files) cannot be looked at locally: false.
+/// `exists:project` naming this project at the checked-out ref (or, without `ref`, while the
+/// default branch is checked out) looks at the local files; another project or ref cannot be
+/// looked at locally and is false (the pipeline warns, see [`exists_project_is_local`]).
 pub fn exists_satisfied(exists: &Exists, ctx: &RuleContext<'_>) -> bool {
-    if exists.project.is_some() {
+    if exists.project.is_some() && !exists_project_is_local(exists, ctx.variables) {
         return false;
     }
     // GitLab: exists.rb `top_level_glob?` — without `/` or `**`, only the top level is listed.
