@@ -295,6 +295,49 @@ fn masked_variables_are_never_printed() {
 }
 
 #[test]
+fn nested_variables_are_expanded_as_gitlab_and_gitlab_runner_do() {
+    let repo = TestRepo::new("nested-variables");
+    let file = repo.dir.path().join("vars.yml");
+    std::fs::write(
+        &file,
+        "CERT:\n  value: pem-content\n  file: true\nCERT_ARG: --cacert $CERT\n",
+    )
+    .expect("write variables file");
+    let vars = file.to_str().expect("utf-8 path");
+    let (code, doc) = repo.json(&["--var", "CLI=$C-cli", "--variables-file", vars]);
+    assert_eq!(code, 0, "{doc}");
+    let lines = output(&doc, "show");
+    let has = |line: &str| lines.iter().any(|l| l == line);
+    assert!(has("C=a-b-c"), "{lines:?}");
+    assert!(has("REFS_RAW=raw-$A"), "{lines:?}");
+    assert!(has("UNDEFINED=x--y"), "{lines:?}");
+    assert!(has("FROM_CLI=a-b-c-cli-job"), "{lines:?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("CERT=--cacert /") && l.ends_with("/CERT")),
+        "a file variable expands to its path: {lines:?}"
+    );
+}
+
+#[test]
+fn variables_that_refer_to_each_other_in_a_cycle_refuse_the_pipeline() {
+    let repo = TestRepo::new("order");
+    std::fs::write(
+        repo.path().join(".gitlab-ci.yml"),
+        "variables:\n  A: $B\nbuild:\n  variables:\n    B: $A\n  script: echo\n",
+    )
+    .expect("write pipeline");
+    let out = repo.run(&[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(r#"build: circular variable reference detected: ["A", "B"]"#),
+        "{err}"
+    );
+}
+
+#[test]
 fn list_prints_every_job_with_its_stage() {
     let repo = TestRepo::new("order");
     let out = repo.run(&["--list"]);
