@@ -3,7 +3,9 @@
 //! repository, commit and root file of each). Each must lint clean for a push to `main` and for
 //! a tag, or fail only on the includes that cannot be resolved offline (`include:project`,
 //! `include:remote`, `include:template`, `include:component`), with exactly one error per such
-//! include and as many as the table says.
+//! include and as many as the table says. Projects that the trees include and that are public
+//! (`_projects/<group>/<project>/`, recorded in `_projects/SOURCES.tsv`) are read from there, as
+//! `runnel lint --projects-dir` would.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -11,6 +13,7 @@ use std::path::{Path, PathBuf};
 use runnel_pipeline::context::{PipelineContext, RefType};
 use runnel_pipeline::diag::render_plain;
 use runnel_pipeline::pipeline::Pipeline;
+use runnel_pipeline::plan::{RunContext, pipeline_variables};
 use runnel_pipeline::resolve::{LoadOptions, load};
 use runnel_pipeline::source::SourceMap;
 
@@ -24,6 +27,8 @@ const OFFLINE: [&str; 4] = [
 
 struct Tree {
     name: String,
+    repository: String,
+    commit: String,
     root: String,
     unresolvable: usize,
 }
@@ -43,6 +48,8 @@ fn trees() -> Vec<Tree> {
             assert_eq!(cols.len(), 5, "SOURCES.tsv: five columns expected: {line}");
             Tree {
                 name: cols[0].to_owned(),
+                repository: cols[1].to_owned(),
+                commit: cols[2].to_owned(),
                 root: cols[3].to_owned(),
                 unresolvable: cols[4].parse().expect("the last column is a count"),
             }
@@ -50,10 +57,22 @@ fn trees() -> Vec<Tree> {
         .collect()
 }
 
-fn contexts() -> [PipelineContext; 2] {
+/// A push to `main` and a tag, in the tree's own project (its repository's path) at its commit.
+fn contexts(tree: &Tree) -> [(PipelineContext, RunContext); 2] {
+    let main = PipelineContext::push("main");
     let mut tag = PipelineContext::push("v1.0.0");
     tag.ref_type = RefType::Tag;
-    [PipelineContext::push("main"), tag]
+    [main.clone(), tag].map(|mut context| {
+        context.project_path = Some(tree.repository.clone());
+        context.commit_sha = Some(tree.commit.clone());
+        let mut run = RunContext::default();
+        run.project.path = tree.repository.clone();
+        run.git.sha = tree.commit.clone();
+        run.git.ref_name = context.ref_name.clone();
+        run.git.is_tag = context.ref_type == RefType::Tag;
+        run.git.default_branch = "main".to_owned();
+        (context, run)
+    })
 }
 
 #[test]
@@ -64,6 +83,7 @@ fn sources_table_names_every_stored_tree() {
         .filter_map(Result::ok)
         .filter(|e| e.path().is_dir())
         .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| !name.starts_with('_'))
         .collect();
     assert_eq!(listed, stored);
     assert!(listed.len() >= 25, "only {} trees", listed.len());
@@ -74,10 +94,15 @@ fn real_world_trees_lint_clean_or_name_each_offline_include() {
     let mut failures = Vec::new();
     for tree in trees() {
         let dir = trees_dir().join(&tree.name);
-        for context in contexts() {
+        for (context, run) in contexts(&tree) {
             let mut map = SourceMap::new();
             let mut opts = LoadOptions::new(&dir);
-            opts.variables = context.rules_variables();
+            opts.projects_dir = Some(trees_dir().join("_projects"));
+            // The variables `runnel exec` gives includes: the pipeline's predefined ones.
+            opts.variables = pipeline_variables(&run)
+                .into_iter()
+                .map(|v| (v.key, v.value))
+                .collect();
             let result = load(&mut map, &dir.join(&tree.root), &opts)
                 .and_then(|config| Pipeline::new(&config, &context));
             let name = format!("{} ({})", tree.name, context.ref_name);

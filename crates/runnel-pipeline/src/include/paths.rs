@@ -1,12 +1,36 @@
 //! Paths for includes: listing a project's files, GitLab's wildcards for `include:local`,
 //! Ruby `fnmatch` globs for `exists:`, and base64 for `integrity:`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
 
 use regex::Regex;
 
 use crate::rules::rule::relative_slash_path;
+
+/// The directory `<base>/<project path>`, matching each path component without regard to
+/// ASCII case, as GitLab finds projects (app/models/concerns/routable.rb `find_by_full_path`
+/// compares paths case-insensitively): `gnome/citemplates` finds `GNOME/citemplates`.
+pub(super) fn project_dir(base: &Path, project: &str) -> Option<PathBuf> {
+    let exact = base.join(project);
+    if exact.is_dir() {
+        return Some(exact);
+    }
+    let mut dir = base.to_path_buf();
+    for component in project.split('/').filter(|c| !c.is_empty()) {
+        let entries = std::fs::read_dir(&dir).ok()?;
+        let found = entries
+            .filter_map(Result::ok)
+            .filter(|e| e.path().is_dir())
+            .find(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .eq_ignore_ascii_case(component)
+            })?;
+        dir = found.path();
+    }
+    Some(dir)
+}
 
 /// Standard base64 with padding (for `integrity: sha256-...`).
 pub(super) fn base64(bytes: &[u8]) -> String {

@@ -3,7 +3,7 @@
 
 use crate::diag::Diagnostic;
 use crate::expand::expand_server;
-use crate::include::paths::{has_yaml_extension, wildcard_regex};
+use crate::include::paths::{self, has_yaml_extension, wildcard_regex};
 use crate::include::{Loader, Origin, Target, TargetSource};
 use crate::source::Span;
 use crate::yaml::{Node, Value};
@@ -197,9 +197,10 @@ impl Loader<'_, '_> {
             if let Some(reference) = &reference {
                 candidates.push(dir.join(format!("{project}@{reference}")));
             }
-            candidates.push(dir.join(project));
-            candidates.push(dir.join(project.to_lowercase()));
-            candidates.into_iter().find(|d| d.is_dir())
+            candidates
+                .into_iter()
+                .find(|d| d.is_dir())
+                .or_else(|| paths::project_dir(dir, project))
         });
         let Some(root) = root else {
             self.error(
@@ -274,8 +275,13 @@ impl Loader<'_, '_> {
         }
         let name = parts.pop().unwrap_or_default();
         let project = parts[1..].join("/");
-        let candidates = self.opts.projects_dir.as_ref().map(|dir| {
-            let base = dir.join(&project).join("templates");
+        let project_root = self
+            .opts
+            .projects_dir
+            .as_ref()
+            .map(|dir| paths::project_dir(dir, &project).unwrap_or_else(|| dir.join(&project)));
+        let candidates = project_root.as_ref().map(|root| {
+            let base = root.join("templates");
             [
                 base.join(format!("{name}.yml")),
                 base.join(name).join("template.yml"),
@@ -292,12 +298,7 @@ impl Loader<'_, '_> {
             );
             return Vec::new();
         };
-        let root = self
-            .opts
-            .projects_dir
-            .as_ref()
-            .map(|d| d.join(&project))
-            .unwrap_or_default();
+        let root = project_root.unwrap_or_default();
         vec![Target {
             kind: "component file",
             identity: format!("component:{address}"),

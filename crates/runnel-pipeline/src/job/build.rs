@@ -80,10 +80,18 @@ pub(crate) fn build_job(
         None => Inherit::default(),
     };
     // GitLab: entry/default.rb and inherit/default.rb — a default applies only when the job
-    // does not set the keyword at all and `inherit:default` allows it; it replaces, never merges.
-    let mut entries: Vec<(&Key, &Node)> = map.iter().map(|(k, v)| (k, v)).collect();
+    // does not set the keyword and `inherit:default` allows it; it replaces, never merges. A
+    // keyword whose value is null is not set (lib/gitlab/config/entry/factory.rb makes an
+    // unspecified entry of a nil value), so `before_script: null`, which an input defaulting to
+    // null produces, keeps the default.
+    let unset = |k: &Key, v: &Node| v.is_null() && keywords::DEFAULT.contains(&k.name.as_str());
+    let mut entries: Vec<(&Key, &Node)> = map
+        .iter()
+        .filter(|(k, v)| !unset(k, v))
+        .map(|(k, v)| (k, v))
+        .collect();
     for key in keywords::DEFAULT {
-        if map.iter().any(|(k, _)| k.name == *key) || !inherit.default.allows(key) {
+        if entries.iter().any(|(k, _)| k.name == *key) || !inherit.default.allows(key) {
             continue;
         }
         if let Some(entry) = defaults.entries.iter().find(|(k, _)| k.name == *key) {
