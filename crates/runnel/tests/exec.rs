@@ -321,7 +321,7 @@ fn nested_variables_are_expanded_as_gitlab_and_gitlab_runner_do() {
 }
 
 #[test]
-fn variables_that_refer_to_each_other_in_a_cycle_refuse_the_pipeline() {
+fn variables_that_refer_to_each_other_in_a_cycle_refuse_the_pipeline_as_a_user_error() {
     let repo = TestRepo::new("order");
     std::fs::write(
         repo.path().join(".gitlab-ci.yml"),
@@ -329,7 +329,11 @@ fn variables_that_refer_to_each_other_in_a_cycle_refuse_the_pipeline() {
     )
     .expect("write pipeline");
     let out = repo.run(&[]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a configuration error is a user error"
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains(r#"build: circular variable reference detected: ["A", "B"]"#),
