@@ -119,6 +119,18 @@ step "cargo fmt" cargo fmt --all --check
 step "cargo clippy" cargo clippy --workspace --all-targets -- -D warnings
 step "cargo nextest" cargo nextest run --workspace --profile ci
 
+# The Debian package, built from the debug binary the tests just built (an LTO release build takes
+# minutes on 2 cores; scripts/build-deb.sh without --binary builds one), installed, upgraded and
+# purged in a clean Debian container (scripts/test-deb.sh).
+debian_package() {
+  local deb
+  build_runnel || return 1
+  deb=$(scripts/build-deb.sh --fast --binary "$bin" | tail -1) || return 1
+  scripts/test-deb.sh "$deb"
+}
+bin=
+step "debian package" debian_package
+
 if ((conformance)) && [[ -f $conformance_dir/harness.py ]]; then
   bin=
   step "build runnel for conformance" build_runnel

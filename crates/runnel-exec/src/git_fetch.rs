@@ -435,6 +435,14 @@ fn path_arg(path: &Path) -> String {
 
 fn git_command(args: &[String], dir: &Path) -> Command {
     let mut command = Command::new("git");
+    // When jobs run as another user (`run --user`), the project directory is theirs and git
+    // refuses a repository owned by someone else ("dubious ownership"); the daemon made this
+    // directory for the job, so it trusts it.
+    if owned_by_someone_else(dir) {
+        command
+            .arg("-c")
+            .arg(format!("safe.directory={}", dir.display()));
+    }
     command
         .args(args)
         .current_dir(dir)
@@ -442,6 +450,11 @@ fn git_command(args: &[String], dir: &Path) -> Command {
         .env("GCM_INTERACTIVE", "Never")
         .stdin(std::process::Stdio::null());
     command
+}
+
+fn owned_by_someone_else(dir: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(dir).is_ok_and(|m| m.uid() != nix::unistd::geteuid().as_raw())
 }
 
 /// Runs git quietly; whether it succeeded.

@@ -27,6 +27,7 @@ mod outcome;
 mod process;
 mod reports;
 mod retry;
+mod run_as;
 mod script;
 mod settings;
 mod shell;
@@ -59,6 +60,7 @@ pub use reports::{
     DOTENV_MAX_BYTES, DOTENV_MAX_VARIABLES, DotenvError, JunitSummary, XmlReportError,
     cobertura_line_rate, parse_dotenv, summarize_junit,
 };
+pub use run_as::{RunAs, RunAsError};
 pub use settings::{ArchiveFormat, BuildSettings, CompressionLevel};
 pub use shell::{ShellConfig, ShellExecutor};
 pub use sources::{Sources, WorkingTree};

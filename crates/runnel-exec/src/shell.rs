@@ -9,6 +9,7 @@ use tokio::process::Command;
 use crate::error::ExecError;
 use crate::executor::{Executor, PreparedJob, StageRun};
 use crate::process::{KillPolicy, ScriptEnd, run_script};
+use crate::run_as::RunAs;
 use crate::store::BoxFuture;
 use crate::trace::Trace;
 
@@ -35,6 +36,7 @@ impl Default for ShellConfig {
 pub struct ShellExecutor {
     config: ShellConfig,
     shell: Option<PathBuf>,
+    run_as: Option<RunAs>,
 }
 
 impl ShellExecutor {
@@ -43,7 +45,14 @@ impl ShellExecutor {
         Self {
             config,
             shell: None,
+            run_as: None,
         }
+    }
+
+    /// Runs the scripts as `user` through `su`, in a login shell (gitlab-runner's `run --user`).
+    pub fn run_as(mut self, user: Option<RunAs>) -> Self {
+        self.run_as = user;
+        self
     }
 }
 
@@ -98,6 +107,9 @@ impl Executor for ShellExecutor {
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
             trace.println(&format!("Using Shell ({name}) executor..."));
+            if let Some(user) = &self.run_as {
+                trace.println(&format!("Running as user `{}`", user.name));
+            }
             self.shell = Some(shell);
             Ok(())
         })
@@ -119,11 +131,25 @@ impl Executor for ShellExecutor {
             let path = job.tmp_dir.join(format!("script-{}.sh", stage.name));
             std::fs::write(&path, stage.script.as_bytes())
                 .map_err(ExecError::io("write the stage script", &path))?;
-            let mut cmd = Command::new(&shell);
-            if shell.file_name().is_some_and(|n| n == "bash") {
-                cmd.args(["--noprofile", "--norc"]);
-            }
-            cmd.arg(&path);
+            let mut cmd = match &self.run_as {
+                Some(user) => {
+                    // What runnel made for the job since the last script (checkout, caches,
+                    // artifacts, file variables, this script) becomes the user's.
+                    for dir in [&job.project_dir, &job.tmp_dir] {
+                        user.chown_tree(dir)
+                            .map_err(ExecError::io("give the job user", dir))?;
+                    }
+                    user.command(&shell, &path)
+                }
+                None => {
+                    let mut cmd = Command::new(&shell);
+                    if shell.file_name().is_some_and(|n| n == "bash") {
+                        cmd.args(["--noprofile", "--norc"]);
+                    }
+                    cmd.arg(&path);
+                    cmd
+                }
+            };
             if job.project_dir.is_dir() {
                 cmd.current_dir(&job.project_dir);
             }

@@ -330,6 +330,7 @@ mod tests {
     fn dirs() -> ShellJobExecutor {
         ShellJobExecutor {
             working_dir: PathBuf::from("/srv/runner"),
+            user: None,
         }
     }
 

@@ -6,7 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use runnel_api::{ArtifactSpec, Dependency, FeaturesInfo, JobPayload};
-use runnel_exec::{ArtifactStore, BoxFuture, LocalCacheStore, Sources, StoreError, TraceSink};
+use runnel_exec::{
+    ArtifactStore, BoxFuture, LocalCacheStore, RunAs, ShellConfig, ShellExecutor, Sources,
+    StoreError, TraceSink,
+};
 
 use crate::client::{ArtifactUpload, Coordinator, UploadOutcome};
 use crate::config::RunnerConfig;
@@ -18,6 +21,9 @@ pub struct ShellJobExecutor {
     /// The directory relative `builds_dir`/`cache_dir` are resolved against (the daemon's
     /// working directory, as gitlab-runner's shell executor does).
     pub working_dir: PathBuf,
+    /// The user scripts run as (`run --user`, or `user` in config.toml); `None` runs them as
+    /// the daemon's user.
+    pub user: Option<RunAs>,
 }
 
 impl ShellJobExecutor {
@@ -25,6 +31,7 @@ impl ShellJobExecutor {
     pub fn new() -> Self {
         Self {
             working_dir: std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),
+            user: None,
         }
     }
 
@@ -78,9 +85,31 @@ impl JobExecutor for ShellJobExecutor {
 
     fn execute(&self, payload: JobPayload, ctx: JobContext) -> ExecFuture {
         let exec_ctx = self.exec_context(&ctx);
+        let user = self.user.clone();
         Box::pin(async move {
             let (events, _) = tokio::sync::mpsc::unbounded_channel();
-            exec_outcome(runnel_exec::run_job(payload, exec_ctx, events).await)
+            let Some(user) = user else {
+                return exec_outcome(runnel_exec::run_job(payload, exec_ctx, events).await);
+            };
+            // As under gitlab-runner, where the job user creates them: the builds and cache
+            // directories are the job user's.
+            for dir in [&exec_ctx.builds_dir, &exec_ctx.cache_dir] {
+                if let Err(err) = user.own_dir(dir) {
+                    tracing::error!(dir = %dir.display(), user = %user.name, "failed to give the directory to the job user: {err}");
+                }
+            }
+            let cache_dir = exec_ctx.cache_dir.clone();
+            let mut shell = ShellExecutor::new(ShellConfig {
+                shell: None,
+                kill_grace: exec_ctx.kill_grace,
+            })
+            .run_as(Some(user.clone()));
+            let outcome = runnel_exec::run_job_with(&mut shell, payload, exec_ctx, events).await;
+            // Cache archives are written by the daemon; they belong to the job user too.
+            if let Err(err) = user.chown_tree(&cache_dir) {
+                tracing::warn!(dir = %cache_dir.display(), user = %user.name, "failed to give the cache to the job user: {err}");
+            }
+            exec_outcome(outcome)
         })
     }
 }

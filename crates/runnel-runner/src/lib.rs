@@ -17,6 +17,7 @@ mod poller;
 pub mod register;
 pub mod reload;
 pub mod rotation;
+pub mod service;
 pub mod system_id;
 #[cfg(feature = "test-support")]
 pub mod test_support;

@@ -1,11 +1,13 @@
 //! Subcommands. Each lives in its own module; this one only declares and dispatches.
 
+mod completions;
 mod config_file;
 mod exec;
 mod lint;
 mod list;
 mod register;
 mod run;
+mod service;
 mod unregister;
 mod verify;
 
@@ -42,6 +44,22 @@ enum Command {
     Unregister(unregister::UnregisterArgs),
     /// List the runners in config.toml.
     List(list::ListArgs),
+    /// Install the runner as a system service (a systemd unit).
+    Install(service::InstallArgs),
+    /// Remove the system service.
+    Uninstall(service::ServiceArgs),
+    /// Start the system service.
+    Start(service::ServiceArgs),
+    /// Stop the system service.
+    Stop(service::ServiceArgs),
+    /// Restart the system service.
+    Restart(service::ServiceArgs),
+    /// Show whether the system service is running.
+    Status(service::ServiceArgs),
+    /// Print the completion script for a shell.
+    Completions(completions::CompletionsArgs),
+    /// Print the manual page, or write all of them into a directory.
+    Man(completions::ManArgs),
 }
 
 pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -67,5 +85,13 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             logging()?;
             list::run(args)
         }
+        Command::Install(args) => service::install(args),
+        Command::Uninstall(args) => service::control(service::Control::Uninstall, args),
+        Command::Start(args) => service::control(service::Control::Start, args),
+        Command::Stop(args) => service::control(service::Control::Stop, args),
+        Command::Restart(args) => service::control(service::Control::Restart, args),
+        Command::Status(args) => service::control(service::Control::Status, args),
+        Command::Completions(args) => completions::completions(args),
+        Command::Man(args) => completions::man(args),
     }
 }

@@ -23,6 +23,17 @@ pub(crate) struct RunArgs {
     /// Change to this directory first (relative `builds_dir`/`cache_dir` resolve against it).
     #[arg(short = 'd', long, env = "WORKING_DIRECTORY")]
     working_directory: Option<PathBuf>,
+    /// Run shell-executor jobs as this user (through `su`, in a login shell); overrides `user` in
+    /// config.toml. runnel itself must run as root for this.
+    #[arg(short = 'u', long)]
+    user: Option<String>,
+    /// The service name this daemon runs as (set by `runnel install`; shown by `runnel status`).
+    #[arg(short = 'n', long)]
+    service: Option<String>,
+    /// Log to syslog (accepted for gitlab-runner compatibility: runnel logs to stderr, which the
+    /// journal collects under systemd).
+    #[arg(long, env = "LOG_SYSLOG")]
+    syslog: bool,
 }
 
 /// Runs the daemon; `logging` already has the command line's level and format, and gets
@@ -52,6 +63,27 @@ pub(crate) fn run(args: RunArgs, logging: Logging) -> anyhow::Result<ExitCode> {
             tracing::error!("keeping the current log settings: {err}");
         }
     });
+    if args.syslog {
+        tracing::warn!(
+            "--syslog is not supported: logging to stderr (under systemd the journal keeps it)"
+        );
+    }
+    if let Some(service) = &args.service {
+        tracing::info!(service = %service, "running as a service");
+    }
+    // gitlab-runner's `run --user` sets the config's `user`, which the shell executor runs its
+    // scripts as (`commands/multi.go`, `executors/shell`).
+    let user = args
+        .user
+        .clone()
+        .or_else(|| start.config().user.clone())
+        .filter(|u| !u.is_empty());
+    let run_as = user
+        .map(|name| runnel_exec::RunAs::lookup(&name))
+        .transpose()?;
+    if let Some(user) = &run_as {
+        tracing::info!(user = %user.name, home = %user.home.display(), "shell-executor jobs run as this user");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -60,7 +92,9 @@ pub(crate) fn run(args: RunArgs, logging: Logging) -> anyhow::Result<ExitCode> {
         config_path,
         listen_address: args.listen_address.clone(),
     };
-    let executors = Arc::new(RunnerExecutors::new());
+    let mut executors = RunnerExecutors::new();
+    executors.shell.user = run_as;
+    let executors = Arc::new(executors);
     let shutdown = runtime.block_on(run_daemon(options, start, on_reload, executors))?;
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     Ok(match shutdown {
