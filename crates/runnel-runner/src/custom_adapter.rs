@@ -179,6 +179,7 @@ mod tests {
     fn dirs() -> ShellJobExecutor {
         ShellJobExecutor {
             working_dir: PathBuf::from("/srv/runner"),
+            user: None,
         }
     }
 
