@@ -436,3 +436,48 @@ async fn docker_evicted_pod_fails_and_events_tell_the_story() {
     assert_eq!(cluster.docker_leftovers().await, (Vec::new(), Vec::new()));
     cluster.shutdown().await;
 }
+
+#[tokio::test]
+async fn docker_exec_stdin_is_closed_by_the_v5_close_signal() {
+    if !support::docker_available().await {
+        return;
+    }
+    let cluster = FakeCluster::start(FakeOptions::default().namespace("ci"))
+        .await
+        .expect("the fake starts");
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let pods: Api<Pod> = Api::namespaced(support::client(&cluster, dir.path(), "ci").await, "ci");
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "copy"},
+    "spec": {"containers": [
+        {"name": "build", "image": BUSYBOX, "command": ["sleep", "600"]},
+        {"name": "helper", "image": BUSYBOX, "command": ["sleep", "600"]},
+        {"name": "svc-0", "image": BUSYBOX, "command": ["sleep", "600"]}
+    ]}});
+    cluster.create(Kind::Pod, "ci", pod).expect("created");
+    watch_until(&pods, "copy", |p| phase(p) == "Running").await;
+    let params = AttachParams::default()
+        .container("build")
+        .stdin(true)
+        .stderr(false);
+    let mut process = pods
+        .exec(
+            "copy",
+            ["sh", "-c", "cat > /tmp/copied; wc -c < /tmp/copied"],
+            &params,
+        )
+        .await
+        .expect("exec starts");
+    let mut stdin = process.stdin().expect("stdin");
+    let stdout = process.stdout().expect("stdout");
+    let payload = vec![b'x'; 1024 * 1024];
+    let writer = async move {
+        stdin.write_all(&payload).await.expect("written");
+        // kube-rs 5 signals the end of stdin on `shutdown` (dropping the half does not): it
+        // sends the v5 close signal, and `cat` sees the end of its input.
+        stdin.shutdown().await.expect("stdin closed");
+    };
+    let (out, ()) = tokio::join!(read_all(stdout), writer);
+    assert_eq!(out.trim(), "1048576");
+    process.join().await.expect("the stream ends");
+    cluster.shutdown().await;
+}

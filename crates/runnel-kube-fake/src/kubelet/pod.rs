@@ -57,6 +57,75 @@ enum Started {
     Waiting(State),
 }
 
+/// A container ready for its Docker calls.
+struct Plan {
+    group: Group,
+    index: usize,
+    name: String,
+    docker_name: String,
+    /// The container of an earlier start (a restart starts it again).
+    existing: Option<String>,
+    body: bollard::models::ContainerCreateBody,
+}
+
+/// What the Docker calls did.
+enum Launched {
+    CreateFailed(String),
+    StartFailed {
+        id: String,
+        created: bool,
+        error: String,
+    },
+    Running {
+        id: String,
+        created: bool,
+        started_at: String,
+    },
+}
+
+/// Creates (unless it exists) and starts a container.
+async fn launch(
+    docker: Docker,
+    docker_name: String,
+    existing: Option<String>,
+    body: bollard::models::ContainerCreateBody,
+) -> Launched {
+    let (id, created) = match existing {
+        Some(id) => (id, false),
+        None => {
+            let remove = RemoveContainerOptionsBuilder::default().force(true).build();
+            let _ = docker.remove_container(&docker_name, Some(remove)).await;
+            let options = CreateContainerOptionsBuilder::default()
+                .name(&docker_name)
+                .build();
+            match docker.create_container(Some(options), body).await {
+                Ok(response) => (response.id, true),
+                Err(error) => return Launched::CreateFailed(error.to_string()),
+            }
+        }
+    };
+    if let Err(error) = docker.start_container(&id, None).await {
+        return Launched::StartFailed {
+            id,
+            created,
+            error: error.to_string(),
+        };
+    }
+    let started_at = docker
+        .inspect_container(&id, None)
+        .await
+        .ok()
+        .and_then(|i| i.state)
+        .and_then(|s| s.started_at)
+        .and_then(|s| time::from_docker(&s))
+        .unwrap_or_else(time::now);
+    Launched::Running {
+        id,
+        created,
+        started_at,
+    }
+}
+
 struct PodTask {
     shared: Arc<Shared>,
     labels: Labels,
@@ -386,8 +455,9 @@ impl PodTask {
                     self.publish();
                 }
                 _ = retry.tick(), if !pending.is_empty() => {
-                    for index in pending.clone() {
-                        match self.start(docker, Group::Main, index).await {
+                    let indexes: Vec<usize> = pending.iter().copied().collect();
+                    for (index, started) in self.start_many(docker, Group::Main, &indexes).await {
+                        match started {
                             Started::Running(id) => {
                                 pending.remove(&index);
                                 let exits = exits.clone();
@@ -442,6 +512,60 @@ impl PodTask {
 
     /// One attempt to create and start a container (or to start it again after a restart).
     async fn start(&mut self, docker: &Docker, group: Group, index: usize) -> Started {
+        match self.prepare(docker, group, index).await {
+            Ok(plan) => {
+                let launched = launch(
+                    docker.clone(),
+                    plan.docker_name.clone(),
+                    plan.existing.clone(),
+                    plan.body.clone(),
+                )
+                .await;
+                self.finish(&plan, launched)
+            }
+            Err(started) => started,
+        }
+    }
+
+    /// Starts several containers at once (the Docker calls run concurrently; a pod's
+    /// containers come up in the time of one).
+    async fn start_many(
+        &mut self,
+        docker: &Docker,
+        group: Group,
+        indexes: &[usize],
+    ) -> Vec<(usize, Started)> {
+        let mut results = Vec::new();
+        let mut plans = Vec::new();
+        for &index in indexes {
+            match self.prepare(docker, group, index).await {
+                Ok(plan) => plans.push(plan),
+                Err(started) => results.push((index, started)),
+            }
+        }
+        let launches = plans.iter().map(|plan| {
+            launch(
+                docker.clone(),
+                plan.docker_name.clone(),
+                plan.existing.clone(),
+                plan.body.clone(),
+            )
+        });
+        let launched = futures_util::future::join_all(launches).await;
+        for (plan, launched) in plans.iter().zip(launched) {
+            results.push((plan.index, self.finish(plan, launched)));
+        }
+        results
+    }
+
+    /// Everything before the Docker calls: the image, `runAsNonRoot`, the environment, the
+    /// container's configuration. `Err` when the container cannot start yet.
+    async fn prepare(
+        &mut self,
+        docker: &Docker,
+        group: Group,
+        index: usize,
+    ) -> Result<Plan, Started> {
         let container = self.spec()[group.key()][index].clone();
         let name = container
             .get("name")
@@ -458,7 +582,7 @@ impl PodTask {
             Ok(inspect) => inspect,
             Err(error) => {
                 let state = self.pull_failure(group, &container, &image, &error.to_string());
-                return Started::Waiting(state);
+                return Err(Started::Waiting(state));
             }
         };
         let pulled = format!("Container image \"{image}\" already present on machine");
@@ -492,83 +616,92 @@ impl PodTask {
                     "Failed",
                     format!("Error: {message}"),
                 );
-                return Started::Waiting(State::waiting(
+                return Err(Started::Waiting(State::waiting(
                     "CreateContainerConfigError",
                     Some(message),
-                ));
+                )));
             }
         };
         self.container_mut(group, index).image_id = inspect.id.clone().unwrap_or_default();
-        let id = match self.container_mut(group, index).container_id.clone() {
-            Some(id) => id,
-            None => {
-                let docker_name = self.labels.container_name(&name);
-                let remove = RemoveContainerOptionsBuilder::default().force(true).build();
-                let _ = docker.remove_container(&docker_name, Some(remove)).await;
-                let labels = self.labels.container(&name);
-                let body =
-                    container::create_body(&self.pod["spec"], &container, &env, &sandbox, labels);
-                let options = CreateContainerOptionsBuilder::default()
-                    .name(&docker_name)
-                    .build();
-                match docker.create_container(Some(options), body).await {
-                    Ok(created) => {
-                        self.event(
-                            Severity::Normal,
-                            Source::Kubelet,
-                            at,
-                            "Created",
-                            format!("Created container: {name}"),
-                        );
-                        created.id
-                    }
-                    Err(error) => {
-                        self.event(
-                            Severity::Warning,
-                            Source::Kubelet,
-                            at,
-                            "Failed",
-                            format!("Error: {error}"),
-                        );
-                        return Started::Waiting(State::waiting(
-                            "CreateContainerError",
-                            Some(error.to_string()),
-                        ));
-                    }
-                }
+        let existing = self.container_mut(group, index).container_id.clone();
+        let labels = self.labels.container(&name);
+        let body = container::create_body(&self.pod["spec"], &container, &env, &sandbox, labels);
+        Ok(Plan {
+            group,
+            index,
+            docker_name: self.labels.container_name(&name),
+            name,
+            existing,
+            body,
+        })
+    }
+
+    /// Records what the Docker calls did: events and the container's state.
+    fn finish(&mut self, plan: &Plan, launched: Launched) -> Started {
+        let (group, index, name) = (plan.group, plan.index, plan.name.as_str());
+        let at = Some((group, name));
+        match launched {
+            Launched::CreateFailed(error) => {
+                self.event(
+                    Severity::Warning,
+                    Source::Kubelet,
+                    at,
+                    "Failed",
+                    format!("Error: {error}"),
+                );
+                Started::Waiting(State::waiting("CreateContainerError", Some(error)))
             }
-        };
-        self.container_mut(group, index).container_id = Some(id.clone());
-        if let Err(error) = docker.start_container(&id, None).await {
-            let message = format!("Error: failed to start container \"{name}\": {error}");
-            self.event(Severity::Warning, Source::Kubelet, at, "Failed", message);
-            let state = State::Terminated {
-                exit_code: 128,
-                reason: "StartError".into(),
-                message: Some(error.to_string()),
-                started_at: None,
-                finished_at: time::now(),
-            };
-            self.container_mut(group, index).state = state.clone();
-            return Started::Exited(state);
+            Launched::StartFailed { id, created, error } => {
+                if created {
+                    self.event(
+                        Severity::Normal,
+                        Source::Kubelet,
+                        at,
+                        "Created",
+                        format!("Created container: {name}"),
+                    );
+                }
+                let message = format!("Error: failed to start container \"{name}\": {error}");
+                self.event(Severity::Warning, Source::Kubelet, at, "Failed", message);
+                let state = State::Terminated {
+                    exit_code: 128,
+                    reason: "StartError".into(),
+                    message: Some(error),
+                    started_at: None,
+                    finished_at: time::now(),
+                };
+                let runtime = self.container_mut(group, index);
+                runtime.container_id = Some(id);
+                runtime.state = state.clone();
+                Started::Exited(state)
+            }
+            Launched::Running {
+                id,
+                created,
+                started_at,
+            } => {
+                if created {
+                    self.event(
+                        Severity::Normal,
+                        Source::Kubelet,
+                        at,
+                        "Created",
+                        format!("Created container: {name}"),
+                    );
+                }
+                let runtime = self.container_mut(group, index);
+                runtime.container_id = Some(id.clone());
+                runtime.state = State::Running { started_at };
+                self.event(
+                    Severity::Normal,
+                    Source::Kubelet,
+                    at,
+                    "Started",
+                    format!("Started container {name}"),
+                );
+                Started::Running(id)
+            }
         }
-        let started_at = docker
-            .inspect_container(&id, None)
-            .await
-            .ok()
-            .and_then(|i| i.state)
-            .and_then(|s| s.started_at)
-            .and_then(|s| time::from_docker(&s))
-            .unwrap_or_else(time::now);
-        self.container_mut(group, index).state = State::Running { started_at };
-        self.event(
-            Severity::Normal,
-            Source::Kubelet,
-            at,
-            "Started",
-            format!("Started container {name}"),
-        );
-        Started::Running(id)
     }
 
     /// `ErrImagePull` on the first failure, `ImagePullBackOff` after (`ErrImageNeverPull` when
