@@ -135,7 +135,7 @@ pub(crate) fn changed_files(dir: &Path) -> Option<Vec<String>> {
 
 /// `git@host:group/project.git`, `ssh://git@host:port/group/project.git` or
 /// `https://host/group/project.git` → the project as GitLab would name it.
-pub(crate) fn project_from_remote(url: &str) -> Option<ProjectMeta> {
+pub fn project_from_remote(url: &str) -> Option<ProjectMeta> {
     let (host, path) = if let Some((scheme, rest)) = url.split_once("://") {
         let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
         let (authority, path) = rest.split_once('/')?;

@@ -47,7 +47,7 @@ mod trace;
 pub use create::{CreateError, Loaded, load};
 pub use driver::run;
 pub use executors::ExecutorKind;
-pub use git::git_line;
+pub use git::{git_line, project_from_remote};
 pub use load::{Excluded, LoadError};
 pub use local_pipeline::{Change, JobEnd, LocalPipeline};
 pub use options::{PipelineOptions, Selection};

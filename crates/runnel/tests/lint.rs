@@ -44,6 +44,51 @@ fn lint(dir: &Path) -> Command {
 }
 
 #[test]
+fn components_addressed_with_predefined_variables_resolve_as_with_exec() {
+    // GitLab: external/mapper/variables_expander.rb expands the predefined variables in
+    // `component:` (GNOME/citemplates includes its own components this way).
+    let dir = repo(
+        "include:\n  - component: $CI_SERVER_FQDN/$CI_PROJECT_PATH/hello@$CI_DEFAULT_BRANCH\n    inputs:\n      stage: build\n",
+    );
+    for args in [
+        &["init", "-q"][..],
+        &[
+            "remote",
+            "add",
+            "origin",
+            "git@gitlab.example.com:group/components.git",
+        ],
+    ] {
+        let status = std::process::Command::new("git")
+            .args(args)
+            .current_dir(dir.path())
+            .status()
+            .expect("git runs");
+        assert!(status.success(), "git {args:?}");
+    }
+    let projects = tempfile::tempdir().expect("temporary directory");
+    let templates = projects.path().join("group/components/templates");
+    std::fs::create_dir_all(&templates).expect("create templates");
+    std::fs::write(
+        templates.join("hello.yml"),
+        "spec:\n  inputs:\n    stage:\n---\nhello:\n  stage: $[[ inputs.stage ]]\n  script: echo hello\n",
+    )
+    .expect("write component");
+    let out = lint(dir.path())
+        .args(["--ref", "main", "--projects-dir"])
+        .arg(projects.path())
+        .assert()
+        .success();
+    let stdout = String::from_utf8(out.get_output().stdout.clone()).expect("utf-8");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("build") && l.contains("hello")),
+        "{stdout}"
+    );
+}
+
+#[test]
 fn prints_a_table_of_the_jobs_of_the_default_branch() {
     let dir = repo(PIPELINE);
     let out = lint(dir.path()).args(["--ref", "main"]).assert().success();

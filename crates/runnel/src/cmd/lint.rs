@@ -62,8 +62,7 @@ pub(crate) fn run(args: LintArgs) -> anyhow::Result<ExitCode> {
     let mut opts = LoadOptions::new(&project_dir);
     opts.projects_dir = args.projects_dir.clone();
     opts.fetcher = Some(&fetcher);
-    opts.variables = context.rules_variables();
-    opts.variables.extend(context.variables.iter().cloned());
+    opts.variables = include_variables(&context, &project_dir);
 
     let mut sources = SourceMap::new();
     let path = if file.is_absolute() {
@@ -143,6 +142,32 @@ fn project_dir(file: &Path) -> anyhow::Result<PathBuf> {
         .with_context(|| format!("failed to find the directory of `{}`", file.display()))
         .user_error()?;
     Ok(git_line(&dir, &["rev-parse", "--show-toplevel"]).map_or(dir, PathBuf::from))
+}
+
+/// The variables include locations and `include:rules` see, as `runnel exec` gives them: the
+/// pipeline's predefined variables (`CI_SERVER_FQDN`, `CI_PROJECT_PATH`, … of the project that
+/// `origin` names), then the `--var` ones. GitLab: lib/gitlab/ci/config/external/context.rb
+/// (`variables_hash`) and mapper/variables_expander.rb (every string of an include is expanded,
+/// so `component: $CI_SERVER_FQDN/...` works).
+fn include_variables(context: &PipelineContext, project_dir: &Path) -> Vec<(String, String)> {
+    let mut run = runnel_pipeline::plan::RunContext::default();
+    if let Some(project) = git_line(project_dir, &["config", "--get", "remote.origin.url"])
+        .as_deref()
+        .and_then(runnel_local::project_from_remote)
+    {
+        run.project = project;
+    }
+    run.git.ref_name = context.ref_name.clone();
+    run.git.is_tag = context.ref_type == RefType::Tag;
+    run.git.default_branch = context.default_branch.clone();
+    run.git.sha = context.commit_sha.clone().unwrap_or_default();
+    run.pipeline_source = context.source.clone();
+    let mut variables: Vec<(String, String)> = runnel_pipeline::plan::pipeline_variables(&run)
+        .into_iter()
+        .map(|v| (v.key, v.value))
+        .collect();
+    variables.extend(context.variables.iter().cloned());
+    variables
 }
 
 fn context(args: &LintArgs, project_dir: &Path) -> anyhow::Result<PipelineContext> {
