@@ -428,13 +428,13 @@ impl<R: JobRunner> Driver<'_, R> {
 /// Must run inside a multi-threaded tokio runtime. When it returns, no job process is left.
 pub async fn run(
     pipeline: LocalPipeline,
-    executor: crate::ExecutorKind,
+    executor: impl Into<crate::LocalExecutor>,
     concurrency: usize,
     reporter: &mut dyn Reporter,
 ) -> Summary {
     let options = pipeline.options();
     let runner = Arc::new(crate::executors::LocalRunner::new(
-        executor,
+        executor.into(),
         &options.project_dir,
         &options.state_dir,
     ));

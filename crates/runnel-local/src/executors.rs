@@ -33,6 +33,85 @@ pub enum ExecutorKind {
     /// Each job in a container of its `image:`, with its `services:`, on the local Docker
     /// engine (images are pulled only when missing).
     Docker,
+    /// Each job on a remote host over SSH (`--ssh-*` flags or `[runners.ssh]` of
+    /// `--runner-config`); the project is copied there and back.
+    Ssh,
+    /// Each job in a VirtualBox VM cloned from `[runners.virtualbox]` `base_name` of
+    /// `--runner-config`, reached over SSH.
+    Virtualbox,
+    /// Each job in a Parallels VM made from `[runners.parallels]` `base_name` of
+    /// `--runner-config`, reached over SSH.
+    Parallels,
+}
+
+/// An executor of `runnel exec` with its settings: the SSH login, the VM settings.
+#[derive(Debug, Clone, Default)]
+pub struct LocalExecutor {
+    /// Which executor.
+    pub kind: ExecutorKind,
+    /// The SSH login of `Ssh` (its `builds_dir` is the remote builds directory; each job slot
+    /// gets its own directory under it).
+    pub ssh: Option<runnel_exec::ssh::SshConfig>,
+    /// The settings of `Virtualbox`.
+    pub virtualbox: Option<runnel_exec::vm::VirtualBoxConfig>,
+    /// The settings of `Parallels`.
+    pub parallels: Option<runnel_exec::vm::ParallelsConfig>,
+}
+
+impl From<ExecutorKind> for LocalExecutor {
+    fn from(kind: ExecutorKind) -> Self {
+        Self {
+            kind,
+            ..Self::default()
+        }
+    }
+}
+
+impl LocalExecutor {
+    /// A new executor for one job (see [`ExecutorKind::executor`]); the remote directories get
+    /// the job slot's name (the last component of `ctx.builds_dir`) so parallel jobs do not
+    /// share one.
+    fn executor(&self, project_dir: &Path, ctx: &JobContext) -> Box<dyn Executor> {
+        let slot = ctx
+            .builds_dir
+            .file_name()
+            .map(PathBuf::from)
+            .unwrap_or_default();
+        let ssh = |config: Option<&runnel_exec::ssh::SshConfig>| {
+            let mut config = config.cloned().unwrap_or_default();
+            config.builds_dir = config.builds_dir.join(&slot);
+            config.kill_grace = ctx.kill_grace;
+            config
+        };
+        match self.kind {
+            ExecutorKind::Ssh => {
+                Box::new(runnel_exec::ssh::SshExecutor::new(ssh(self.ssh.as_ref())))
+            }
+            ExecutorKind::Virtualbox => {
+                let mut config = self.virtualbox.clone().unwrap_or_else(|| {
+                    runnel_exec::vm::VirtualBoxConfig::new(
+                        "",
+                        runnel_exec::ssh::SshConfig::default(),
+                    )
+                });
+                config.ssh = ssh(Some(&config.ssh));
+                config.owner.concurrent_id = slot.to_string_lossy().parse().unwrap_or(0);
+                Box::new(runnel_exec::vm::VirtualBoxExecutor::new(config))
+            }
+            ExecutorKind::Parallels => {
+                let mut config = self.parallels.clone().unwrap_or_else(|| {
+                    runnel_exec::vm::ParallelsConfig::new(
+                        "",
+                        runnel_exec::ssh::SshConfig::default(),
+                    )
+                });
+                config.ssh = ssh(Some(&config.ssh));
+                config.owner.concurrent_id = slot.to_string_lossy().parse().unwrap_or(0);
+                Box::new(runnel_exec::vm::ParallelsExecutor::new(config))
+            }
+            kind => kind.executor(project_dir, ctx),
+        }
+    }
 }
 
 impl ExecutorKind {
@@ -50,6 +129,10 @@ impl ExecutorKind {
                 let mut config = local_docker_config(project_dir);
                 config.stop_timeout = ctx.kill_grace;
                 Box::new(runnel_exec::docker::DockerExecutor::new(config))
+            }
+            // Built with their settings by `LocalExecutor::executor`.
+            ExecutorKind::Ssh | ExecutorKind::Virtualbox | ExecutorKind::Parallels => {
+                LocalExecutor::from(self).executor(project_dir, ctx)
             }
         }
     }
@@ -74,6 +157,36 @@ impl ExecutorKind {
                 notices
             }
             ExecutorKind::Docker => Vec::new(),
+            ExecutorKind::Ssh | ExecutorKind::Virtualbox | ExecutorKind::Parallels => {
+                let mut notices = Vec::new();
+                if self == ExecutorKind::Ssh
+                    && let Some(image) = &job.image
+                {
+                    notices.push(format!(
+                        "{}: `image: {}` is ignored by the ssh executor",
+                        job.name, image.name
+                    ));
+                }
+                if !job.services.is_empty() {
+                    notices.push(format!(
+                        "{}: `services:` are ignored by the {} executor",
+                        job.name,
+                        self.name()
+                    ));
+                }
+                notices
+            }
+        }
+    }
+
+    /// The executor's name, as `--executor` spells it.
+    fn name(self) -> &'static str {
+        match self {
+            ExecutorKind::Shell => "shell",
+            ExecutorKind::Docker => "docker",
+            ExecutorKind::Ssh => "ssh",
+            ExecutorKind::Virtualbox => "virtualbox",
+            ExecutorKind::Parallels => "parallels",
         }
     }
 }
@@ -97,14 +210,14 @@ fn local_docker_config(project_dir: &Path) -> runnel_exec::docker::DockerConfig 
 
 /// Runs planned jobs of the repository at `project_dir` with one [`ExecutorKind`].
 pub(crate) struct LocalRunner {
-    kind: ExecutorKind,
+    kind: LocalExecutor,
     project_dir: PathBuf,
     base: JobContext,
 }
 
 impl LocalRunner {
     /// Jobs of the repository at `project_dir`, keeping their state in `state_dir`.
-    pub(crate) fn new(kind: ExecutorKind, project_dir: &Path, state_dir: &Path) -> Self {
+    pub(crate) fn new(kind: LocalExecutor, project_dir: &Path, state_dir: &Path) -> Self {
         let tree = WorkingTree::new(project_dir);
         let mut base = JobContext::local(project_dir, tree.clone());
         base.builds_dir = state_dir.join("builds");

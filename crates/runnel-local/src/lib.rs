@@ -46,7 +46,7 @@ mod trace;
 
 pub use create::{CreateError, Loaded, load};
 pub use driver::run;
-pub use executors::ExecutorKind;
+pub use executors::{ExecutorKind, LocalExecutor};
 pub use git::{git_line, project_from_remote};
 pub use load::{Excluded, LoadError};
 pub use local_pipeline::{Change, JobEnd, LocalPipeline};

@@ -270,6 +270,8 @@ pub struct RunnerExecutors {
     pub docker: DockerJobExecutor,
     /// `executor = "custom"`.
     pub custom: crate::custom_adapter::CustomJobExecutor,
+    /// `executor = "ssh"`, `"virtualbox"`, `"parallels"`.
+    pub remote: crate::ssh_adapter::RemoteJobExecutor,
 }
 
 impl RunnerExecutors {
@@ -283,6 +285,8 @@ impl RunnerExecutors {
             &self.docker
         } else if self.custom.supports(name) {
             &self.custom
+        } else if self.remote.supports(name) {
+            &self.remote
         } else {
             &self.shell
         }
@@ -291,7 +295,10 @@ impl RunnerExecutors {
 
 impl JobExecutor for RunnerExecutors {
     fn supports(&self, name: &str) -> bool {
-        self.shell.supports(name) || self.docker.supports(name) || self.custom.supports(name)
+        self.shell.supports(name)
+            || self.docker.supports(name)
+            || self.custom.supports(name)
+            || self.remote.supports(name)
     }
 
     fn features(&self, runner: &RunnerConfig) -> FeaturesInfo {
@@ -302,6 +309,7 @@ impl JobExecutor for RunnerExecutors {
         Box::pin(async move {
             self.docker.start_up(runners).await;
             self.custom.start_up(runners).await;
+            self.remote.start_up(runners).await;
         })
     }
 

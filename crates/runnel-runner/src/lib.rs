@@ -18,6 +18,7 @@ pub mod register;
 pub mod reload;
 pub mod rotation;
 pub mod service;
+pub mod ssh_adapter;
 pub mod system_id;
 #[cfg(feature = "test-support")]
 pub mod test_support;

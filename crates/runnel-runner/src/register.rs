@@ -242,6 +242,12 @@ fn settle_executor_sections(runner: &mut RunnerConfig) {
     if !matches!(executor, "ssh" | "parallels" | "virtualbox") {
         runner.ssh = None;
     }
+    if executor != "virtualbox" {
+        runner.virtualbox = None;
+    }
+    if executor != "parallels" {
+        runner.parallels = None;
+    }
     if executor != "custom" {
         runner.custom = None;
     }

@@ -132,3 +132,37 @@ fn example_python_app_passes_with_the_docker_executor() {
     let (repo, doc) = run_example(&["--executor", "docker"]);
     assert_example_passed(repo.path(), &doc);
 }
+
+#[test]
+fn example_python_app_passes_with_the_ssh_executor() {
+    let Some(sshd) = runnel_exec::ssh::TestSshd::find() else {
+        return;
+    };
+    let remote = tempfile::tempdir().expect("temporary directory");
+    let known_hosts = remote.path().join("known_hosts");
+    fs::write(&known_hosts, sshd.known_hosts_line()).expect("write known_hosts");
+    let port = sshd.port.to_string();
+    let identity = sshd.identity_file();
+    let builds = remote.path().join("builds");
+    let (repo, doc) = run_example(&[
+        "--executor",
+        "ssh",
+        "--ssh-host",
+        "127.0.0.1",
+        "--ssh-port",
+        &port,
+        "--ssh-user",
+        "root",
+        "--ssh-identity-file",
+        &identity.display().to_string(),
+        "--ssh-known-hosts-file",
+        &known_hosts.display().to_string(),
+        "--builds-dir",
+        &builds.display().to_string(),
+    ]);
+    assert_example_passed(repo.path(), &doc);
+    assert!(
+        builds.join("0").is_dir() || builds.read_dir().is_ok_and(|mut d| d.next().is_some()),
+        "the jobs ran under the remote builds directory"
+    );
+}

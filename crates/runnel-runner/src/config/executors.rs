@@ -1,5 +1,5 @@
 //! The executor sections of `[[runners]]`: `[runners.docker]`, `[runners.kubernetes]`,
-//! `[runners.ssh]` and `[runners.custom]`, with gitlab-runner's keys (`common/config.go`).
+//! `[runners.ssh]`, `[runners.virtualbox]`, `[runners.parallels]` and `[runners.custom]`, with gitlab-runner's keys (`common/config.go`).
 //! Nested structures runnel does not interpret yet stay `toml::Value`.
 
 use serde::{Deserialize, Serialize};
@@ -442,6 +442,40 @@ pub struct SshConfig {
     pub disable_strict_host_key_checking: Option<bool>,
     /// `known_hosts` file.
     pub known_hosts_file: Option<String>,
+}
+
+/// `[runners.virtualbox]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct VirtualBoxConfig {
+    /// The VM to clone.
+    pub base_name: Option<String>,
+    /// The base VM's snapshot clones are linked to.
+    pub base_snapshot: Option<String>,
+    /// Where clones are created.
+    pub base_folder: Option<String>,
+    /// A full clone per job, deleted after it.
+    pub disable_snapshots: Option<bool>,
+    /// `startvm --type`: `headless` (default), `gui`, `separate`.
+    pub start_type: Option<String>,
+    /// Regular expressions of base VMs a job's `image:` may name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_images: Vec<String>,
+}
+
+/// `[runners.parallels]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ParallelsConfig {
+    /// The VM the template is made of.
+    pub base_name: Option<String>,
+    /// The template; `<base_name>-template` by default.
+    pub template_name: Option<String>,
+    /// A VM per job, deleted after it.
+    pub disable_snapshots: Option<bool>,
+    /// Where the guest sets its clock from.
+    pub time_server: Option<String>,
+    /// Regular expressions of base VMs a job's `image:` may name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_images: Vec<String>,
 }
 
 /// `[runners.custom]`.

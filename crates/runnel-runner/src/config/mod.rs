@@ -6,7 +6,10 @@ mod load;
 mod types;
 
 pub use edit::{ConfigEditor, write_private};
-pub use executors::{CustomConfig, DockerConfig, DockerService, KubernetesConfig, SshConfig};
+pub use executors::{
+    CustomConfig, DockerConfig, DockerService, KubernetesConfig, ParallelsConfig, SshConfig,
+    VirtualBoxConfig,
+};
 pub use load::{ConfigError, Loaded, Position, UnknownKey, default_config_path, load, parse};
 pub use types::{
     ArtifactConfig, CacheAzure, CacheConfig, CacheGcs, CacheS3, Config, CustomBuildDir,

@@ -166,6 +166,10 @@ pub struct RunnerConfig {
     pub kubernetes: Option<super::executors::KubernetesConfig>,
     /// `[runners.ssh]`.
     pub ssh: Option<super::executors::SshConfig>,
+    /// `[runners.virtualbox]`.
+    pub virtualbox: Option<super::executors::VirtualBoxConfig>,
+    /// `[runners.parallels]`.
+    pub parallels: Option<super::executors::ParallelsConfig>,
     /// `[runners.custom]`.
     pub custom: Option<super::executors::CustomConfig>,
     /// `[runners.referees]` (accepted, not used).

@@ -50,6 +50,8 @@ pub(crate) struct ExecArgs {
     /// Where the jobs run.
     #[arg(long, value_enum, default_value_t = ExecutorKind::Shell)]
     executor: ExecutorKind,
+    #[command(flatten)]
+    remote: super::exec_remote::RemoteArgs,
     /// List the jobs of the pipeline and exit.
     #[arg(long)]
     list: bool,
@@ -104,6 +106,7 @@ pub(crate) fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
         ..PipelineOptions::default()
     };
     exec::read_variables(&mut pipeline, variables_file.as_ref(), &args.vars)?;
+    let executor = args.remote.executor(args.executor, &pipeline.project_dir)?;
     let options = Options {
         pipeline,
         selection: Selection {
@@ -117,7 +120,7 @@ pub(crate) fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
             .concurrency
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from))
             .max(1),
-        executor: args.executor,
+        executor,
         list: args.list,
         json: args.json,
         rerun_prefix,

@@ -3,6 +3,7 @@
 mod completions;
 mod config_file;
 mod exec;
+mod exec_remote;
 mod lint;
 mod list;
 mod register;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use runnel_local::{CreateError, ExecutorKind, LoadError, PipelineOptions, Reporter, Selection};
+use runnel_local::{CreateError, LoadError, LocalExecutor, PipelineOptions, Reporter, Selection};
 
 use crate::exit_code;
 use crate::report::{Console, Json};
@@ -17,7 +17,7 @@ pub(crate) struct Options {
     pub(crate) pipeline: PipelineOptions,
     pub(crate) selection: Selection,
     pub(crate) concurrency: usize,
-    pub(crate) executor: ExecutorKind,
+    pub(crate) executor: LocalExecutor,
     pub(crate) list: bool,
     pub(crate) json: bool,
     pub(crate) rerun_prefix: String,
@@ -68,7 +68,7 @@ pub(crate) fn run(opts: Options) -> anyhow::Result<ExitCode> {
     };
     if !opts.json {
         for job in pipeline.root_jobs() {
-            for notice in opts.executor.notices(job) {
+            for notice in opts.executor.kind.notices(job) {
                 println!("{notice}");
             }
         }
@@ -80,7 +80,7 @@ pub(crate) fn run(opts: Options) -> anyhow::Result<ExitCode> {
         .context("failed to start the async runtime")?;
     let summary = runtime.block_on(runnel_local::run(
         pipeline,
-        opts.executor,
+        opts.executor.clone(),
         opts.concurrency,
         reporter.as_mut(),
     ));
