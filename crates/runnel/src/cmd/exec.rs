@@ -51,7 +51,7 @@ pub(crate) struct ExecArgs {
     #[arg(long, value_enum, default_value_t = ExecutorKind::Shell)]
     executor: ExecutorKind,
     #[command(flatten)]
-    remote: super::exec_remote::RemoteArgs,
+    remote: Box<super::exec_remote::RemoteArgs>,
     /// List the jobs of the pipeline and exit.
     #[arg(long)]
     list: bool,
