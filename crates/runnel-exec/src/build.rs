@@ -292,9 +292,12 @@ async fn run_stages(
         "prepare_executor",
         &format!("Preparing the \"{}\" executor", executor.name()),
     );
-    let prepared = configure(executor, job, ctx, trace).await;
-    let prepared = match prepared {
-        Ok(()) => executor.prepare(job, trace).await,
+    let mut via = None;
+    let prepared = match configure(executor, job, ctx, trace).await {
+        Ok(name) => {
+            via = name;
+            executor.prepare(job, trace).await
+        }
         Err(err) => Err(err),
     };
     trace.section_end();
@@ -308,7 +311,8 @@ async fn run_stages(
     prepare_dirs(job)?;
     let exports = file_exports(job)?;
     if executor.runs_every_stage() {
-        if !run_own_stage(executor, job, ctx, trace, &mut run, "prepare_script").await? {
+        let stage = ("prepare_script", via.as_deref());
+        if !run_own_stage(executor, job, ctx, trace, &mut run, stage).await? {
             trace.section_end();
             return Ok(run.outcome);
         }
@@ -408,7 +412,7 @@ async fn run_stages(
             ctx,
             trace,
             &mut cleanup,
-            "cleanup_file_variables",
+            ("cleanup_file_variables", None),
         )
         .await;
     }
@@ -418,15 +422,17 @@ async fn run_stages(
 }
 
 /// Runs the executor's configuration step and derives the job again with what it changed.
+/// Returns the host name the job reports.
 async fn configure(
     executor: &mut dyn Executor,
     job: &mut PreparedJob,
     ctx: &mut JobContext,
     trace: &mut Trace,
-) -> Result<(), ExecError> {
+) -> Result<Option<String>, ExecError> {
     let overrides = executor.configure(job, trace).await?;
+    let hostname = overrides.hostname.clone().filter(|h| !h.is_empty());
     if overrides == JobOverrides::default() {
-        return Ok(());
+        return Ok(hostname);
     }
     // gitlab-runner's `cache_dir` is the local cache; a distributed one stays.
     if let Some(dir) = &overrides.cache_dir
@@ -437,7 +443,7 @@ async fn configure(
     }
     let payload = job.payload.clone();
     *job = prepare_job(payload, ctx, executor.name(), &overrides);
-    Ok(())
+    Ok(hostname)
 }
 
 /// Whether the job was canceled or aborted before a stage; records it in the outcome.

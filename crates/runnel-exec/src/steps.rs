@@ -29,18 +29,25 @@ pub(crate) const CLEANUP_STAGE_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 /// executor that runs every stage ([`Executor::runs_every_stage`]). Returns whether it
 /// succeeded; a failure is recorded in `run`.
 ///
-/// GitLab: gitlab-runner `shells/bash.go` — `prepare_script` prints the host the job runs on,
+/// GitLab: gitlab-runner `shells/bash.go` — `prepare_script` prints the host the job runs on
+/// (`Running on $(hostname) via <hostname>...` when the executor names one),
 /// `cleanup_file_variables` removes the file variables and the temporary project directory.
+/// `stage` is the stage's name and, for `prepare_script`, that host name.
 pub(crate) async fn run_own_stage(
     executor: &mut dyn Executor,
     job: &PreparedJob,
     ctx: &JobContext,
     trace: &mut Trace,
     run: &mut Run,
-    name: &str,
+    stage: (&str, Option<&str>),
 ) -> Result<bool, ExecError> {
-    let body = match name {
-        "prepare_script" => "echo \"Running on $(hostname)...\"\n".to_owned(),
+    let (name, hostname) = stage;
+    let body = match (name, hostname) {
+        ("prepare_script", None) => "echo \"Running on $(hostname)...\"\n".to_owned(),
+        ("prepare_script", Some(via)) => format!(
+            "echo \"Running on $(hostname) via \"{}\"...\"\n",
+            shell_quote(via)
+        ),
         _ => {
             let (_, files) = job.variables.exports();
             let mut body = String::new();

@@ -171,7 +171,7 @@ echo "preparing the environment""#,
     ran.assert_output_contains("job sees FROM_CONFIG=job-env-value", "custom");
     ran.assert_output_contains("key=value", "custom");
     ran.assert_output_contains("after=success", "custom");
-    ran.assert_output_contains("Running on ", "custom");
+    ran.assert_output_contains(" via node-1...", "custom");
     let calls = drivers.calls();
     let stages: Vec<&str> = calls
         .lines()
