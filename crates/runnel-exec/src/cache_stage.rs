@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use runnel_api::{CachePolicy, CacheSpec};
 
 use crate::archive;
+use crate::build::error_chain;
 use crate::context::JobContext;
 use crate::error::ExecError;
 use crate::executor::PreparedJob;
@@ -75,11 +76,11 @@ async fn restore_one(
 ) -> Result<(), ExecError> {
     for key in keys.iter().filter(|k| !k.is_empty()) {
         trace.println(&format!("Checking cache for {key}..."));
-        let archive = match ctx.cache.restore(key, &job.tmp_dir).await {
+        let archive = match ctx.cache.restore(key, &job.tmp_dir, trace).await {
             Ok(Some(archive)) => archive,
             Ok(None) => continue,
             Err(err) => {
-                trace.warning(&format!("{err}"));
+                trace.warning(&error_chain(&err));
                 continue;
             }
         };
@@ -133,7 +134,7 @@ pub(crate) async fn archive(
             Ok(true) => trace.println("Created cache"),
             Ok(false) => {}
             Err(err) => {
-                trace.warning(&format!("{err}"));
+                trace.warning(&error_chain(&err));
                 trace.warning("Failed to create cache");
             }
         }
@@ -192,6 +193,6 @@ async fn save_one(
     })
     .await
     .map_err(ExecError::Join)??;
-    ctx.cache.save(key, &zip).await?;
+    ctx.cache.save(key, &zip, trace).await?;
     Ok(true)
 }

@@ -25,6 +25,7 @@ mod git_fetch;
 mod mask;
 mod outcome;
 mod process;
+mod remote_cache;
 mod reports;
 mod retry;
 mod run_as;
@@ -56,6 +57,11 @@ pub use executor::{Executor, JobDirs, JobOverrides, PreparedJob, StageRun};
 pub use expand::expand_value;
 pub use outcome::{JobOutcome, JobStatus};
 pub use process::ScriptEnd;
+pub use remote_cache::{
+    CacheMethod, CacheUrlSigner, Downloaded, PresignedRequest, RemoteCacheStore, TransferError,
+    clean_url, download as download_cache, http_client as cache_http_client,
+    upload as upload_cache,
+};
 pub use reports::{
     DOTENV_MAX_BYTES, DOTENV_MAX_VARIABLES, DotenvError, JunitSummary, XmlReportError,
     cobertura_line_rate, parse_dotenv, summarize_junit,

@@ -10,6 +10,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use runnel_api::{ArtifactSpec, Dependency, JobPayload};
 
+use crate::trace::Trace;
+
 /// A boxed future, so the traits stay object-safe.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -80,17 +82,21 @@ pub trait ArtifactStore: Send + Sync + std::fmt::Debug {
 /// Keeps cache archives by key.
 pub trait CacheStore: Send + Sync + std::fmt::Debug {
     /// The local zip file of `key`, downloading it into `scratch` if needed; `None` when absent.
+    /// A remote store says in `trace` where it downloads from.
     fn restore<'a>(
         &'a self,
         key: &'a str,
         scratch: &'a Path,
+        trace: &'a mut Trace,
     ) -> BoxFuture<'a, Result<Option<PathBuf>, StoreError>>;
 
-    /// Stores `archive` (which the store may move) as the cache of `key`.
+    /// Stores `archive` (which the store may move) as the cache of `key`. A remote store says
+    /// in `trace` where it uploads to, or why it does not.
     fn save<'a>(
         &'a self,
         key: &'a str,
         archive: &'a Path,
+        trace: &'a mut Trace,
     ) -> BoxFuture<'a, Result<PathBuf, StoreError>>;
 
     /// Whether caches are kept in a local directory (gitlab-runner's `cache_dir`), which the
@@ -200,7 +206,8 @@ impl LocalCacheStore {
         Self { root: root.into() }
     }
 
-    fn path(&self, key: &str) -> Result<PathBuf, StoreError> {
+    /// Where the archive of `key` is kept.
+    pub(crate) fn path(&self, key: &str) -> Result<PathBuf, StoreError> {
         let clean = sanitize_cache_key(key).ok_or_else(|| StoreError::BadKey {
             key: key.to_owned(),
         })?;
@@ -217,6 +224,7 @@ impl CacheStore for LocalCacheStore {
         &'a self,
         key: &'a str,
         _scratch: &'a Path,
+        _trace: &'a mut Trace,
     ) -> BoxFuture<'a, Result<Option<PathBuf>, StoreError>> {
         Box::pin(async move {
             let path = self.path(key)?;
@@ -228,6 +236,7 @@ impl CacheStore for LocalCacheStore {
         &'a self,
         key: &'a str,
         archive: &'a Path,
+        _trace: &'a mut Trace,
     ) -> BoxFuture<'a, Result<PathBuf, StoreError>> {
         Box::pin(async move {
             let path = self.path(key)?;

@@ -433,11 +433,10 @@ pub async fn run(
     reporter: &mut dyn Reporter,
 ) -> Summary {
     let options = pipeline.options();
-    let runner = Arc::new(crate::executors::LocalRunner::new(
-        executor.into(),
-        &options.project_dir,
-        &options.state_dir,
-    ));
+    let runner = Arc::new(
+        crate::executors::LocalRunner::new(executor.into(), &options.project_dir, &options.state_dir)
+            .with_cache_stores(options.cache_stores.clone()),
+    );
     let log_dir = options.state_dir.join("logs");
     let records = pipeline.records();
     let resource_groups = (0..pipeline.len())

@@ -213,6 +213,7 @@ pub(crate) struct LocalRunner {
     kind: LocalExecutor,
     project_dir: PathBuf,
     base: JobContext,
+    cache_stores: Option<crate::CacheStores>,
 }
 
 impl LocalRunner {
@@ -229,7 +230,14 @@ impl LocalRunner {
             kind,
             project_dir: project_dir.to_owned(),
             base,
+            cache_stores: None,
         }
+    }
+
+    /// Jobs keep their caches where `stores` says (the local cache when `None`).
+    pub(crate) fn with_cache_stores(mut self, stores: Option<crate::CacheStores>) -> Self {
+        self.cache_stores = stores;
+        self
     }
 }
 
@@ -245,6 +253,9 @@ impl JobRunner for LocalRunner {
         ctx.trace_log = run.log;
         ctx.abort = run.abort;
         ctx.cancel = run.cancel;
+        if let Some(stores) = &self.cache_stores {
+            ctx.cache = (stores.0)(&payload, ctx.cache_dir.clone());
+        }
         let mut executor = self.kind.executor(&self.project_dir, &ctx);
         async move {
             let (tx, mut rx) = mpsc::unbounded_channel::<JobEvent>();

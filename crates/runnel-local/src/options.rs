@@ -2,8 +2,24 @@
 //! from outside the YAML ([`PipelineOptions`]), and which of its jobs to run ([`Selection`]).
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
-use runnel_api::JobVariable;
+use runnel_api::{JobPayload, JobVariable};
+use runnel_exec::CacheStore;
+
+/// Makes the cache store of one job from its payload and the local cache directory
+/// (`runnel exec --cache-config`: the remote cache of a runner's `[runners.cache]`).
+#[derive(Clone)]
+pub struct CacheStores(
+    /// The factory.
+    pub Arc<dyn Fn(&JobPayload, PathBuf) -> Arc<dyn CacheStore> + Send + Sync>,
+);
+
+impl std::fmt::Debug for CacheStores {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CacheStores(..)")
+    }
+}
 
 /// The project and the variables a pipeline is created with. Paths are absolute.
 #[derive(Debug, Clone, Default)]
@@ -24,6 +40,8 @@ pub struct PipelineOptions {
     /// `only`/`except` leave them out (`runnel exec --ignore-rules JOB…`; a parallel job's name
     /// names every instance).
     pub run_excluded: Vec<String>,
+    /// Where jobs keep caches; `None`: the local cache under `state_dir`.
+    pub cache_stores: Option<CacheStores>,
 }
 
 /// Which jobs of the pipeline run. The default runs all of them.

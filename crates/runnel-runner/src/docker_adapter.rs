@@ -239,7 +239,9 @@ impl JobExecutor for DockerJobExecutor {
 
     fn execute(&self, payload: JobPayload, ctx: JobContext) -> ExecFuture {
         let settings = docker_settings(&ctx.runner, &self.dirs);
-        let exec_ctx = self.dirs.exec_context(&ctx);
+        let mut exec_ctx = self.dirs.exec_context(&ctx);
+        exec_ctx.cache =
+            crate::cache::job_cache_store(&ctx.runner, exec_ctx.cache_dir.clone(), &payload);
         let trace = ctx.trace.clone();
         Box::pin(async move {
             let settings = match settings {

@@ -84,7 +84,9 @@ impl JobExecutor for ShellJobExecutor {
     }
 
     fn execute(&self, payload: JobPayload, ctx: JobContext) -> ExecFuture {
-        let exec_ctx = self.exec_context(&ctx);
+        let mut exec_ctx = self.exec_context(&ctx);
+        exec_ctx.cache =
+            crate::cache::job_cache_store(&ctx.runner, exec_ctx.cache_dir.clone(), &payload);
         let user = self.user.clone();
         Box::pin(async move {
             let (events, _) = tokio::sync::mpsc::unbounded_channel();

@@ -4,6 +4,7 @@
 //! This crate must not parse `.gitlab-ci.yml`: jobs arrive as `runnel_api::JobPayload` and are
 //! executed by `runnel-exec`.
 
+pub mod cache;
 pub mod client;
 pub mod config;
 pub mod custom_adapter;

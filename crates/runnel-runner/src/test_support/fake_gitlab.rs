@@ -437,6 +437,11 @@ pub struct JobSpec {
     pub git: Option<GitSource>,
     /// `artifacts:reports`: (report type, paths), each sent as GitLab does, `gzip` format.
     pub reports: Vec<(String, Vec<String>)>,
+    /// `cache` entries as GitLab sends them (keys already carry `-protected` or
+    /// `-non_protected`).
+    pub cache: Vec<Value>,
+    /// `git_info.protected`: the job runs for a protected ref.
+    pub protected: bool,
 }
 
 /// The job's `git_info` and `GIT_STRATEGY`.
@@ -528,10 +533,10 @@ impl JobSpec {
         }
         let git_info = match &self.git {
             Some(git) => {
-                json!({"repo_url": format!("http://gitlab-ci-token:{token}@{address}{REPO_PATH}"), "ref": git.ref_name, "sha": git.sha, "before_sha": git.before_sha, "ref_type": "branch", "refspecs": git.refspecs, "depth": git.depth, "repo_object_format": "sha1", "protected": false})
+                json!({"repo_url": format!("http://gitlab-ci-token:{token}@{address}{REPO_PATH}"), "ref": git.ref_name, "sha": git.sha, "before_sha": git.before_sha, "ref_type": "branch", "refspecs": git.refspecs, "depth": git.depth, "repo_object_format": "sha1", "protected": self.protected})
             }
             None => {
-                json!({"repo_url": format!("http://gitlab-ci-token:{token}@{address}{REPO_PATH}"), "ref": "main", "sha": "0123456789abcdef0123456789abcdef01234567", "before_sha": "0000000000000000000000000000000000000000", "ref_type": "branch", "refspecs": ["+refs/heads/main:refs/remotes/origin/main"], "depth": 20, "repo_object_format": "sha1", "protected": false})
+                json!({"repo_url": format!("http://gitlab-ci-token:{token}@{address}{REPO_PATH}"), "ref": "main", "sha": "0123456789abcdef0123456789abcdef01234567", "before_sha": "0000000000000000000000000000000000000000", "ref_type": "branch", "refspecs": ["+refs/heads/main:refs/remotes/origin/main"], "depth": 20, "repo_object_format": "sha1", "protected": self.protected})
             }
         };
         let dependencies: Vec<Value> = self
@@ -551,7 +556,7 @@ impl JobSpec {
             "image": self.image.as_ref().map(|(name, pull_policy)| json!({"name": name, "pull_policy": pull_policy})),
             "services": null,
             "artifacts": artifacts,
-            "cache": [],
+            "cache": self.cache,
             "credentials": [],
             "dependencies": dependencies,
             "features": {"trace_sections": true, "failure_reasons": ["unknown_failure", "script_failure", "api_failure", "stuck_or_timeout_failure", "runner_system_failure", "job_execution_timeout", "runner_unsupported", "image_pull_failure"]},

@@ -5,6 +5,8 @@ mod daemon;
 mod fake_gitlab;
 mod git_http;
 mod proxy;
+mod s3;
 
 pub use daemon::{TestDaemon, one_runner_config};
 pub use fake_gitlab::{FakeGitLab, FakeJob, FakeJobState, GitRequest, GitSource, JobSpec};
+pub use s3::{S3Server, s3_server};

@@ -58,6 +58,11 @@ pub(crate) struct ExecArgs {
     /// Print one JSON document with every job's status and output instead of live output.
     #[arg(long)]
     json: bool,
+    /// Keep caches where this gitlab-runner `config.toml` says: the `[runners.cache]` (S3, GCS
+    /// or Azure) of its first `[[runners]]` entry that sets `Type`, signed with its credentials.
+    /// Without it, caches stay under `.runnel/cache`.
+    #[arg(long, value_name = "CONFIG_TOML")]
+    cache_config: Option<PathBuf>,
     /// Run as if started in DIR.
     #[arg(short = 'C', value_name = "DIR")]
     dir: Option<PathBuf>,
@@ -107,6 +112,14 @@ pub(crate) fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
     };
     exec::read_variables(&mut pipeline, variables_file.as_ref(), &args.vars)?;
     let executor = args.remote.executor(args.executor, &pipeline.project_dir)?;
+    if let Some(file) = args.cache_config.as_deref() {
+        let runner = cache_runner(&absolute(&pipeline.project_dir, file)).user_error()?;
+        pipeline.cache_stores = Some(runnel_local::CacheStores(std::sync::Arc::new(
+            move |payload, cache_dir| {
+                runnel_runner::cache::job_cache_store(&runner, cache_dir, payload)
+            },
+        )));
+    }
     let options = Options {
         pipeline,
         selection: Selection {
@@ -128,6 +141,48 @@ pub(crate) fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
     exec::run(options)
 }
 
+/// The `[[runners]]` entry of `file` whose `[runners.cache]` sets `Type`, checked so that a
+/// mistake stops `runnel exec` before any job runs.
+fn cache_runner(file: &Path) -> anyhow::Result<runnel_runner::config::RunnerConfig> {
+    if !file.is_file() {
+        anyhow::bail!("cache config `{}` does not exist", file.display());
+    }
+    let loaded = runnel_runner::config::load(file)
+        .with_context(|| format!("failed to read cache config `{}`", file.display()))?;
+    for unknown in &loaded.unknown_keys {
+        eprintln!("warning: {unknown}");
+    }
+    let runner = loaded
+        .config
+        .runners
+        .into_iter()
+        .find(|r| {
+            r.cache
+                .as_ref()
+                .and_then(|c| c.kind.as_deref())
+                .is_some_and(|k| !k.trim().is_empty())
+        })
+        .with_context(|| {
+            format!(
+                "cache config `{}` has no `[runners.cache]` with a `Type`",
+                file.display()
+            )
+        })?;
+    if let Some(cache) = &runner.cache {
+        let setup = runnel_runner::cache::cache_setup(
+            cache,
+            &runner.short_token(),
+            0,
+            std::time::Duration::from_secs(3600),
+        )
+        .with_context(|| format!("invalid cache config `{}`", file.display()))?;
+        for warning in setup.iter().flat_map(|s| &s.warnings) {
+            eprintln!("warning: {warning}");
+        }
+    }
+    Ok(runner)
+}
+
 /// The start of a command line that re-runs one job with the same configuration and variables.
 fn rerun_prefix(args: &ExecArgs) -> String {
     use crate::report::shell_quote;
@@ -144,6 +199,12 @@ fn rerun_prefix(args: &ExecArgs) -> String {
         words.extend([
             "--file".to_owned(),
             shell_quote(&args.file.display().to_string()),
+        ]);
+    }
+    if let Some(file) = &args.cache_config {
+        words.extend([
+            "--cache-config".to_owned(),
+            shell_quote(&file.display().to_string()),
         ]);
     }
     if let Some(file) = &args.variables_file {
