@@ -7,12 +7,15 @@ use std::sync::Arc;
 use runnel_api::{JobPayload, JobVariable};
 use runnel_exec::CacheStore;
 
-/// Makes the cache store of one job from its payload and the local cache directory
-/// (`runnel exec --cache-config`: the remote cache of a runner's `[runners.cache]`).
+/// The cache store of one job, from its payload and the local cache directory.
+pub type CacheStoreFn = dyn Fn(&JobPayload, PathBuf) -> Arc<dyn CacheStore> + Send + Sync;
+
+/// Makes the cache store of each job (`runnel exec --cache-config`: the remote cache of a
+/// runner's `[runners.cache]`).
 #[derive(Clone)]
 pub struct CacheStores(
     /// The factory.
-    pub Arc<dyn Fn(&JobPayload, PathBuf) -> Arc<dyn CacheStore> + Send + Sync>,
+    pub Arc<CacheStoreFn>,
 );
 
 impl std::fmt::Debug for CacheStores {
