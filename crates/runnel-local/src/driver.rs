@@ -434,8 +434,12 @@ pub async fn run(
 ) -> Summary {
     let options = pipeline.options();
     let runner = Arc::new(
-        crate::executors::LocalRunner::new(executor.into(), &options.project_dir, &options.state_dir)
-            .with_cache_stores(options.cache_stores.clone()),
+        crate::executors::LocalRunner::new(
+            executor.into(),
+            &options.project_dir,
+            &options.state_dir,
+        )
+        .with_cache_stores(options.cache_stores.clone()),
     );
     let log_dir = options.state_dir.join("logs");
     let records = pipeline.records();
