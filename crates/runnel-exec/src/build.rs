@@ -145,7 +145,7 @@ pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
 /// The project directory: the payload's `CI_PROJECT_DIR`, else `<builds>/<project full path>`
 /// (gitlab-runner `common/build.go` `ProjectUniqueDir` without the shared-dir token parts).
 /// `overrides` (the custom executor's `config_exec`) win over the runner's directories.
-fn prepare_job(
+pub(crate) fn prepare_job(
     payload: JobPayload,
     ctx: &JobContext,
     executor: &'static str,

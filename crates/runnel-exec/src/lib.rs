@@ -71,6 +71,12 @@ pub use settings::{ArchiveFormat, BuildSettings, CompressionLevel};
 pub use shell::{ShellConfig, ShellExecutor};
 pub use sources::{Sources, WorkingTree};
 pub use steps::parse_go_duration;
+
+/// The job's timeout as Go prints a duration (`1h0m0s`), as gitlab-runner writes it into the
+/// `job.runner.gitlab.com/timeout` pod annotation.
+pub fn job_timeout_text(payload: &runnel_api::JobPayload) -> String {
+    steps::go_duration(variables::job_timeout(payload))
+}
 pub use store::{
     ArtifactStore, BoxFuture, CacheStore, LocalArtifactStore, LocalCacheStore, StoreError,
     sanitize_cache_key,

@@ -441,3 +441,25 @@ pub async fn run(make: MakeExecutor, project: &TestProject, payload: JobPayload)
 pub fn project_dir(project: &TestProject) -> PathBuf {
     project.path().join(".runnel/builds/acme/app")
 }
+
+/// The job an executor sees for `payload` run with `ctx` (directories and final variables), for
+/// unit tests of an executor's pure parts.
+pub fn prepared_job(
+    payload: runnel_api::JobPayload,
+    ctx: &JobContext,
+    executor: &'static str,
+) -> crate::PreparedJob {
+    crate::build::prepare_job(payload, ctx, executor, &crate::JobOverrides::default())
+}
+
+/// A trace without masking or sections that keeps its bytes, for unit tests of code that
+/// writes into one.
+pub fn trace(events: mpsc::UnboundedSender<JobEvent>) -> crate::Trace {
+    crate::Trace::new(
+        runnel_api::JobId(1),
+        events,
+        crate::mask::Masker::new([], []),
+        false,
+        crate::DEFAULT_OUTPUT_LIMIT,
+    )
+}

@@ -1,0 +1,438 @@
+//! [`KubernetesExecutor`]: the [`Executor`] that runs a job in a pod and deletes everything it
+//! made when the job ends.
+
+use std::time::Duration;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+use runnel_api::{FailureReason, Image};
+use runnel_exec::{ExecError, Executor, PreparedJob, ScriptEnd, StageRun, Trace};
+
+use crate::connect;
+use crate::error::{KubeError, is_not_found};
+use crate::names::{JOB_LABEL, MANAGED_LABEL, RUNNER_LABEL, glob_matches, sanitize_label, unique_name};
+use crate::overwrites::overwrites;
+use crate::pod::{PodPlan, dns_policy_error, pod, project_unique_name};
+use crate::remote::PodRef;
+use crate::settings::KubeSettings;
+use crate::stage;
+use crate::watch::wait_for_running;
+
+/// How long deleting what a job created may take at most.
+const CLEANUP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Runs a job in a pod of its image with its services, through the Kubernetes API.
+#[derive(Debug)]
+pub struct KubernetesExecutor {
+    settings: KubeSettings,
+    /// How long a canceled script gets between SIGTERM and SIGKILL.
+    kill_grace: Duration,
+    running: Option<Running>,
+}
+
+/// What one job created.
+#[derive(Debug)]
+pub(crate) struct Running {
+    pub(crate) pod: PodRef,
+    pub(crate) secrets: Api<Secret>,
+    pub(crate) created_pod: bool,
+    pub(crate) created_secrets: Vec<String>,
+    pub(crate) legacy_exec: bool,
+    pub(crate) grace: Option<i64>,
+    pub(crate) poll_interval: Duration,
+    /// A stage's output ends with this marker and its exit code (attach strategy).
+    pub(crate) marker: String,
+    /// Owner of copied files in the pod (the build container's user, when set).
+    pub(crate) owner: Option<String>,
+}
+
+impl KubernetesExecutor {
+    /// A Kubernetes executor with `settings`; the API server is contacted in `prepare`.
+    pub fn new(settings: KubeSettings, kill_grace: Duration) -> Self {
+        Self {
+            settings,
+            kill_grace,
+            running: None,
+        }
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &KubeSettings {
+        &self.settings
+    }
+
+    async fn prepare_job(&mut self, job: &PreparedJob, trace: &mut Trace) -> Result<(), KubeError> {
+        let settings = &self.settings;
+        let mut notes = Vec::new();
+        let overwrites = overwrites(settings, &job.variables, &mut notes).map_err(|err| {
+            KubeError::Job {
+                reason: FailureReason::RunnerSystemFailure,
+                message: format!("couldn't prepare overwrites: {err}"),
+            }
+        })?;
+        for note in notes {
+            trace.println(&note);
+        }
+        let image = job_image(job, settings)?;
+        let services = services(job, settings)?;
+        let legacy_exec = job.variables.bool("FF_USE_LEGACY_KUBERNETES_EXECUTION_STRATEGY");
+        let config = connect::client_config(&settings.connection, overwrites.bearer_token.as_deref())
+            .await?;
+        let default_namespace = config.default_namespace.clone();
+        let (client, host) = connect::client(config)?;
+        let namespace = overwrites
+            .namespace
+            .clone()
+            .filter(|ns| !ns.is_empty())
+            .unwrap_or(default_namespace);
+        trace.println(&format!("Using Kubernetes namespace: {namespace}"));
+        trace.println(&format!(
+            "Using Kubernetes executor with image {image} ..."
+        ));
+        if legacy_exec {
+            trace.println("Using legacy execution strategy (FF_USE_LEGACY_KUBERNETES_EXECUTION_STRATEGY)");
+        } else {
+            trace.println("Using attach strategy to execute scripts...");
+        }
+        if let Some(warning) = dns_policy_error(settings.dns_policy.as_deref()) {
+            trace.warning(&warning);
+        }
+        let name = unique_name(&project_unique_name(job));
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+        let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
+        let mut running = Running {
+            pod: PodRef {
+                api: pods.clone(),
+                name: name.clone(),
+                host: host.clone(),
+            },
+            secrets: secrets.clone(),
+            created_pod: false,
+            created_secrets: Vec::new(),
+            legacy_exec,
+            grace: settings.cleanup_grace_period_seconds,
+            poll_interval: settings.poll_interval,
+            marker: format!("runnel-stage-end-{}", unique_name("m")),
+            owner: build_owner(settings),
+        };
+        let credentials = credentials_secret(job, settings, &format!("{name}-registry"));
+        if let Some(secret) = &credentials {
+            secrets
+                .create(&PostParams::default(), secret)
+                .await
+                .map_err(|source| KubeError::Api {
+                    action: format!("create secret `{name}-registry` in namespace `{namespace}`"),
+                    host: host.clone(),
+                    source,
+                })?;
+            running.created_secrets.push(format!("{name}-registry"));
+        }
+        // Whatever happens from here on, `cleanup` deletes what was created.
+        self.running = Some(running);
+        let plan = PodPlan {
+            settings,
+            overwrites: &overwrites,
+            job,
+            name: name.clone(),
+            namespace: namespace.clone(),
+            image,
+            services,
+            credentials_secret: credentials.map(|_| format!("{name}-registry")),
+            legacy_exec,
+        };
+        let spec = pod(&plan);
+        let created = pods
+            .create(&PostParams::default(), &spec)
+            .await
+            .map_err(|source| KubeError::Api {
+                action: format!("create pod `{name}` in namespace `{namespace}`"),
+                host: host.clone(),
+                source,
+            })?;
+        if let Some(running) = self.running.as_mut() {
+            running.created_pod = true;
+        }
+        self.own_secrets(&created).await;
+        let running = self.running.as_ref().ok_or(KubeError::NotPrepared)?;
+        wait_for_running(&running.pod, &namespace, settings, trace).await?;
+        Ok(())
+    }
+
+    /// Makes the pod the owner of the secrets made for it, so deleting the pod deletes them
+    /// (gitlab-runner `setOwnerReferencesForResources`). A failure only costs that safety net.
+    async fn own_secrets(&self, created: &Pod) {
+        let (Some(running), Some(uid)) = (&self.running, created.metadata.uid.as_ref()) else {
+            return;
+        };
+        let owner = OwnerReference {
+            api_version: "v1".to_owned(),
+            kind: "Pod".to_owned(),
+            name: running.pod.name.clone(),
+            uid: uid.clone(),
+            controller: None,
+            block_owner_deletion: None,
+        };
+        let patch = serde_json::json!({"metadata": {"ownerReferences": [owner]}});
+        for name in &running.created_secrets {
+            if let Err(err) = running
+                .secrets
+                .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
+                tracing::warn!(secret = %name, error = %err, "cannot set the owner of a secret");
+            }
+        }
+    }
+}
+
+/// The build container's user (`uid:gid`) from the security contexts, for copied files.
+fn build_owner(settings: &KubeSettings) -> Option<String> {
+    let context = &settings.build_container_security_context;
+    let pod = &settings.pod_security_context;
+    let uid = context.run_as_user.or(pod.run_as_user)?;
+    let gid = context.run_as_group.or(pod.run_as_group).unwrap_or(uid);
+    Some(format!("{uid}:{gid}"))
+}
+
+/// The job's image (expanded) or the runner's `image`, checked against `allowed_images`.
+fn job_image(job: &PreparedJob, settings: &KubeSettings) -> Result<String, KubeError> {
+    let named = job
+        .payload
+        .image
+        .as_ref()
+        .map(|image| job.variables.expand(&image.name))
+        .filter(|name| !name.trim().is_empty());
+    match named {
+        Some(name) => {
+            let internal = settings.image.as_deref().map(|i| job.variables.expand(i));
+            allowed(&name, "images", &settings.allowed_images, internal.as_deref())?;
+            Ok(name)
+        }
+        None => settings
+            .image
+            .clone()
+            .filter(|i| !i.is_empty())
+            .ok_or_else(|| KubeError::Job {
+                reason: FailureReason::RunnerSystemFailure,
+                message: "no image specified to run the job in: set `image:` in the job or \
+                          `image` in `[runners.kubernetes]`"
+                    .to_owned(),
+            }),
+    }
+}
+
+/// gitlab-runner `VerifyAllowedImage`.
+fn allowed(
+    image: &str,
+    option: &str,
+    patterns: &[String],
+    internal: Option<&str>,
+) -> Result<(), KubeError> {
+    if patterns.is_empty()
+        || internal == Some(image)
+        || patterns.iter().any(|p| glob_matches(p, image))
+    {
+        return Ok(());
+    }
+    Err(KubeError::Job {
+        reason: FailureReason::RunnerSystemFailure,
+        message: format!(
+            "the {image:?} image is not present on list of allowed {option}: {}",
+            patterns.join(", ")
+        ),
+    })
+}
+
+/// The runner's services, then the job's, names expanded and checked against
+/// `allowed_services`.
+fn services(job: &PreparedJob, settings: &KubeSettings) -> Result<Vec<Image>, KubeError> {
+    let mut services = Vec::new();
+    for service in &settings.services {
+        let mut service = service.clone();
+        service.name = job.variables.expand(&service.name);
+        services.push(service);
+    }
+    for service in &job.payload.services {
+        let mut service = service.clone();
+        service.name = job.variables.expand(&service.name);
+        allowed(&service.name, "services", &settings.allowed_services, None)?;
+        services.push(service);
+    }
+    Ok(services)
+}
+
+/// A `kubernetes.io/dockerconfigjson` secret with the job's registry credentials
+/// (gitlab-runner `setupCredentials`), or `None` when it has none.
+fn credentials_secret(job: &PreparedJob, settings: &KubeSettings, name: &str) -> Option<Secret> {
+    let auths: serde_json::Map<String, serde_json::Value> = job
+        .payload
+        .credentials
+        .iter()
+        .filter(|c| c.kind == "registry")
+        .map(|c| {
+            (
+                c.url.clone(),
+                serde_json::json!({"username": c.username, "password": c.password}),
+            )
+        })
+        .collect();
+    if auths.is_empty() {
+        return None;
+    }
+    let config = serde_json::json!({ "auths": auths }).to_string();
+    Some(Secret {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            labels: Some(
+                [
+                    (MANAGED_LABEL.to_owned(), "true".to_owned()),
+                    (
+                        RUNNER_LABEL.to_owned(),
+                        sanitize_label(&settings.runner_short_token),
+                    ),
+                    (JOB_LABEL.to_owned(), job.payload.id.0.to_string()),
+                ]
+                .into(),
+            ),
+            ..ObjectMeta::default()
+        },
+        type_: Some("kubernetes.io/dockerconfigjson".to_owned()),
+        data: Some([(".dockerconfigjson".to_owned(), ByteString(config.into_bytes()))].into()),
+        ..Secret::default()
+    })
+}
+
+impl Executor for KubernetesExecutor {
+    fn name(&self) -> &'static str {
+        "kubernetes"
+    }
+
+    fn prepare<'a>(
+        &'a mut self,
+        job: &'a PreparedJob,
+        trace: &'a mut Trace,
+    ) -> runnel_exec::BoxFuture<'a, Result<(), ExecError>> {
+        Box::pin(async move { self.prepare_job(job, trace).await.map_err(ExecError::from) })
+    }
+
+    fn run<'a>(
+        &'a mut self,
+        job: &'a PreparedJob,
+        stage: StageRun,
+        trace: &'a mut Trace,
+    ) -> runnel_exec::BoxFuture<'a, Result<ScriptEnd, ExecError>> {
+        let grace = self.kill_grace;
+        Box::pin(async move {
+            let running = self.running.as_ref().ok_or(KubeError::NotPrepared)?;
+            Ok(stage::run_stage(running, job, stage, trace, grace).await?)
+        })
+    }
+
+    fn push_dirs<'a>(
+        &'a mut self,
+        job: &'a PreparedJob,
+        trace: &'a mut Trace,
+    ) -> runnel_exec::BoxFuture<'a, Result<(), ExecError>> {
+        let _ = trace;
+        Box::pin(async move {
+            let running = self.running.as_ref().ok_or(KubeError::NotPrepared)?;
+            Ok(stage::push(running, job).await?)
+        })
+    }
+
+    fn pull_dirs<'a>(
+        &'a mut self,
+        job: &'a PreparedJob,
+        trace: &'a mut Trace,
+    ) -> runnel_exec::BoxFuture<'a, Result<(), ExecError>> {
+        let _ = trace;
+        Box::pin(async move {
+            let running = self.running.as_ref().ok_or(KubeError::NotPrepared)?;
+            Ok(stage::pull(running, job).await?)
+        })
+    }
+
+    fn cleanup<'a>(&'a mut self, _job: &'a PreparedJob) -> runnel_exec::BoxFuture<'a, ()> {
+        Box::pin(async move {
+            if let Some(running) = self.running.take() {
+                let _ = tokio::time::timeout(CLEANUP_TIMEOUT, delete(running)).await;
+            }
+        })
+    }
+}
+
+impl Drop for KubernetesExecutor {
+    /// A job future dropped before `cleanup` (a runner stopped mid-job) still deletes what it
+    /// made, on the runtime if one is running.
+    fn drop(&mut self) {
+        if let (Some(running), Ok(runtime)) =
+            (self.running.take(), tokio::runtime::Handle::try_current())
+        {
+            runtime.spawn(async move {
+                let _ = tokio::time::timeout(CLEANUP_TIMEOUT, delete(running)).await;
+            });
+        }
+    }
+}
+
+/// Deletes the pod (with `cleanup_grace_period_seconds`) and the secrets made for it; what is
+/// already gone is fine.
+async fn delete(running: Running) {
+    let mut params = DeleteParams::background();
+    if let Some(grace) = running.grace.and_then(|g| u32::try_from(g).ok()) {
+        params = params.grace_period(grace);
+    }
+    if running.created_pod
+        && let Err(err) = running.pod.api.delete(&running.pod.name, &params).await
+        && !is_not_found(&err)
+    {
+        tracing::warn!(pod = %running.pod.name, error = %err, "cannot delete the job's pod");
+    }
+    for name in &running.created_secrets {
+        if let Err(err) = running.secrets.delete(name, &DeleteParams::background()).await
+            && !is_not_found(&err)
+        {
+            tracing::warn!(secret = %name, error = %err, "cannot delete the job's secret");
+        }
+    }
+}
+
+/// Deletes the pods and secrets that runner `short_token` left in `namespace` (label
+/// `runnel.dev/runner`), e.g. when the daemon was killed; returns how many were deleted. Call
+/// it only when none of that runner's jobs is running.
+pub async fn remove_leftovers(
+    client: Client,
+    namespace: &str,
+    short_token: &str,
+) -> Result<usize, kube::Error> {
+    let selector = format!(
+        "{MANAGED_LABEL}=true,{RUNNER_LABEL}={}",
+        sanitize_label(short_token)
+    );
+    let params = kube::api::ListParams::default().labels(&selector);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let secrets: Api<Secret> = Api::namespaced(client, namespace);
+    let mut removed = 0;
+    for pod in pods.list(&params).await? {
+        if let Some(name) = pod.metadata.name {
+            match pods.delete(&name, &DeleteParams::background()).await {
+                Ok(_) => removed += 1,
+                Err(err) if is_not_found(&err) => {}
+                Err(err) => return Err(err),
+            }
+        }
+    }
+    for secret in secrets.list(&params).await? {
+        if let Some(name) = secret.metadata.name {
+            match secrets.delete(&name, &DeleteParams::background()).await {
+                Ok(_) => removed += 1,
+                Err(err) if is_not_found(&err) => {}
+                Err(err) => return Err(err),
+            }
+        }
+    }
+    Ok(removed)
+}

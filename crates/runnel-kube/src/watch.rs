@@ -1,0 +1,155 @@
+//! Watching the pod: waiting until it runs (or fails to start: an image that cannot be pulled,
+//! `Pending` past `poll_timeout`), and noticing while a stage runs that it was deleted or
+//! evicted.
+//!
+//! GitLab: gitlab-runner `executors/kubernetes/util.go` (`waitForPodRunning`, `getPodPhase`,
+//! `checkIfImageCanBePulled`: `ErrImagePull`/`ImagePullBackOff` fail with
+//! `image_pull_failure`) and `kubernetes.go` `watchPodStatus`.
+
+use k8s_openapi::api::core::v1::Pod;
+use runnel_api::FailureReason;
+use runnel_exec::Trace;
+use tokio::time::Instant;
+
+use crate::error::KubeError;
+use crate::remote::PodRef;
+use crate::settings::KubeSettings;
+
+/// Container waiting reasons that mean the image will not come.
+const PULL_FAILURES: &[&str] = &[
+    "ErrImagePull",
+    "ImagePullBackOff",
+    "InvalidImageName",
+    "ErrImageNeverPull",
+];
+
+/// Polls the pod every `poll_interval` until it is `Running`; prints gitlab-runner's
+/// "Waiting for pod …" lines meanwhile.
+pub(crate) async fn wait_for_running(
+    pod: &PodRef,
+    namespace: &str,
+    settings: &KubeSettings,
+    trace: &mut Trace,
+) -> Result<(), KubeError> {
+    let deadline = Instant::now() + settings.poll_timeout;
+    loop {
+        let current = get(pod).await?;
+        let Some(current) = current else {
+            return Err(KubeError::Pod(format!(
+                "pod `{namespace}/{}` was deleted before it started",
+                pod.name
+            )));
+        };
+        let status = current.status.as_ref();
+        let phase = status.and_then(|s| s.phase.as_deref()).unwrap_or("Pending");
+        match phase {
+            "Running" => return Ok(()),
+            "Succeeded" | "Failed" => {
+                return Err(KubeError::Pod(format!(
+                    "pod `{namespace}/{}` is {phase} before the job ran{}",
+                    pod.name,
+                    reason_text(&current)
+                )));
+            }
+            _ => {}
+        }
+        if let Some((container, reason, message)) = pull_failure(&current) {
+            return Err(KubeError::Job {
+                reason: FailureReason::ImagePullFailure,
+                message: format!(
+                    "prepare environment: waiting for pod running: pulling image of container \
+                     {container:?}: {reason}: {message}"
+                ),
+            });
+        }
+        trace.println(&format!(
+            "Waiting for pod {namespace}/{} to be running, status is {phase}",
+            pod.name
+        ));
+        for (container, reason, message) in waiting(&current) {
+            trace.println(&format!("\t{container}: {reason} {message:?}"));
+        }
+        if Instant::now() >= deadline {
+            return Err(KubeError::Pod(format!(
+                "timed out waiting for pod `{namespace}/{}` to start: still {phase} after {}s \
+                 (`poll_timeout`)",
+                pod.name,
+                settings.poll_timeout.as_secs()
+            )));
+        }
+        tokio::time::sleep_until(deadline.min(Instant::now() + settings.poll_interval)).await;
+    }
+}
+
+/// Why the pod can no longer run the job: deleted, or `Failed`/`Succeeded` (evicted, killed).
+/// `None` while it runs.
+pub(crate) async fn gone(pod: &PodRef) -> Result<Option<String>, KubeError> {
+    let Some(current) = get(pod).await? else {
+        return Ok(Some(format!("pod `{}` was deleted while the job ran", pod.name)));
+    };
+    if current.metadata.deletion_timestamp.is_some() {
+        return Ok(Some(format!(
+            "pod `{}` is being deleted while the job runs",
+            pod.name
+        )));
+    }
+    let phase = current
+        .status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .unwrap_or("Pending");
+    Ok(matches!(phase, "Failed" | "Succeeded").then(|| {
+        format!(
+            "pod `{}` is {phase} while the job runs{}",
+            pod.name,
+            reason_text(&current)
+        )
+    }))
+}
+
+async fn get(pod: &PodRef) -> Result<Option<Pod>, KubeError> {
+    pod.api
+        .get_opt(&pod.name)
+        .await
+        .map_err(|source| KubeError::Api {
+            action: format!("get pod `{}`", pod.name),
+            host: pod.host.clone(),
+            source,
+        })
+}
+
+fn reason_text(pod: &Pod) -> String {
+    let status = pod.status.as_ref();
+    let reason = status.and_then(|s| s.reason.as_deref()).unwrap_or_default();
+    let message = status.and_then(|s| s.message.as_deref()).unwrap_or_default();
+    match (reason.is_empty(), message.is_empty()) {
+        (true, true) => String::new(),
+        (false, true) => format!(": {reason}"),
+        (true, false) => format!(": {message}"),
+        (false, false) => format!(": {reason}: {message}"),
+    }
+}
+
+/// The waiting containers: name, reason, message.
+fn waiting(pod: &Pod) -> Vec<(String, String, String)> {
+    let status = pod.status.as_ref();
+    status
+        .and_then(|s| s.container_statuses.as_ref())
+        .into_iter()
+        .flatten()
+        .filter_map(|c| {
+            let waiting = c.state.as_ref()?.waiting.as_ref()?;
+            Some((
+                c.name.clone(),
+                waiting.reason.clone().unwrap_or_default(),
+                waiting.message.clone().unwrap_or_default(),
+            ))
+        })
+        .collect()
+}
+
+fn pull_failure(pod: &Pod) -> Option<(String, String, String)> {
+    waiting(pod)
+        .into_iter()
+        .find(|(_, reason, _)| PULL_FAILURES.contains(&reason.as_str()))
+}
