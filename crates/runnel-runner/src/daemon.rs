@@ -333,7 +333,7 @@ impl Daemon {
         let mut wanted = HashMap::new();
         for runner in &config.runners {
             if !self.shared.executor.supports(&runner.executor) {
-                tracing::error!(name = %runner.name, executor = %runner.executor, "skipping runner: runnel cannot run this executor yet (supported: shell, docker)");
+                tracing::error!(name = %runner.name, executor = %runner.executor, "skipping runner: runnel cannot run this executor yet (supported: shell, docker, custom, kubernetes)");
                 continue;
             }
             if runner.token.trim().is_empty() {

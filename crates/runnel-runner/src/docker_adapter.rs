@@ -263,7 +263,8 @@ impl JobExecutor for DockerJobExecutor {
 }
 
 /// The executors of `runnel run`: each `[[runners]]` entry's jobs go to the executor its
-/// `executor` names (`shell`, `docker`, `custom`).
+/// `executor` names (`shell`, `docker`, `custom`, and `kubernetes` with the `kubernetes`
+/// feature).
 #[derive(Debug, Clone, Default)]
 pub struct RunnerExecutors {
     /// `executor = "shell"`.
@@ -274,6 +275,9 @@ pub struct RunnerExecutors {
     pub custom: crate::custom_adapter::CustomJobExecutor,
     /// `executor = "ssh"`, `"virtualbox"`, `"parallels"`.
     pub remote: crate::ssh_adapter::RemoteJobExecutor,
+    /// `executor = "kubernetes"`.
+    #[cfg(feature = "kubernetes")]
+    pub kubernetes: crate::kube_adapter::KubeJobExecutor,
 }
 
 impl RunnerExecutors {
@@ -283,6 +287,10 @@ impl RunnerExecutors {
     }
 
     fn pick(&self, name: &str) -> &dyn JobExecutor {
+        #[cfg(feature = "kubernetes")]
+        if self.kubernetes.supports(name) {
+            return &self.kubernetes;
+        }
         if self.docker.supports(name) {
             &self.docker
         } else if self.custom.supports(name) {
@@ -297,6 +305,10 @@ impl RunnerExecutors {
 
 impl JobExecutor for RunnerExecutors {
     fn supports(&self, name: &str) -> bool {
+        #[cfg(feature = "kubernetes")]
+        if self.kubernetes.supports(name) {
+            return true;
+        }
         self.shell.supports(name)
             || self.docker.supports(name)
             || self.custom.supports(name)
@@ -312,6 +324,8 @@ impl JobExecutor for RunnerExecutors {
             self.docker.start_up(runners).await;
             self.custom.start_up(runners).await;
             self.remote.start_up(runners).await;
+            #[cfg(feature = "kubernetes")]
+            self.kubernetes.start_up(runners).await;
         })
     }
 

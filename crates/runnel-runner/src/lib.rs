@@ -13,6 +13,8 @@ pub mod docker_adapter;
 pub mod exec_adapter;
 pub mod executor;
 mod job;
+#[cfg(feature = "kubernetes")]
+pub mod kube_adapter;
 pub mod metrics;
 mod poller;
 pub mod register;

@@ -405,6 +405,8 @@ pub struct KubernetesConfig {
     pub poll_timeout: Option<i64>,
     /// Pod termination grace period.
     pub pod_termination_grace_period_seconds: Option<i64>,
+    /// The older name of `pod_termination_grace_period_seconds`.
+    pub termination_grace_period_seconds: Option<i64>,
     /// Cleanup grace period.
     pub cleanup_grace_period_seconds: Option<i64>,
     /// Cleanup timeout, a Go duration.

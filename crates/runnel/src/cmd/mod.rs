@@ -4,6 +4,7 @@ mod completions;
 mod config_file;
 mod exec;
 mod exec_remote;
+mod helper;
 mod lint;
 mod list;
 mod register;
@@ -61,6 +62,9 @@ enum Command {
     Completions(completions::CompletionsArgs),
     /// Print the manual page, or write all of them into a directory.
     Man(completions::ManArgs),
+    /// What the helper container of a Kubernetes job runs (not for direct use).
+    #[command(hide = true)]
+    Helper(helper::HelperArgs),
 }
 
 pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -68,6 +72,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let logging = || crate::log::Logging::init(&cli.log);
     match cli.command {
         Command::Lint(args) => lint::run(args),
+        Command::Helper(args) => helper::run(args),
         Command::Exec(args) => exec::run(args),
         Command::Register(args) => {
             logging()?;
