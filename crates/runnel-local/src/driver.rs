@@ -433,13 +433,11 @@ pub async fn run(
     reporter: &mut dyn Reporter,
 ) -> Summary {
     let options = pipeline.options();
+    let mut executor: crate::LocalExecutor = executor.into();
+    executor.kube = options.kubernetes.clone();
     let runner = Arc::new(
-        crate::executors::LocalRunner::new(
-            executor.into(),
-            &options.project_dir,
-            &options.state_dir,
-        )
-        .with_cache_stores(options.cache_stores.clone()),
+        crate::executors::LocalRunner::new(executor, &options.project_dir, &options.state_dir)
+            .with_cache_stores(options.cache_stores.clone()),
     );
     let log_dir = options.state_dir.join("logs");
     let records = pipeline.records();

@@ -42,6 +42,10 @@ pub enum ExecutorKind {
     /// Each job in a Parallels VM made from `[runners.parallels]` `base_name` of
     /// `--runner-config`, reached over SSH.
     Parallels,
+    /// Each job in a pod of its `image:`, with its `services:`, on the cluster of the current
+    /// kubeconfig context (`--kube-context`, `--namespace`); the project is copied into the pod.
+    #[cfg(feature = "kubernetes")]
+    Kubernetes,
 }
 
 /// An executor of `runnel exec` with its settings: the SSH login, the VM settings.
@@ -56,6 +60,8 @@ pub struct LocalExecutor {
     pub virtualbox: Option<runnel_exec::vm::VirtualBoxConfig>,
     /// The settings of `Parallels`.
     pub parallels: Option<runnel_exec::vm::ParallelsConfig>,
+    /// The cluster of `Kubernetes` (set from [`crate::PipelineOptions::kubernetes`]).
+    pub kube: crate::options::KubeTarget,
 }
 
 impl From<ExecutorKind> for LocalExecutor {
@@ -109,6 +115,11 @@ impl LocalExecutor {
                 config.owner.concurrent_id = slot.to_string_lossy().parse().unwrap_or(0);
                 Box::new(runnel_exec::vm::ParallelsExecutor::new(config))
             }
+            #[cfg(feature = "kubernetes")]
+            ExecutorKind::Kubernetes => Box::new(runnel_kube::KubernetesExecutor::new(
+                local_kube_settings(&self.kube),
+                ctx.kill_grace,
+            )),
             kind => kind.executor(project_dir, ctx),
         }
     }
@@ -134,6 +145,8 @@ impl ExecutorKind {
             ExecutorKind::Ssh | ExecutorKind::Virtualbox | ExecutorKind::Parallels => {
                 LocalExecutor::from(self).executor(project_dir, ctx)
             }
+            #[cfg(feature = "kubernetes")]
+            ExecutorKind::Kubernetes => LocalExecutor::from(self).executor(project_dir, ctx),
         }
     }
 
@@ -157,6 +170,8 @@ impl ExecutorKind {
                 notices
             }
             ExecutorKind::Docker => Vec::new(),
+            #[cfg(feature = "kubernetes")]
+            ExecutorKind::Kubernetes => Vec::new(),
             ExecutorKind::Ssh | ExecutorKind::Virtualbox | ExecutorKind::Parallels => {
                 let mut notices = Vec::new();
                 if self == ExecutorKind::Ssh
@@ -206,6 +221,20 @@ fn local_docker_config(project_dir: &Path) -> runnel_exec::docker::DockerConfig 
         ],
         ..DockerConfig::default()
     }
+}
+
+/// The Kubernetes settings of `runnel exec --executor kubernetes`: the kubeconfig's context
+/// (or `--kube-context`), images pulled only when missing.
+#[cfg(feature = "kubernetes")]
+fn local_kube_settings(target: &crate::options::KubeTarget) -> runnel_kube::KubeSettings {
+    let mut settings = runnel_kube::KubeSettings::new();
+    settings.connection.context.clone_from(&target.context);
+    settings.namespace.clone_from(&target.namespace);
+    settings.helper_image.clone_from(&target.helper_image);
+    settings.pull_policy = vec!["if-not-present".to_owned()];
+    settings.runner_name = "runnel exec".to_owned();
+    settings.runner_short_token = "local".to_owned();
+    settings
 }
 
 /// Runs planned jobs of the repository at `project_dir` with one [`ExecutorKind`].

@@ -50,7 +50,7 @@ pub use executors::{ExecutorKind, LocalExecutor};
 pub use git::{git_line, project_from_remote};
 pub use load::{Excluded, LoadError};
 pub use local_pipeline::{Change, JobEnd, LocalPipeline};
-pub use options::{CacheStoreFn, CacheStores, PipelineOptions, Selection};
+pub use options::{CacheStoreFn, CacheStores, KubeTarget, PipelineOptions, Selection};
 pub use report::{Event, JobRecord, Reporter, Summary};
 pub use select::SelectError;
 pub use trace::TraceLine;

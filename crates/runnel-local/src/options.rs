@@ -45,6 +45,20 @@ pub struct PipelineOptions {
     pub run_excluded: Vec<String>,
     /// Where jobs keep caches; `None`: the local cache under `state_dir`.
     pub cache_stores: Option<CacheStores>,
+    /// Where `--executor kubernetes` sends the jobs.
+    pub kubernetes: KubeTarget,
+}
+
+/// The cluster of `runnel exec --executor kubernetes`: the kubeconfig's current context and its
+/// namespace unless given.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KubeTarget {
+    /// `--kube-context`: a kubeconfig context instead of the current one.
+    pub context: Option<String>,
+    /// `--namespace`: the namespace of the job pods instead of the context's.
+    pub namespace: Option<String>,
+    /// `--kube-helper-image`: the helper image instead of `runnel/helper:latest`.
+    pub helper_image: Option<String>,
 }
 
 /// Which jobs of the pipeline run. The default runs all of them.

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 
 use clap::ValueEnum as _;
-use runnel_local::{ExecutorKind, PipelineOptions, Selection};
+use runnel_local::{ExecutorKind, KubeTarget, PipelineOptions, Selection};
 
 use crate::exec::{self, Options};
 use crate::user_error::ResultExt as _;
@@ -52,6 +52,16 @@ pub(crate) struct ExecArgs {
     executor: ExecutorKind,
     #[command(flatten)]
     remote: Box<super::exec_remote::RemoteArgs>,
+    /// With `--executor kubernetes`: the kubeconfig context (default: the current one).
+    #[arg(long, value_name = "CONTEXT")]
+    kube_context: Option<String>,
+    /// With `--executor kubernetes`: the namespace of the job pods (default: the context's).
+    #[arg(long, value_name = "NAMESPACE")]
+    namespace: Option<String>,
+    /// With `--executor kubernetes`: the helper image (default: `runnel/helper:latest`, built by
+    /// `scripts/kube-helper-image.sh`).
+    #[arg(long, value_name = "IMAGE")]
+    kube_helper_image: Option<String>,
     /// List the jobs of the pipeline and exit.
     #[arg(long)]
     list: bool,
@@ -107,6 +117,11 @@ pub(crate) fn run(args: ExecArgs) -> anyhow::Result<ExitCode> {
             args.jobs.clone()
         } else {
             Vec::new()
+        },
+        kubernetes: KubeTarget {
+            context: args.kube_context.clone(),
+            namespace: args.namespace.clone(),
+            helper_image: args.kube_helper_image.clone(),
         },
         ..PipelineOptions::default()
     };
@@ -191,6 +206,15 @@ fn rerun_prefix(args: &ExecArgs) -> String {
         && let Some(value) = args.executor.to_possible_value()
     {
         words.extend(["--executor".to_owned(), value.get_name().to_owned()]);
+    }
+    for (flag, value) in [
+        ("--kube-context", &args.kube_context),
+        ("--namespace", &args.namespace),
+        ("--kube-helper-image", &args.kube_helper_image),
+    ] {
+        if let Some(value) = value {
+            words.extend([flag.to_owned(), shell_quote(value)]);
+        }
     }
     if let Some(dir) = &args.dir {
         words.extend(["-C".to_owned(), shell_quote(&dir.display().to_string())]);
