@@ -16,7 +16,9 @@ use crate::settings::Connection;
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
     /// No kubeconfig and not inside a cluster, or a broken kubeconfig.
-    #[error("failed to load the Kubernetes configuration (kubeconfig or in-cluster service account)")]
+    #[error(
+        "failed to load the Kubernetes configuration (kubeconfig or in-cluster service account)"
+    )]
     Config(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// A certificate, key or CA file could not be read.
     #[error("failed to read `{path}`")]
@@ -58,9 +60,8 @@ pub async fn client_config(
                 Ok(kubeconfig) => Config::from_custom_kubeconfig(kubeconfig, &options)
                     .await
                     .map_err(|err| ConnectError::Config(Box::new(err)))?,
-                Err(kubeconfig_error) => Config::incluster().map_err(|_| {
-                    ConnectError::Config(Box::new(kubeconfig_error))
-                })?,
+                Err(kubeconfig_error) => Config::incluster()
+                    .map_err(|_| ConnectError::Config(Box::new(kubeconfig_error)))?,
             }
         }
     };
@@ -80,9 +81,13 @@ async fn explicit(connection: &Connection, host: &str) -> Result<Config, Connect
     if !valid {
         return Err(ConnectError::Host(host.to_owned()));
     }
-    for path in [&connection.ca_file, &connection.cert_file, &connection.key_file]
-        .into_iter()
-        .flatten()
+    for path in [
+        &connection.ca_file,
+        &connection.cert_file,
+        &connection.key_file,
+    ]
+    .into_iter()
+    .flatten()
     {
         std::fs::metadata(path).map_err(|source| ConnectError::File {
             path: path.display().to_string(),

@@ -13,7 +13,9 @@ use runnel_exec::{ExecError, Executor, PreparedJob, ScriptEnd, StageRun, Trace};
 
 use crate::connect;
 use crate::error::{KubeError, is_not_found};
-use crate::names::{JOB_LABEL, MANAGED_LABEL, RUNNER_LABEL, glob_matches, sanitize_label, unique_name};
+use crate::names::{
+    JOB_LABEL, MANAGED_LABEL, RUNNER_LABEL, glob_matches, sanitize_label, unique_name,
+};
 use crate::overwrites::overwrites;
 use crate::pod::{PodPlan, dns_policy_error, pod, project_unique_name};
 use crate::remote::PodRef;
@@ -67,20 +69,22 @@ impl KubernetesExecutor {
     async fn prepare_job(&mut self, job: &PreparedJob, trace: &mut Trace) -> Result<(), KubeError> {
         let settings = &self.settings;
         let mut notes = Vec::new();
-        let overwrites = overwrites(settings, &job.variables, &mut notes).map_err(|err| {
-            KubeError::Job {
+        let overwrites =
+            overwrites(settings, &job.variables, &mut notes).map_err(|err| KubeError::Job {
                 reason: FailureReason::RunnerSystemFailure,
                 message: format!("couldn't prepare overwrites: {err}"),
-            }
-        })?;
+            })?;
         for note in notes {
             trace.println(&note);
         }
         let image = job_image(job, settings)?;
         let services = services(job, settings)?;
-        let legacy_exec = job.variables.bool("FF_USE_LEGACY_KUBERNETES_EXECUTION_STRATEGY");
-        let config = connect::client_config(&settings.connection, overwrites.bearer_token.as_deref())
-            .await?;
+        let legacy_exec = job
+            .variables
+            .bool("FF_USE_LEGACY_KUBERNETES_EXECUTION_STRATEGY");
+        let config =
+            connect::client_config(&settings.connection, overwrites.bearer_token.as_deref())
+                .await?;
         let default_namespace = config.default_namespace.clone();
         let (client, host) = connect::client(config)?;
         let namespace = overwrites
@@ -89,11 +93,11 @@ impl KubernetesExecutor {
             .filter(|ns| !ns.is_empty())
             .unwrap_or(default_namespace);
         trace.println(&format!("Using Kubernetes namespace: {namespace}"));
-        trace.println(&format!(
-            "Using Kubernetes executor with image {image} ..."
-        ));
+        trace.println(&format!("Using Kubernetes executor with image {image} ..."));
         if legacy_exec {
-            trace.println("Using legacy execution strategy (FF_USE_LEGACY_KUBERNETES_EXECUTION_STRATEGY)");
+            trace.println(
+                "Using legacy execution strategy (FF_USE_LEGACY_KUBERNETES_EXECUTION_STRATEGY)",
+            );
         } else {
             trace.println("Using attach strategy to execute scripts...");
         }
@@ -208,7 +212,12 @@ fn job_image(job: &PreparedJob, settings: &KubeSettings) -> Result<String, KubeE
     match named {
         Some(name) => {
             let internal = settings.image.as_deref().map(|i| job.variables.expand(i));
-            allowed(&name, "images", &settings.allowed_images, internal.as_deref())?;
+            allowed(
+                &name,
+                "images",
+                &settings.allowed_images,
+                internal.as_deref(),
+            )?;
             Ok(name)
         }
         None => settings
@@ -300,7 +309,13 @@ fn credentials_secret(job: &PreparedJob, settings: &KubeSettings, name: &str) ->
             ..ObjectMeta::default()
         },
         type_: Some("kubernetes.io/dockerconfigjson".to_owned()),
-        data: Some([(".dockerconfigjson".to_owned(), ByteString(config.into_bytes()))].into()),
+        data: Some(
+            [(
+                ".dockerconfigjson".to_owned(),
+                ByteString(config.into_bytes()),
+            )]
+            .into(),
+        ),
         ..Secret::default()
     })
 }
@@ -392,7 +407,10 @@ async fn delete(running: Running) {
         tracing::warn!(pod = %running.pod.name, error = %err, "cannot delete the job's pod");
     }
     for name in &running.created_secrets {
-        if let Err(err) = running.secrets.delete(name, &DeleteParams::background()).await
+        if let Err(err) = running
+            .secrets
+            .delete(name, &DeleteParams::background())
+            .await
             && !is_not_found(&err)
         {
             tracing::warn!(secret = %name, error = %err, "cannot delete the job's secret");

@@ -58,8 +58,7 @@ pub use executor::{KubernetesExecutor, remove_leftovers};
 pub use names::{JOB_LABEL, MANAGED_LABEL, RUNNER_LABEL};
 pub use overwrites::{OverwriteError, Overwrites, overwrites};
 pub use settings::{
-    Capabilities, Connection, ContainerResources, ContainerSecurityContext,
-    DEFAULT_HELPER_IMAGE, DEFAULT_POLL_INTERVAL, DEFAULT_POLL_TIMEOUT, EmptyDirVolume,
-    HostPathVolume, KeyedVolume, KubeSettings, PodSecurityContext, PvcVolume, Quantities,
-    Volumes,
+    Capabilities, Connection, ContainerResources, ContainerSecurityContext, DEFAULT_HELPER_IMAGE,
+    DEFAULT_POLL_INTERVAL, DEFAULT_POLL_TIMEOUT, EmptyDirVolume, HostPathVolume, KeyedVolume,
+    KubeSettings, PodSecurityContext, PvcVolume, Quantities, Volumes,
 };

@@ -152,7 +152,12 @@ mod tests {
         };
         assert_eq!(
             service_aliases(&service, "registry:5000/tutum/postgres:15"),
-            ["registry__tutum__postgres", "registry-tutum-postgres", "db", "pg"]
+            [
+                "registry__tutum__postgres",
+                "registry-tutum-postgres",
+                "db",
+                "pg"
+            ]
         );
     }
 }

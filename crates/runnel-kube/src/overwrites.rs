@@ -37,7 +37,9 @@ pub enum OverwriteError {
         message: String,
     },
     /// A resource above its maximum (gitlab-runner `overwriteTooHighError`).
-    #[error("the resource {resource:?} requested {requested:?} is higher than limit allowed {max:?}")]
+    #[error(
+        "the resource {resource:?} requested {requested:?} is higher than limit allowed {max:?}"
+    )]
     TooHigh {
         /// The variable.
         resource: String,
@@ -130,9 +132,12 @@ pub fn overwrites(
     if bearer_token.is_some() {
         notes.push("\"BearerToken\" overwritten with \"XXXXXXXX...\"".to_owned());
     }
-    let map = |prefix: &str, key: &'static str, base: &BTreeMap<String, String>, pattern: Option<&str>, notes: &mut Vec<String>| {
-        mapped(variables, prefix, key, base, pattern, notes)
-    };
+    let map =
+        |prefix: &str,
+         key: &'static str,
+         base: &BTreeMap<String, String>,
+         pattern: Option<&str>,
+         notes: &mut Vec<String>| { mapped(variables, prefix, key, base, pattern, notes) };
     let pod_labels = map(
         "KUBERNETES_POD_LABELS_",
         "pod_labels_overwrite_allowed",
@@ -270,7 +275,10 @@ fn tolerations(
             });
         }
         let (key, effect) = value.split_once(':').unwrap_or((value.as_str(), ""));
-        notes.push(format!("{} {key:?} overwritten with {effect:?}", variable.key));
+        notes.push(format!(
+            "{} {key:?} overwritten with {effect:?}",
+            variable.key
+        ));
         values.insert(key.to_owned(), effect.to_owned());
     }
     Ok(values)
@@ -284,14 +292,25 @@ fn resources(
     prefix: &str,
     notes: &mut Vec<String>,
 ) -> Result<(Quantities, Quantities), OverwriteError> {
-    let one = |kind: &str, value: &Option<String>, max: &Option<String>, notes: &mut Vec<String>| {
-        let name = format!("{prefix}{kind}");
-        let overwrite = variables.get(&name).filter(|v| !v.is_empty());
-        capped(&name, value.clone(), max.as_deref(), overwrite, notes)
-    };
+    let one =
+        |kind: &str, value: &Option<String>, max: &Option<String>, notes: &mut Vec<String>| {
+            let name = format!("{prefix}{kind}");
+            let overwrite = variables.get(&name).filter(|v| !v.is_empty());
+            capped(&name, value.clone(), max.as_deref(), overwrite, notes)
+        };
     let limits = Quantities {
-        cpu: one("CPU_LIMIT", &config.limits.cpu, &config.limits_max.cpu, notes)?,
-        memory: one("MEMORY_LIMIT", &config.limits.memory, &config.limits_max.memory, notes)?,
+        cpu: one(
+            "CPU_LIMIT",
+            &config.limits.cpu,
+            &config.limits_max.cpu,
+            notes,
+        )?,
+        memory: one(
+            "MEMORY_LIMIT",
+            &config.limits.memory,
+            &config.limits_max.memory,
+            notes,
+        )?,
         ephemeral_storage: one(
             "EPHEMERAL_STORAGE_LIMIT",
             &config.limits.ephemeral_storage,
@@ -300,7 +319,12 @@ fn resources(
         )?,
     };
     let requests = Quantities {
-        cpu: one("CPU_REQUEST", &config.requests.cpu, &config.requests_max.cpu, notes)?,
+        cpu: one(
+            "CPU_REQUEST",
+            &config.requests.cpu,
+            &config.requests_max.cpu,
+            notes,
+        )?,
         memory: one(
             "MEMORY_REQUEST",
             &config.requests.memory,

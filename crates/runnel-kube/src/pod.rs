@@ -92,7 +92,10 @@ pub(crate) fn scripts_dir(job: &PreparedJob) -> String {
 pub(crate) fn pod(plan: &PodPlan<'_>) -> Pod {
     let settings = plan.settings;
     let mounts = volume_mounts(plan);
-    let mut containers = vec![build_container(plan, &mounts), helper_container(plan, &mounts)];
+    let mut containers = vec![
+        build_container(plan, &mounts),
+        helper_container(plan, &mounts),
+    ];
     for (index, service) in plan.services.iter().enumerate() {
         containers.push(service_container(plan, index, service, &mounts));
     }
@@ -220,10 +223,7 @@ fn labels(plan: &PodPlan<'_>) -> BTreeMap<String, String> {
     }
     let fixed = [
         ("pod", unique.clone()),
-        (
-            "project.runner.gitlab.com/id",
-            info.project_id.to_string(),
-        ),
+        ("project.runner.gitlab.com/id", info.project_id.to_string()),
         (
             "project.runner.gitlab.com/namespace-id",
             var("CI_PROJECT_NAMESPACE_ID"),
@@ -272,10 +272,16 @@ fn annotations(plan: &PodPlan<'_>) -> BTreeMap<String, String> {
     let payload = &job.payload;
     let timeout = runnel_exec::job_timeout_text(payload);
     let mut annotations = BTreeMap::from([
-        ("job.runner.gitlab.com/id".to_owned(), payload.id.0.to_string()),
+        (
+            "job.runner.gitlab.com/id".to_owned(),
+            payload.id.0.to_string(),
+        ),
         (
             "job.runner.gitlab.com/url".to_owned(),
-            job.variables.get("CI_JOB_URL").unwrap_or_default().to_owned(),
+            job.variables
+                .get("CI_JOB_URL")
+                .unwrap_or_default()
+                .to_owned(),
         ),
         (
             "job.runner.gitlab.com/sha".to_owned(),
@@ -888,15 +894,13 @@ mod tests {
         settings.namespace_overwrite_allowed = Some("^ci-.*".to_owned());
         settings.pod_labels_overwrite_allowed = Some(".*".to_owned());
         settings.node_selector_overwrite_allowed = Some(".*".to_owned());
-        let job = job(
-            payload()
-                .var("KUBERNETES_NAMESPACE_OVERWRITE", "ci-$CI_PROJECT_NAMESPACE")
-                .var("KUBERNETES_CPU_LIMIT", "3")
-                .var("KUBERNETES_MEMORY_REQUEST", "1Gi")
-                .var("KUBERNETES_POD_LABELS_1", "tier=fast")
-                .var("KUBERNETES_NODE_SELECTOR_ZONE", "zone=a")
-                .build(),
-        );
+        let job = job(payload()
+            .var("KUBERNETES_NAMESPACE_OVERWRITE", "ci-$CI_PROJECT_NAMESPACE")
+            .var("KUBERNETES_CPU_LIMIT", "3")
+            .var("KUBERNETES_MEMORY_REQUEST", "1Gi")
+            .var("KUBERNETES_POD_LABELS_1", "tier=fast")
+            .var("KUBERNETES_NODE_SELECTOR_ZONE", "zone=a")
+            .build());
         let mut notes = Vec::new();
         let o = overwrites(&settings, &job.variables, &mut notes).expect("overwrites");
         assert_eq!(o.namespace.as_deref(), Some("ci-acme"));
@@ -911,11 +915,9 @@ mod tests {
     #[test]
     fn forbidden_namespace_overwrite_is_refused() {
         let mut settings = settings();
-        let job = job(
-            payload()
-                .var("KUBERNETES_NAMESPACE_OVERWRITE", "kube-system")
-                .build(),
-        );
+        let job = job(payload()
+            .var("KUBERNETES_NAMESPACE_OVERWRITE", "kube-system")
+            .build());
         let err = overwrites(&settings, &job.variables, &mut Vec::new()).expect_err("refused");
         assert!(matches!(err, OverwriteError::NotAllowed { .. }));
         settings.namespace_overwrite_allowed = Some("^ci-.*".to_owned());

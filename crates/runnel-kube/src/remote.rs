@@ -37,7 +37,12 @@ impl PodRef {
         }
     }
 
-    fn stream_error(&self, action: &'static str, container: &str, source: std::io::Error) -> KubeError {
+    fn stream_error(
+        &self,
+        action: &'static str,
+        container: &str,
+        source: std::io::Error,
+    ) -> KubeError {
         KubeError::Stream {
             action,
             container: container.to_owned(),
@@ -60,7 +65,12 @@ impl PodRef {
         self.api
             .exec(&self.name, command, &params)
             .await
-            .map_err(|err| self.api_error(format!("exec in container `{container}` of pod `{}`", self.name), err))
+            .map_err(|err| {
+                self.api_error(
+                    format!("exec in container `{container}` of pod `{}`", self.name),
+                    err,
+                )
+            })
     }
 
     /// Attaches to the main process of `container`.
@@ -70,10 +80,12 @@ impl PodRef {
             .stdin(true)
             .stdout(true)
             .stderr(true);
-        self.api
-            .attach(&self.name, &params)
-            .await
-            .map_err(|err| self.api_error(format!("attach to container `{container}` of pod `{}`", self.name), err))
+        self.api.attach(&self.name, &params).await.map_err(|err| {
+            self.api_error(
+                format!("attach to container `{container}` of pod `{}`", self.name),
+                err,
+            )
+        })
     }
 
     /// Runs `command` in `container` with `input` on its standard input and returns its exit

@@ -27,7 +27,10 @@ use crate::watch;
 /// Where the running stage's shell records its pid: in the temporary directory on the builds
 /// volume, which every strategy mounts.
 fn pid_file(job: &PreparedJob) -> String {
-    job.tmp_dir.join(".runnel-stage.pid").to_string_lossy().into_owned()
+    job.tmp_dir
+        .join(".runnel-stage.pid")
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// Single-quotes `text` for `sh`.
@@ -303,7 +306,13 @@ async fn write_file(
         "unpack".to_owned(),
         dir.to_owned(),
     ];
-    helper(running, command, Some(&mut archive.as_slice()), &mut tokio::io::sink()).await
+    helper(
+        running,
+        command,
+        Some(&mut archive.as_slice()),
+        &mut tokio::io::sink(),
+    )
+    .await
 }
 
 /// Runs a `runnel helper` command in the helper container; a non-zero exit is an error with
@@ -365,7 +374,13 @@ pub(crate) async fn push(running: &Running, job: &PreparedJob) -> Result<(), Kub
         Ok(file)
     })
     .await
-    .map_err(|e| stream_error(running, "pack the project directory", std::io::Error::other(e)))?
+    .map_err(|e| {
+        stream_error(
+            running,
+            "pack the project directory",
+            std::io::Error::other(e),
+        )
+    })?
     .map_err(|e| stream_error(running, "pack the project directory", e))?;
     let mut command = vec![
         "runnel".to_owned(),
@@ -401,7 +416,13 @@ pub(crate) async fn pull(running: &Running, job: &PreparedJob) -> Result<(), Kub
         transfer::unpack(std::io::BufReader::new(file), &parent, None)
     })
     .await
-    .map_err(|e| stream_error(running, "unpack the project directory", std::io::Error::other(e)))?
+    .map_err(|e| {
+        stream_error(
+            running,
+            "unpack the project directory",
+            std::io::Error::other(e),
+        )
+    })?
     .map_err(|e| stream_error(running, "unpack the project directory", e))
 }
 
@@ -428,7 +449,9 @@ exit 0
         .pod
         .run_collect(BUILD_CONTAINER, command, None, &mut sink);
     if let Err(err) = tokio::time::timeout(limit, kill).await.unwrap_or_else(|_| {
-        Err(KubeError::Pod("the cancellation script did not finish".to_owned()))
+        Err(KubeError::Pod(
+            "the cancellation script did not finish".to_owned(),
+        ))
     }) {
         tracing::warn!(pod = %running.pod.name, error = %err, "cannot stop the stage's processes");
     }

@@ -150,8 +150,20 @@ mod tests {
 
     #[test]
     fn owners_parse_as_uid_and_gid() {
-        assert_eq!("1000:1001".parse(), Ok(Owner { uid: 1000, gid: 1001 }));
-        assert_eq!("1000".parse(), Ok(Owner { uid: 1000, gid: 1000 }));
+        assert_eq!(
+            "1000:1001".parse(),
+            Ok(Owner {
+                uid: 1000,
+                gid: 1001
+            })
+        );
+        assert_eq!(
+            "1000".parse(),
+            Ok(Owner {
+                uid: 1000,
+                gid: 1000
+            })
+        );
         assert!("me".parse::<Owner>().is_err());
     }
 }

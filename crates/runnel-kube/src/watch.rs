@@ -85,7 +85,10 @@ pub(crate) async fn wait_for_running(
 /// `None` while it runs.
 pub(crate) async fn gone(pod: &PodRef) -> Result<Option<String>, KubeError> {
     let Some(current) = get(pod).await? else {
-        return Ok(Some(format!("pod `{}` was deleted while the job ran", pod.name)));
+        return Ok(Some(format!(
+            "pod `{}` was deleted while the job ran",
+            pod.name
+        )));
     };
     if current.metadata.deletion_timestamp.is_some() {
         return Ok(Some(format!(
@@ -121,7 +124,9 @@ async fn get(pod: &PodRef) -> Result<Option<Pod>, KubeError> {
 fn reason_text(pod: &Pod) -> String {
     let status = pod.status.as_ref();
     let reason = status.and_then(|s| s.reason.as_deref()).unwrap_or_default();
-    let message = status.and_then(|s| s.message.as_deref()).unwrap_or_default();
+    let message = status
+        .and_then(|s| s.message.as_deref())
+        .unwrap_or_default();
     match (reason.is_empty(), message.is_empty()) {
         (true, true) => String::new(),
         (false, true) => format!(": {reason}"),

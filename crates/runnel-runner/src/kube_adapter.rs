@@ -230,18 +230,18 @@ pub fn kube_settings(
     let k = runner.kubernetes.as_ref().unwrap_or(&default);
     let nonempty = |value: &Option<String>| value.clone().filter(|v| !v.trim().is_empty());
     let file = |value: &Option<String>| nonempty(value).map(|f| dirs.resolve(&f));
-    let q = |cpu: &Option<String>, memory: &Option<String>, storage: &Option<String>| {
-        Quantities {
-            cpu: nonempty(cpu),
-            memory: nonempty(memory),
-            ephemeral_storage: nonempty(storage),
-        }
+    let q = |cpu: &Option<String>, memory: &Option<String>, storage: &Option<String>| Quantities {
+        cpu: nonempty(cpu),
+        memory: nonempty(memory),
+        ephemeral_storage: nonempty(storage),
     };
     let mut ignored = Vec::new();
     let context = |key: &str, value: &Option<toml::Value>, ignored: &mut Vec<String>| {
-        value.as_ref().map_or(Ok(ContainerSecurityContext::default()), |v| {
-            parse_ignoring(v, key, ignored)
-        })
+        value
+            .as_ref()
+            .map_or(Ok(ContainerSecurityContext::default()), |v| {
+                parse_ignoring(v, key, ignored)
+            })
     };
     Ok(KubeSettings {
         connection: Connection {
@@ -260,7 +260,11 @@ pub fn kube_settings(
         allow_privilege_escalation: k.allow_privilege_escalation,
         build: ContainerResources {
             limits: q(&k.cpu_limit, &k.memory_limit, &k.ephemeral_storage_limit),
-            requests: q(&k.cpu_request, &k.memory_request, &k.ephemeral_storage_request),
+            requests: q(
+                &k.cpu_request,
+                &k.memory_request,
+                &k.ephemeral_storage_request,
+            ),
             limits_max: q(
                 &k.cpu_limit_overwrite_max_allowed,
                 &k.memory_limit_overwrite_max_allowed,
@@ -461,13 +465,20 @@ async fn sweep(settings: &KubeSettings) {
     match tokio::time::timeout(Duration::from_secs(30), swept).await {
         Ok(Ok(0)) => {}
         Ok(Ok(removed)) => {
-            tracing::info!(host, removed, "removed pods and secrets left by an earlier runnel");
+            tracing::info!(
+                host,
+                removed,
+                "removed pods and secrets left by an earlier runnel"
+            );
         }
         Ok(Err(err)) => {
             tracing::warn!(host, error = %err, "cannot remove leftovers of an earlier runnel");
         }
         Err(_) => {
-            tracing::warn!(host, "cannot remove leftovers of an earlier runnel: timed out");
+            tracing::warn!(
+                host,
+                "cannot remove leftovers of an earlier runnel: timed out"
+            );
         }
     }
 }

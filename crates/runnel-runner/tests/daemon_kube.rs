@@ -35,7 +35,10 @@ fn assert_system_failure(fake: &FakeGitLab, id: u64, host: &str, what: &str) {
         "{trace}"
     );
     assert!(trace.contains("Job failed (system failure)"), "{trace}");
-    assert!(trace.contains(host), "the error names the API server: {trace}");
+    assert!(
+        trace.contains(host),
+        "the error names the API server: {trace}"
+    );
     assert!(trace.contains(what), "{trace}");
     assert!(!trace.contains("must not run\n"), "{trace}");
 }
@@ -51,7 +54,8 @@ async fn kube_unreachable_api_server_fails_jobs_as_system_failure_and_polling_go
     let fake = FakeGitLab::start().await;
     let first = fake.add_job(JobSpec::script(&["echo must not run"]));
     let second = fake.add_job(JobSpec::script(&["echo must not run"]));
-    let section = format!("    host = \"{host}\"\n    namespace = \"ci\"\n    image = \"busybox\"\n");
+    let section =
+        format!("    host = \"{host}\"\n    namespace = \"ci\"\n    image = \"busybox\"\n");
     run_kube_jobs(&fake, &section, &[first, second]).await;
     // The second job was requested after the first failed: the daemon kept polling.
     for id in [first, second] {
