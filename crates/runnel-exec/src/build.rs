@@ -22,7 +22,6 @@ use crate::settings::BuildSettings;
 use crate::shell::{ShellConfig, ShellExecutor};
 use crate::sources::{GitStrategy, Sources, copy_working_tree, fetch_git};
 use crate::steps::{go_duration, run_after_script, run_hook, run_own_stage, run_steps};
-use crate::synced::Synced;
 use crate::trace::Trace;
 use crate::variables::{JobVariables, RUNNER_VERSION, RunnerSide, job_timeout};
 use crate::{artifact_stage, cache_stage};

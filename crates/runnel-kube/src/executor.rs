@@ -23,6 +23,10 @@ use crate::settings::KubeSettings;
 use crate::stage;
 use crate::watch::wait_for_running;
 
+/// The builds directory in the pod (gitlab-runner's default `builds_dir` of the Kubernetes
+/// executor): the scripts see `CI_PROJECT_DIR=/builds/<group>/<project>`.
+pub(crate) const REMOTE_BUILDS_DIR: &str = "/builds";
+
 /// How long deleting what a job created may take at most.
 const CLEANUP_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -49,6 +53,8 @@ pub(crate) struct Running {
     pub(crate) marker: String,
     /// Owner of copied files in the pod (the build container's user, when set).
     pub(crate) owner: Option<String>,
+    /// The fingerprint of this host's directories when the pod's copy was last equal to them.
+    pub(crate) synced: Option<u64>,
 }
 
 impl KubernetesExecutor {
@@ -121,6 +127,7 @@ impl KubernetesExecutor {
             poll_interval: settings.poll_interval,
             marker: format!("runnel-stage-end-{}", unique_name("m")),
             owner: build_owner(settings),
+            synced: None,
         };
         let credentials = credentials_secret(job, settings, &format!("{name}-registry"));
         if let Some(secret) = &credentials {
@@ -341,33 +348,23 @@ impl Executor for KubernetesExecutor {
     ) -> runnel_exec::BoxFuture<'a, Result<ScriptEnd, ExecError>> {
         let grace = self.kill_grace;
         Box::pin(async move {
-            let running = self.running.as_ref().ok_or(KubeError::NotPrepared)?;
-            Ok(stage::run_stage(running, job, stage, trace, grace).await?)
+            let running = self.running.as_mut().ok_or(KubeError::NotPrepared)?;
+            // The pod has a copy of the project and temporary directories: send this host's
+            // when runnel changed them since the copies were last equal, bring the pod's back
+            // after the stage (see the crate's documentation).
+            let now = stage::fingerprint(job).await;
+            if running.synced.as_ref() != Some(&now) {
+                stage::push(running, job).await?;
+            }
+            let end = stage::run_stage(running, job, stage, trace, grace).await?;
+            stage::pull(running, job).await?;
+            running.synced = Some(stage::fingerprint(job).await);
+            Ok(end)
         })
     }
 
-    fn push_dirs<'a>(
-        &'a mut self,
-        job: &'a PreparedJob,
-        trace: &'a mut Trace,
-    ) -> runnel_exec::BoxFuture<'a, Result<(), ExecError>> {
-        let _ = trace;
-        Box::pin(async move {
-            let running = self.running.as_ref().ok_or(KubeError::NotPrepared)?;
-            Ok(stage::push(running, job).await?)
-        })
-    }
-
-    fn pull_dirs<'a>(
-        &'a mut self,
-        job: &'a PreparedJob,
-        trace: &'a mut Trace,
-    ) -> runnel_exec::BoxFuture<'a, Result<(), ExecError>> {
-        let _ = trace;
-        Box::pin(async move {
-            let running = self.running.as_ref().ok_or(KubeError::NotPrepared)?;
-            Ok(stage::pull(running, job).await?)
-        })
+    fn remote_builds_dir(&self) -> Option<std::path::PathBuf> {
+        Some(std::path::PathBuf::from(REMOTE_BUILDS_DIR))
     }
 
     fn cleanup<'a>(&'a mut self, _job: &'a PreparedJob) -> runnel_exec::BoxFuture<'a, ()> {

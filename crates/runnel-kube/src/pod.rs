@@ -380,9 +380,9 @@ fn volume_mounts(plan: &PodPlan<'_>) -> Vec<VolumeMount> {
             ..VolumeMount::default()
         });
     }
-    // The builds directory at the path the scripts use (runnel prepares it on the runner's host
-    // at that path and copies it in; see the crate's documentation).
-    mounts.push(mount("repo", job.builds_dir.to_string_lossy().into_owned()));
+    // The builds directory the scripts use; runnel prepares the job on the runner's host and
+    // copies it in (see the crate's documentation).
+    mounts.push(mount("repo", crate::executor::REMOTE_BUILDS_DIR.to_owned()));
     mounts
 }
 
@@ -531,7 +531,7 @@ fn build_container(plan: &PodPlan<'_>, mounts: &[VolumeMount]) -> Container {
     let env = job
         .variables
         .iter()
-        .filter(|v| (v.public || v.internal) && !v.file)
+        .filter(|v| (v.public || v.internal) && !v.file && !host_path(job, &v.value))
         .map(|v| EnvVar {
             name: v.key.clone(),
             value: Some(v.value.clone()),
@@ -592,7 +592,7 @@ fn service_container(
     let env: Vec<EnvVar> = job
         .variables
         .iter()
-        .filter(|v| (v.public || v.internal) && !v.file)
+        .filter(|v| (v.public || v.internal) && !v.file && !host_path(job, &v.value))
         .map(|v| (v.key.clone(), v.value.clone()))
         .chain(
             service
@@ -623,6 +623,13 @@ fn service_container(
         stdin: Some(true),
         ..Container::default()
     }
+}
+
+/// Whether `value` names a directory of the runner's host (`CI_PROJECT_DIR` before the job
+/// is moved to the pod's builds directory): the scripts export the pod's paths themselves.
+fn host_path(job: &PreparedJob, value: &str) -> bool {
+    let builds = job.builds_dir.to_string_lossy();
+    !builds.is_empty() && value.starts_with(builds.as_ref())
 }
 
 /// The last value of each name wins (Kubernetes rejects nothing, but later duplicates are

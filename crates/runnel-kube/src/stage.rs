@@ -27,7 +27,8 @@ use crate::watch;
 /// Where the running stage's shell records its pid: in the temporary directory on the builds
 /// volume, which every strategy mounts.
 fn pid_file(job: &PreparedJob) -> String {
-    job.tmp_dir
+    job.script_dirs
+        .tmp_dir
         .join(".runnel-stage.pid")
         .to_string_lossy()
         .into_owned()
@@ -337,17 +338,19 @@ async fn helper(
     Ok(())
 }
 
-/// The directory holding the project and temporary directories, and their names.
-fn dirs(job: &PreparedJob) -> Result<(std::path::PathBuf, Vec<String>), KubeError> {
-    let parent = job
-        .project_dir
+/// The directory holding the project and temporary directories on one side, and their names.
+fn dirs(
+    project_dir: &std::path::Path,
+    tmp_dir: &std::path::Path,
+) -> Result<(std::path::PathBuf, Vec<String>), KubeError> {
+    let parent = project_dir
         .parent()
-        .filter(|p| job.tmp_dir.parent() == Some(*p))
+        .filter(|p| tmp_dir.parent() == Some(*p))
         .ok_or_else(|| {
             KubeError::Pod(format!(
                 "the project directory `{}` and `{}` must be siblings to be copied",
-                job.project_dir.display(),
-                job.tmp_dir.display()
+                project_dir.display(),
+                tmp_dir.display()
             ))
         })?;
     let name = |p: &std::path::Path| {
@@ -355,15 +358,48 @@ fn dirs(job: &PreparedJob) -> Result<(std::path::PathBuf, Vec<String>), KubeErro
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default()
     };
-    Ok((
-        parent.to_owned(),
-        vec![name(&job.project_dir), name(&job.tmp_dir)],
-    ))
+    Ok((parent.to_owned(), vec![name(project_dir), name(tmp_dir)]))
+}
+
+/// A fingerprint of this host's project and temporary directories: every entry's path, size,
+/// mode and modification time.
+pub(crate) async fn fingerprint(job: &PreparedJob) -> u64 {
+    use std::hash::{Hash, Hasher};
+    use std::os::unix::fs::MetadataExt;
+    fn walk(dir: &std::path::Path, hasher: &mut std::collections::hash_map::DefaultHasher) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        let mut entries: Vec<_> = entries.flatten().collect();
+        entries.sort_by_key(|e| e.file_name());
+        for entry in entries {
+            let Ok(meta) = entry.path().symlink_metadata() else {
+                continue;
+            };
+            entry.file_name().hash(hasher);
+            (meta.size(), meta.mode(), meta.mtime(), meta.mtime_nsec()).hash(hasher);
+            if meta.is_dir() {
+                walk(&entry.path(), hasher);
+            }
+        }
+    }
+    let dirs = [job.project_dir.clone(), job.tmp_dir.clone()];
+    tokio::task::spawn_blocking(move || {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        for dir in &dirs {
+            dir.hash(&mut hasher);
+            walk(dir, &mut hasher);
+        }
+        hasher.finish()
+    })
+    .await
+    .unwrap_or_default()
 }
 
 /// Copies the project and temporary directories into the pod.
 pub(crate) async fn push(running: &Running, job: &PreparedJob) -> Result<(), KubeError> {
-    let (parent, names) = dirs(job)?;
+    let (parent, names) = dirs(&job.project_dir, &job.tmp_dir)?;
+    let (remote, _) = dirs(&job.script_dirs.project_dir, &job.script_dirs.tmp_dir)?;
     let pack_parent = parent.clone();
     let pack_names = names.clone();
     let archive = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
@@ -386,7 +422,7 @@ pub(crate) async fn push(running: &Running, job: &PreparedJob) -> Result<(), Kub
         "runnel".to_owned(),
         "helper".to_owned(),
         "unpack".to_owned(),
-        parent.to_string_lossy().into_owned(),
+        remote.to_string_lossy().into_owned(),
     ];
     if let Some(owner) = &running.owner {
         command.push("--owner".to_owned());
@@ -398,12 +434,13 @@ pub(crate) async fn push(running: &Running, job: &PreparedJob) -> Result<(), Kub
 
 /// Copies the project and temporary directories back from the pod.
 pub(crate) async fn pull(running: &Running, job: &PreparedJob) -> Result<(), KubeError> {
-    let (parent, names) = dirs(job)?;
+    let (parent, _) = dirs(&job.project_dir, &job.tmp_dir)?;
+    let (remote, names) = dirs(&job.script_dirs.project_dir, &job.script_dirs.tmp_dir)?;
     let mut command = vec![
         "runnel".to_owned(),
         "helper".to_owned(),
         "pack".to_owned(),
-        parent.to_string_lossy().into_owned(),
+        remote.to_string_lossy().into_owned(),
     ];
     command.extend(names);
     let file = tempfile::tempfile()
