@@ -202,6 +202,8 @@ impl ExecutorKind {
             ExecutorKind::Ssh => "ssh",
             ExecutorKind::Virtualbox => "virtualbox",
             ExecutorKind::Parallels => "parallels",
+            #[cfg(feature = "kubernetes")]
+            ExecutorKind::Kubernetes => "kubernetes",
         }
     }
 }
