@@ -603,10 +603,11 @@ async fn sigterm_aborts_running_jobs_reports_them_and_leaves_no_process() {
 async fn logged_warnings_and_errors_are_counted_in_gitlab_runner_errors_total() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("config.toml");
-    // One unknown key (a warning) and one runner whose executor runnel lacks (an error).
+    // One unknown key (a warning) and one runner whose executor runnel lacks (an error):
+    // gitlab-runner's fleeting `instance` executor.
     std::fs::write(
         &config,
-        "concurrent = 1\ncheck_interval = 1\nno_such_setting = 1\n\n[[runners]]\n  name = \"vm\"\n  url = \"http://127.0.0.1:9\"\n  token = \"glrt-unused\"\n  executor = \"parallels\"\n",
+        "concurrent = 1\ncheck_interval = 1\nno_such_setting = 1\n\n[[runners]]\n  name = \"vm\"\n  url = \"http://127.0.0.1:9\"\n  token = \"glrt-unused\"\n  executor = \"instance\"\n",
     )
     .expect("write");
     let port = free_port();
