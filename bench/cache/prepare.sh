@@ -30,12 +30,11 @@ else
     unzip -q -o "$wheel" -d "$tree"
   done
   mkdir -p "$data/tree/venv/bin"
-  # Relative links only: runnel refuses to extract a link that points outside the project,
-  # which a real venv's `bin/python3 -> /usr/bin/python3` does.
-  printf '#!/bin/sh\nexec /usr/bin/python3 "$@"\n' >"$data/tree/venv/bin/python3.11"
-  chmod +x "$data/tree/venv/bin/python3.11"
-  ln -sf python3.11 "$data/tree/venv/bin/python3"
-  ln -sf python3 "$data/tree/venv/bin/python"
+  # As `python3 -m venv` makes them: the interpreter links outside the tree.
+  ln -sfn /usr/bin/python3 "$data/tree/venv/bin/python3.11"
+  ln -sfn python3.11 "$data/tree/venv/bin/python3"
+  ln -sfn python3 "$data/tree/venv/bin/python"
+  ln -sfn lib "$data/tree/venv/lib64"
   touch "$data/tree/.complete"
 fi
 bytes=$(du -sb "$data/tree/venv" | cut -f1)

@@ -1,14 +1,13 @@
-//! Selecting files for artifacts and caches, writing zip archives, and extracting them safely.
+//! Selecting files for artifacts and caches and writing zip and gzip archives; extraction is in
+//! [`crate::extract`].
 //!
 //! GitLab: gitlab-runner `commands/helpers/file_archiver.go` (paths, `**` globs, exclude,
-//! untracked, the "no matching files" warning) and `commands/helpers/archive/zip` (extraction).
-//! Unlike gitlab-runner, an archive entry that would land outside the target directory makes the
-//! whole extraction fail before anything is written.
+//! untracked, the "no matching files" warning) and `commands/helpers/archive/fastzip`.
 
 use std::collections::BTreeSet;
 use std::fs;
 use std::io;
-use std::os::unix::fs::{PermissionsExt, symlink};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 
 use globset::{GlobBuilder, GlobMatcher, GlobSet, GlobSetBuilder};
@@ -77,7 +76,7 @@ pub enum ArchiveError {
     },
 }
 
-fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> ArchiveError {
+pub(crate) fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> ArchiveError {
     let path = path.to_owned();
     move |source| ArchiveError::Io {
         action,
@@ -405,181 +404,6 @@ pub(crate) fn write_gzip(
     Ok(count)
 }
 
-/// One checked entry of an archive: its position in the archive, where it goes, what it is.
-pub(crate) struct Planned {
-    pub(crate) index: usize,
-    pub(crate) path: PathBuf,
-    pub(crate) kind: EntryKind,
-}
-
-pub(crate) enum EntryKind {
-    Dir,
-    File(u32),
-    Symlink(PathBuf),
-}
-
-fn hostile(archive: &Path, entry: &Path, reason: &'static str) -> ArchiveError {
-    ArchiveError::Hostile {
-        archive: archive.to_owned(),
-        entry: entry.to_string_lossy().into_owned(),
-        reason,
-    }
-}
-
-/// The checks every entry name passes, whatever the format: relative, without `..`. Returns
-/// where the entry goes, relative to the target directory.
-pub(crate) fn checked_name(archive: &Path, name: &str) -> Result<PathBuf, ArchiveError> {
-    if name.starts_with('/') {
-        return Err(hostile(archive, Path::new(name), "has an absolute path"));
-    }
-    match relative_inside(Path::new(""), name) {
-        Some(path) if !name.split('/').any(|part| part == "..") => Ok(path),
-        _ => Err(hostile(
-            archive,
-            Path::new(name),
-            "points outside the target directory",
-        )),
-    }
-}
-
-/// Checks the whole plan before anything is written: only a directory may stand for the target
-/// directory itself, nothing is written through a symlink (of the archive or already in `dest`),
-/// and every symlink resolves inside `dest`: its target is relative, and no `..` of it follows a
-/// component that is itself a symlink (`b -> .` then `a -> b/../x` would leave `dest`, though
-/// `b/../x` reads as `x`).
-pub(crate) fn check_plan(
-    archive: &Path,
-    dest: &Path,
-    planned: &[Planned],
-) -> Result<(), ArchiveError> {
-    let symlinks: BTreeSet<&Path> = planned
-        .iter()
-        .filter(|item| matches!(item.kind, EntryKind::Symlink(_)))
-        .map(|item| item.path.as_path())
-        .collect();
-    let is_link = |path: &Path| {
-        symlinks.contains(path)
-            || fs::symlink_metadata(dest.join(path)).is_ok_and(|m| m.file_type().is_symlink())
-    };
-    for item in planned {
-        if item.path.as_os_str().is_empty() && !matches!(item.kind, EntryKind::Dir) {
-            return Err(hostile(
-                archive,
-                &item.path,
-                "would replace the target directory",
-            ));
-        }
-        let mut ancestors = item.path.ancestors().skip(1);
-        if ancestors.any(|a| !a.as_os_str().is_empty() && is_link(a)) {
-            return Err(hostile(
-                archive,
-                &item.path,
-                "would be written through a symlink",
-            ));
-        }
-        if let EntryKind::Symlink(target) = &item.kind {
-            let mut resolved = item.path.parent().unwrap_or(Path::new("")).to_owned();
-            let mut through_link = false;
-            let inside = target.components().all(|component| match component {
-                Component::Normal(part) => {
-                    resolved.push(part);
-                    through_link |= is_link(&resolved);
-                    true
-                }
-                Component::CurDir => true,
-                Component::ParentDir => !through_link && resolved.pop(),
-                Component::RootDir | Component::Prefix(_) => false,
-            });
-            if !inside {
-                return Err(hostile(
-                    archive,
-                    &item.path,
-                    "is a symlink pointing outside the target directory",
-                ));
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Writes one checked entry below `dest`; `content` is read for a file.
-pub(crate) fn write_entry(
-    dest: &Path,
-    item: &Planned,
-    content: &mut dyn io::Read,
-    modified: Option<std::time::SystemTime>,
-) -> Result<(), ArchiveError> {
-    let target = dest.join(&item.path);
-    if let Some(parent) = target.parent() {
-        fs::create_dir_all(parent).map_err(io_err("create the directory", parent))?;
-    }
-    match &item.kind {
-        EntryKind::Dir => {
-            fs::create_dir_all(&target).map_err(io_err("create the directory", &target))?
-        }
-        EntryKind::Symlink(link) => {
-            remove_existing(&target)?;
-            symlink(link, &target).map_err(io_err("create the symlink", &target))?;
-        }
-        EntryKind::File(mode) => {
-            remove_existing(&target)?;
-            let mut out = fs::File::create(&target).map_err(io_err("create", &target))?;
-            io::copy(content, &mut out).map_err(io_err("write", &target))?;
-            if let Some(time) = modified {
-                let _ = out.set_modified(time);
-            }
-            let mode = if *mode == 0 { 0o644 } else { *mode };
-            fs::set_permissions(&target, fs::Permissions::from_mode(mode))
-                .map_err(io_err("set permissions of", &target))?;
-        }
-    }
-    Ok(())
-}
-
-/// Extracts `archive` into `dest`. Every entry is checked first ([`checked_name`],
-/// [`check_plan`]); one bad entry refuses the whole archive and nothing is written. Blocking.
-pub(crate) fn extract_zip(archive: &Path, dest: &Path) -> Result<usize, ArchiveError> {
-    let file = fs::File::open(archive).map_err(io_err("open", archive))?;
-    let read_err = |source| ArchiveError::Read {
-        archive: archive.to_owned(),
-        source,
-    };
-    let mut zip = zip::ZipArchive::new(io::BufReader::new(file)).map_err(read_err)?;
-    let mut planned = Vec::with_capacity(zip.len());
-    for index in 0..zip.len() {
-        let mut entry = zip.by_index(index).map_err(read_err)?;
-        let name = entry.name().map_err(read_err)?.into_owned();
-        if name.contains('\\') && name.contains(':') {
-            return Err(hostile(archive, Path::new(&name), "has an absolute path"));
-        }
-        let path = checked_name(archive, &name)?;
-        if entry.enclosed_name().is_none() {
-            return Err(hostile(
-                archive,
-                Path::new(&name),
-                "points outside the target directory",
-            ));
-        }
-        let kind = if entry.is_symlink() {
-            let mut target = String::new();
-            io::Read::read_to_string(&mut entry, &mut target).map_err(io_err("read", archive))?;
-            EntryKind::Symlink(PathBuf::from(target))
-        } else if entry.is_dir() {
-            EntryKind::Dir
-        } else {
-            EntryKind::File(entry.unix_mode().unwrap_or(0o644) & 0o777)
-        };
-        planned.push(Planned { index, path, kind });
-    }
-    check_plan(archive, dest, &planned)?;
-    for item in &planned {
-        let mut entry = zip.by_index(item.index).map_err(read_err)?;
-        let modified = entry.last_modified().and_then(from_zip_time);
-        write_entry(dest, item, &mut entry, modified)?;
-    }
-    Ok(planned.len())
-}
-
 /// A file time as a zip time (UTC, 2-second resolution); `None` outside 1980–2107.
 fn to_zip_time(time: std::time::SystemTime) -> Option<zip::DateTime> {
     let secs = time.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
@@ -598,7 +422,7 @@ fn to_zip_time(time: std::time::SystemTime) -> Option<zip::DateTime> {
 }
 
 /// A zip time (read as UTC, as [`to_zip_time`] writes it) as a file time.
-fn from_zip_time(time: zip::DateTime) -> Option<std::time::SystemTime> {
+pub(crate) fn from_zip_time(time: zip::DateTime) -> Option<std::time::SystemTime> {
     let days = days_from_civil(i64::from(time.year()), time.month(), time.day());
     let secs = days * 86_400
         + i64::from(time.hour()) * 3600
@@ -638,37 +462,11 @@ fn days_from_civil(year: i64, month: u8, day: u8) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
-/// Removes a file or symlink at `path` so extraction never writes through an existing link.
-pub(crate) fn remove_existing(path: &Path) -> Result<(), ArchiveError> {
-    match fs::symlink_metadata(path) {
-        Ok(meta) if meta.is_dir() => fs::remove_dir_all(path).map_err(io_err("remove", path)),
-        Ok(_) => fs::remove_file(path).map_err(io_err("remove", path)),
-        Err(_) => Ok(()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::path::Path;
 
     use super::relative_inside;
-
-    #[test]
-    fn a_zip_symlink_leaving_through_another_symlink_refuses_the_archive() {
-        let out = tempfile::tempdir().expect("temporary directory");
-        let archive = out.path().join("evil.zip");
-        let mut zip =
-            zip::ZipWriter::new(std::fs::File::create(&archive).expect("create the archive"));
-        let options = zip::write::SimpleFileOptions::default();
-        zip.add_symlink("here", ".", options).expect("symlink");
-        zip.add_symlink("escape", "here/../outside", options)
-            .expect("symlink");
-        zip.finish().expect("finish");
-        let dest = out.path().join("dest");
-        let err = super::extract_zip(&archive, &dest).expect_err("refused");
-        assert!(matches!(err, super::ArchiveError::Hostile { .. }), "{err}");
-        assert!(std::fs::symlink_metadata(dest.join("escape")).is_err());
-    }
 
     #[test]
     fn zip_times_round_trip_at_two_second_resolution() {

@@ -21,6 +21,7 @@ mod error;
 mod event;
 mod executor;
 mod expand;
+mod extract;
 mod git_fetch;
 mod mask;
 mod outcome;

@@ -13,7 +13,8 @@ use std::fs;
 use std::io::{self, Read as _, Write as _};
 use std::path::{Path, PathBuf};
 
-use crate::archive::{self, ArchiveError, EntryKind, Planned};
+use crate::archive::ArchiveError;
+use crate::extract::{self, EntryKind, Planned};
 use crate::settings::CompressionLevel;
 
 /// The four bytes every Zstandard frame starts with.
@@ -41,7 +42,7 @@ pub(crate) fn extract(archive: &Path, dest: &Path) -> Result<usize, ArchiveError
     if is_zstd(archive)? {
         extract_tar_zstd(archive, dest)
     } else {
-        archive::extract_zip(archive, dest)
+        extract::extract_zip(archive, dest)
     }
 }
 
@@ -91,7 +92,8 @@ fn open_tar(archive: &Path) -> Result<tar::Archive<impl io::Read>, ArchiveError>
 }
 
 /// Extracts a tar+zstd archive: every entry is checked first, as a zip's are
-/// ([`archive::checked_name`], [`archive::check_plan`]), then written. Hard links, devices and
+/// ([`extract::checked_name`], [`extract::check_plan`]), then written in the order of
+/// [`extract::Writer`] (directories, files, symlinks last). Hard links, devices and
 /// fifos are skipped. Blocking.
 pub(crate) fn extract_tar_zstd(archive: &Path, dest: &Path) -> Result<usize, ArchiveError> {
     let read_err = || io_err("read the archive", archive);
@@ -99,7 +101,7 @@ pub(crate) fn extract_tar_zstd(archive: &Path, dest: &Path) -> Result<usize, Arc
     let mut tar = open_tar(archive)?;
     for (index, entry) in tar.entries().map_err(read_err())?.enumerate() {
         let entry = entry.map_err(read_err())?;
-        let path = archive::checked_name(archive, &String::from_utf8_lossy(&entry.path_bytes()))?;
+        let path = extract::checked_name(archive, &String::from_utf8_lossy(&entry.path_bytes()))?;
         let header = entry.header();
         let kind = match header.entry_type() {
             tar::EntryType::Directory => EntryKind::Dir,
@@ -119,12 +121,19 @@ pub(crate) fn extract_tar_zstd(archive: &Path, dest: &Path) -> Result<usize, Arc
         };
         planned.push(Planned { index, path, kind });
     }
-    archive::check_plan(archive, dest, &planned)?;
-    // The second pass reads the archive again and writes the checked entries, matched by their
+    extract::check_plan(archive, dest, &planned)?;
+    let mut writer = extract::Writer::new(archive, dest, &planned)?;
+    // The second pass reads the archive again and writes the checked files, matched by their
     // position in it.
     let mut tar = open_tar(archive)?;
-    let mut todo = planned.iter().peekable();
+    let mut todo = planned
+        .iter()
+        .filter(|item| matches!(item.kind, EntryKind::File(_)))
+        .peekable();
     for (index, entry) in tar.entries().map_err(read_err())?.enumerate() {
+        if todo.peek().is_none() {
+            break;
+        }
         let Some(item) = todo.next_if(|item| item.index == index) else {
             continue;
         };
@@ -134,8 +143,9 @@ pub(crate) fn extract_tar_zstd(archive: &Path, dest: &Path) -> Result<usize, Arc
             .mtime()
             .ok()
             .map(|secs| std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs));
-        archive::write_entry(dest, item, &mut entry, modified)?;
+        writer.file(item, &mut entry, modified)?;
     }
+    writer.symlinks(&planned)?;
     Ok(planned.len())
 }
 
@@ -285,34 +295,97 @@ mod tests {
     }
 
     #[test]
-    fn a_tar_symlink_pointing_outside_refuses_the_archive() {
-        for link in ["../outside", "/etc", "sub/../../outside"] {
-            let out = tempfile::tempdir().expect("temporary directory");
-            let dest = target(out.path());
-            let archive = hostile_archive(out.path(), &[("out", Symlink, link, b"")]);
-            assert!(
-                refused(&archive, &dest).contains("symlink pointing outside"),
-                "{link}"
+    fn tar_symlinks_are_recreated_as_stored_whatever_their_target() {
+        // gitlab-runner's tarzstd extractor makes every symlink as stored, after the files: a
+        // venv's `bin/python3 -> /usr/bin/python3` must survive. `here -> .` then `escape ->
+        // here/../outside` only names a place outside; nothing is written through it.
+        let out = tempfile::tempdir().expect("temporary directory");
+        let dest = target(out.path());
+        let links = [
+            ("venv/bin/python3", "/usr/bin/python3"),
+            ("out", "../outside"),
+            ("deep", "sub/../../outside"),
+            ("here", "."),
+            ("escape", "here/../outside"),
+        ];
+        let entries: Vec<RawEntry<'_>> = links
+            .iter()
+            .map(|(name, link)| (*name, Symlink, *link, &b""[..]))
+            .collect();
+        let archive = hostile_archive(out.path(), &entries);
+        assert_eq!(extract(&archive, &dest).expect("extracted"), links.len());
+        for (name, link) in links {
+            assert_eq!(
+                fs::read_link(dest.join(name)).expect("a symlink"),
+                PathBuf::from(link),
+                "{name}"
             );
-            assert!(fs::symlink_metadata(dest.join("out")).is_err(), "{link}");
         }
+        assert_eq!(
+            fs::read_dir(out.path().join("outside"))
+                .expect("read")
+                .count(),
+            0
+        );
     }
 
     #[test]
-    fn a_tar_symlink_leaving_through_another_symlink_refuses_the_archive() {
-        // `here -> .` makes `here/..` the parent of the target directory, though the target
-        // `here/../outside` reads as `outside`.
+    fn a_tar_file_or_link_landing_on_an_existing_symlink_replaces_the_link() {
         let out = tempfile::tempdir().expect("temporary directory");
         let dest = target(out.path());
+        let secret = out.path().join("outside/secret");
+        fs::write(&secret, "secret\n").expect("write");
+        symlink(&secret, dest.join("file")).expect("symlink");
+        symlink(&secret, dest.join("link")).expect("symlink");
         let archive = hostile_archive(
             out.path(),
             &[
-                ("here", Symlink, ".", b""),
-                ("escape", Symlink, "here/../outside", b""),
+                ("file", Regular, "", b"mine\n"),
+                ("link", Symlink, "file", b""),
             ],
         );
-        assert!(refused(&archive, &dest).contains("symlink pointing outside"));
-        assert!(fs::symlink_metadata(dest.join("escape")).is_err());
+        assert_eq!(extract(&archive, &dest).expect("extracted"), 2);
+        assert!(
+            fs::symlink_metadata(dest.join("file"))
+                .expect("exists")
+                .is_file()
+        );
+        assert_eq!(
+            fs::read_to_string(dest.join("file")).expect("read"),
+            "mine\n"
+        );
+        assert_eq!(
+            fs::read_link(dest.join("link")).expect("link"),
+            PathBuf::from("file")
+        );
+        assert_eq!(fs::read_to_string(&secret).expect("read"), "secret\n");
+    }
+
+    #[test]
+    fn a_tar_directory_replaces_an_existing_symlink_instead_of_following_it() {
+        let out = tempfile::tempdir().expect("temporary directory");
+        let dest = target(out.path());
+        symlink(out.path().join("outside"), dest.join("venv")).expect("symlink");
+        let archive = hostile_archive(
+            out.path(),
+            &[
+                ("venv/", Directory, "", b""),
+                ("venv/pyvenv.cfg", Regular, "", b"home\n"),
+            ],
+        );
+        extract(&archive, &dest).expect("extracted");
+        assert!(
+            fs::symlink_metadata(dest.join("venv"))
+                .expect("exists")
+                .is_dir()
+        );
+        assert!(dest.join("venv/pyvenv.cfg").is_file());
+        assert_eq!(
+            fs::read_dir(out.path().join("outside"))
+                .expect("read")
+                .count(),
+            0
+        );
     }
 
     #[test]
@@ -325,6 +398,15 @@ mod tests {
                 ("sub", Directory, "", b""),
                 ("link", Symlink, "sub", b""),
                 ("link/x", Regular, "", b"x"),
+            ],
+        );
+        assert!(refused(&archive, &dest).contains("through a symlink"));
+        // The file before the link: refused too (the whole archive is checked first).
+        let archive = hostile_archive(
+            out.path(),
+            &[
+                ("link/x", Regular, "", b"x"),
+                ("link", Symlink, "/tmp", b""),
             ],
         );
         assert!(refused(&archive, &dest).contains("through a symlink"));

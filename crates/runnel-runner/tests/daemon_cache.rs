@@ -15,9 +15,12 @@ fn cache(key: &str, policy: &str, fallback_keys: &[&str]) -> Value {
     json!({"key": key, "untracked": false, "policy": policy, "paths": ["venv/"], "when": "on_success", "fallback_keys": fallback_keys})
 }
 
-/// A venv-like tree: packages, a script, a symlink.
-const MAKE_VENV: &str = "mkdir -p venv/bin venv/lib/python3.11/site-packages/pkg && echo 'VALUE = 42' > venv/lib/python3.11/site-packages/pkg/__init__.py && printf '#!/bin/sh\\necho tool\\n' > venv/bin/tool && chmod +x venv/bin/tool && ln -s tool venv/bin/tool-link";
-const CHECK_VENV: &str = "grep -q 'VALUE = 42' venv/lib/python3.11/site-packages/pkg/__init__.py && test -L venv/bin/tool-link && venv/bin/tool-link";
+/// A real venv (`python3 -m venv`: `bin/python3` is a symlink to the interpreter outside the
+/// project, `lib64 -> lib`), a package in its site-packages, a script and a relative link.
+const MAKE_VENV: &str = "python3 -m venv --without-pip venv && sp=$(venv/bin/python3 -c 'import sysconfig; print(sysconfig.get_paths()[\"purelib\"])') && mkdir -p $sp/pkg && echo 'VALUE = 42' > $sp/pkg/__init__.py && printf '#!/bin/sh\\necho tool\\n' > venv/bin/tool && chmod +x venv/bin/tool && ln -s tool venv/bin/tool-link";
+/// The restored venv works: its interpreter link was recreated as stored and runs, finds the
+/// venv (`sys.prefix`) and the package in it.
+const CHECK_VENV: &str = "test -L venv/bin/python3 && venv/bin/python3 -c 'import pkg, sys; assert pkg.VALUE == 42, pkg.VALUE; assert sys.prefix != sys.base_prefix; print(\"venv ok\", sys.prefix)' && test -L venv/bin/tool-link && venv/bin/tool-link";
 
 /// Runs `spec` on a new daemon for `token` with the runner lines `runner`; returns the job's
 /// final state and trace.
@@ -96,6 +99,7 @@ async fn a_shared_cache_pushed_on_one_runner_is_restored_on_another() {
         "{trace}"
     );
     assert!(trace.contains("Successfully extracted cache"), "{trace}");
+    assert!(trace.contains("venv ok"), "{trace}");
     assert_eq!(fake.violations(), Vec::<String>::new());
 }
 

@@ -157,15 +157,28 @@ async fn dependency_artifacts_are_extracted() {
         write_dependency_archive(
             &project,
             40,
-            &[("dist/app.bin", None), ("dist/link", Some("app.bin"))],
+            &[
+                ("dist/app.bin", None),
+                ("dist/link", Some("app.bin")),
+                // Recreated as stored, as gitlab-runner does: a venv's interpreter link.
+                ("dist/python3", Some("/usr/bin/python3")),
+            ],
         );
         let payload = PayloadBuilder::new(41, "deploy")
             .dependency(40, "build")
-            .script(&["cat dist/link"])
+            .script(&[
+                "cat dist/link",
+                "echo \"python3 -> $(readlink dist/python3)\"",
+            ])
             .build();
         let ran = run(make, &project, payload).await;
         ran.assert_status(JobStatus::Success, name);
         assert!(ran.output.contains("\npayload"), "{name}: {}", ran.output);
+        assert!(
+            ran.output.contains("python3 -> /usr/bin/python3"),
+            "{name}: {}",
+            ran.output
+        );
     }
 }
 
@@ -173,7 +186,11 @@ async fn dependency_artifacts_are_extracted() {
 async fn hostile_archives_are_refused_and_nothing_is_written() {
     let cases: [&[(&str, Option<&str>)]; 3] = [
         &[("good.txt", None), ("../evil.txt", None)],
-        &[("good.txt", None), ("link", Some("/etc"))],
+        &[
+            ("good.txt", None),
+            ("link", Some("/tmp")),
+            ("link/evil.txt", None),
+        ],
         &[("good.txt", None), ("link", Some("sub")), ("link/x", None)],
     ];
     for (name, make) in executors() {
@@ -198,6 +215,10 @@ async fn hostile_archives_are_refused_and_nothing_is_written() {
             );
             assert!(
                 !project.path().join(".runnel/builds/acme/evil.txt").exists(),
+                "{name} case {index}"
+            );
+            assert!(
+                !std::path::Path::new("/tmp/evil.txt").exists(),
                 "{name} case {index}"
             );
         }
