@@ -83,11 +83,20 @@ impl Loaded {
     }
 
     /// The jobs that run although GitLab would leave them out (`PipelineOptions::run_excluded`),
-    /// with the reason, one line each.
-    pub fn run_anyway(&self) -> Vec<String> {
+    /// with the reason, one line each. The jobs they need are kept too, but run only with
+    /// `--needs` / `--only-needs`.
+    pub fn run_anyway(&self, selection: &Selection) -> Vec<String> {
+        let runs = |e: &Excluded| {
+            selection.needs
+                || selection.only_needs
+                || selection
+                    .jobs
+                    .iter()
+                    .any(|n| *n == e.name || *n == e.base_name)
+        };
         self.excluded
             .iter()
-            .filter(|e| self.pipeline.jobs.iter().any(|j| j.name == e.name))
+            .filter(|e| self.pipeline.jobs.iter().any(|j| j.name == e.name) && runs(e))
             .map(|e| {
                 format!(
                     "{}: runs although GitLab would leave it out of the pipeline: {} ({})",

@@ -106,6 +106,34 @@ impl Pipeline {
     }
 }
 
+/// The jobs to keep although GitLab would leave them out: the named ones and, transitively,
+/// the jobs they `needs:` (a forced job cannot start without them, and `runnel exec --needs`
+/// runs them; GitLab itself would refuse a pipeline whose job needs a job it left out).
+fn with_needs(definition: &Definition, run_anyway: &[String]) -> Vec<String> {
+    let mut names: Vec<String> = run_anyway.to_vec();
+    let mut next = 0;
+    while let Some(name) = names.get(next).cloned() {
+        next += 1;
+        let needs = definition
+            .jobs
+            .iter()
+            .filter(|def| def.job.name == name)
+            .flat_map(|def| def.job.needs.iter().flatten());
+        let mut found = Vec::new();
+        for need in needs {
+            if let Need::Job { job, .. } = need {
+                found.push(job.clone());
+            }
+        }
+        for job in found {
+            if !names.contains(&job) {
+                names.push(job);
+            }
+        }
+    }
+    names
+}
+
 fn create(
     definition: &Definition,
     context: &PipelineContext,
@@ -136,6 +164,7 @@ fn create(
         }
         Err(exclusion) => (seed::WorkflowDecision::default(), Some(exclusion)),
     };
+    let run_anyway = with_needs(definition, run_anyway);
     let forced =
         |def: &JobDef, name: &str| run_anyway.iter().any(|n| n == name || *n == def.job.name);
     variables::merge(&mut root_variables, workflow.variables.clone());

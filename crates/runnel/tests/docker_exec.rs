@@ -53,30 +53,27 @@ fn output(doc: &Value, name: &str) -> String {
         .unwrap_or_default()
 }
 
-/// What `docker ps -a` / `docker network ls` list of runnel's (by its label).
-fn runnel_objects() -> String {
+/// What `docker ps -a` / `docker network ls` list of runnel's for the pipeline of the repository
+/// `dir`: by runnel's label and gitlab-runner's `job.sha` label with the repository's commit, so
+/// that objects of other tests sharing the engine do not count.
+fn runnel_objects(dir: &Path) -> String {
+    let head = Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(dir)
+        .output()
+        .expect("git runs");
+    assert!(head.status.success(), "git rev-parse HEAD");
+    let sha = String::from_utf8_lossy(&head.stdout).trim().to_owned();
+    let job_sha = format!("label=com.gitlab.gitlab-runner.job.sha={sha}");
     let mut all = String::new();
-    for args in [
-        &[
-            "ps",
-            "-a",
-            "-q",
-            "--filter",
-            "label=dev.runnel.managed=true",
-        ][..],
-        &[
-            "network",
-            "ls",
-            "-q",
-            "--filter",
-            "label=dev.runnel.managed=true",
-        ],
-    ] {
+    for what in [&["ps", "-a"][..], &["network", "ls"]] {
         let out = Command::new("docker")
-            .args(args)
+            .args(what)
+            .args(["-q", "--filter", "label=dev.runnel.managed=true"])
+            .args(["--filter", &job_sha])
             .output()
             .expect("docker runs");
-        assert!(out.status.success(), "docker {args:?}");
+        assert!(out.status.success(), "docker {what:?}");
         all.push_str(&String::from_utf8_lossy(&out.stdout));
     }
     all
@@ -126,7 +123,11 @@ fn docker_exec_runs_jobs_in_their_images_with_services_and_leaves_nothing() {
     assert!(test.contains("built-in-busybox"), "{test}");
     assert!(test.contains("python 3"), "{test}");
     assert!(test.contains("shell=bash"), "{test}");
-    assert_eq!(runnel_objects(), "", "docker ps -a / docker network ls");
+    assert_eq!(
+        runnel_objects(dir.path()),
+        "",
+        "docker ps -a / docker network ls"
+    );
 }
 
 #[test]
@@ -151,5 +152,9 @@ missing:
     assert_eq!(job(&doc, "missing")["status"], "failed");
     assert_eq!(job(&doc, "missing")["failure_reason"], "image_pull_failure");
     assert_eq!(job(&doc, "fails")["failure_reason"], "script_failure");
-    assert_eq!(runnel_objects(), "", "docker ps -a / docker network ls");
+    assert_eq!(
+        runnel_objects(dir.path()),
+        "",
+        "docker ps -a / docker network ls"
+    );
 }

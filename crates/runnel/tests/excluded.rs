@@ -108,6 +108,28 @@ fn ignore_rules_runs_left_out_jobs_and_says_why_they_were() {
 }
 
 #[test]
+fn ignore_rules_with_needs_runs_the_left_out_jobs_a_left_out_job_needs() {
+    let (_dir, repo) = repo("excluded-needs");
+    let out = exec(&repo, &["--json", "--ignore-rules", "--needs", "deploy"]);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let (code, doc) = json_document(&out);
+    assert_eq!(code, 0, "{stderr}");
+    for name in ["build", "prepare", "deploy"] {
+        assert_eq!(job(&doc, name)["status"], "success", "{name}: {doc:#}");
+    }
+    assert_eq!(job(&doc, "prepare")["output"][0], "prepare ran");
+    insta::assert_snapshot!(stderr);
+
+    // Without `--needs` only the named job runs, and only it is announced.
+    let out = exec(&repo, &["--json", "--ignore-rules", "deploy"]);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let (code, doc) = json_document(&out);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(doc["jobs"].as_array().map(Vec::len), Some(1), "{doc:#}");
+    assert!(!stderr.contains("prepare"), "{stderr}");
+}
+
+#[test]
 fn ignore_rules_runs_a_job_of_a_pipeline_that_workflow_rules_filter_out() {
     let (_dir, repo) = repo("workflow-never");
     let out = exec(&repo, &["--json", "--ignore-rules", "lint"]);

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
+use clap::ValueEnum as _;
 use runnel_local::{CreateError, LoadError, LocalExecutor, PipelineOptions, Reporter, Selection};
 
 use crate::exit_code;
@@ -46,7 +47,7 @@ pub(crate) fn run(opts: Options) -> anyhow::Result<ExitCode> {
         Err(err) => return Ok(load_error(&err, &opts.selection, opts.json)),
     };
     eprint!("{}", loaded.warnings);
-    for line in loaded.run_anyway() {
+    for line in loaded.run_anyway(&opts.selection) {
         eprintln!("{line}");
     }
     if opts.list {
@@ -64,7 +65,12 @@ pub(crate) fn run(opts: Options) -> anyhow::Result<ExitCode> {
     let mut reporter: Box<dyn Reporter> = if opts.json {
         Box::new(Json)
     } else {
-        Box::new(Console::new(&records, opts.rerun_prefix.clone()))
+        let executor = opts
+            .executor
+            .kind
+            .to_possible_value()
+            .map_or_else(String::new, |v| v.get_name().to_owned());
+        Box::new(Console::new(&records, opts.rerun_prefix.clone(), executor))
     };
     if !opts.json {
         for job in pipeline.root_jobs() {

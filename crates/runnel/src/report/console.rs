@@ -31,10 +31,12 @@ pub(crate) struct Console {
     width: usize,
     /// The command line that re-runs one job, without the job name (`runnel exec -C dir`).
     rerun_prefix: String,
+    /// The executor's name (`shell`, `docker`, …).
+    executor: String,
 }
 
 impl Console {
-    pub(crate) fn new(jobs: &[JobRecord], rerun_prefix: String) -> Self {
+    pub(crate) fn new(jobs: &[JobRecord], rerun_prefix: String, executor: String) -> Self {
         let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
         let width = jobs
             .iter()
@@ -46,6 +48,7 @@ impl Console {
             color,
             width,
             rerun_prefix,
+            executor,
         }
     }
 
@@ -114,8 +117,9 @@ impl Reporter for Console {
                     String::new()
                 };
                 Some(format!(
-                    "{} starting shell ({}{retry})",
+                    "{} starting {} ({}{retry})",
                     self.prefix(&record.name),
+                    self.executor,
                     record.stage
                 ))
             }
