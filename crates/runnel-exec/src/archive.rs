@@ -7,14 +7,11 @@
 use std::collections::BTreeSet;
 use std::fs;
 use std::io;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 
 use globset::{GlobBuilder, GlobMatcher, GlobSet, GlobSetBuilder};
-use zip::write::SimpleFileOptions;
 
 use crate::error::ExecError;
-use crate::settings::CompressionLevel;
 use crate::trace::Trace;
 
 /// Why an archive could not be made or extracted.
@@ -308,59 +305,6 @@ pub(crate) fn select(root: &Path, spec: &SelectSpec<'_>) -> Result<Selection, Ar
     Ok(selection)
 }
 
-/// Writes `entries` (relative to `root`) into a new zip archive at `archive`, deflated at
-/// `level` (stored at `fastest`). Blocking.
-pub(crate) fn write_zip(
-    root: &Path,
-    entries: &BTreeSet<PathBuf>,
-    archive: &Path,
-    level: CompressionLevel,
-) -> Result<u64, ArchiveError> {
-    if let Some(parent) = archive.parent() {
-        fs::create_dir_all(parent).map_err(io_err("create the directory", parent))?;
-    }
-    let file = fs::File::create(archive).map_err(io_err("create", archive))?;
-    let mut zip = zip::ZipWriter::new(io::BufWriter::new(file));
-    let write_err = |source| ArchiveError::Write {
-        archive: archive.to_owned(),
-        source,
-    };
-    let mut count = 0;
-    for rel in entries {
-        let full = root.join(rel);
-        let Ok(meta) = fs::symlink_metadata(&full) else {
-            continue;
-        };
-        let name = rel.to_string_lossy().into_owned();
-        let method = match level.deflate() {
-            Some(_) => zip::CompressionMethod::Deflated,
-            None => zip::CompressionMethod::Stored,
-        };
-        let mut options = SimpleFileOptions::default()
-            .compression_method(method)
-            .compression_level(level.deflate())
-            .unix_permissions(meta.permissions().mode() & 0o7777);
-        if let Some(time) = meta.modified().ok().and_then(to_zip_time) {
-            options = options.last_modified_time(time);
-        }
-        if meta.file_type().is_symlink() {
-            let target = fs::read_link(&full).map_err(io_err("read the symlink", &full))?;
-            zip.add_symlink(name, target.to_string_lossy(), options)
-                .map_err(write_err)?;
-        } else if meta.is_dir() {
-            zip.add_directory(format!("{name}/"), options)
-                .map_err(write_err)?;
-        } else {
-            zip.start_file(name, options).map_err(write_err)?;
-            let mut source = fs::File::open(&full).map_err(io_err("read", &full))?;
-            io::copy(&mut source, &mut zip).map_err(io_err("archive", &full))?;
-        }
-        count += 1;
-    }
-    zip.finish().map_err(write_err)?;
-    Ok(count)
-}
-
 /// Writes `entries` (relative to `root`, files only) as GitLab's `gzip` artifact format: one gzip
 /// member per file, its header naming the file (base name) and its path (comment), as
 /// gitlab-runner `helpers/archives/gzip_create.go`. Blocking.
@@ -405,7 +349,7 @@ pub(crate) fn write_gzip(
 }
 
 /// A file time as a zip time (UTC, 2-second resolution); `None` outside 1980–2107.
-fn to_zip_time(time: std::time::SystemTime) -> Option<zip::DateTime> {
+pub(crate) fn to_zip_time(time: std::time::SystemTime) -> Option<zip::DateTime> {
     let secs = time.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
     let days = i64::try_from(secs / 86_400).ok()?;
     let rem = secs % 86_400;

@@ -18,6 +18,7 @@ use crate::settings::{BuildSettings, CompressionLevel, level_or_warning};
 use crate::sources::untracked_files;
 use crate::tarzstd;
 use crate::trace::Trace;
+use crate::zip_write;
 
 /// Downloads and extracts the artifacts of every dependency into the project directory.
 /// Returns `false` when an archive was refused or could not be read (the job fails).
@@ -164,7 +165,7 @@ async fn upload_archive(
     let zip = job.tmp_dir.join(format!("artifacts-{index}.zip"));
     let level = artifact_level(job, trace);
     let (root, target) = (job.project_dir.clone(), zip.clone());
-    tokio::task::spawn_blocking(move || archive::write_zip(&root, &entries, &target, level))
+    tokio::task::spawn_blocking(move || zip_write::write_zip(&root, &entries, &target, level))
         .await
         .map_err(ExecError::Join)??;
     let stored = ctx.artifacts.upload(&job.payload, spec, &zip).await?;
@@ -277,7 +278,7 @@ async fn store_report(
                 }),
             _ => Ok(false),
         },
-        _ => archive::write_zip(&root, &files, &target, level).map(|_| true),
+        _ => zip_write::write_zip(&root, &files, &target, level).map(|_| true),
     })
     .await
     .map_err(ExecError::Join)??;

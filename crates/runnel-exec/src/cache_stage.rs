@@ -19,6 +19,7 @@ use crate::settings::{ArchiveFormat, BuildSettings, level_or_warning};
 use crate::sources::untracked_files;
 use crate::tarzstd;
 use crate::trace::Trace;
+use crate::zip_write;
 
 fn has_content(cache: &CacheSpec) -> bool {
     !cache.paths.is_empty() || cache.untracked
@@ -188,7 +189,7 @@ async fn save_one(
     }
     let (root, target) = (job.project_dir.clone(), zip.clone());
     tokio::task::spawn_blocking(move || match settings.cache_format {
-        ArchiveFormat::Zip => archive::write_zip(&root, &entries, &target, level),
+        ArchiveFormat::Zip => zip_write::write_zip(&root, &entries, &target, level),
         ArchiveFormat::TarZstd => tarzstd::write_tar_zstd(&root, &entries, &target, level),
     })
     .await

@@ -44,6 +44,7 @@ mod trace;
 mod variables;
 #[cfg(feature = "ssh")]
 pub mod vm;
+mod zip_write;
 
 #[cfg(feature = "test-support")]
 pub mod test_support;

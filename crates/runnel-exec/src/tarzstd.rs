@@ -159,7 +159,7 @@ mod tests {
     use tar::EntryType::{Directory, Link, Regular, Symlink};
 
     use super::{extract, write_tar_zstd};
-    use crate::archive::{self, ArchiveError};
+    use crate::archive::ArchiveError;
     use crate::settings::CompressionLevel;
 
     fn tree() -> (tempfile::TempDir, BTreeSet<PathBuf>) {
@@ -211,7 +211,7 @@ mod tests {
         let (src, entries) = tree();
         let out = tempfile::tempdir().expect("temporary directory");
         let archive = out.path().join("cache.zip");
-        archive::write_zip(src.path(), &entries, &archive, CompressionLevel::Fastest)
+        crate::zip_write::write_zip(src.path(), &entries, &archive, CompressionLevel::Fastest)
             .expect("zip written");
         let dest = out.path().join("dest");
         assert_eq!(extract(&archive, &dest).expect("extracted"), 5);
