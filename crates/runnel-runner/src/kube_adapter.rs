@@ -420,7 +420,11 @@ impl JobExecutor for KubeJobExecutor {
 
     fn execute(&self, payload: JobPayload, ctx: JobContext) -> ExecFuture {
         let settings = kube_settings(&ctx.runner, &self.dirs);
-        let exec_ctx = self.dirs.exec_context(&ctx);
+        let mut exec_ctx = self.dirs.exec_context(&ctx);
+        // `[runners.cache]` as for the shell and Docker executors: the cache stages run on the
+        // runner's host, so a distributed cache needs no credentials in the pod.
+        exec_ctx.cache =
+            crate::cache::job_cache_store(&ctx.runner, exec_ctx.cache_dir.clone(), &payload);
         let trace = ctx.trace.clone();
         Box::pin(async move {
             let settings = match settings {

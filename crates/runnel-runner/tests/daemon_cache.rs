@@ -1,12 +1,18 @@
 //! The distributed cache (`[runners.cache]` with `Type = "s3"`) against a real S3 server (moto,
 //! started by `scripts/start-s3.sh`): runner daemons on the fake GitLab push and restore caches
-//! through pre-signed URLs. Each daemon has its own builds and cache directories, so a restore
-//! can only come from the bucket.
+//! through pre-signed URLs, with the shell and the Docker executor. Each daemon has its own
+//! builds and cache directories, so a restore can only come from the bucket.
 
 mod daemon_shell_support;
 
+use std::sync::Arc;
+
 use daemon_shell_support::start_shell_daemon;
-use runnel_runner::test_support::{FakeGitLab, FakeJobState, JobSpec, S3Server, s3_server};
+use runnel_exec::docker::{TEST_BUSYBOX_IMAGE, docker_available};
+use runnel_runner::docker_adapter::RunnerExecutors;
+use runnel_runner::test_support::{
+    FakeGitLab, FakeJobState, JobSpec, S3Server, TestDaemon, s3_server,
+};
 use serde_json::{Value, json};
 
 const SECRET: &str = "runnel-secret-key-do-not-print";
@@ -255,4 +261,70 @@ async fn a_missing_bucket_or_a_dead_endpoint_is_one_warning_and_the_job_goes_on(
     assert_eq!(reasons.len(), 2, "{trace}");
     assert!(reasons[0].contains("failed to download the cache from http://127.0.0.1:1/cache/"));
     assert!(trace.contains("Failed to create cache"), "{trace}");
+}
+
+/// As [`run_on_new_daemon`], with the Docker executor.
+async fn run_on_new_docker_daemon(
+    fake: &FakeGitLab,
+    token: &str,
+    runner: &str,
+    spec: JobSpec,
+) -> (FakeJobState, String) {
+    let daemon = TestDaemon::with_one_runner(
+        fake,
+        token,
+        ("docker", Arc::new(RunnerExecutors::new())),
+        "docker-cache-runner",
+        "concurrent = 1\ncheck_interval = 1",
+        runner,
+    );
+    let id = fake.add_job(spec);
+    let job = fake.wait_for_final(id).await;
+    daemon.stop().await;
+    let trace = fake.trace_text(id);
+    assert!(
+        !trace.contains(SECRET),
+        "the secret key is in the trace:\n{trace}"
+    );
+    (job.state, trace)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_runners_share_a_cache_through_the_bucket() {
+    if !docker_available(&[TEST_BUSYBOX_IMAGE]) {
+        return;
+    }
+    let Some((s3, fake, token_a)) = setup().await else {
+        return;
+    };
+    let token_b = fake.create_runner();
+    let bucket = s3.create_bucket("docker").await;
+    let runner = format!(
+        "  [runners.docker]\n    image = \"{TEST_BUSYBOX_IMAGE}\"\n    pull_policy = [\"if-not-present\"]\n{}",
+        s3.cache_section(&bucket, "    Shared = true")
+    );
+    let push = JobSpec {
+        cache: vec![cache("venv-non_protected", "push", &[])],
+        ..JobSpec::script(&[
+            "mkdir -p venv/bin && echo 'VALUE = 42' > venv/v.py && ln -s /usr/bin/python3 venv/bin/python3",
+        ])
+    };
+    let (state, trace) = run_on_new_docker_daemon(&fake, &token_a, &runner, push).await;
+    assert_eq!(state, FakeJobState::Success, "{trace}");
+    assert!(trace.contains("Uploading cache.zip to http://"), "{trace}");
+    assert_eq!(s3.list(&bucket).await, ["project/7/venv-non_protected"]);
+
+    let pull = JobSpec {
+        cache: vec![cache("venv-non_protected", "pull", &[])],
+        ..JobSpec::script(&[
+            "cat venv/v.py",
+            "echo \"python3 -> $(readlink venv/bin/python3)\"",
+        ])
+    };
+    let (state, trace) = run_on_new_docker_daemon(&fake, &token_b, &runner, pull).await;
+    assert_eq!(state, FakeJobState::Success, "{trace}");
+    assert!(trace.contains("Downloading cache from http://"), "{trace}");
+    assert!(trace.contains("Successfully extracted cache"), "{trace}");
+    assert!(trace.contains("\nVALUE = 42"), "{trace}");
+    assert!(trace.contains("python3 -> /usr/bin/python3"), "{trace}");
 }
