@@ -22,6 +22,7 @@ use crate::settings::BuildSettings;
 use crate::shell::{ShellConfig, ShellExecutor};
 use crate::sources::{GitStrategy, Sources, copy_working_tree, fetch_git};
 use crate::steps::{go_duration, run_after_script, run_hook, run_own_stage, run_steps};
+use crate::terminal::wait_for_terminal;
 use crate::trace::Trace;
 use crate::variables::{JobVariables, RUNNER_VERSION, RunnerSide, job_timeout};
 use crate::{artifact_stage, cache_stage};
@@ -73,10 +74,18 @@ pub async fn run_job_with(
         "  on {} {}",
         ctx.runner_name, ctx.runner_short_token
     ));
+    let deadline = ctx
+        .deadline
+        .unwrap_or_else(|| started + job_timeout(&job.payload));
     let result = run_stages(executor, &mut job, &mut ctx, &mut trace).await;
     // A stage that failed with an error leaves its section open; close it before the verdict.
     trace.close_sections();
+    // GitLab: gitlab-runner `common/build.go` `Run` waits for the terminal before the cleanup.
+    wait_for_terminal(&ctx, &mut trace, deadline).await;
     executor.cleanup(&job).await;
+    if let Some(session) = &ctx.terminal {
+        session.close();
+    }
     // A job that cannot run as it asks (an image that cannot be pulled, …) fails with its own
     // reason; every other error is a system failure.
     let (result, reported) = match result {
@@ -304,6 +313,10 @@ async fn run_stages(
     prepared?;
     if let Some(remote_builds) = executor.remote_builds_dir() {
         relocate(job, &remote_builds, ctx, executor.name());
+    }
+    // GitLab: gitlab-runner `common/build.go` `run` hands the executor to the session.
+    if let (Some(session), Some(terminal)) = (&ctx.terminal, executor.terminal(job)) {
+        session.set_terminal(terminal);
     }
     let (job, ctx) = (&*job, &*ctx);
 

@@ -45,6 +45,8 @@ pub struct JobContext {
     pub kill_grace: Duration,
     /// Receives every trace byte as it is appended (the runner daemon's live trace).
     pub trace_sink: Option<crate::trace::TraceSink>,
+    /// The job's web-terminal session (the runner's `[session_server]`), if any.
+    pub terminal: Option<Arc<dyn crate::terminal::TerminalSession>>,
 }
 
 impl JobContext {
@@ -68,6 +70,7 @@ impl JobContext {
             runner_short_token: "local".to_owned(),
             kill_grace: Duration::from_secs(10),
             trace_sink: None,
+            terminal: None,
         }
     }
 }

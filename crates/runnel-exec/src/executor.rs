@@ -2,6 +2,7 @@
 //! `runnel-exec`; an executor only decides where they run (this host, a container, a pod).
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use runnel_api::JobPayload;
 use tokio::time::Instant;
@@ -10,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use crate::error::ExecError;
 use crate::process::ScriptEnd;
 use crate::store::BoxFuture;
+use crate::terminal::TerminalOpener;
 use crate::trace::Trace;
 use crate::variables::JobVariables;
 
@@ -154,6 +156,13 @@ pub trait Executor: Send {
     /// [`PreparedJob::script_dirs`] under it, while runnel keeps preparing and reading the
     /// directories on this host. `None` (the default): the scripts see this host's paths.
     fn remote_builds_dir(&self) -> Option<PathBuf> {
+        None
+    }
+
+    /// How to open an interactive shell in the job's environment (GitLab's web terminal), asked
+    /// once after a successful `prepare`. `None` (the default): this executor has no terminal.
+    fn terminal(&self, job: &PreparedJob) -> Option<Arc<dyn TerminalOpener>> {
+        let _ = job;
         None
     }
 

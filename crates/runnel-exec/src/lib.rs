@@ -39,6 +39,7 @@ pub mod ssh;
 mod steps;
 mod store;
 mod tarzstd;
+mod terminal;
 mod timestamp;
 mod trace;
 mod variables;
@@ -73,6 +74,7 @@ pub use settings::{ArchiveFormat, BuildSettings, CompressionLevel};
 pub use shell::{ShellConfig, ShellExecutor};
 pub use sources::{Sources, WorkingTree};
 pub use steps::parse_go_duration;
+pub use terminal::{TerminalIo, TerminalOpener, TerminalSession};
 
 /// The job's timeout as Go prints a duration (`1h0m0s`), as gitlab-runner writes it into the
 /// `job.runner.gitlab.com/timeout` pod annotation.

@@ -2,6 +2,7 @@
 //! group (GitLab: gitlab-runner `executors/shell`).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::process::Command;
@@ -11,6 +12,7 @@ use crate::executor::{Executor, PreparedJob, StageRun};
 use crate::process::{KillPolicy, ScriptEnd, run_script};
 use crate::run_as::RunAs;
 use crate::store::BoxFuture;
+use crate::terminal::{PtyTerminal, TerminalOpener};
 use crate::trace::Trace;
 
 /// Settings of the shell executor.
@@ -158,6 +160,29 @@ impl Executor for ShellExecutor {
             let _ = std::fs::remove_file(&path);
             end
         })
+    }
+
+    fn terminal(&self, job: &PreparedJob) -> Option<Arc<dyn TerminalOpener>> {
+        // gitlab-runner `executors/shell/shell_terminal.go`: the build shell as a login shell
+        // on a pty (as the job user through `su` with `run --user`). Unlike gitlab-runner, the
+        // shell starts in the project directory with the job's variables.
+        let shell = self.shell.as_ref()?.to_string_lossy().into_owned();
+        let command = match &self.run_as {
+            Some(user) => vec![
+                "su".to_owned(),
+                "-s".to_owned(),
+                shell.clone(),
+                user.name.clone(),
+                "-c".to_owned(),
+                format!("{} -l", crate::script::shell_quote(&shell)),
+            ],
+            None => vec![shell, "-l".to_owned()],
+        };
+        Some(Arc::new(PtyTerminal {
+            command,
+            dir: job.project_dir.clone(),
+            env: job.variables.exports().0,
+        }))
     }
 
     fn cleanup<'a>(&'a mut self, _job: &'a PreparedJob) -> BoxFuture<'a, ()> {

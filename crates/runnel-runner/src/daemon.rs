@@ -54,6 +54,9 @@ pub enum RunError {
     /// Signal handlers could not be installed.
     #[error("failed to install signal handlers")]
     Signals(#[source] std::io::Error),
+    /// The session server could not start.
+    #[error(transparent)]
+    Session(#[from] crate::session::SessionError),
 }
 
 /// How the daemon ended.
@@ -225,11 +228,25 @@ async fn run_with(
     for key in &loaded.unknown_keys {
         tracing::warn!("{key}");
     }
-    if loaded.config.session_server.is_some() {
-        tracing::warn!(
-            "[session_server] is ignored: runnel has no interactive web terminal (session server) yet"
-        );
-    }
+    // gitlab-runner `commands/multi.go` `setupSessionServer`: only with a `listen_address`.
+    // The server stops when this function returns (the handle is dropped).
+    let listen_session = loaded.config.session_server.as_ref().filter(|s| {
+        s.listen_address
+            .as_deref()
+            .is_some_and(|a| !a.trim().is_empty())
+    });
+    let (sessions, _session_server) = match listen_session {
+        Some(config) => {
+            let (server, task) = crate::session::SessionServer::start(config).await?;
+            (Some(server), Some(task))
+        }
+        None => {
+            tracing::info!(
+                "[session_server].listen_address not defined, session endpoints disabled"
+            );
+            (None, None)
+        }
+    };
     let config = Arc::new(loaded.config);
     let system_id = crate::system_id::load_or_create(&options.config_path);
     metrics.config_loaded(true);
@@ -281,6 +298,7 @@ async fn run_with(
             system_id,
             check_interval: Arc::new(AtomicU64::new(config.check_interval_secs())),
             idle: Arc::new(tokio::sync::Notify::new()),
+            sessions,
         },
         http,
         runners: HashMap::new(),

@@ -56,7 +56,10 @@ impl JobExecutor for ShellJobExecutor {
         name == "shell"
     }
 
-    fn features(&self, _runner: &RunnerConfig) -> FeaturesInfo {
+    fn features(&self, runner: &RunnerConfig) -> FeaturesInfo {
+        // The executors whose terminal runnel implements (the other adapters start from this
+        // set too).
+        let terminal = matches!(runner.executor.as_str(), "shell" | "docker");
         // What runnel-exec and this daemon implement; gitlab-runner's shell executor set
         // (`executors/shell`, `shells/abstract.go`, `network/gitlab.go`).
         FeaturesInfo {
@@ -79,6 +82,9 @@ impl JobExecutor for ShellJobExecutor {
             return_exit_code: true,
             cancel_gracefully: true,
             two_phase_job_commit: true,
+            // The web terminal (`executors/shell/shell_terminal.go`).
+            session: terminal,
+            terminal,
             ..FeaturesInfo::default()
         }
     }
@@ -145,6 +151,10 @@ impl ShellJobExecutor {
             runner_short_token: runner.short_token(),
             kill_grace: KILL_GRACE,
             trace_sink: Some(TraceSink(Arc::new(move |bytes: &[u8]| trace.write(bytes)))),
+            terminal: ctx
+                .session
+                .clone()
+                .map(|session| session as Arc<dyn runnel_exec::TerminalSession>),
         }
     }
 

@@ -21,6 +21,7 @@ pub mod register;
 pub mod reload;
 pub mod rotation;
 pub mod service;
+pub mod session;
 pub mod ssh_adapter;
 pub mod system_id;
 #[cfg(feature = "test-support")]

@@ -20,6 +20,7 @@ use crate::config::RunnerConfig;
 use crate::executor::{JobCancel, JobContext, JobExecutor};
 use crate::job::{self, JobSetup};
 use crate::metrics::{Metrics, RunnerLabels};
+use crate::session::{JobSession, SessionServer};
 use crate::trace_patch::{TraceBuffer, error_chain};
 
 /// What every poller shares with the daemon.
@@ -35,6 +36,8 @@ pub(crate) struct Shared {
     pub(crate) check_interval: Arc<AtomicU64>,
     /// Told when the last running job ends (see [`crate::trim`]).
     pub(crate) idle: Arc<tokio::sync::Notify>,
+    /// The session server, when `[session_server]` has a `listen_address`.
+    pub(crate) sessions: Option<crate::session::SessionServer>,
 }
 
 /// One runner entry's state shared by its pollers.
@@ -110,12 +113,31 @@ pub(crate) async fn poll(shared: Shared, entry: Arc<Entry>, stop: CancellationTo
             return;
         }
         let in_flight = shared.metrics.job_request(&entry.labels);
-        let outcome = entry.coordinator.request_job(info.clone()).await;
+        // gitlab-runner `commands/multi.go` `requestJob`: a session for every request, kept
+        // when a job comes.
+        let session = shared.sessions.as_ref().map(SessionServer::open);
+        let advertised = session.as_ref().map(|(_, info)| info.clone());
+        let outcome = entry
+            .coordinator
+            .request_job_with_session(info.clone(), advertised)
+            .await;
         drop(in_flight);
+        let session = session.map(|(session, _)| session);
+        if !matches!(outcome, Ok(JobRequestOutcome::Job(_)))
+            && let (Some(server), Some(session)) = (&shared.sessions, &session)
+        {
+            server.close(session);
+        }
         match outcome {
             Ok(JobRequestOutcome::Job(payload)) => {
                 unhealthy = 0;
-                start_job(&shared, &entry, &info, *payload, slot, limit_permit);
+                let job = StartedJob {
+                    payload: *payload,
+                    slot,
+                    limit_permit,
+                    session,
+                };
+                start_job(&shared, &entry, &info, job);
                 if entry.config.strict_check_interval != Some(true) {
                     wait = Duration::ZERO;
                 }
@@ -154,14 +176,21 @@ pub(crate) async fn poll(shared: Shared, entry: Arc<Entry>, stop: CancellationTo
     }
 }
 
-fn start_job(
-    shared: &Shared,
-    entry: &Arc<Entry>,
-    info: &VersionInfo,
+/// A job the coordinator handed out, and what it holds while it runs.
+struct StartedJob {
     payload: runnel_api::JobPayload,
     slot: OwnedSemaphorePermit,
     limit_permit: Option<OwnedSemaphorePermit>,
-) {
+    session: Option<Arc<JobSession>>,
+}
+
+fn start_job(shared: &Shared, entry: &Arc<Entry>, info: &VersionInfo, job: StartedJob) {
+    let StartedJob {
+        payload,
+        slot,
+        limit_permit,
+        session,
+    } = job;
     let concurrent_id = {
         let mut ids = entry
             .concurrent_ids
@@ -188,6 +217,7 @@ fn start_job(
             coordinator: entry.coordinator.clone(),
             concurrent_id,
             system_id: shared.system_id.clone(),
+            session: session.clone(),
         },
         final_update_retries: entry
             .config
@@ -204,6 +234,10 @@ fn start_job(
         let started = Instant::now();
         shared.metrics.job_state(&entry.labels, "running", "", 1);
         let report = job::run(setup, payload).await;
+        // The terminal ends with its job (gitlab-runner removes the session with the build).
+        if let (Some(server), Some(session)) = (&shared.sessions, &session) {
+            server.close(session);
+        }
         shared.metrics.job_state(&entry.labels, "running", "", -1);
         if let Some(report) = &report {
             let reason = report.failure_reason.as_ref().map(ToString::to_string);

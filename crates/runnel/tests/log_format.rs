@@ -144,7 +144,7 @@ async fn log_format_json_writes_one_logrus_object_per_line() {
     let fake = FakeGitLab::start().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("config.toml");
-    let session = "[session_server]\nlisten_address = \"[::]:8093\"\nsession_timeout = 1800";
+    let session = "[session_server]\nlisten_address = \"127.0.0.1:0\"\nsession_timeout = 1800";
     std::fs::write(
         &config,
         config_text(&fake, dir.path(), session, &["json-box"]),
@@ -171,17 +171,14 @@ async fn log_format_json_writes_one_logrus_object_per_line() {
         })
         .expect("the unknown key is reported");
     assert_eq!(warning["level"], "warning");
-    // `[session_server]` is a known table, accepted and ignored with one warning.
-    let messages: Vec<&str> = objects.iter().filter_map(|o| o["msg"].as_str()).collect();
-    assert_eq!(
-        messages
-            .iter()
-            .filter(|m| m.contains("session_server"))
-            .copied()
-            .collect::<Vec<_>>(),
-        [
-            "[session_server] is ignored: runnel has no interactive web terminal (session server) yet"
-        ]
+    // `[session_server]` starts the session server, with its address in the event's fields.
+    let session = find(&objects, "session server listening");
+    assert_eq!(session["level"], "info");
+    assert!(
+        session["advertise"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("https://127.0.0.1:")),
+        "{session}"
     );
 }
 

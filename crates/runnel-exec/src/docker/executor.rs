@@ -6,6 +6,7 @@
 //! pulled and the `runnel` binary is not needed inside the container.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bollard::Docker;
@@ -25,6 +26,7 @@ use super::policy::{build_user, privileged_for};
 use super::services::{
     Service, ServiceSetup, create_network, start_service, wait_for_services, write_logs,
 };
+use super::terminal::{DockerTerminal, SharedContainer};
 use runnel_api::Image;
 
 use crate::error::ExecError;
@@ -32,6 +34,7 @@ use crate::executor::{Executor, PreparedJob, StageRun};
 use crate::process::ScriptEnd;
 use crate::script::shell_quote;
 use crate::store::BoxFuture;
+use crate::terminal::TerminalOpener;
 use crate::trace::Trace;
 
 /// How long giving the build directories back to `builds_owner` may take.
@@ -49,6 +52,8 @@ pub struct DockerExecutor {
     spec: Option<BuildContainer>,
     /// The borrowed object directories the current job container mounts.
     mounted_alternates: Vec<PathBuf>,
+    /// The job container, as the web terminal sees it.
+    terminal_container: SharedContainer,
 }
 
 #[derive(Debug, Default)]
@@ -67,6 +72,7 @@ impl DockerExecutor {
             created: Created::default(),
             spec: None,
             mounted_alternates: Vec::new(),
+            terminal_container: SharedContainer::default(),
         }
     }
 
@@ -244,6 +250,9 @@ impl DockerExecutor {
             .collect();
         let id = create_build_container(docker, spec, &extra).await?;
         self.created.build = Some(id.clone());
+        if let Ok(mut shared) = self.terminal_container.lock() {
+            *shared = Some(id.clone());
+        }
         self.mounted_alternates = needed;
         Ok(id)
     }
@@ -329,8 +338,24 @@ impl Executor for DockerExecutor {
         })
     }
 
+    fn terminal(&self, job: &PreparedJob) -> Option<Arc<dyn TerminalOpener>> {
+        let (exports, _) = job.variables.exports();
+        Some(Arc::new(DockerTerminal {
+            docker: self.docker.clone()?,
+            container: self.terminal_container.clone(),
+            env: exports
+                .into_iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect(),
+            working_dir: job.project_dir.to_string_lossy().into_owned(),
+        }))
+    }
+
     fn cleanup<'a>(&'a mut self, job: &'a PreparedJob) -> BoxFuture<'a, ()> {
         Box::pin(async move {
+            if let Ok(mut shared) = self.terminal_container.lock() {
+                *shared = None;
+            }
             let created = std::mem::take(&mut self.created);
             if let Some(docker) = &self.docker {
                 if let (Some((uid, gid)), Some(id)) = (self.config.builds_owner, &created.build) {

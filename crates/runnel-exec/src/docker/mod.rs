@@ -15,6 +15,7 @@ mod policy;
 #[cfg(feature = "test-support")]
 mod probe;
 mod services;
+mod terminal;
 
 pub use config::{ConfigError, DEFAULT_WAIT_FOR_SERVICES_TIMEOUT, DockerConfig, PullPolicy};
 pub use executor::{DockerExecutor, remove_leftovers};

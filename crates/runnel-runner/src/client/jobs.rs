@@ -133,6 +133,17 @@ impl Coordinator {
     /// Not cancel-safe: a job the server assigned while the future is dropped is lost (GitLab
     /// fails it as stuck after its timeout), as in gitlab-runner.
     pub async fn request_job(&self, info: VersionInfo) -> Result<JobRequestOutcome, ClientError> {
+        self.request_job_with_session(info, None).await
+    }
+
+    /// [`Coordinator::request_job`] advertising the session server's `session` for the job.
+    ///
+    /// Not cancel-safe, as [`Coordinator::request_job`].
+    pub async fn request_job_with_session(
+        &self,
+        info: VersionInfo,
+        session: Option<runnel_api::SessionInfo>,
+    ) -> Result<JobRequestOutcome, ClientError> {
         let url = self.url("jobs/request");
         let last_update = self.last_update.lock().map_or(None, |guard| guard.clone());
         let body = JobRequest {
@@ -140,7 +151,7 @@ impl Coordinator {
             system_id: Some(self.system_id.clone()).filter(|id| !id.is_empty()),
             last_update,
             info,
-            session: None,
+            session,
         };
         let response = match self
             .send(Endpoint::RequestJob, || {

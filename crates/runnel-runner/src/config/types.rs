@@ -32,7 +32,7 @@ pub struct Config {
     /// Labels merged into each runner's `labels`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
-    /// `[session_server]` (accepted, not used: runnel has no interactive web terminal yet).
+    /// `[session_server]`: the web terminal (see [`crate::session`]).
     pub session_server: Option<SessionServer>,
     /// The registered runners.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -78,6 +78,8 @@ pub struct FakeJob {
     pub final_update: Option<Value>,
     /// Uploaded artifacts: (query string pairs, file name, bytes).
     pub artifacts: Vec<(BTreeMap<String, String>, String, Vec<u8>)>,
+    /// The `session` of the job request the job was handed out on.
+    pub session: Option<Value>,
     token: String,
     git_token_rejected: bool,
 }
@@ -315,6 +317,7 @@ impl FakeGitLab {
                 assignments: 0,
                 final_update: None,
                 artifacts: Vec::new(),
+                session: None,
                 token,
                 git_token_rejected: spec.git.as_ref().is_some_and(|git| git.reject_token),
             },
@@ -812,7 +815,7 @@ impl Drop for InFlight {
 
 async fn request_job(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
     let arrived = Instant::now();
-    let (token, hold, _in_flight) = {
+    let (token, hold, _in_flight, session) = {
         let mut inner = shared.lock();
         check_common(&mut inner, "POST /api/v4/jobs/request", &headers);
         let Some(body) = parse_json(&mut inner, "job request", &headers, &body) else {
@@ -821,6 +824,20 @@ async fn request_job(State(shared): State<Shared>, headers: HeaderMap, body: Byt
         let token = body_token(&body);
         if !inner.runners.contains_key(&token) {
             return forbidden();
+        }
+        let session = body.get("session").cloned();
+        // GitLab: app/models/ci/build_runner_session.rb validates an https URL.
+        if let Some(session) = &session {
+            let field = |key: &str| session.get(key).and_then(Value::as_str).unwrap_or("");
+            if !field("url").starts_with("https://")
+                || !field("certificate").starts_with("-----BEGIN CERTIFICATE-----")
+                || field("authorization").is_empty()
+            {
+                violation(
+                    &mut inner,
+                    format!("job request: invalid session {session}"),
+                );
+            }
         }
         check_system_id(&mut inner, "job request", &body);
         let features = body.pointer("/info/features");
@@ -846,7 +863,7 @@ async fn request_job(State(shared): State<Shared>, headers: HeaderMap, body: Byt
             shared: shared.clone(),
             token: token.clone(),
         };
-        (token, inner.long_poll, in_flight)
+        (token, inner.long_poll, in_flight, session)
     };
     // Workhorse holds a request that finds no job open until one is queued or the long
     // polling duration ends (gitlab-workhorse `internal/builds/register.go`).
@@ -864,6 +881,7 @@ async fn request_job(State(shared): State<Shared>, headers: HeaderMap, body: Byt
             if let Some((_, job)) = next {
                 job.state = FakeJobState::Running;
                 job.assignments += 1;
+                job.session = session.clone();
                 let payload = job.payload.clone();
                 inner.queue_version += 1;
                 drop(inner);
