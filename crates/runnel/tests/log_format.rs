@@ -178,7 +178,7 @@ async fn log_format_json_writes_one_logrus_object_per_line() {
         session["advertise"]
             .as_str()
             .is_some_and(|a| a.starts_with("https://127.0.0.1:")),
-        "{session}"
+        "{session:?}"
     );
 }
 
