@@ -117,6 +117,7 @@ impl KubernetesExecutor {
             pod: PodRef {
                 api: pods.clone(),
                 name: name.clone(),
+                namespace: namespace.clone(),
                 host: host.clone(),
             },
             secrets: secrets.clone(),

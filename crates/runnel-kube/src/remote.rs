@@ -19,6 +19,8 @@ use crate::error::KubeError;
 pub(crate) struct PodRef {
     pub(crate) api: Api<Pod>,
     pub(crate) name: String,
+    /// The pod's namespace (for messages: `ns/name`, as gitlab-runner prints it).
+    pub(crate) namespace: String,
     pub(crate) host: String,
 }
 

@@ -110,7 +110,7 @@ async fn run_exec(
     };
     match crate::remote::exit_code(status.as_ref()) {
         Ok(code) => Ok(StreamEnd::Exited(code)),
-        Err(err) => Err(pod_error(running).await.unwrap_or(err)),
+        Err(err) => Err(stream_end_error(running).await.unwrap_or(err)),
     }
 }
 
@@ -145,7 +145,7 @@ async fn run_attach(
     drop(stdin);
     match end {
         Some(end) => Ok(end),
-        None => Err(pod_error(running).await.unwrap_or_else(|| {
+        None => Err(stream_end_error(running).await.unwrap_or_else(|| {
             KubeError::Pod("the attach stream ended before the stage did".to_owned())
         })),
     }
@@ -158,6 +158,18 @@ async fn pod_error(running: &Running) -> Option<KubeError> {
         Ok(None) => None,
         Err(err) => Some(err),
     }
+}
+
+/// Why a stream to the build container ended before the stage did: the pod's status may lag
+/// behind its containers, so it is asked a few times, `poll_interval` apart.
+async fn stream_end_error(running: &Running) -> Option<KubeError> {
+    for _ in 0..3 {
+        if let Some(err) = pod_error(running).await {
+            return Some(err);
+        }
+        tokio::time::sleep(running.poll_interval).await;
+    }
+    None
 }
 
 fn stream_error(running: &Running, action: &'static str, source: std::io::Error) -> KubeError {
@@ -193,8 +205,19 @@ async fn pump(
         }
         tokio::select! {
             biased;
-            () = stage.cancel.cancelled() => return Ok(Some(StreamEnd::Canceled)),
-            () = tokio::time::sleep_until(stage.deadline) => return Ok(Some(StreamEnd::TimedOut)),
+            () = stage.cancel.cancelled() => {
+                // What was held back in case it began the marker is output after all.
+                if let Some(scan) = scan.as_mut() {
+                    scan.flush(trace);
+                }
+                return Ok(Some(StreamEnd::Canceled));
+            }
+            () = tokio::time::sleep_until(stage.deadline) => {
+                if let Some(scan) = scan.as_mut() {
+                    scan.flush(trace);
+                }
+                return Ok(Some(StreamEnd::TimedOut));
+            }
             read = read_some(&mut stdout, &mut out_buf) => match read {
                 Some(n) => {
                     let chunk = &out_buf[..n];
@@ -263,7 +286,12 @@ impl Marker {
             self.pending.clear();
             return Some(code);
         }
-        let keep = self.pending.len().min(self.pattern.len() - 1);
+        // Hold back only a tail that could begin the marker, so a line the script printed
+        // before it sleeps reaches the trace at once.
+        let keep = (1..self.pattern.len().min(self.pending.len() + 1))
+            .rev()
+            .find(|n| self.pending.ends_with(&self.pattern[..*n]))
+            .unwrap_or(0);
         let flush = self.pending.len() - keep;
         trace.write(&self.pending[..flush]);
         self.pending.drain(..flush);
@@ -514,5 +542,16 @@ mod tests {
         assert_eq!(scan.feed(b"2\n", &mut trace), Some(42));
         trace.flush();
         assert_eq!(String::from_utf8_lossy(trace.bytes()), "hello\nworld");
+    }
+
+    #[test]
+    fn output_that_cannot_begin_the_marker_is_not_held_back() {
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut trace = runnel_exec::test_support::trace(tx);
+        let mut scan = Marker::new(b"\nEND-1 ".to_vec());
+        // A script that prints a line and then sleeps: only the newline could begin the marker.
+        assert_eq!(scan.feed(b"started\n", &mut trace), None);
+        trace.flush();
+        assert_eq!(String::from_utf8_lossy(trace.bytes()), "started");
     }
 }

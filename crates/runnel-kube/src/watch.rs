@@ -81,33 +81,43 @@ pub(crate) async fn wait_for_running(
     }
 }
 
-/// Why the pod can no longer run the job: deleted, or `Failed`/`Succeeded` (evicted, killed).
-/// `None` while it runs.
+/// Why the pod can no longer run the job, in gitlab-runner's words (`internal/watchers/pod.go`
+/// `checkTerminalPodErrors` and its delete handler): a `DisruptionTarget` condition (evicted,
+/// preempted), a deletion in progress, a deleted pod; also `Failed`/`Succeeded` without either.
+/// `None` while it runs. Each is a system failure, as there.
 pub(crate) async fn gone(pod: &PodRef) -> Result<Option<String>, KubeError> {
+    let full = format!("{}/{}", pod.namespace, pod.name);
     let Some(current) = get(pod).await? else {
-        return Ok(Some(format!(
-            "pod `{}` was deleted while the job ran",
-            pod.name
-        )));
+        return Ok(Some(format!("pod {full:?} is deleted")));
     };
-    if current.metadata.deletion_timestamp.is_some() {
-        return Ok(Some(format!(
-            "pod `{}` is being deleted while the job runs",
-            pod.name
-        )));
+    Ok(terminal(&current, &full))
+}
+
+/// The terminal condition of `pod`, if it has one (see [`gone`]).
+fn terminal(pod: &Pod, full: &str) -> Option<String> {
+    let status = pod.status.as_ref();
+    let disrupted = status
+        .and_then(|s| s.conditions.as_ref())
+        .into_iter()
+        .flatten()
+        .find(|c| c.type_ == "DisruptionTarget" && c.status == "True");
+    if let Some(condition) = disrupted {
+        return Some(format!(
+            "pod {full:?} is disrupted: reason {:?}, message {:?}",
+            condition.reason.as_deref().unwrap_or_default(),
+            condition.message.as_deref().unwrap_or_default()
+        ));
     }
-    let phase = current
-        .status
-        .as_ref()
-        .and_then(|s| s.phase.as_deref())
-        .unwrap_or("Pending");
-    Ok(matches!(phase, "Failed" | "Succeeded").then(|| {
+    if pod.metadata.deletion_timestamp.is_some() {
+        return Some(format!("pod {full:?} is being deleted"));
+    }
+    let phase = status.and_then(|s| s.phase.as_deref()).unwrap_or("Pending");
+    matches!(phase, "Failed" | "Succeeded").then(|| {
         format!(
-            "pod `{}` is {phase} while the job runs{}",
-            pod.name,
-            reason_text(&current)
+            "pod {full:?} is {phase} while the job runs{}",
+            reason_text(pod)
         )
-    }))
+    })
 }
 
 async fn get(pod: &PodRef) -> Result<Option<Pod>, KubeError> {

@@ -1,7 +1,7 @@
 //! `runnel exec --executor kubernetes` end to end against the fake Kubernetes API server of
 //! `runnel-kube-fake` (no cluster can run on these machines; the fake validates requests like
 //! the real API server and runs each pod's containers on the Docker engine): jobs in pods, a
-//! service reached by its alias, artifacts between jobs, an image that
+//! service reached by its alias, artifacts between jobs, `examples/python-app`, an image that
 //! cannot be pulled, and nothing left afterwards, neither pods and secrets on the fake nor
 //! containers and volumes on the engine.
 //!
@@ -11,29 +11,14 @@
 //! run one at a time.
 
 use std::path::{Path, PathBuf};
-
 use std::process::{Command, Stdio};
 
-use runnel_exec::docker::{TEST_BUSYBOX_IMAGE, docker_available};
+use runnel_exec::docker::{TEST_BUSYBOX_IMAGE, TEST_PYTHON_IMAGE, docker_available};
 use runnel_kube_fake::{FakeCluster, FakeOptions, Kind};
 use serde_json::Value;
 
 mod support;
-use support::{commit_repo, job, json_document};
-
-const HELPER_IMAGE: &str = "runnel-test/kube-helper:latest";
-
-/// Builds the helper image from this build's binary (kept when the binary did not change).
-fn helper_image() -> &'static str {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/kube-helper-image.sh");
-    let out = Command::new(script)
-        .arg(env!("CARGO_BIN_EXE_runnel"))
-        .arg(HELPER_IMAGE)
-        .output()
-        .expect("scripts/kube-helper-image.sh runs");
-    assert!(out.status.success(), "helper image: {out:?}");
-    HELPER_IMAGE
-}
+use support::{commit_repo, copy_tree, job, json_document, kube_helper_image};
 
 /// A fake cluster with namespace `ci` and a kubeconfig for it in `dir`.
 async fn cluster(dir: &Path) -> (FakeCluster, PathBuf) {
@@ -59,7 +44,7 @@ async fn exec(dir: &Path, kubeconfig: &Path, args: &[&str]) -> (i32, Value) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_runnel"));
     command
         .args(["exec", "--executor", "kubernetes", "--json"])
-        .args(["--kube-helper-image", helper_image()])
+        .args(["--kube-helper-image", kube_helper_image()])
         .args(args)
         .current_dir(dir)
         .env("KUBECONFIG", kubeconfig)
@@ -197,6 +182,51 @@ async fn kube_docker_missing_image_fails_with_image_pull_failure_and_the_pod_is_
         "image_pull_failure",
         "{doc:#}"
     );
+    assert_nothing_left(&cluster).await;
+    cluster.shutdown().await;
+}
+
+/// Files of the example that a run creates and a user would not commit.
+const GENERATED: &[&str] = &[
+    ".runnel",
+    ".venv",
+    ".cache",
+    "dist",
+    "build",
+    "htmlcov",
+    "__pycache__",
+    ".coverage",
+    "report.xml",
+];
+
+/// The README's example pipeline on the cluster: five jobs in pods of `python:3.11-slim`
+/// (pip installs, a cache, artifacts between stages). Slow: see `.config/nextest.toml`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kube_docker_example_python_app_passes() {
+    if !docker_available(&[TEST_BUSYBOX_IMAGE, TEST_PYTHON_IMAGE]) {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cluster, kubeconfig) = cluster(dir.path()).await;
+    let project = tempfile::tempdir().expect("temporary directory");
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/python-app");
+    copy_tree(&example, project.path(), &|name| {
+        GENERATED.contains(&name) || name.ends_with(".egg-info")
+    });
+    commit_repo(project.path(), "example");
+    let (code, doc) = exec(project.path(), &kubeconfig, &[]).await;
+    assert_eq!(code, 0, "{doc:#}");
+    for name in ["flake8", "xenon", "unittest", "pytest", "build"] {
+        assert_eq!(job(&doc, name)["status"], "success", "{name}: {doc:#}");
+    }
+    assert!(output(&doc, "unittest").contains("OK"), "{doc:#}");
+    assert!(output(&doc, "build").contains("built textkit"), "{doc:#}");
+    let created = cluster
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("/pods"))
+        .count();
+    assert_eq!(created, 5, "one pod per job");
     assert_nothing_left(&cluster).await;
     cluster.shutdown().await;
 }

@@ -832,9 +832,9 @@ impl PodTask {
                     break;
                 }
                 Termination::Evict { grace_seconds } => {
-                    if let Some(docker) = &docker {
-                        self.stop_containers(docker, grace_seconds).await;
-                    }
+                    // The eviction manager marks the pod (`Failed`/`Evicted`, condition
+                    // `DisruptionTarget`) as it starts killing it, so clients see why its
+                    // containers stop.
                     let message = "The node was low on resource: memory. Threshold quantity: 100Mi, available: 42Mi. ";
                     self.event(
                         Severity::Warning,
@@ -847,6 +847,10 @@ impl PodTask {
                         reason: "Evicted".into(),
                         message: message.into(),
                     });
+                    self.publish();
+                    if let Some(docker) = &docker {
+                        self.stop_containers(docker, grace_seconds).await;
+                    }
                     self.publish();
                     // The evicted pod stays until it is deleted.
                     termination = loop {

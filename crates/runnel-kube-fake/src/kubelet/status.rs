@@ -292,6 +292,16 @@ impl PodRuntime {
                 Some(message),
             ));
         }
+        // The kubelet's eviction manager marks the pods it evicts (Kubernetes 1.26+,
+        // `PodDisruptionConditions`): `DisruptionTarget`, reason `TerminationByKubelet`.
+        if let Some(failure) = self.failure.clone().filter(|f| f.reason == "Evicted") {
+            conditions.push(self.condition(
+                "DisruptionTarget",
+                true,
+                Some("TerminationByKubelet"),
+                Some(failure.message),
+            ));
+        }
         status.insert("conditions".into(), Value::Array(conditions));
         if let Some(ip) = &self.host_ip {
             status.insert("hostIP".into(), json!(ip));

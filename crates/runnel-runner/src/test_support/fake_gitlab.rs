@@ -445,6 +445,9 @@ pub struct JobSpec {
     pub cache: Vec<Value>,
     /// `git_info.protected`: the job runs for a protected ref.
     pub protected: bool,
+    /// `services` as GitLab sends them (`name`, `alias`, `command`, `variables`, …); empty
+    /// sends `null`.
+    pub services: Vec<Value>,
 }
 
 /// The job's `git_info` and `GIT_STRATEGY`.
@@ -557,7 +560,7 @@ impl JobSpec {
             "variables": variables,
             "steps": steps,
             "image": self.image.as_ref().map(|(name, pull_policy)| json!({"name": name, "pull_policy": pull_policy})),
-            "services": null,
+            "services": (!self.services.is_empty()).then(|| self.services.clone()),
             "artifacts": artifacts,
             "cache": self.cache,
             "credentials": [],

@@ -90,3 +90,19 @@ pub(crate) fn runnel_command() -> tokio::process::Command {
         .kill_on_drop(true);
     command
 }
+
+/// The helper image of the Kubernetes executor tests, built from this build's `runnel` by
+/// `scripts/kube-helper-image.sh` (kept while the binary does not change).
+pub(crate) const KUBE_HELPER_IMAGE: &str = "runnel-test/kube-helper:latest";
+
+/// Builds [`KUBE_HELPER_IMAGE`] (a no-op when it holds this binary) and returns its name.
+pub(crate) fn kube_helper_image() -> &'static str {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/kube-helper-image.sh");
+    let out = Command::new(script)
+        .arg(env!("CARGO_BIN_EXE_runnel"))
+        .arg(KUBE_HELPER_IMAGE)
+        .output()
+        .expect("scripts/kube-helper-image.sh runs");
+    assert!(out.status.success(), "helper image: {out:?}");
+    KUBE_HELPER_IMAGE
+}

@@ -1,0 +1,540 @@
+//! `runnel run` with `executor = "kubernetes"` end to end: the binary, the fake GitLab of
+//! runnel-runner's test support and the fake Kubernetes API server of `runnel-kube-fake` (no
+//! cluster can run on these machines; the fake validates requests like the real API server and
+//! runs each pod's containers on the Docker engine).
+//!
+//! What a cluster does to a job and what the runner must do about it: `examples/python-app`
+//! passes, a PostgreSQL-style service answers on its alias with its variables, a pod that
+//! stays `Pending` past `poll_timeout`, a pod deleted or evicted mid-job (failed as
+//! gitlab-runner reports it), cancel, job timeout, a daemon killed with SIGKILL and started
+//! again, a forbidden namespace overwrite and a limit above its maximum. After each: no pod,
+//! secret or config map on the fake and no container or volume of its pods on the engine.
+//!
+//! Needs the Docker engine and the images of `scripts/test-images.sh`; the helper image is
+//! built from this build's `runnel`. Without an engine the tests print `SKIPPED: …` (with
+//! `CI=true` they fail). Their names contain `docker`, so they run one at a time.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use runnel_exec::docker::{TEST_BUSYBOX_IMAGE, TEST_PYTHON_IMAGE, docker_available};
+use runnel_kube_fake::{FakeCluster, FakeOptions, Kind};
+use runnel_runner::test_support::{FakeGitLab, FakeJobState, GitSource, JobSpec};
+use serde_json::{Value, json};
+use tokio::process::Child;
+
+mod support;
+use support::{commit_repo, copy_tree, kube_helper_image, runnel_command as runnel};
+
+const NAMESPACE: &str = "ci";
+
+/// A fake GitLab with one kubernetes runner registered in `config.toml`, and a fake cluster.
+struct Setup {
+    fake: FakeGitLab,
+    cluster: FakeCluster,
+    dir: tempfile::TempDir,
+    config: PathBuf,
+}
+
+impl Setup {
+    /// `section` goes at the end of `[runners.kubernetes]` (keys, then sub-tables).
+    async fn new(section: &str) -> Self {
+        let cluster = FakeCluster::start(FakeOptions::default().namespace(NAMESPACE))
+            .await
+            .expect("fake cluster starts");
+        let fake = FakeGitLab::start().await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("config.toml");
+        let text = format!(
+            r#"concurrent = 2
+check_interval = 1
+shutdown_timeout = 10
+
+[[runners]]
+  name = "kube"
+  url = "{url}"
+  token = "{token}"
+  executor = "kubernetes"
+  builds_dir = "{builds}"
+  cache_dir = "{cache}"
+  [runners.kubernetes]
+    host = "{host}"
+    bearer_token = "{bearer}"
+    namespace = "{NAMESPACE}"
+    image = "{TEST_BUSYBOX_IMAGE}"
+    helper_image = "{helper}"
+    poll_interval = 1
+{section}"#,
+            url = fake.url(),
+            token = fake.create_runner(),
+            builds = dir.path().join("builds").display(),
+            cache = dir.path().join("cache").display(),
+            host = cluster.url(),
+            bearer = cluster.token().unwrap_or_default(),
+            helper = kube_helper_image(),
+        );
+        std::fs::write(&config, text).expect("config.toml written");
+        Self {
+            fake,
+            cluster,
+            dir,
+            config,
+        }
+    }
+
+    /// Starts `runnel run`, its log in `<name>.log`.
+    fn start(&self, name: &str) -> Child {
+        let log = std::fs::File::create(self.dir.path().join(format!("{name}.log"))).expect("log");
+        runnel()
+            .args(["run", "-c"])
+            .arg(&self.config)
+            .current_dir(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("runnel run starts")
+    }
+
+    fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("{name}.log"))).unwrap_or_default()
+    }
+
+    /// The names of the job pods on the fake.
+    fn pods(&self) -> Vec<String> {
+        self.cluster
+            .pods(Some(NAMESPACE))
+            .into_iter()
+            .filter_map(|pod| pod.metadata.name)
+            .collect()
+    }
+
+    /// Waits until a pod exists and returns its name.
+    async fn wait_for_pod(&self) -> String {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            if let Some(name) = self.pods().into_iter().next() {
+                return name;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "no pod was created");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Nothing of the jobs is left: no pod, secret or config map on the fake (deletion is
+    /// asynchronous, as on a cluster), no container or volume of its pods on the engine.
+    async fn assert_nothing_left(&self) {
+        for name in self.pods() {
+            let left = self
+                .cluster
+                .wait_for_pod(NAMESPACE, &name, Duration::from_secs(90), |_| false)
+                .await;
+            assert!(left.is_none(), "pod {name} was not deleted");
+        }
+        for kind in [Kind::Pod, Kind::Secret, Kind::ConfigMap] {
+            assert_eq!(
+                self.cluster.objects(kind, Some(NAMESPACE)),
+                Vec::<Value>::new(),
+                "{kind:?}"
+            );
+        }
+        let (containers, volumes) = self.cluster.docker_leftovers().await;
+        assert_eq!((containers, volumes), (Vec::new(), Vec::new()));
+    }
+
+    async fn shutdown(self, mut child: Child) {
+        signal(&child, "QUIT");
+        let _ = tokio::time::timeout(Duration::from_secs(60), child.wait()).await;
+        let _ = child.start_kill();
+        assert_eq!(self.fake.violations(), Vec::<String>::new());
+        self.cluster.shutdown().await;
+    }
+}
+
+fn signal(child: &Child, name: &str) {
+    if let Some(pid) = child.id() {
+        let _ = std::process::Command::new("kill")
+            .args([&format!("-{name}"), &pid.to_string()])
+            .status();
+    }
+}
+
+fn failure_reason(fake: &FakeGitLab, id: u64) -> Value {
+    fake.final_field(id, "failure_reason")
+}
+
+/// A job that prints `started` and then sleeps, with an `after_script`.
+fn sleeper() -> JobSpec {
+    JobSpec {
+        after_script: vec!["echo after_script ran with $CI_JOB_STATUS".to_owned()],
+        ..JobSpec::script(&["echo started", "sleep 600", "echo not reached"])
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kube_docker_daemon_service_answers_on_its_alias_with_its_variables() {
+    if !docker_available(&[TEST_BUSYBOX_IMAGE]) {
+        return;
+    }
+    let setup = Setup::new("").await;
+    // A PostgreSQL-style service: alias `db`, port 5432, configured by `POSTGRES_*` variables.
+    let serve = "mkdir -p /www && echo \"db ready for $POSTGRES_USER/$POSTGRES_DB\" > /www/index.html && exec httpd -f -p 5432 -h /www";
+    let id = setup.fake.add_job(JobSpec {
+        services: vec![json!({
+            "name": TEST_BUSYBOX_IMAGE, "alias": "db", "command": ["sh", "-c", serve],
+            "variables": [
+                {"key": "POSTGRES_USER", "value": "runner", "public": true},
+                {"key": "POSTGRES_DB", "value": "app_test", "public": true},
+            ],
+        })],
+        ..JobSpec::script(&[
+            "for i in $(seq 30); do wget -qO- http://db:5432/ && break; sleep 1; done",
+        ])
+    });
+    let child = setup.start("run");
+    let job = setup.fake.wait_for_final(id).await;
+    let trace = setup.fake.trace_text(id);
+    assert_eq!(job.state, FakeJobState::Success, "{trace}");
+    assert!(trace.contains("db ready for runner/app_test"), "{trace}");
+    let pod = setup
+        .cluster
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("/pods"))
+        .find_map(|r| r.body)
+        .expect("a pod was created");
+    assert_eq!(pod["spec"]["containers"][2]["name"], "svc-0", "{pod:#}");
+    assert!(
+        pod["spec"]["hostAliases"].to_string().contains("\"db\""),
+        "{pod:#}"
+    );
+    setup.assert_nothing_left().await;
+    setup.shutdown(child).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kube_docker_daemon_pod_pending_past_poll_timeout_fails_and_is_deleted() {
+    if !docker_available(&[TEST_BUSYBOX_IMAGE]) {
+        return;
+    }
+    // No node has this label: the pod stays `Pending` (`FailedScheduling`).
+    let setup = Setup::new(
+        "    poll_timeout = 3\n  [runners.kubernetes.node_selector]\n    \"runnel.dev/no-such-node\" = \"x\"\n",
+    )
+    .await;
+    let id = setup.fake.add_job(JobSpec::script(&["echo must not run"]));
+    let child = setup.start("run");
+    let job = setup.fake.wait_for_final(id).await;
+    let trace = setup.fake.trace_text(id);
+    assert_eq!(job.state, FakeJobState::Failed, "{trace}");
+    assert_eq!(failure_reason(&setup.fake, id), "runner_system_failure");
+    assert!(trace.contains("status is Pending"), "{trace}");
+    assert!(trace.contains("timed out waiting for pod"), "{trace}");
+    assert!(!trace.contains("must not run\n"), "{trace}");
+    setup.assert_nothing_left().await;
+    setup.shutdown(child).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kube_docker_daemon_pod_deleted_mid_job_fails_the_job_as_gitlab_runner_does() {
+    if !docker_available(&[TEST_BUSYBOX_IMAGE]) {
+        return;
+    }
+    let setup = Setup::new("").await;
+    let id = setup.fake.add_job(JobSpec::script(&[
+        "echo started",
+        "sleep 600",
+        "echo not reached",
+    ]));
+    let child = setup.start("run");
+    setup.fake.wait_for_trace(id, "\nstarted").await;
+    let pod = setup.wait_for_pod().await;
+    setup
+        .cluster
+        .delete_pod(NAMESPACE, &pod, Some(1))
+        .expect("deleted");
+    let job = setup.fake.wait_for_final(id).await;
+    let trace = setup.fake.trace_text(id);
+    assert_eq!(job.state, FakeJobState::Failed, "{trace}");
+    assert_eq!(failure_reason(&setup.fake, id), "runner_system_failure");
+    // gitlab-runner `internal/watchers/pod.go`: "is being deleted" while it terminates,
+    // "is deleted" once it is gone.
+    let full = format!("pod \"{NAMESPACE}/{pod}\" is");
+    assert!(
+        trace.contains(&format!("{full} being deleted"))
+            || trace.contains(&format!("{full} deleted")),
+        "{trace}"
+    );
+    assert!(!trace.contains("not reached"), "{trace}");
+    setup.assert_nothing_left().await;
+    setup.shutdown(child).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kube_docker_daemon_pod_evicted_mid_job_fails_the_job_as_disrupted() {
+    if !docker_available(&[TEST_BUSYBOX_IMAGE]) {
+        return;
+    }
+    let setup = Setup::new("").await;
+    let id = setup.fake.add_job(JobSpec::script(&[
+        "echo started",
+        "sleep 600",
+        "echo not reached",
+    ]));
+    let child = setup.start("run");
+    setup.fake.wait_for_trace(id, "\nstarted").await;
+    let pod = setup.wait_for_pod().await;
+    setup.cluster.evict(NAMESPACE, &pod).expect("evicted");
+    let job = setup.fake.wait_for_final(id).await;
+    let trace = setup.fake.trace_text(id);
+    assert_eq!(job.state, FakeJobState::Failed, "{trace}");
+    assert_eq!(failure_reason(&setup.fake, id), "runner_system_failure");
+    assert!(
+        trace.contains(&format!(
+            "pod \"{NAMESPACE}/{pod}\" is disrupted: reason \"TerminationByKubelet\""
+        )),
+        "{trace}"
+    );
+    // The evicted pod stays on a cluster until someone deletes it: the runner did.
+    setup.assert_nothing_left().await;
+    setup.shutdown(child).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kube_docker_daemon_cancel_and_timeout_leave_nothing() {
+    if !docker_available(&[TEST_BUSYBOX_IMAGE]) {
+        return;
+    }
+    let setup = Setup::new("").await;
+    let canceled = setup.fake.add_job(sleeper());
+    let timed_out = setup.fake.add_job(JobSpec {
+        timeout: Some(8),
+        ..sleeper()
+    });
+    let child = setup.start("run");
+    setup.fake.wait_for_trace(canceled, "\nstarted").await;
+    setup.fake.cancel(canceled, true);
+    let job = setup.fake.wait_for_final(canceled).await;
+    let trace = setup.fake.trace_text(canceled);
+    assert_eq!(job.state, FakeJobState::Canceled, "{trace}");
+    assert!(trace.contains("after_script ran with canceled"), "{trace}");
+    assert!(!trace.contains("not reached"), "{trace}");
+
+    let job = setup.fake.wait_for_final(timed_out).await;
+    let trace = setup.fake.trace_text(timed_out);
+    assert_eq!(job.state, FakeJobState::Failed, "{trace}");
+    assert_eq!(
+        failure_reason(&setup.fake, timed_out),
+        "job_execution_timeout"
+    );
+    assert!(trace.contains("\nstarted"), "{trace}");
+    assert!(!trace.contains("not reached"), "{trace}");
+    setup.assert_nothing_left().await;
+    setup.shutdown(child).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kube_docker_daemon_killed_with_sigkill_leaves_nothing_once_restarted() {
+    if !docker_available(&[TEST_BUSYBOX_IMAGE]) {
+        return;
+    }
+    let setup = Setup::new("").await;
+    let id = setup.fake.add_job(sleeper());
+    let mut child = setup.start("run1");
+    setup.fake.wait_for_trace(id, "\nstarted").await;
+    let pod = setup.wait_for_pod().await;
+    child.start_kill().expect("SIGKILL");
+    let _ = child.wait().await;
+    // Nothing could clean up: the pod still runs.
+    assert_eq!(setup.pods(), vec![pod.clone()]);
+    let child = setup.start("run2");
+    let gone = setup
+        .cluster
+        .wait_for_pod(NAMESPACE, &pod, Duration::from_secs(90), |_| false)
+        .await;
+    assert!(gone.is_none(), "{}", setup.log("run2"));
+    assert!(
+        setup
+            .log("run2")
+            .contains("removed pods and secrets left by an earlier runnel"),
+        "{}",
+        setup.log("run2")
+    );
+    setup.assert_nothing_left().await;
+    setup.shutdown(child).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kube_docker_daemon_forbidden_overwrites_fail_the_job_before_any_pod() {
+    if !docker_available(&[TEST_BUSYBOX_IMAGE]) {
+        return;
+    }
+    let setup = Setup::new(
+        "    namespace_overwrite_allowed = \"^ci-.*\"\n    memory_limit = \"1Gi\"\n    memory_limit_overwrite_max_allowed = \"4Gi\"\n",
+    )
+    .await;
+    let var = |key: &str, value: &str| (key.to_owned(), value.to_owned(), false);
+    let namespace = setup.fake.add_job(JobSpec {
+        variables: vec![var("KUBERNETES_NAMESPACE_OVERWRITE", "kube-system")],
+        ..JobSpec::script(&["echo must not run"])
+    });
+    let memory = setup.fake.add_job(JobSpec {
+        variables: vec![var("KUBERNETES_MEMORY_LIMIT", "5Gi")],
+        ..JobSpec::script(&["echo must not run"])
+    });
+    let child = setup.start("run");
+    for (id, message) in [
+        (
+            namespace,
+            "couldn't prepare overwrites: provided value \"kube-system\" of `KUBERNETES_NAMESPACE_OVERWRITE` does not match \"^ci-.*\"",
+        ),
+        (
+            memory,
+            "couldn't prepare overwrites: the resource \"KUBERNETES_MEMORY_LIMIT\" requested \"5Gi\" is higher than limit allowed \"4Gi\"",
+        ),
+    ] {
+        let job = setup.fake.wait_for_final(id).await;
+        let trace = setup.fake.trace_text(id);
+        assert_eq!(job.state, FakeJobState::Failed, "{trace}");
+        assert!(trace.contains(message), "{trace}");
+        assert!(!trace.contains("must not run\n"), "{trace}");
+    }
+    let created = setup
+        .cluster
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "POST")
+        .count();
+    assert_eq!(created, 0, "nothing was created on the cluster");
+    setup.assert_nothing_left().await;
+    setup.shutdown(child).await;
+}
+
+/// Files of the example that a run creates and a user would not commit.
+const GENERATED: &[&str] = &[
+    ".runnel",
+    ".venv",
+    ".cache",
+    "dist",
+    "build",
+    "htmlcov",
+    "__pycache__",
+    ".coverage",
+    "report.xml",
+];
+
+/// A job of `examples/python-app` as GitLab sends it: `before_script` + `script`, the global
+/// variables and cache, sources from the fake's repository.
+fn example_job(sha: &str, script: &[&str]) -> JobSpec {
+    let before = [
+        "python3 --version",
+        "python3 -m venv .venv",
+        ". .venv/bin/activate",
+        "pip install -r requirements-dev.txt",
+    ];
+    let lines: Vec<&str> = before.iter().chain(script).copied().collect();
+    let var = |key: &str, value: &str| (key.to_owned(), value.to_owned(), false);
+    JobSpec {
+        image: Some(("python:3.11-slim".to_owned(), Vec::new())),
+        git: Some(GitSource::new("clone", sha)),
+        variables: vec![
+            var("PIP_CACHE_DIR", "$CI_PROJECT_DIR/.cache/pip"),
+            var("PIP_DISABLE_PIP_VERSION_CHECK", "1"),
+        ],
+        cache: vec![
+            json!({"key": "1-requirements-dev-non_protected", "untracked": false, "policy": "pull-push", "paths": [".cache/pip"], "when": "on_success"}),
+        ],
+        ..JobSpec::script(&lines)
+    }
+}
+
+fn head(repo: &Path) -> String {
+    let out = std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(repo)
+        .output()
+        .expect("git runs");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// The README's example pipeline through the daemon, stage by stage as GitLab hands it out.
+/// Slow (pip installs): see `.config/nextest.toml`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kube_docker_daemon_runs_the_python_app_example() {
+    if !docker_available(&[TEST_BUSYBOX_IMAGE, TEST_PYTHON_IMAGE]) {
+        return;
+    }
+    let setup = Setup::new("").await;
+    let repo = tempfile::tempdir().expect("tempdir");
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/python-app");
+    copy_tree(&example, repo.path(), &|name| {
+        GENERATED.contains(&name) || name.ends_with(".egg-info")
+    });
+    commit_repo(repo.path(), "example");
+    let sha = head(repo.path());
+    setup.fake.serve_git(repo.path());
+    let child = setup.start("run");
+    let passed = |id: u64| {
+        let fake = &setup.fake;
+        async move {
+            let job = fake.wait_for_final(id).await;
+            let trace = fake.trace_text(id);
+            assert_eq!(job.state, FakeJobState::Success, "{trace}");
+            trace
+        }
+    };
+    // static_analysis
+    let flake8 = setup.fake.add_job(example_job(&sha, &["flake8 src tests"]));
+    let xenon = setup.fake.add_job(example_job(
+        &sha,
+        &["xenon --max-absolute B --max-modules A --max-average A src"],
+    ));
+    passed(flake8).await;
+    passed(xenon).await;
+    // test
+    let mut unittest = example_job(&sha, &["python3 -m unittest discover -s tests -v"]);
+    unittest
+        .variables
+        .push(("PYTHONPATH".into(), "src".into(), false));
+    let unittest = setup.fake.add_job(unittest);
+    let pytest = setup.fake.add_job(JobSpec {
+        artifact_paths: vec!["htmlcov/".into()],
+        reports: vec![("junit".into(), vec!["report.xml".into()])],
+        ..example_job(
+            &sha,
+            &["pytest --cov=src --cov-report=html --cov-report=term --junitxml=report.xml"],
+        )
+    });
+    assert!(passed(unittest).await.contains("OK"));
+    let trace = passed(pytest).await;
+    assert!(trace.contains("TOTAL"), "{trace}");
+    let junit = setup
+        .fake
+        .job(pytest)
+        .and_then(|job| job.report_text("junit"))
+        .expect("the JUnit report was uploaded");
+    assert!(junit.contains("<testsuite"), "{junit}");
+    // build
+    let build = setup.fake.add_job(JobSpec {
+        artifact_paths: vec!["dist/".into()],
+        dependencies: vec![pytest],
+        ..example_job(
+            &sha,
+            &[
+                "pip wheel --no-deps --no-build-isolation --wheel-dir dist .",
+                "pip install dist/*.whl",
+                "python3 -c 'import textkit; print(\"built textkit\", textkit.__version__)'",
+            ],
+        )
+    });
+    assert!(passed(build).await.contains("built textkit"));
+    let pods = setup
+        .cluster
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("/pods"))
+        .count();
+    assert_eq!(pods, 5, "one pod per job");
+    setup.assert_nothing_left().await;
+    setup.shutdown(child).await;
+}
