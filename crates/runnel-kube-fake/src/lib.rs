@@ -86,7 +86,6 @@ mod kind;
 mod kubelet;
 mod ops;
 mod options;
-mod quantity;
 mod selector;
 mod server;
 mod shared;

@@ -13,11 +13,14 @@ use runnel_exec::{ExecError, Executor, PreparedJob, ScriptEnd, StageRun, Trace};
 
 use crate::connect;
 use crate::error::{KubeError, is_not_found};
+use crate::health;
+use crate::metadata::project_unique_name;
 use crate::names::{
     JOB_LABEL, MANAGED_LABEL, RUNNER_LABEL, glob_matches, sanitize_label, unique_name,
 };
 use crate::overwrites::overwrites;
-use crate::pod::{PodPlan, dns_policy_error, pod, project_unique_name};
+use crate::pod::{Choices, PodPlan, dns_policy_error, pod};
+use crate::policy::{self, RunAs};
 use crate::remote::PodRef;
 use crate::settings::KubeSettings;
 use crate::stage;
@@ -85,6 +88,20 @@ impl KubernetesExecutor {
         }
         let image = job_image(job, settings)?;
         let services = services(job, settings)?;
+        let mut warnings = Vec::new();
+        let build = Choices {
+            pull_policy: policy::pull_policy(job.payload.image.as_ref(), &image, settings)?,
+            run_as: policy::run_as(job.payload.image.as_ref(), settings, &mut warnings),
+        };
+        let service_choices = services
+            .iter()
+            .map(|service| {
+                Ok(Choices {
+                    pull_policy: policy::pull_policy(Some(service), &service.name, settings)?,
+                    run_as: policy::run_as(Some(service), settings, &mut warnings),
+                })
+            })
+            .collect::<Result<Vec<_>, KubeError>>()?;
         let legacy_exec = job
             .variables
             .bool("FF_USE_LEGACY_KUBERNETES_EXECUTION_STRATEGY");
@@ -110,6 +127,9 @@ impl KubernetesExecutor {
         if let Some(warning) = dns_policy_error(settings.dns_policy.as_deref()) {
             trace.warning(&warning);
         }
+        for warning in warnings {
+            trace.warning(&warning);
+        }
         let name = unique_name(&project_unique_name(job));
         let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
         let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
@@ -127,7 +147,7 @@ impl KubernetesExecutor {
             grace: settings.cleanup_grace_period_seconds,
             poll_interval: settings.poll_interval,
             marker: format!("runnel-stage-end-{}", unique_name("m")),
-            owner: build_owner(settings),
+            owner: build_owner(settings, build.run_as),
             synced: None,
         };
         let credentials = credentials_secret(job, settings, &format!("{name}-registry"));
@@ -154,6 +174,8 @@ impl KubernetesExecutor {
             services,
             credentials_secret: credentials.map(|_| format!("{name}-registry")),
             legacy_exec,
+            build,
+            service_choices,
         };
         let spec = pod(&plan);
         let created = pods
@@ -170,6 +192,7 @@ impl KubernetesExecutor {
         self.own_secrets(&created).await;
         let running = self.running.as_ref().ok_or(KubeError::NotPrepared)?;
         wait_for_running(&running.pod, &namespace, settings, trace).await?;
+        health::wait_for_services(running, &plan.services, &job.variables, trace).await?;
         Ok(())
     }
 
@@ -200,12 +223,20 @@ impl KubernetesExecutor {
     }
 }
 
-/// The build container's user (`uid:gid`) from the security contexts, for copied files.
-fn build_owner(settings: &KubeSettings) -> Option<String> {
+/// The build container's user (`uid:gid`) from the security contexts and the job's
+/// `image:kubernetes:user`, for copied files.
+fn build_owner(settings: &KubeSettings, run_as: Option<RunAs>) -> Option<String> {
     let context = &settings.build_container_security_context;
     let pod = &settings.pod_security_context;
-    let uid = context.run_as_user.or(pod.run_as_user)?;
-    let gid = context.run_as_group.or(pod.run_as_group).unwrap_or(uid);
+    let uid = context
+        .run_as_user
+        .or(run_as.map(|r| r.uid))
+        .or(pod.run_as_user)?;
+    let gid = context
+        .run_as_group
+        .or(run_as.and_then(|r| r.gid))
+        .or(pod.run_as_group)
+        .unwrap_or(uid);
     Some(format!("{uid}:{gid}"))
 }
 

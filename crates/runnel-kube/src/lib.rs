@@ -41,15 +41,20 @@
 mod connect;
 mod error;
 mod executor;
+mod health;
 pub mod helper;
+mod metadata;
 mod names;
 mod overwrites;
 mod pod;
-mod quantity;
+mod policy;
+pub mod quantity;
 mod remote;
+mod security;
 mod settings;
 mod stage;
 pub mod transfer;
+mod volumes;
 mod watch;
 
 pub use connect::{ConnectError, client, client_config};
@@ -59,6 +64,6 @@ pub use names::{JOB_LABEL, MANAGED_LABEL, RUNNER_LABEL};
 pub use overwrites::{OverwriteError, Overwrites, overwrites};
 pub use settings::{
     Capabilities, Connection, ContainerResources, ContainerSecurityContext, DEFAULT_HELPER_IMAGE,
-    DEFAULT_POLL_INTERVAL, DEFAULT_POLL_TIMEOUT, EmptyDirVolume, HostPathVolume, KeyedVolume,
-    KubeSettings, PodSecurityContext, PvcVolume, Quantities, Volumes,
+    DEFAULT_POLL_INTERVAL, DEFAULT_POLL_TIMEOUT, EmptyDirVolume, HostAlias, HostPathVolume,
+    KeyedVolume, KubeSettings, PodSecurityContext, PvcVolume, Quantities, Volumes,
 };

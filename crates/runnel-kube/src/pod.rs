@@ -14,21 +14,21 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMapVolumeSource, Container, EmptyDirVolumeSource, EnvVar, HostAlias,
-    HostPathVolumeSource, KeyToPath, LocalObjectReference, PersistentVolumeClaimVolumeSource, Pod,
-    PodSecurityContext, PodSpec, ResourceRequirements, SELinuxOptions, SecretVolumeSource,
-    SecurityContext, Toleration, Volume, VolumeMount,
+    Container, EnvVar, HostAlias, LocalObjectReference, Pod, PodSpec, ResourceRequirements,
+    SecurityContext, Toleration, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use runnel_api::Image;
 use runnel_exec::PreparedJob;
 
-use crate::names::{
-    JOB_LABEL, MANAGED_LABEL, RUNNER_LABEL, sanitize_label, service_aliases, valid_dns_subdomain,
-};
+use crate::metadata::{annotations, labels};
+use crate::names::{service_aliases, valid_dns_subdomain};
 use crate::overwrites::Overwrites;
-use crate::settings::{self, KubeSettings, Quantities};
+use crate::policy::RunAs;
+use crate::security::{container_security_context, pod_security_context};
+use crate::settings::{KubeSettings, Quantities};
+use crate::volumes::{volume_mounts, volumes};
 
 /// The build container's name.
 pub(crate) const BUILD_CONTAINER: &str = "build";
@@ -77,6 +77,20 @@ pub(crate) struct PodPlan<'a> {
     pub(crate) credentials_secret: Option<String>,
     /// `FF_USE_LEGACY_KUBERNETES_EXECUTION_STRATEGY`: no scripts volume.
     pub(crate) legacy_exec: bool,
+    /// What the job chose for the build container.
+    pub(crate) build: Choices,
+    /// What each service chose for its container, in the order of `services`.
+    pub(crate) service_choices: Vec<Choices>,
+}
+
+/// A container's pull policy and user, as the job chose them within what the runner allows
+/// (see [`crate::policy`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Choices {
+    /// The pull policy in Kubernetes' spelling; `None` leaves it to the cluster.
+    pub(crate) pull_policy: Option<String>,
+    /// `image:kubernetes:user`.
+    pub(crate) run_as: Option<RunAs>,
 }
 
 /// The directory of the stage scripts in the attach strategy: gitlab-runner's
@@ -116,12 +130,20 @@ pub(crate) fn pod(plan: &PodPlan<'_>) -> Pod {
         .flat_map(|s| service_aliases(s, &s.name))
         .filter(|alias| valid_dns_subdomain(alias))
         .collect();
-    let host_aliases = (!aliases.is_empty()).then(|| {
-        vec![HostAlias {
+    let mut host_aliases = Vec::new();
+    if !aliases.is_empty() {
+        host_aliases.push(HostAlias {
             ip: "127.0.0.1".to_owned(),
             hostnames: Some(aliases),
-        }]
-    });
+        });
+    }
+    // gitlab-runner `createHostAliases`: the configured `host_aliases` after the services'.
+    for alias in &settings.host_aliases {
+        host_aliases.push(HostAlias {
+            ip: alias.ip.clone(),
+            hostnames: (!alias.hostnames.is_empty()).then(|| alias.hostnames.clone()),
+        });
+    }
     let tolerations: Vec<Toleration> = plan
         .overwrites
         .node_tolerations
@@ -146,8 +168,12 @@ pub(crate) fn pod(plan: &PodPlan<'_>) -> Pod {
             termination_grace_period_seconds: settings.termination_grace_period_seconds,
             image_pull_secrets: (!image_pull_secrets.is_empty()).then_some(image_pull_secrets),
             security_context: pod_security_context(&settings.pod_security_context),
-            host_aliases,
+            host_aliases: (!host_aliases.is_empty()).then_some(host_aliases),
             dns_policy: Some(dns_policy(settings.dns_policy.as_deref()).to_owned()),
+            priority_class_name: settings.priority_class_name.clone(),
+            scheduler_name: settings.scheduler_name.clone(),
+            runtime_class_name: settings.runtime_class_name.clone(),
+            automount_service_account_token: settings.automount_service_account_token,
             ..PodSpec::default()
         }),
         status: None,
@@ -203,292 +229,6 @@ fn toleration(key_value: &str, effect: &str) -> Toleration {
     }
 }
 
-/// gitlab-runner `buildLabels`: its own labels cannot be overwritten by `pod_labels`.
-fn labels(plan: &PodPlan<'_>) -> BTreeMap<String, String> {
-    let job = plan.job;
-    let var = |key: &str| sanitize_label(job.variables.get(key).unwrap_or_default());
-    let unique = sanitize_label(&project_unique_name(job));
-    let info = &job.payload.job_info;
-    let mut labels = BTreeMap::new();
-    for (key, value) in plan
-        .settings
-        .pod_labels
-        .iter()
-        .chain(plan.overwrites.pod_labels.iter())
-    {
-        if key.contains("runner.gitlab.com/") || key.starts_with("runnel.dev/") {
-            continue;
-        }
-        labels.insert(key.clone(), sanitize_label(&job.variables.expand(value)));
-    }
-    let fixed = [
-        ("pod", unique.clone()),
-        ("project.runner.gitlab.com/id", info.project_id.to_string()),
-        (
-            "project.runner.gitlab.com/namespace-id",
-            var("CI_PROJECT_NAMESPACE_ID"),
-        ),
-        (
-            "project.runner.gitlab.com/name",
-            sanitize_label(&info.project_name),
-        ),
-        (
-            "project.runner.gitlab.com/namespace",
-            var("CI_PROJECT_NAMESPACE"),
-        ),
-        (
-            "project.runner.gitlab.com/root-namespace",
-            var("CI_PROJECT_ROOT_NAMESPACE"),
-        ),
-        (
-            "project.runner.gitlab.com/root-namespace-id",
-            var("CI_PROJECT_ROOT_NAMESPACE_ID"),
-        ),
-        ("job.runner.gitlab.com/pod", unique),
-        (
-            "manager.runner.gitlab.com/name",
-            sanitize_label(&plan.settings.runner_name),
-        ),
-        (
-            "manager.runner.gitlab.com/id-short",
-            sanitize_label(&plan.settings.runner_short_token),
-        ),
-        (MANAGED_LABEL, "true".to_owned()),
-        (
-            RUNNER_LABEL,
-            sanitize_label(&plan.settings.runner_short_token),
-        ),
-        (JOB_LABEL, job.payload.id.0.to_string()),
-    ];
-    for (key, value) in fixed {
-        labels.insert(key.to_owned(), value);
-    }
-    labels
-}
-
-/// gitlab-runner `buildPodAnnotations`, then `pod_annotations` and the job's overwrites.
-fn annotations(plan: &PodPlan<'_>) -> BTreeMap<String, String> {
-    let job = plan.job;
-    let payload = &job.payload;
-    let timeout = runnel_exec::job_timeout_text(payload);
-    let mut annotations = BTreeMap::from([
-        (
-            "job.runner.gitlab.com/id".to_owned(),
-            payload.id.0.to_string(),
-        ),
-        (
-            "job.runner.gitlab.com/url".to_owned(),
-            job.variables
-                .get("CI_JOB_URL")
-                .unwrap_or_default()
-                .to_owned(),
-        ),
-        (
-            "job.runner.gitlab.com/sha".to_owned(),
-            payload.git_info.sha.clone(),
-        ),
-        (
-            "job.runner.gitlab.com/before_sha".to_owned(),
-            payload.git_info.before_sha.clone(),
-        ),
-        (
-            "job.runner.gitlab.com/ref".to_owned(),
-            payload.git_info.ref_name.clone(),
-        ),
-        (
-            "job.runner.gitlab.com/name".to_owned(),
-            payload.job_info.name.clone(),
-        ),
-        ("job.runner.gitlab.com/timeout".to_owned(), timeout),
-        (
-            "project.runner.gitlab.com/id".to_owned(),
-            payload.job_info.project_id.to_string(),
-        ),
-    ]);
-    for (key, value) in &plan.overwrites.pod_annotations {
-        annotations.insert(key.clone(), job.variables.expand(value));
-    }
-    annotations
-}
-
-/// gitlab-runner's `ProjectUniqueName`: `runner-<short token>-project-<id>-concurrent-<n>`.
-pub(crate) fn project_unique_name(job: &PreparedJob) -> String {
-    format!(
-        "runner-{}-project-{}-concurrent-{}",
-        job.variables
-            .get("CI_RUNNER_SHORT_TOKEN")
-            .unwrap_or("local"),
-        job.payload.job_info.project_id,
-        job.variables.get("CI_CONCURRENT_ID").unwrap_or("0"),
-    )
-}
-
-fn volume_mounts(plan: &PodPlan<'_>) -> Vec<VolumeMount> {
-    let job = plan.job;
-    let expand = |text: &str| job.variables.expand(text);
-    let optional = |text: &str| (!text.is_empty()).then(|| expand(text));
-    let propagation = |mode: &Option<String>| mode.clone().filter(|m| !m.is_empty());
-    let volumes = &plan.settings.volumes;
-    let mut mounts = Vec::new();
-    if !plan.legacy_exec {
-        mounts.push(mount("scripts", scripts_dir(job)));
-    }
-    for v in &volumes.host_path {
-        mounts.push(VolumeMount {
-            name: v.name.clone(),
-            mount_path: expand(&v.mount_path),
-            sub_path: optional(&v.sub_path),
-            read_only: v.read_only.then_some(true),
-            mount_propagation: propagation(&v.mount_propagation),
-            ..VolumeMount::default()
-        });
-    }
-    for v in &volumes.secret {
-        mounts.push(VolumeMount {
-            name: v.name.clone(),
-            mount_path: expand(&v.mount_path),
-            sub_path: optional(&v.sub_path),
-            read_only: v.read_only.then_some(true),
-            ..VolumeMount::default()
-        });
-    }
-    for v in &volumes.pvc {
-        mounts.push(VolumeMount {
-            name: expand(&v.name),
-            mount_path: expand(&v.mount_path),
-            sub_path: optional(&v.sub_path),
-            read_only: v.read_only.then_some(true),
-            mount_propagation: propagation(&v.mount_propagation),
-            ..VolumeMount::default()
-        });
-    }
-    for v in &volumes.config_map {
-        mounts.push(VolumeMount {
-            name: v.name.clone(),
-            mount_path: expand(&v.mount_path),
-            sub_path: optional(&v.sub_path),
-            read_only: v.read_only.then_some(true),
-            ..VolumeMount::default()
-        });
-    }
-    for v in &volumes.empty_dir {
-        mounts.push(VolumeMount {
-            name: v.name.clone(),
-            mount_path: expand(&v.mount_path),
-            sub_path: optional(&v.sub_path),
-            mount_propagation: propagation(&v.mount_propagation),
-            ..VolumeMount::default()
-        });
-    }
-    // The builds directory the scripts use; runnel prepares the job on the runner's host and
-    // copies it in (see the crate's documentation).
-    mounts.push(mount("repo", crate::executor::REMOTE_BUILDS_DIR.to_owned()));
-    mounts
-}
-
-fn mount(name: &str, path: String) -> VolumeMount {
-    VolumeMount {
-        name: name.to_owned(),
-        mount_path: path,
-        ..VolumeMount::default()
-    }
-}
-
-fn empty_dir() -> Option<EmptyDirVolumeSource> {
-    Some(EmptyDirVolumeSource::default())
-}
-
-fn items(items: &BTreeMap<String, String>) -> Option<Vec<KeyToPath>> {
-    (!items.is_empty()).then(|| {
-        items
-            .iter()
-            .map(|(key, path)| KeyToPath {
-                key: key.clone(),
-                path: path.clone(),
-                mode: None,
-            })
-            .collect()
-    })
-}
-
-fn volumes(plan: &PodPlan<'_>) -> Vec<Volume> {
-    let job = plan.job;
-    let config = &plan.settings.volumes;
-    let mut volumes = Vec::new();
-    for v in &config.host_path {
-        // gitlab-runner `getVolumesForHostPaths`: the mount path when no host path is given.
-        let path = if v.host_path.is_empty() {
-            &v.mount_path
-        } else {
-            &v.host_path
-        };
-        volumes.push(Volume {
-            name: v.name.clone(),
-            host_path: Some(HostPathVolumeSource {
-                path: job.variables.expand(path),
-                type_: None,
-            }),
-            ..Volume::default()
-        });
-    }
-    for v in &config.secret {
-        volumes.push(Volume {
-            name: v.name.clone(),
-            secret: Some(SecretVolumeSource {
-                secret_name: Some(v.name.clone()),
-                items: items(&v.items),
-                ..SecretVolumeSource::default()
-            }),
-            ..Volume::default()
-        });
-    }
-    for v in &config.pvc {
-        let name = job.variables.expand(&v.name);
-        volumes.push(Volume {
-            name: name.clone(),
-            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-                claim_name: name,
-                read_only: v.read_only.then_some(true),
-            }),
-            ..Volume::default()
-        });
-    }
-    for v in &config.config_map {
-        volumes.push(Volume {
-            name: v.name.clone(),
-            config_map: Some(ConfigMapVolumeSource {
-                name: v.name.clone(),
-                items: items(&v.items),
-                ..ConfigMapVolumeSource::default()
-            }),
-            ..Volume::default()
-        });
-    }
-    for v in &config.empty_dir {
-        volumes.push(Volume {
-            name: v.name.clone(),
-            empty_dir: Some(EmptyDirVolumeSource {
-                medium: (!v.medium.is_empty()).then(|| v.medium.clone()),
-                size_limit: (!v.size_limit.is_empty()).then(|| Quantity(v.size_limit.clone())),
-            }),
-            ..Volume::default()
-        });
-    }
-    volumes.push(Volume {
-        name: "repo".to_owned(),
-        empty_dir: empty_dir(),
-        ..Volume::default()
-    });
-    if !plan.legacy_exec {
-        volumes.push(Volume {
-            name: "scripts".to_owned(),
-            empty_dir: empty_dir(),
-            ..Volume::default()
-        });
-    }
-    volumes
-}
-
 fn resources((limits, requests): &(Quantities, Quantities)) -> Option<ResourceRequirements> {
     let list = |q: &Quantities| {
         let mut map = BTreeMap::new();
@@ -525,7 +265,6 @@ fn pull_policy(settings: &KubeSettings) -> Option<String> {
 
 fn build_container(plan: &PodPlan<'_>, mounts: &[VolumeMount]) -> Container {
     let job = plan.job;
-    let image = job.payload.image.as_ref();
     // gitlab-runner `getCommandAndArgs`: the image's `entrypoint` replaces the shell only when
     // given; runnel keeps the shell so stages can run (the Docker executor does the same).
     let env = job
@@ -538,11 +277,10 @@ fn build_container(plan: &PodPlan<'_>, mounts: &[VolumeMount]) -> Container {
             value_from: None,
         })
         .collect::<Vec<_>>();
-    let _ = image;
     Container {
         name: BUILD_CONTAINER.to_owned(),
         image: Some(plan.image.clone()),
-        image_pull_policy: pull_policy(plan.settings),
+        image_pull_policy: plan.build.pull_policy.clone(),
         command: Some(vec![
             "sh".to_owned(),
             "-c".to_owned(),
@@ -551,9 +289,12 @@ fn build_container(plan: &PodPlan<'_>, mounts: &[VolumeMount]) -> Container {
         env: dedup_env(env),
         resources: resources(&plan.overwrites.build),
         volume_mounts: Some(mounts.to_vec()),
-        security_context: Some(container_security_context(
-            plan.settings,
-            &plan.settings.build_container_security_context,
+        security_context: Some(with_run_as(
+            container_security_context(
+                plan.settings,
+                &plan.settings.build_container_security_context,
+            ),
+            plan.build.run_as,
         )),
         stdin: Some(true),
         ..Container::default()
@@ -607,22 +348,36 @@ fn service_container(
         })
         .collect();
     let non_empty = |list: &Vec<String>| (!list.is_empty()).then(|| list.clone());
+    let choices = plan.service_choices.get(index).cloned().unwrap_or_default();
     Container {
         name: format!("svc-{index}"),
         image: Some(service.name.clone()),
-        image_pull_policy: pull_policy(plan.settings),
+        image_pull_policy: choices.pull_policy,
         command: non_empty(&service.entrypoint),
         args: non_empty(&service.command),
         env: dedup_env(env),
         resources: resources(&plan.overwrites.service),
         volume_mounts: Some(mounts.to_vec()),
-        security_context: Some(container_security_context(
-            plan.settings,
-            &plan.settings.service_container_security_context,
+        security_context: Some(with_run_as(
+            container_security_context(
+                plan.settings,
+                &plan.settings.service_container_security_context,
+            ),
+            choices.run_as,
         )),
         stdin: Some(true),
         ..Container::default()
     }
+}
+
+/// The job's user where the configured security context names none (the administrator wins,
+/// gitlab-runner !5724).
+fn with_run_as(mut context: SecurityContext, run_as: Option<RunAs>) -> SecurityContext {
+    if let Some(run_as) = run_as {
+        context.run_as_user = context.run_as_user.or(Some(run_as.uid));
+        context.run_as_group = context.run_as_group.or(run_as.gid);
+    }
+    context
 }
 
 /// Whether `value` names a directory of the runner's host (`CI_PROJECT_DIR` before the job
@@ -643,81 +398,6 @@ fn dedup_env(env: Vec<EnvVar>) -> Option<Vec<EnvVar>> {
     (!out.is_empty()).then_some(out)
 }
 
-/// gitlab-runner `GetContainerSecurityContext` with `NET_RAW` dropped by default.
-pub(crate) fn container_security_context(
-    settings: &KubeSettings,
-    context: &settings::ContainerSecurityContext,
-) -> SecurityContext {
-    // gitlab-runner `getCapabilities`: the default drop, then `cap_add`, then `cap_drop`.
-    let mut enabled: BTreeMap<&str, bool> = BTreeMap::from([("NET_RAW", false)]);
-    for cap in &settings.cap_add {
-        enabled.insert(cap, true);
-    }
-    for cap in &settings.cap_drop {
-        enabled.insert(cap, false);
-    }
-    let pick = |on: bool| -> Option<Vec<String>> {
-        let caps: Vec<String> = enabled
-            .iter()
-            .filter(|(_, e)| **e == on)
-            .map(|(c, _)| (*c).to_owned())
-            .collect();
-        (!caps.is_empty()).then_some(caps)
-    };
-    let mut add = pick(true);
-    let mut drop = pick(false);
-    if let Some(caps) = &context.capabilities {
-        if caps.add.is_some() {
-            add.clone_from(&caps.add);
-        }
-        if caps.drop.is_some() {
-            drop.clone_from(&caps.drop);
-        }
-    }
-    let capabilities = (add.is_some() || drop.is_some()).then_some(Capabilities { add, drop });
-    SecurityContext {
-        capabilities,
-        privileged: context.privileged.or(settings.privileged),
-        allow_privilege_escalation: context
-            .allow_privilege_escalation
-            .or(settings.allow_privilege_escalation),
-        run_as_group: context.run_as_group,
-        run_as_non_root: context.run_as_non_root,
-        run_as_user: context.run_as_user,
-        read_only_root_filesystem: context.read_only_root_filesystem,
-        proc_mount: match context.proc_mount.to_ascii_lowercase().as_str() {
-            "unmasked" => Some("Unmasked".to_owned()),
-            "default" => Some("Default".to_owned()),
-            _ => None,
-        },
-        se_linux_options: (!context.selinux_type.is_empty()).then(|| SELinuxOptions {
-            type_: Some(context.selinux_type.clone()),
-            ..SELinuxOptions::default()
-        }),
-        ..SecurityContext::default()
-    }
-}
-
-/// gitlab-runner `GetPodSecurityContext`: `None` when nothing is set.
-fn pod_security_context(config: &settings::PodSecurityContext) -> Option<PodSecurityContext> {
-    if config == &settings::PodSecurityContext::default() {
-        return None;
-    }
-    Some(PodSecurityContext {
-        fs_group: config.fs_group,
-        run_as_group: config.run_as_group,
-        run_as_non_root: config.run_as_non_root,
-        run_as_user: config.run_as_user,
-        supplemental_groups: (!config.supplemental_groups.is_empty())
-            .then(|| config.supplemental_groups.clone()),
-        se_linux_options: (!config.selinux_type.is_empty()).then(|| SELinuxOptions {
-            type_: Some(config.selinux_type.clone()),
-            ..SELinuxOptions::default()
-        }),
-        ..PodSecurityContext::default()
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -726,11 +406,12 @@ mod tests {
     use runnel_exec::PreparedJob;
     use runnel_exec::test_support::{PayloadBuilder, TestProject, prepared_job};
 
-    use super::{PodPlan, pod};
+    use super::{Choices, PodPlan, pod};
     use crate::overwrites::{OverwriteError, overwrites};
+    use crate::policy::RunAs;
     use crate::settings::{
-        Capabilities, ContainerSecurityContext, EmptyDirVolume, HostPathVolume, KeyedVolume,
-        KubeSettings, PodSecurityContext, PvcVolume, Quantities,
+        Capabilities, ContainerSecurityContext, EmptyDirVolume, HostAlias, HostPathVolume,
+        KeyedVolume, KubeSettings, PodSecurityContext, PvcVolume, Quantities,
     };
 
     fn job(payload: JobPayload) -> PreparedJob {
@@ -792,6 +473,13 @@ mod tests {
             ..ContainerSecurityContext::default()
         };
         settings.dns_policy = Some("cluster-first-with-host-net".to_owned());
+        settings.priority_class_name = Some("ci-low".to_owned());
+        settings.scheduler_name = Some("ci-scheduler".to_owned());
+        settings.automount_service_account_token = Some(false);
+        settings.host_aliases = vec![HostAlias {
+            ip: "10.0.0.7".to_owned(),
+            hostnames: vec!["registry.internal".to_owned()],
+        }];
         settings.termination_grace_period_seconds = Some(5);
         settings.volumes.host_path.push(HostPathVolume {
             name: "docker".into(),
@@ -844,6 +532,14 @@ mod tests {
             services,
             credentials_secret: None,
             legacy_exec: legacy,
+            build: Choices {
+                pull_policy: Some("IfNotPresent".to_owned()),
+                run_as: None,
+            },
+            service_choices: vec![Choices {
+                pull_policy: Some("IfNotPresent".to_owned()),
+                run_as: None,
+            }],
         };
         let mut value = serde_json::to_value(pod(&plan)).expect("json");
         // The job's variables are checked below; the snapshot shows the layout.
@@ -880,6 +576,8 @@ mod tests {
             services: Vec::new(),
             credentials_secret: None,
             legacy_exec: false,
+            build: Choices::default(),
+            service_choices: Vec::new(),
         };
         let text = serde_json::to_string(&pod(&plan)).expect("json");
         assert!(text.contains("\"GREETING\""), "{text}");
@@ -937,5 +635,50 @@ mod tests {
         let job = job(payload().var("KUBERNETES_MEMORY_LIMIT", "5Gi").build());
         let err = overwrites(&settings(), &job.variables, &mut Vec::new()).expect_err("too high");
         insta::assert_snapshot!(err.to_string());
+    }
+
+    #[test]
+    fn the_job_user_runs_the_build_and_service_containers_unless_configured() {
+        let mut settings = settings();
+        settings.build_container_security_context.run_as_user = Some(1000);
+        let job = job(payload().build());
+        let overwrites = overwrites(&settings, &job.variables, &mut Vec::new()).expect("ok");
+        let run_as = Some(RunAs {
+            uid: 1234,
+            gid: Some(2345),
+        });
+        let plan = PodPlan {
+            settings: &settings,
+            overwrites: &overwrites,
+            job: &job,
+            name: "p".to_owned(),
+            namespace: "ci".to_owned(),
+            image: "busybox".to_owned(),
+            services: vec![Image {
+                name: "postgres:15".to_owned(),
+                ..Image::default()
+            }],
+            credentials_secret: None,
+            legacy_exec: false,
+            build: Choices {
+                pull_policy: None,
+                run_as,
+            },
+            service_choices: vec![Choices {
+                pull_policy: Some("Never".to_owned()),
+                run_as,
+            }],
+        };
+        let pod = serde_json::to_value(pod(&plan)).expect("json");
+        let containers = &pod["spec"]["containers"];
+        // The configured user of the build container wins; the group comes from the job.
+        assert_eq!(containers[0]["securityContext"]["runAsUser"], 1000);
+        assert_eq!(containers[0]["securityContext"]["runAsGroup"], 2345);
+        assert!(
+            containers[1]["securityContext"]["runAsUser"].is_null(),
+            "the helper keeps its own"
+        );
+        assert_eq!(containers[2]["securityContext"]["runAsUser"], 1234);
+        assert_eq!(containers[2]["imagePullPolicy"], "Never");
     }
 }

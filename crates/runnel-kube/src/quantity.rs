@@ -1,11 +1,13 @@
-//! Kubernetes resource quantities (`500m`, `1.5`, `2Gi`, `1e3`), parsed only to compare a job's
-//! overwrite with `*_overwrite_max_allowed`; the text itself goes into the pod spec.
+//! Kubernetes resource quantities (`500m`, `1.5`, `2Gi`, `1e3`) as numbers: to compare a job's
+//! overwrite with `*_overwrite_max_allowed` (the text itself goes into the pod spec), and for
+//! the fake API server of the tests (`runnel-kube-fake`), which validates and applies them.
+//! `k8s-openapi`'s `Quantity` is only a string.
 //!
 //! GitLab: gitlab-runner `executors/kubernetes/overwrites.go` `evaluateMaxResourceOverwrite`
 //! (`resource.ParseQuantity` and `Cmp`); the syntax is Kubernetes' `resource.Quantity`.
 
-/// A quantity as a number of base units (cores, bytes).
-pub(crate) fn parse(text: &str) -> Option<f64> {
+/// A quantity as a number of base units (cores, bytes); `None` when it is malformed.
+pub fn parse(text: &str) -> Option<f64> {
     let text = text.trim();
     let split = text
         .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))

@@ -170,6 +170,16 @@ pub struct Volumes {
     pub empty_dir: Vec<EmptyDirVolume>,
 }
 
+/// `[[runners.kubernetes.host_aliases]]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct HostAlias {
+    /// The address.
+    pub ip: String,
+    /// The names that resolve to it.
+    #[serde(default)]
+    pub hostnames: Vec<String>,
+}
+
 /// `[runners.kubernetes.pod_security_context]`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 pub struct PodSecurityContext {
@@ -271,6 +281,23 @@ pub struct KubeSettings {
     /// `pull_policy`: `always`, `if-not-present`, `never`; the first is used (Kubernetes has one
     /// policy per container). Empty leaves it to the cluster.
     pub pull_policy: Vec<String>,
+    /// `allowed_pull_policies`: the policies a job's `image:pull_policy` (or the runner's
+    /// `pull_policy`) may name; empty allows those of `pull_policy`, or any when that is empty.
+    pub allowed_pull_policies: Vec<String>,
+    /// `allowed_users`: the user ids a job's `image:kubernetes:user` may name; empty allows any.
+    pub allowed_users: Vec<String>,
+    /// `allowed_groups`: the group ids it may name; empty allows any.
+    pub allowed_groups: Vec<String>,
+    /// `priority_class_name`.
+    pub priority_class_name: Option<String>,
+    /// `scheduler_name`.
+    pub scheduler_name: Option<String>,
+    /// `runtime_class_name`.
+    pub runtime_class_name: Option<String>,
+    /// `automount_service_account_token`.
+    pub automount_service_account_token: Option<bool>,
+    /// `[[runners.kubernetes.host_aliases]]`: extra `/etc/hosts` entries of the pod.
+    pub host_aliases: Vec<HostAlias>,
     /// `allowed_images`: globs a job's image must match; empty allows every image.
     pub allowed_images: Vec<String>,
     /// `allowed_services`.

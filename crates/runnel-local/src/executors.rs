@@ -234,6 +234,10 @@ fn local_kube_settings(target: &crate::options::KubeTarget) -> runnel_kube::Kube
     settings.namespace.clone_from(&target.namespace);
     settings.helper_image.clone_from(&target.helper_image);
     settings.pull_policy = vec!["if-not-present".to_owned()];
+    // A pipeline's own `image:pull_policy` is what its author asked for: allow every policy.
+    settings.allowed_pull_policies = ["always", "if-not-present", "never"]
+        .map(str::to_owned)
+        .to_vec();
     settings.runner_name = "runnel exec".to_owned();
     settings.runner_short_token = "local".to_owned();
     settings

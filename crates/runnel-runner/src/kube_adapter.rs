@@ -34,24 +34,16 @@ pub enum KubeSettingsError {
 /// The keys of `[runners.kubernetes]` runnel reads and keeps but does not act on.
 const NOT_IMPLEMENTED: &[&str] = &[
     "namespace_per_job",
-    "runtime_class_name",
     "pod_cpu_limit",
     "pod_cpu_request",
     "pod_memory_limit",
     "pod_memory_request",
     "use_service_account_image_pull_secrets",
-    "allowed_pull_policies",
-    "allowed_users",
-    "allowed_groups",
     "affinity",
     "init_permissions_container_security_context",
     "dns_config",
-    "host_aliases",
-    "priority_class_name",
-    "scheduler_name",
     "helper_image_flavor",
     "helper_image_autoset_arch_and_os",
-    "automount_service_account_token",
     "container_lifecycle",
     "retry_limits",
     "cleanup_resources_timeout",
@@ -143,10 +135,10 @@ fn string_map(
         .collect()
 }
 
-/// `pull_policy`: a string or a list of strings.
-fn pull_policies(value: Option<&toml::Value>) -> Result<Vec<String>, KubeSettingsError> {
+/// `pull_policy` (a string or a list of strings) or `allowed_pull_policies` (`key`).
+fn pull_policies(key: &str, value: Option<&toml::Value>) -> Result<Vec<String>, KubeSettingsError> {
     let invalid = |message: String| KubeSettingsError::Invalid {
-        key: "pull_policy".to_owned(),
+        key: key.to_owned(),
         message,
     };
     let check = |text: &str| match text {
@@ -331,7 +323,25 @@ pub fn kube_settings(
         pod_annotations: string_map("pod_annotations", k.pod_annotations.as_ref())?,
         pod_annotations_overwrite_allowed: nonempty(&k.pod_annotations_overwrite_allowed),
         image_pull_secrets: k.image_pull_secrets.clone(),
-        pull_policy: pull_policies(k.pull_policy.as_ref())?,
+        pull_policy: pull_policies("pull_policy", k.pull_policy.as_ref())?,
+        allowed_pull_policies: pull_policies(
+            "allowed_pull_policies",
+            Some(&toml::Value::Array(
+                k.allowed_pull_policies
+                    .iter()
+                    .map(|p| toml::Value::String(p.clone()))
+                    .collect(),
+            )),
+        )?,
+        allowed_users: k.allowed_users.clone(),
+        allowed_groups: k.allowed_groups.clone(),
+        priority_class_name: nonempty(&k.priority_class_name),
+        scheduler_name: nonempty(&k.scheduler_name),
+        runtime_class_name: nonempty(&k.runtime_class_name),
+        automount_service_account_token: k.automount_service_account_token,
+        host_aliases: k.host_aliases.as_ref().map_or(Ok(Vec::new()), |v| {
+            parse_ignoring(v, "host_aliases", &mut ignored)
+        })?,
         allowed_images: k.allowed_images.clone(),
         allowed_services: k.allowed_services.clone(),
         poll_interval: seconds(k.poll_interval, runnel_kube::DEFAULT_POLL_INTERVAL),

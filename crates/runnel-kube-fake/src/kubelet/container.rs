@@ -12,8 +12,8 @@ use serde_json::Value;
 
 use super::sandbox::{Backing, Sandbox};
 use crate::kind::Kind;
-use crate::quantity;
 use crate::store::Store;
+use runnel_kube::quantity;
 
 /// The pod and namespace a container belongs to, for messages and references.
 pub(crate) struct PodContext<'a> {

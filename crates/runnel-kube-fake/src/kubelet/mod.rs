@@ -5,6 +5,7 @@ mod node;
 mod pod;
 mod sandbox;
 mod schedule;
+mod start;
 mod status;
 
 pub use node::LABEL_INSTANCE;

@@ -2,6 +2,7 @@
 //! types, defaulting, and the validation rules of `pkg/apis/core/validation`.
 
 mod admit;
+mod container;
 mod meta;
 pub(crate) mod names;
 mod objects;

@@ -445,6 +445,8 @@ pub struct JobSpec {
     pub cache: Vec<Value>,
     /// `git_info.protected`: the job runs for a protected ref.
     pub protected: bool,
+    /// `image:executor_opts` (`{"kubernetes": {"user": "1000"}}`), with `image`.
+    pub image_executor_opts: Option<Value>,
     /// `services` as GitLab sends them (`name`, `alias`, `command`, `variables`, …); empty
     /// sends `null`.
     pub services: Vec<Value>,
@@ -559,7 +561,13 @@ impl JobSpec {
             "runner_info": {"uuid": "", "timeout": timeout},
             "variables": variables,
             "steps": steps,
-            "image": self.image.as_ref().map(|(name, pull_policy)| json!({"name": name, "pull_policy": pull_policy})),
+            "image": self.image.as_ref().map(|(name, pull_policy)| {
+                let mut image = json!({"name": name, "pull_policy": pull_policy});
+                if let Some(options) = &self.image_executor_opts {
+                    image["executor_opts"] = options.clone();
+                }
+                image
+            }),
             "services": (!self.services.is_empty()).then(|| self.services.clone()),
             "artifacts": artifacts,
             "cache": self.cache,

@@ -32,6 +32,15 @@ enum HelperCommand {
         /// The directories to archive.
         names: Vec<String>,
     },
+    /// Wait until every PORT on 127.0.0.1 (the pod's services) accepts a TCP connection.
+    HealthCheck {
+        /// A port to wait for (repeatable).
+        #[arg(long = "port", required = true)]
+        ports: Vec<u16>,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 30)]
+        timeout: u64,
+    },
 }
 
 pub(crate) fn run(args: HelperArgs) -> anyhow::Result<ExitCode> {
@@ -46,6 +55,15 @@ pub(crate) fn run(args: HelperArgs) -> anyhow::Result<ExitCode> {
             .map_err(|err| anyhow::anyhow!("failed to unpack into `{}`: {err}", dir.display()))?,
         HelperCommand::Pack { dir, names } => runnel_kube::helper::pack(&dir, &names)
             .map_err(|err| anyhow::anyhow!("failed to pack `{}`: {err}", dir.display()))?,
+        HelperCommand::HealthCheck { ports, timeout } => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let timeout = std::time::Duration::from_secs(timeout);
+            runtime
+                .block_on(runnel_kube::helper::health_check(&ports, timeout))
+                .map_err(|err| anyhow::anyhow!("{err}"))?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
