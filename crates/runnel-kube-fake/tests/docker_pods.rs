@@ -371,7 +371,7 @@ async fn docker_evicted_pod_fails_and_events_tell_the_story() {
     cluster.evict("ci", "evicted").expect("evicted");
     let failed = watch_until(&pods, "evicted", |p| phase(p) == "Failed").await;
     assert_eq!(
-        failed.status.and_then(|s| s.reason).as_deref(),
+        failed.status.as_ref().and_then(|s| s.reason.as_deref()),
         Some("Evicted")
     );
     let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), "ci");
@@ -384,6 +384,8 @@ async fn docker_evicted_pod_fails_and_events_tell_the_story() {
         .iter()
         .filter_map(|e| e.reason.as_deref())
         .collect();
+    // The eviction manager records `Evicted` and marks the pod before it kills the containers
+    // (kubelet `eviction_manager.go` `evictPod`, then `killPodFunc`).
     assert_eq!(
         reasons,
         [
@@ -391,9 +393,19 @@ async fn docker_evicted_pod_fails_and_events_tell_the_story() {
             "Pulled",
             "Created",
             "Started",
-            "Killing",
-            "Evicted"
+            "Evicted",
+            "Killing"
         ]
+    );
+    let disrupted = failed
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == "DisruptionTarget"))
+        .map(|c| (c.status.clone(), c.reason.clone()));
+    assert_eq!(
+        disrupted,
+        Some(("True".to_owned(), Some("TerminationByKubelet".to_owned())))
     );
 
     // The Eviction subresource deletes the pod gracefully.
