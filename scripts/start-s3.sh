@@ -5,15 +5,24 @@
 #
 # moto answers S3's REST API (path-style buckets, pre-signed V4 URLs, NoSuchKey/NoSuchBucket,
 # server-side encryption headers) and keeps objects in memory or in temporary files. It does not
-# check signatures, so tests cannot use it to see wrong credentials refused.
+# check signatures: its IAM mode (INITIAL_NO_AUTH_ACTION_COUNT) only reads the Authorization
+# header and answers a pre-signed URL with 500, whatever its signature.
 #
-# Tests find it at $RUNNEL_TEST_S3 (default 127.0.0.1:9310) and create their own buckets.
-# Stop it with: kill "$(cat target/s3/moto.pid)"
+# So a second server checks credentials: s3rver (npm, node from apt if missing) on
+# 127.0.0.1:9311 with the bucket `runnel-auth`, which knows the one access key `S3RVER` (secret
+# `S3RVER`) and refuses any other with 403 InvalidAccessKeyId. It does not verify V4 signature
+# values, so a wrong secret key with the right access key is not refused there either.
+#
+# Tests find them at $RUNNEL_TEST_S3 (default 127.0.0.1:9310; tests create their own buckets)
+# and $RUNNEL_TEST_S3_AUTH (default 127.0.0.1:9311).
+# Stop them with: kill "$(cat target/s3/moto.pid)" "$(cat target/s3/s3rver.pid)"
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 dir=${S3_DIR:-$repo/target/s3}
 port=${S3_PORT:-9310}
+auth_port=${S3_AUTH_PORT:-9311}
 moto_version=5.2.6
+s3rver_version=3.7.1
 
 mkdir -p "$dir"
 dir=$(cd "$dir" && pwd)
@@ -25,13 +34,18 @@ urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/moto-api/", timeout=2).r
 PY
 }
 
+start_moto() {
 if [[ -s $dir/moto.pid ]] && kill -0 "$(cat "$dir/moto.pid")" 2>/dev/null; then
   if probe; then
     echo "moto S3 server already running on 127.0.0.1:$port (pid $(cat "$dir/moto.pid"))"
-    exit 0
+    return 0
   fi
   echo "moto pid $(cat "$dir/moto.pid") does not answer on 127.0.0.1:$port" >&2
   exit 1
+fi
+if probe; then
+  echo "a moto S3 server (not started from $dir) already answers on 127.0.0.1:$port"
+  return 0
 fi
 
 if ! "$dir/venv/bin/python" -c "import moto, sys; sys.exit(moto.__version__ != '$moto_version')" 2>/dev/null; then
@@ -46,10 +60,64 @@ echo $! >"$dir/moto.pid"
 for _ in $(seq 50); do
   if probe; then
     echo "moto S3 server running on 127.0.0.1:$port (pid $(cat "$dir/moto.pid"), log $dir/moto.log)"
-    exit 0
+    return 0
   fi
   sleep 0.2
 done
 echo "moto did not answer on 127.0.0.1:$port; its log:" >&2
 cat "$dir/moto.log" >&2
 exit 1
+}
+
+# The credential-checking server: it lists its bucket to an anonymous request.
+auth_probe() {
+  python3 - "$auth_port" <<'PY' 2>/dev/null
+import sys, urllib.request
+body = urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/", timeout=2).read()
+sys.exit(b"runnel-auth" not in body)
+PY
+}
+
+start_s3rver() {
+  if [[ -s $dir/s3rver.pid ]] && kill -0 "$(cat "$dir/s3rver.pid")" 2>/dev/null; then
+    if auth_probe; then
+      echo "s3rver already running on 127.0.0.1:$auth_port (pid $(cat "$dir/s3rver.pid"))"
+      return 0
+    fi
+    echo "s3rver pid $(cat "$dir/s3rver.pid") does not answer on 127.0.0.1:$auth_port" >&2
+    exit 1
+  fi
+  if auth_probe; then
+    echo "an s3rver (not started from $dir) already answers on 127.0.0.1:$auth_port"
+    return 0
+  fi
+  if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    echo "installing nodejs and npm from apt"
+    [[ -n "$(apt-get indextargets)" ]] || apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+  fi
+  local bin=$dir/s3rver/node_modules/s3rver/bin/s3rver.js
+  if ! grep -q "\"version\": \"$s3rver_version\"" "$dir/s3rver/node_modules/s3rver/package.json" 2>/dev/null; then
+    echo "installing s3rver@$s3rver_version from npm into $dir/s3rver"
+    mkdir -p "$dir/s3rver"
+    npm install -q --no-audit --no-fund --prefix "$dir/s3rver" "s3rver@$s3rver_version" >/dev/null
+  fi
+  rm -rf "$dir/s3rver-data"
+  mkdir -p "$dir/s3rver-data"
+  setsid node "$bin" -d "$dir/s3rver-data" -a 127.0.0.1 -p "$auth_port" --no-vhost-buckets \
+    --configure-bucket runnel-auth >"$dir/s3rver.log" 2>&1 </dev/null &
+  echo $! >"$dir/s3rver.pid"
+  for _ in $(seq 50); do
+    if auth_probe; then
+      echo "s3rver running on 127.0.0.1:$auth_port (pid $(cat "$dir/s3rver.pid"), log $dir/s3rver.log)"
+      return 0
+    fi
+    sleep 0.2
+  done
+  echo "s3rver did not answer on 127.0.0.1:$auth_port; its log:" >&2
+  cat "$dir/s3rver.log" >&2
+  exit 1
+}
+
+start_moto
+start_s3rver

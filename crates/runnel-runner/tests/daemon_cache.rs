@@ -11,7 +11,8 @@ use daemon_shell_support::start_shell_daemon;
 use runnel_exec::docker::{TEST_BUSYBOX_IMAGE, docker_available};
 use runnel_runner::docker_adapter::RunnerExecutors;
 use runnel_runner::test_support::{
-    FakeGitLab, FakeJobState, JobSpec, S3Server, TestDaemon, s3_server,
+    AUTH_ACCESS_KEY, AUTH_BUCKET, FakeGitLab, FakeJobState, JobSpec, S3Server, TestDaemon,
+    s3_auth_server, s3_server,
 };
 use serde_json::{Value, json};
 
@@ -327,4 +328,60 @@ async fn docker_runners_share_a_cache_through_the_bucket() {
     assert!(trace.contains("Successfully extracted cache"), "{trace}");
     assert!(trace.contains("\nVALUE = 42"), "{trace}");
     assert!(trace.contains("python3 -> /usr/bin/python3"), "{trace}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_credentials_are_one_warning_and_the_job_goes_on() {
+    // s3rver refuses an access key it does not know (moto takes any).
+    let Some(auth) = s3_auth_server() else {
+        return;
+    };
+    let fake = FakeGitLab::start().await;
+    let token = fake.create_runner();
+    // The bucket outlives the test: one key per run.
+    let key = format!("creds-{}-non_protected", std::process::id());
+    let wrong_key = "AKIAWRONGRUNNELKEY";
+    let runner = auth.cache_section_with_keys(AUTH_BUCKET, "    Shared = true", wrong_key, SECRET);
+    let job = JobSpec {
+        cache: vec![cache(&key, "pull-push", &[])],
+        ..JobSpec::script(&[MAKE_VENV])
+    };
+    let (state, trace) = run_on_new_daemon(&fake, &token, &runner, job).await;
+    assert_eq!(state, FakeJobState::Success, "{trace}");
+    let reasons: Vec<&str> = trace
+        .lines()
+        .filter(|l| l.contains("the cache server answered 403 Forbidden (InvalidAccessKeyId)"))
+        .collect();
+    // One line for the download, one for the upload.
+    assert_eq!(reasons.len(), 2, "{trace}");
+    assert!(
+        reasons[0].contains(&format!(
+            "failed to download the cache from http://{}/{AUTH_BUCKET}/project/7/{key}",
+            auth.address
+        )),
+        "{trace}"
+    );
+    assert!(reasons[1].contains("failed to upload the cache"), "{trace}");
+    assert!(trace.contains("Failed to create cache"), "{trace}");
+    assert!(
+        !trace.contains(wrong_key),
+        "the access key is printed:\n{trace}"
+    );
+
+    // With the key the server knows, the same cache is pushed and restored: the refusal above
+    // was the credentials'.
+    let runner = auth.cache_section_with_keys(
+        AUTH_BUCKET,
+        "    Shared = true",
+        AUTH_ACCESS_KEY,
+        AUTH_ACCESS_KEY,
+    );
+    let (state, trace) = run_on_new_daemon(&fake, &token, &runner, push_job(&key)).await;
+    assert_eq!(state, FakeJobState::Success, "{trace}");
+    assert!(trace.contains("Created cache"), "{trace}");
+    assert!(!trace.contains("403"), "{trace}");
+    let (state, trace) =
+        run_on_new_daemon(&fake, &token, &runner, pull_job(&key, &[], CHECK_VENV)).await;
+    assert_eq!(state, FakeJobState::Success, "{trace}");
+    assert!(trace.contains("venv ok"), "{trace}");
 }

@@ -9,4 +9,4 @@ mod s3;
 
 pub use daemon::{TestDaemon, one_runner_config};
 pub use fake_gitlab::{FakeGitLab, FakeJob, FakeJobState, GitRequest, GitSource, JobSpec};
-pub use s3::{S3Server, s3_server};
+pub use s3::{AUTH_ACCESS_KEY, AUTH_BUCKET, S3Server, s3_auth_server, s3_server};

@@ -1,6 +1,7 @@
-//! The S3 server of the distributed cache tests: moto, started by `scripts/start-s3.sh` on
-//! `$RUNNEL_TEST_S3` (default `127.0.0.1:9310`). With `CI=true` a missing server panics;
-//! elsewhere the test prints `SKIPPED: …` and returns.
+//! The S3 servers of the distributed cache tests, started by `scripts/start-s3.sh`: moto on
+//! `$RUNNEL_TEST_S3` (default `127.0.0.1:9310`), which takes any credentials, and s3rver on
+//! `$RUNNEL_TEST_S3_AUTH` (default `127.0.0.1:9311`), which refuses an unknown access key. With
+//! `CI=true` a missing server panics; elsewhere the test prints `SKIPPED: …` and returns.
 
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -15,7 +16,26 @@ pub struct S3Server {
 
 /// The S3 server, or `None` (after a `SKIPPED:` line) when it does not answer outside CI.
 pub fn s3_server() -> Option<S3Server> {
-    let address = std::env::var("RUNNEL_TEST_S3").unwrap_or_else(|_| "127.0.0.1:9310".into());
+    server("RUNNEL_TEST_S3", "127.0.0.1:9310", "S3 server")
+}
+
+/// The credential-checking S3 server (s3rver): its one access key is [`AUTH_ACCESS_KEY`] and
+/// its bucket [`AUTH_BUCKET`]. `None` as for [`s3_server`].
+pub fn s3_auth_server() -> Option<S3Server> {
+    server(
+        "RUNNEL_TEST_S3_AUTH",
+        "127.0.0.1:9311",
+        "credential-checking S3 server (s3rver)",
+    )
+}
+
+/// The access key (and secret key) the credential-checking server knows.
+pub const AUTH_ACCESS_KEY: &str = "S3RVER";
+/// The bucket of the credential-checking server.
+pub const AUTH_BUCKET: &str = "runnel-auth";
+
+fn server(variable: &str, default: &str, what: &str) -> Option<S3Server> {
+    let address = std::env::var(variable).unwrap_or_else(|_| default.into());
     let reachable = address
         .parse()
         .ok()
@@ -23,7 +43,7 @@ pub fn s3_server() -> Option<S3Server> {
     if reachable {
         return Some(S3Server { address });
     }
-    let reason = format!("no S3 server on {address}; scripts/start-s3.sh starts one");
+    let reason = format!("no {what} on {address}; scripts/start-s3.sh starts one");
     if std::env::var("CI").is_ok_and(|ci| ci == "true") {
         panic!("{reason}");
     }
@@ -69,8 +89,24 @@ impl S3Server {
 
     /// A `[runners.cache]` section for `bucket` (access-key authentication, plain HTTP).
     pub fn cache_section(&self, bucket: &str, extra: &str) -> String {
+        self.cache_section_with_keys(
+            bucket,
+            extra,
+            "AKIARUNNELTEST",
+            "runnel-secret-key-do-not-print",
+        )
+    }
+
+    /// [`S3Server::cache_section`] with the given access and secret key.
+    pub fn cache_section_with_keys(
+        &self,
+        bucket: &str,
+        extra: &str,
+        access_key: &str,
+        secret_key: &str,
+    ) -> String {
         format!(
-            "  [runners.cache]\n    Type = \"s3\"\n{extra}\n    [runners.cache.s3]\n      ServerAddress = \"{}\"\n      AccessKey = \"AKIARUNNELTEST\"\n      SecretKey = \"runnel-secret-key-do-not-print\"\n      BucketName = \"{bucket}\"\n      Insecure = true\n",
+            "  [runners.cache]\n    Type = \"s3\"\n{extra}\n    [runners.cache.s3]\n      ServerAddress = \"{}\"\n      AccessKey = \"{access_key}\"\n      SecretKey = \"{secret_key}\"\n      BucketName = \"{bucket}\"\n      Insecure = true\n",
             self.address
         )
     }
