@@ -32,6 +32,7 @@ push:
 pull:
   script:
     - test -f venv/lib/python3.11/site-packages/numpy/__init__.py
+    - test -L venv/bin/python3 && venv/bin/python3 -c pass
   cache:
     key: venv
     paths: [venv/]
