@@ -68,6 +68,7 @@ pub async fn run_job_with(
     let mut trace = Trace::new(job.payload.id, events, masker, sections, ctx.output_limit);
     trace.set_timestamps(BuildSettings::from_variables(&job.variables).timestamps);
     trace.set_sink(ctx.trace_sink.clone());
+    trace.set_stage_sink(ctx.stage_sink.clone());
     trace.keep_bytes(ctx.trace_log.is_some() || ctx.trace_sink.is_none());
     trace.println(&format!("Running with runnel {RUNNER_VERSION}"));
     trace.println(&format!(

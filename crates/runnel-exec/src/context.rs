@@ -45,6 +45,8 @@ pub struct JobContext {
     pub kill_grace: Duration,
     /// Receives every trace byte as it is appended (the runner daemon's live trace).
     pub trace_sink: Option<crate::trace::TraceSink>,
+    /// Told each build stage as it starts (the daemon's per-stage job metrics).
+    pub stage_sink: Option<crate::trace::StageSink>,
     /// The job's web-terminal session (the runner's `[session_server]`), if any.
     pub terminal: Option<Arc<dyn crate::terminal::TerminalSession>>,
 }
@@ -70,6 +72,7 @@ impl JobContext {
             runner_short_token: "local".to_owned(),
             kill_grace: Duration::from_secs(10),
             trace_sink: None,
+            stage_sink: None,
             terminal: None,
         }
     }

@@ -85,5 +85,5 @@ pub use store::{
     ArtifactStore, BoxFuture, CacheStore, LocalArtifactStore, LocalCacheStore, StoreError,
     sanitize_cache_key,
 };
-pub use trace::{DEFAULT_OUTPUT_LIMIT, Trace, TraceSink, TraceSinkFn};
+pub use trace::{DEFAULT_OUTPUT_LIMIT, StageSink, Trace, TraceSink, TraceSinkFn};
 pub use variables::{JobVariables, RUNNER_VERSION};

@@ -33,6 +33,18 @@ pub struct TraceSink(pub std::sync::Arc<TraceSinkFn>);
 /// The function behind a [`TraceSink`].
 pub type TraceSinkFn = dyn Fn(&[u8]) + Send + Sync;
 
+/// Told the name of each build stage (trace section) as it starts, e.g. for the daemon's
+/// `gitlab_runner_jobs{stage}` metric. Called once per section, never per trace byte. Set
+/// through `JobContext::stage_sink`.
+#[derive(Clone)]
+pub struct StageSink(pub std::sync::Arc<dyn Fn(&str) + Send + Sync>);
+
+impl std::fmt::Debug for StageSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StageSink")
+    }
+}
+
 impl std::fmt::Debug for TraceSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("TraceSink")
@@ -43,6 +55,7 @@ impl std::fmt::Debug for TraceSink {
 #[derive(Debug)]
 pub struct Trace {
     sink: Option<TraceSink>,
+    stage_sink: Option<StageSink>,
     job: JobId,
     events: UnboundedSender<JobEvent>,
     masker: Masker,
@@ -75,6 +88,7 @@ impl Trace {
     ) -> Self {
         Self {
             sink: None,
+            stage_sink: None,
             job,
             events,
             masker,
@@ -158,6 +172,9 @@ impl Trace {
             self.out(RUNNER_STREAM, marker.as_bytes());
         }
         self.open.push((name.to_owned(), Instant::now()));
+        if let Some(sink) = &self.stage_sink {
+            (sink.0)(name);
+        }
         let _ = self.events.send(JobEvent::SectionStart {
             job: self.job,
             name: name.to_owned(),
@@ -281,6 +298,10 @@ impl Trace {
     /// Sends every appended byte to `sink` too.
     pub(crate) fn set_sink(&mut self, sink: Option<TraceSink>) {
         self.sink = sink;
+    }
+
+    pub(crate) fn set_stage_sink(&mut self, sink: Option<StageSink>) {
+        self.stage_sink = sink;
     }
 
     /// Appends masked bytes within the output limit and sends complete lines as events.

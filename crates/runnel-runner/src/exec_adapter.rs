@@ -151,6 +151,7 @@ impl ShellJobExecutor {
             runner_short_token: runner.short_token(),
             kill_grace: KILL_GRACE,
             trace_sink: Some(TraceSink(Arc::new(move |bytes: &[u8]| trace.write(bytes)))),
+            stage_sink: ctx.stage_sink.clone(),
             terminal: ctx
                 .session
                 .clone()

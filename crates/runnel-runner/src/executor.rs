@@ -90,6 +90,8 @@ pub struct JobContext {
     pub concurrent_id: usize,
     /// The system id, for the trace header.
     pub system_id: String,
+    /// Told each build stage as it starts (`gitlab_runner_jobs{stage}`).
+    pub stage_sink: Option<runnel_exec::StageSink>,
     /// The job's web-terminal session, when `[session_server]` runs.
     pub session: Option<Arc<crate::session::JobSession>>,
 }

@@ -18,7 +18,10 @@
 pub mod text_format;
 
 mod endpoint;
+mod job_stage;
 mod process;
+
+pub use job_stage::{JobStage, JobStages};
 
 use crate::client::RequestLabels;
 use prometheus::core::Collector;
@@ -322,12 +325,19 @@ impl Metrics {
         self.jobs_total.with_label_values(&runner.values()).inc();
     }
 
-    /// Adds `delta` to `gitlab_runner_jobs` in `state`/`stage`. A series that drops to zero is
+    /// Adds `delta` to `gitlab_runner_jobs` of `stage`. A series that drops to zero is
     /// removed: gitlab-runner builds this gauge from the running builds at each scrape
     /// (commands/builds_helper.go `statesAndStages`), so only the idle series is ever 0.
-    pub fn job_state(&self, runner: &RunnerLabels, state: &str, stage: &str, delta: i64) {
+    pub fn job_state(&self, runner: &RunnerLabels, stage: &JobStage, delta: i64) {
         let [token, name, system_id] = runner.values();
-        let labels = [token, name, system_id, state, stage, stage];
+        let labels = [
+            token,
+            name,
+            system_id,
+            stage.state,
+            stage.stage.as_str(),
+            stage.executor_stage,
+        ];
         let _guard = self
             .jobs_lock
             .lock()
@@ -407,7 +417,7 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::text_format::{self, Family};
-    use super::{Metrics, RunnerLabels};
+    use super::{JobStage, Metrics, RunnerLabels};
 
     fn runner() -> RunnerLabels {
         RunnerLabels {
@@ -432,7 +442,7 @@ mod tests {
         metrics.set_limit(&runner(), 2);
         metrics.job_received(&runner());
         metrics.job_received(&runner());
-        metrics.job_state(&runner(), "running", "step_script", 1);
+        metrics.job_state(&runner(), &JobStage::of("docker", "step_script"), 1);
         metrics.job_finished(&runner(), 12.0, Some("script_failure"));
         metrics.job_finished(&runner(), 40.0, None);
         metrics.error("warning");
@@ -447,16 +457,17 @@ mod tests {
     fn a_jobs_series_disappears_when_its_last_job_ends_and_the_idle_one_stays() {
         let metrics = Metrics::new();
         metrics.set_limit(&runner(), 2);
-        metrics.job_state(&runner(), "running", "", 1);
-        metrics.job_state(&runner(), "running", "", 1);
-        metrics.job_state(&runner(), "running", "", -1);
+        let running = JobStage::of("shell", "step_script");
+        metrics.job_state(&runner(), &running, 1);
+        metrics.job_state(&runner(), &running, 1);
+        metrics.job_state(&runner(), &running, -1);
         let text = metrics.encode();
         assert!(
             text.lines()
                 .any(|l| l.contains("state=\"running\"") && l.ends_with("} 1")),
             "{text}"
         );
-        metrics.job_state(&runner(), "running", "", -1);
+        metrics.job_state(&runner(), &running, -1);
         let text = metrics.encode();
         assert!(!text.contains("state=\"running\""), "{text}");
         assert!(
@@ -506,7 +517,14 @@ mod tests {
         let jobs = family(&families, "gitlab_runner_jobs");
         fn labels<'a>(state: &'a str, stage: &'a str) -> [(&'a str, &'a str); 6] {
             [
-                ("executor_stage", stage),
+                (
+                    "executor_stage",
+                    if stage == "idle" {
+                        "idle"
+                    } else {
+                        "docker_run"
+                    },
+                ),
                 ("runner", "abc"),
                 ("runner_name", "r"),
                 ("stage", stage),

@@ -19,7 +19,7 @@ use crate::client::{Coordinator, JobRequestOutcome};
 use crate::config::RunnerConfig;
 use crate::executor::{JobCancel, JobContext, JobExecutor};
 use crate::job::{self, JobSetup};
-use crate::metrics::{Metrics, RunnerLabels};
+use crate::metrics::{JobStages, Metrics, RunnerLabels};
 use crate::session::{JobSession, SessionServer};
 use crate::trace_patch::{TraceBuffer, error_chain};
 
@@ -202,6 +202,16 @@ fn start_job(shared: &Shared, entry: &Arc<Entry>, info: &VersionInfo, job: Start
     };
     let cancel = JobCancel::new();
     let job_id = payload.id;
+    // Counted in `gitlab_runner_jobs` by state and stage until the job's task ends.
+    let stages = JobStages::start(
+        shared.metrics.clone(),
+        entry.labels.clone(),
+        entry.config.executor.clone(),
+    );
+    let stage_sink = {
+        let stages = stages.clone();
+        runnel_exec::StageSink(Arc::new(move |stage: &str| stages.enter(stage)))
+    };
     if let Ok(mut active) = shared.active.lock() {
         active.insert(job_id, cancel.clone());
     }
@@ -217,6 +227,7 @@ fn start_job(shared: &Shared, entry: &Arc<Entry>, info: &VersionInfo, job: Start
             coordinator: entry.coordinator.clone(),
             concurrent_id,
             system_id: shared.system_id.clone(),
+            stage_sink: Some(stage_sink),
             session: session.clone(),
         },
         final_update_retries: entry
@@ -232,13 +243,12 @@ fn start_job(shared: &Shared, entry: &Arc<Entry>, info: &VersionInfo, job: Start
     let entry = entry.clone();
     shared.jobs.clone().spawn(async move {
         let started = Instant::now();
-        shared.metrics.job_state(&entry.labels, "running", "", 1);
         let report = job::run(setup, payload).await;
         // The terminal ends with its job (gitlab-runner removes the session with the build).
         if let (Some(server), Some(session)) = (&shared.sessions, &session) {
             server.close(session);
         }
-        shared.metrics.job_state(&entry.labels, "running", "", -1);
+        stages.finish();
         if let Some(report) = &report {
             let reason = report.failure_reason.as_ref().map(ToString::to_string);
             shared.metrics.job_finished(&entry.labels, started.elapsed().as_secs_f64(), reason.as_deref());

@@ -613,6 +613,46 @@ async fn metrics_count_received_jobs_in_gitlab_runners_text_format() {
     assert_eq!(scrape(port).await, "");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_label_a_running_job_with_its_state_and_build_stage() {
+    let fake = FakeGitLab::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config_path = dir.path().join("config.toml");
+    let token = fake.create_runner();
+    std::fs::write(&config_path, config(&fake, &token, dir.path(), "", "")).expect("write");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("address")
+        .port();
+    let daemon = TestDaemon::spawn(
+        config_path.clone(),
+        Some(format!("127.0.0.1:{port}")),
+        shell().1,
+    );
+    let go_on = dir.path().join("go-on");
+    let id = fake.add_job(JobSpec::script(&[
+        "echo in-script",
+        &format!("while [ ! -e {} ]; do sleep 0.1; done", go_on.display()),
+    ]));
+    fake.wait_for_trace(id, "in-script").await;
+    let runner = runnel_runner::config::short_token(&token);
+    // GitLab: commands/builds_helper.go — state, build stage and executor stage of the job.
+    let series = format!(
+        "gitlab_runner_jobs{{executor_stage=\"prepare\",runner=\"{runner}\",runner_name=\"test-runner\",stage=\"step_script\",state=\"running\""
+    );
+    let response = scrape(port).await;
+    let (_, body) = split_response(&response);
+    let line = body
+        .lines()
+        .find(|l| l.starts_with(&series))
+        .unwrap_or_else(|| panic!("no {series:?} in\n{body}"));
+    assert!(line.ends_with("} 1"), "{line}");
+    std::fs::write(&go_on, "").expect("write");
+    assert_eq!(fake.wait_for_final(id).await.state, FakeJobState::Success);
+    daemon.stop().await;
+}
+
 /// The events logged on this thread (and by the tasks of a current-thread runtime), as
 /// `(level, fields)` with the message under `message`.
 #[derive(Clone, Default)]
