@@ -9,6 +9,9 @@ Measures:
      daemon's memory stays bounded); peak RSS of the daemon during that job.
 
 Usage: bench/runner/run.py [--pickup-jobs N] [--gib G]   (builds release binaries first)
+       bench/runner/run.py --no-build --baseline OLD_RUNNEL [--rounds N]
+         only the trace throughput, of OLD_RUNNEL and target/release/runnel in turns, N rounds:
+         medians and the ratio new/old (a change's cost on the trace path, same machine, same run)
 """
 
 import argparse
@@ -76,8 +79,8 @@ def status_kib(pid, field):
     return 0
 
 
-def start_daemon(config, env=None):
-    return subprocess.Popen([RUNNEL, "run", "-c", config, "--log-level", "warn"],
+def start_daemon(config, env=None, runnel=None):
+    return subprocess.Popen([runnel or RUNNEL, "run", "-c", config, "--log-level", "warn"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env={**os.environ, **(env or {})})
 
@@ -121,13 +124,13 @@ def pickup(work, check_interval, jobs):
     return latencies
 
 
-def throughput(work, size, output_limit_kib=None):
+def throughput(work, size, output_limit_kib=None, runnel=None):
     """A job printing `size` bytes; with `output_limit_kib` above the size, every byte is also
     sent to the fake (trace PATCHes), so upload is measured too."""
     fake = Fake(1)
     config = os.path.join(work, "throughput.toml")
     write_config(config, fake, 1, work, output_limit_kib)
-    daemon = start_daemon(config)
+    daemon = start_daemon(config, runnel=runnel)
     # A masked variable is in force (CI_JOB_TOKEN is masked in every payload of the fake).
     job_id = fake.job(f"head -c {size} /dev/zero | tr '\\0' 'a'")
     start = time.monotonic()
@@ -162,9 +165,13 @@ def main():
     parser.add_argument("--upload-mib", type=int, default=256,
                         help="size of the job whose whole trace is sent (output_limit raised)")
     parser.add_argument("--no-build", action="store_true")
+    parser.add_argument("--baseline", help="another runnel binary to compare the trace path with")
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     if not args.no_build:
         build()
+    if args.baseline:
+        return compare(args)
     with tempfile.TemporaryDirectory() as work:
         for label, kwargs in (("", {}), (", start-up trim off", {"trim": False}),
                               (", 10 s after one job", {"after_job": True})):
@@ -184,6 +191,27 @@ def main():
         print(f"trace throughput with masking, all {args.upload_mib} MiB sent (output_limit raised): "
               f"{mbps:.0f} MB/s ({elapsed:.1f} s, job {state}, {trace_bytes} trace bytes sent, "
               f"daemon peak RSS {peak / 1024:.1f} MiB)")
+
+
+def compare(args):
+    """Trace throughput of the baseline binary and the current one, in turns."""
+    results = {"baseline": ([], []), "current": ([], [])}
+    size_all = args.upload_mib << 20
+    with tempfile.TemporaryDirectory() as work:
+        for _ in range(args.rounds):
+            for name, binary in (("baseline", args.baseline), ("current", RUNNEL)):
+                limited = throughput(work, args.gib << 30, runnel=binary)[1]
+                sent = throughput(work, size_all, (size_all >> 10) + 1024, runnel=binary)[1]
+                results[name][0].append(limited)
+                results[name][1].append(sent)
+                print(f"{name}: {args.gib} GiB job {limited:.0f} MB/s, "
+                      f"all {args.upload_mib} MiB sent {sent:.0f} MB/s", flush=True)
+    for i, what in enumerate((f"{args.gib} GiB job (default output_limit)",
+                              f"all {args.upload_mib} MiB sent")):
+        old = statistics.median(results["baseline"][i])
+        new = statistics.median(results["current"][i])
+        print(f"trace throughput, {what}: baseline median {old:.0f} MB/s, current median "
+              f"{new:.0f} MB/s, ratio current/baseline {new / old:.3f} (n={args.rounds})")
 
 
 if __name__ == "__main__":
