@@ -121,9 +121,15 @@ async fn run_attach(
     trace: &mut Trace,
 ) -> Result<StreamEnd, KubeError> {
     let dir = scripts_dir(job);
-    write_file(running, &dir, &stage.name, stage.script.as_bytes()).await?;
+    // The script is written while the attach stream connects: the command line that runs it
+    // is sent once both are done.
+    let (written, attached) = tokio::join!(
+        write_file(running, &dir, &stage.name, stage.script.as_bytes()),
+        running.pod.attach(BUILD_CONTAINER)
+    );
+    written?;
+    let mut process = attached?;
     let path = format!("{dir}/{}", stage.name);
-    let mut process = running.pod.attach(BUILD_CONTAINER).await?;
     let mut stdin = process
         .stdin()
         .ok_or_else(|| KubeError::Pod("the attach stream has no standard input".to_owned()))?;

@@ -6,7 +6,9 @@
 //! `checkIfImageCanBePulled`: `ErrImagePull`/`ImagePullBackOff` fail with
 //! `image_pull_failure`) and `kubernetes.go` `watchPodStatus`.
 
+use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
+use kube::api::WatchParams;
 use runnel_api::FailureReason;
 use runnel_exec::Trace;
 use tokio::time::Instant;
@@ -23,8 +25,10 @@ const PULL_FAILURES: &[&str] = &[
     "ErrImageNeverPull",
 ];
 
-/// Polls the pod every `poll_interval` until it is `Running`; prints gitlab-runner's
-/// "Waiting for pod …" lines meanwhile.
+/// Waits until the pod is `Running`: looks at it whenever a watch on it reports a change, and
+/// at least every `poll_interval` (gitlab-runner polls only; the watch starts the job as soon
+/// as the pod runs instead of up to a poll interval later). Prints gitlab-runner's
+/// "Waiting for pod …" lines when the pod's state changes.
 pub(crate) async fn wait_for_running(
     pod: &PodRef,
     namespace: &str,
@@ -32,6 +36,18 @@ pub(crate) async fn wait_for_running(
     trace: &mut Trace,
 ) -> Result<(), KubeError> {
     let deadline = Instant::now() + settings.poll_timeout;
+    let params = WatchParams::default()
+        .fields(&format!("metadata.name={}", pod.name))
+        .timeout(settings.poll_timeout.as_secs().clamp(1, 290) as u32);
+    // Without a watch (an API server that refuses it) the loop polls.
+    let mut changes = match pod.api.watch(&params, "0").await {
+        Ok(stream) => Some(stream.boxed()),
+        Err(err) => {
+            tracing::debug!(pod = %pod.name, error = %err, "cannot watch the pod; polling");
+            None
+        }
+    };
+    let mut shown = String::new();
     loop {
         let current = get(pod).await?;
         let Some(current) = current else {
@@ -62,12 +78,16 @@ pub(crate) async fn wait_for_running(
                 ),
             });
         }
-        trace.println(&format!(
+        let mut text = format!(
             "Waiting for pod {namespace}/{} to be running, status is {phase}",
             pod.name
-        ));
+        );
         for (container, reason, message) in waiting(&current) {
-            trace.println(&format!("\t{container}: {reason} {message:?}"));
+            text.push_str(&format!("\n\t{container}: {reason} {message:?}"));
+        }
+        if text != shown {
+            trace.println(&text);
+            shown = text;
         }
         if Instant::now() >= deadline {
             return Err(KubeError::Pod(format!(
@@ -77,7 +97,21 @@ pub(crate) async fn wait_for_running(
                 settings.poll_timeout.as_secs()
             )));
         }
-        tokio::time::sleep_until(deadline.min(Instant::now() + settings.poll_interval)).await;
+        let next_poll = deadline.min(Instant::now() + settings.poll_interval);
+        match changes.as_mut() {
+            Some(stream) => {
+                tokio::select! {
+                    event = stream.next() => {
+                        // The watch ended (its timeout, a dropped connection): poll from now.
+                        if event.is_none() {
+                            changes = None;
+                        }
+                    }
+                    () = tokio::time::sleep_until(next_poll) => {}
+                }
+            }
+            None => tokio::time::sleep_until(next_poll).await,
+        }
     }
 }
 
