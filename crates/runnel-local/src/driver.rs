@@ -439,6 +439,7 @@ pub async fn run(
         crate::executors::LocalRunner::new(executor, &options.project_dir, &options.state_dir)
             .with_cache_stores(options.cache_stores.clone()),
     );
+    runner.sweep().await;
     let log_dir = options.state_dir.join("logs");
     let records = pipeline.records();
     let resource_groups = (0..pipeline.len())

@@ -46,9 +46,14 @@ pub enum ExecutorKind {
     /// kubeconfig context (`--kube-context`, `--namespace`); the project is copied into the pod.
     #[cfg(feature = "kubernetes")]
     Kubernetes,
+    /// Each build stage through the custom executor's driver programs (gitlab-runner's
+    /// `config_exec`, `prepare_exec`, `run_exec`, `cleanup_exec`): `--custom-run-exec` and the
+    /// other `--custom-*` flags, or `[runners.custom]` of `--runner-config`.
+    Custom,
 }
 
-/// An executor of `runnel exec` with its settings: the SSH login, the VM settings.
+/// An executor of `runnel exec` with its settings: the SSH login, the VM settings, the custom
+/// executor's drivers.
 #[derive(Debug, Clone, Default)]
 pub struct LocalExecutor {
     /// Which executor.
@@ -62,6 +67,9 @@ pub struct LocalExecutor {
     pub parallels: Option<runnel_exec::vm::ParallelsConfig>,
     /// The cluster of `Kubernetes` (set from [`crate::PipelineOptions::kubernetes`]).
     pub kube: crate::options::KubeTarget,
+    /// The driver programs and timeouts of `Custom`. Its `state_dir` is where each job keeps
+    /// its temporary directory; what a killed run left there is swept up before the first job.
+    pub custom: Option<runnel_exec::custom::CustomConfig>,
 }
 
 impl From<ExecutorKind> for LocalExecutor {
@@ -120,7 +128,24 @@ impl LocalExecutor {
                 local_kube_settings(&self.kube),
                 ctx.kill_grace,
             )),
+            ExecutorKind::Custom => {
+                let config = self.custom.clone().unwrap_or_else(|| {
+                    // Without settings every job fails with the missing `run_exec`.
+                    runnel_exec::custom::CustomConfig::new("", std::env::temp_dir())
+                });
+                Box::new(
+                    runnel_exec::custom::CustomExecutor::new(config)
+                        .with_job_control(ctx.abort.clone(), ctx.deadline),
+                )
+            }
             kind => kind.executor(project_dir, ctx),
+        }
+    }
+
+    /// Cleans up what a killed earlier run left (the custom executor's jobs).
+    async fn sweep(&self) {
+        if let (ExecutorKind::Custom, Some(custom)) = (self.kind, &self.custom) {
+            let _ = runnel_exec::custom::sweep_leftovers(custom).await;
         }
     }
 }
@@ -142,9 +167,10 @@ impl ExecutorKind {
                 Box::new(runnel_exec::docker::DockerExecutor::new(config))
             }
             // Built with their settings by `LocalExecutor::executor`.
-            ExecutorKind::Ssh | ExecutorKind::Virtualbox | ExecutorKind::Parallels => {
-                LocalExecutor::from(self).executor(project_dir, ctx)
-            }
+            ExecutorKind::Ssh
+            | ExecutorKind::Virtualbox
+            | ExecutorKind::Parallels
+            | ExecutorKind::Custom => LocalExecutor::from(self).executor(project_dir, ctx),
             #[cfg(feature = "kubernetes")]
             ExecutorKind::Kubernetes => LocalExecutor::from(self).executor(project_dir, ctx),
         }
@@ -172,6 +198,24 @@ impl ExecutorKind {
             ExecutorKind::Docker => Vec::new(),
             #[cfg(feature = "kubernetes")]
             ExecutorKind::Kubernetes => Vec::new(),
+            ExecutorKind::Custom => {
+                let mut notices = Vec::new();
+                if let Some(image) = &job.image {
+                    notices.push(format!(
+                        "{}: `image: {}` reaches the custom executor's driver only as \
+                         `CUSTOM_ENV_CI_JOB_IMAGE`",
+                        job.name, image.name
+                    ));
+                }
+                if !job.services.is_empty() {
+                    notices.push(format!(
+                        "{}: `services:` reach the custom executor's driver only as \
+                         `CUSTOM_ENV_CI_JOB_SERVICES`",
+                        job.name
+                    ));
+                }
+                notices
+            }
             ExecutorKind::Ssh | ExecutorKind::Virtualbox | ExecutorKind::Parallels => {
                 let mut notices = Vec::new();
                 if self == ExecutorKind::Ssh
@@ -202,6 +246,7 @@ impl ExecutorKind {
             ExecutorKind::Ssh => "ssh",
             ExecutorKind::Virtualbox => "virtualbox",
             ExecutorKind::Parallels => "parallels",
+            ExecutorKind::Custom => "custom",
             #[cfg(feature = "kubernetes")]
             ExecutorKind::Kubernetes => "kubernetes",
         }
@@ -267,6 +312,11 @@ impl LocalRunner {
             base,
             cache_stores: None,
         }
+    }
+
+    /// Cleans up what a killed earlier run left (the custom executor's jobs).
+    pub(crate) async fn sweep(&self) {
+        self.kind.sweep().await;
     }
 
     /// Jobs keep their caches where `stores` says (the local cache when `None`).

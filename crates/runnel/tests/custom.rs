@@ -185,3 +185,87 @@ async fn sigkilled_daemon_leaves_driver_processes_that_the_next_start_sweeps() {
         "{text}"
     );
 }
+
+/// `runnel exec --executor custom` with the `--custom-*` flags, and with a `--runner-config`
+/// file whose flags override its keys.
+#[test]
+fn exec_runs_jobs_through_drivers_given_by_flags_or_a_runner_config() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let repo = dir.path().join("repo");
+    std::fs::create_dir(&repo).expect("repo dir");
+    std::fs::write(
+        repo.join(".gitlab-ci.yml"),
+        "job:\n  script:\n    - echo \"job on $DRIVER_NAME\"\n",
+    )
+    .expect("write the pipeline");
+    support::commit_repo(&repo, "pipeline");
+    let drivers = dir.path().join("drivers");
+    std::fs::create_dir(&drivers).expect("drivers dir");
+    driver(
+        &drivers,
+        "config.sh",
+        r#"echo '{"driver": {"name": "flags"}, "job_env": {"DRIVER_NAME": "the flags driver"}}'"#,
+    );
+    driver(
+        &drivers,
+        "run.sh",
+        r#"echo "stage $2"; bash "$1" || exit "$BUILD_FAILURE_EXIT_CODE""#,
+    );
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_runnel"))
+            .args(["exec", "-C"])
+            .arg(&repo)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("runnel runs");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.code(), text)
+    };
+    let config_sh = drivers.join("config.sh").display().to_string();
+    let run_sh = drivers.join("run.sh").display().to_string();
+    let (code, text) = run(&[
+        "--executor",
+        "custom",
+        "--custom-config-exec",
+        &config_sh,
+        "--custom-run-exec",
+        &run_sh,
+    ]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("stage build_script"), "{text}");
+    assert!(text.contains("job on the flags driver"), "{text}");
+
+    // A config file with relative driver paths; a flag overrides its run_exec.
+    std::fs::write(
+        dir.path().join("config.toml"),
+        "[[runners]]\n  name = \"other\"\n  executor = \"shell\"\n\n[[runners]]\n  name = \"c\"\n  executor = \"custom\"\n  [runners.custom]\n    config_exec = \"drivers/config.sh\"\n    run_exec = \"drivers/missing.sh\"\n",
+    )
+    .expect("write config.toml");
+    let config = dir.path().join("config.toml").display().to_string();
+    let (code, text) = run(&[
+        "--executor",
+        "custom",
+        "--runner-config",
+        &config,
+        "--custom-run-exec",
+        &run_sh,
+    ]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("job on the flags driver"), "{text}");
+
+    // Without a run_exec, a clear error before any job.
+    let (code, text) = run(&["--executor", "custom"]);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(
+        text.contains("custom executor is missing RunExec"),
+        "{text}"
+    );
+    let (code, text) = run(&["--custom-run-exec", &run_sh]);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("need `--executor custom`"), "{text}");
+}

@@ -166,3 +166,46 @@ fn example_python_app_passes_with_the_ssh_executor() {
         "the jobs ran under the remote builds directory"
     );
 }
+
+/// Whether a Slurm controller answers; with `CI=true` a missing one fails the test.
+fn slurm_available() -> bool {
+    let reason = match Command::new("scontrol").arg("ping").output() {
+        Ok(out) if String::from_utf8_lossy(&out.stdout).contains("UP") => return true,
+        Ok(out) => String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+        Err(err) => format!("`scontrol`: {err}"),
+    };
+    assert!(
+        !std::env::var("CI").is_ok_and(|ci| ci == "true"),
+        "no Slurm cluster ({reason}); .ci/run starts one with scripts/start-slurm.sh"
+    );
+    println!("SKIPPED: no Slurm cluster ({reason}); scripts/start-slurm.sh starts one");
+    false
+}
+
+#[test]
+fn example_python_app_passes_with_the_custom_executor_on_slurm() {
+    if !slurm_available() {
+        return;
+    }
+    // examples/custom-slurm/config.toml with the drivers where this checkout has them.
+    let drivers = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/custom-slurm");
+    let drivers = drivers.canonicalize().expect("examples/custom-slurm");
+    let example = fs::read_to_string(drivers.join("config.toml")).expect("the example config");
+    let config_dir = tempfile::tempdir().expect("temporary directory");
+    let config = config_dir.path().join("config.toml");
+    fs::write(
+        &config,
+        example.replace("/opt/runnel/custom-slurm", &drivers.display().to_string()),
+    )
+    .expect("write config.toml");
+    let config = config.display().to_string();
+    let (repo, doc) = run_example(&["--executor", "custom", "--runner-config", &config]);
+    assert_example_passed(repo.path(), &doc);
+    for name in ["flake8", "pytest", "build"] {
+        let output = job(&doc, name)["output"].to_string();
+        assert!(
+            output.contains("Using Custom executor with driver slurm"),
+            "job `{name}` did not go through the Slurm driver: {output}"
+        );
+    }
+}

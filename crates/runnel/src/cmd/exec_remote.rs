@@ -1,6 +1,7 @@
-//! The settings of `runnel exec --executor ssh|virtualbox|parallels`: gitlab-runner's
-//! `register` flags for SSH (`--ssh-host`, `--ssh-port`, …) and/or a runner's `config.toml`
-//! entry (`--runner-config`, `--runner`), read with the daemon's own loader and mapping.
+//! The settings of `runnel exec --executor ssh|virtualbox|parallels|custom`: gitlab-runner's
+//! `register` flags (`--ssh-host`, `--ssh-port`, …, `--custom-run-exec`, …) and/or a runner's
+//! `config.toml` entry (`--runner-config`, `--runner`), read with the daemon's own loader and
+//! mapping.
 
 use std::path::{Path, PathBuf};
 
@@ -15,7 +16,8 @@ use crate::user_error::ResultExt as _;
 #[derive(Debug, Default, clap::Args)]
 pub(crate) struct RemoteArgs {
     /// A gitlab-runner `config.toml` whose `[[runners]]` entry for the executor gives its
-    /// settings (`[runners.ssh]`, `[runners.virtualbox]`, `[runners.parallels]`, `builds_dir`).
+    /// settings (`[runners.ssh]`, `[runners.virtualbox]`, `[runners.parallels]`,
+    /// `[runners.custom]` with driver paths relative to the file, `builds_dir`).
     #[arg(long, value_name = "FILE")]
     runner_config: Option<PathBuf>,
     /// The `[[runners]]` entry of `--runner-config` to use (by `name`); default: the only one
@@ -51,6 +53,8 @@ pub(crate) struct RemoteArgs {
     /// SSH: the builds directory on the remote host (`builds`, under the remote home).
     #[arg(long, value_name = "DIR")]
     builds_dir: Option<String>,
+    #[command(flatten)]
+    custom: super::exec_custom::CustomArgs,
 }
 
 impl RemoteArgs {
@@ -75,16 +79,24 @@ impl RemoteArgs {
             ExecutorKind::Ssh => "ssh",
             ExecutorKind::Virtualbox => "virtualbox",
             ExecutorKind::Parallels => "parallels",
+            ExecutorKind::Custom => return self.custom_executor(project_dir),
             _ => {
                 if self.any_ssh_flag() || self.runner_config.is_some() {
                     return Err(anyhow!(
-                        "--ssh-*, --builds-dir and --runner-config need --executor ssh, virtualbox or parallels"
+                        "--ssh-*, --builds-dir and --runner-config need --executor ssh, virtualbox, parallels or custom"
                     ))
                     .user_error();
+                }
+                if self.custom.given() {
+                    return Err(anyhow!("the `--custom-*` flags need `--executor custom`"))
+                        .user_error();
                 }
                 return Ok(kind.into());
             }
         };
+        if self.custom.given() {
+            return Err(anyhow!("the `--custom-*` flags need `--executor custom`")).user_error();
+        }
         let mut runner = match &self.runner_config {
             Some(file) => self.runner_entry(&absolute(project_dir, file), name)?,
             None => RunnerConfig {
@@ -128,6 +140,48 @@ impl RemoteArgs {
                 executor.parallels = Some(settings);
             }
         }
+        Ok(executor)
+    }
+
+    /// `--executor custom`: `[runners.custom]` of `--runner-config` with the `--custom-*` flags
+    /// over it. Leftovers of a killed run are swept from `.runnel/custom` before the first job.
+    fn custom_executor(&self, project_dir: &Path) -> anyhow::Result<LocalExecutor> {
+        if self.any_ssh_flag() {
+            return Err(anyhow!(
+                "--ssh-* and --builds-dir need --executor ssh, virtualbox or parallels"
+            ))
+            .user_error();
+        }
+        let file = self
+            .runner_config
+            .as_deref()
+            .map(|file| absolute(project_dir, file));
+        let runner = match &file {
+            Some(file) => self.runner_entry(file, "custom")?,
+            None => RunnerConfig {
+                executor: "custom".to_owned(),
+                ..RunnerConfig::default()
+            },
+        };
+        if runner.executor != "custom" {
+            return Err(anyhow!(
+                "runner `{}` has `executor = \"{}\"`, expected `custom`",
+                runner.name,
+                runner.executor
+            ))
+            .user_error();
+        }
+        let settings = self
+            .custom
+            .settings(
+                runner,
+                file.as_deref(),
+                project_dir,
+                &project_dir.join(".runnel"),
+            )
+            .user_error()?;
+        let mut executor = LocalExecutor::from(ExecutorKind::Custom);
+        executor.custom = Some(settings);
         Ok(executor)
     }
 

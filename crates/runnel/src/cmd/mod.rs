@@ -3,6 +3,7 @@
 mod completions;
 mod config_file;
 mod exec;
+mod exec_custom;
 mod exec_remote;
 mod helper;
 mod lint;
