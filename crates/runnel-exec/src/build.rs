@@ -14,6 +14,7 @@ use crate::context::JobContext;
 use crate::error::ExecError;
 use crate::event::JobEvent;
 use crate::executor::{Executor, JobDirs, JobOverrides, PreparedJob};
+use crate::helper_stage::{HelperStage, run_through};
 use crate::mask::{DEFAULT_TOKEN_PREFIXES, Masker};
 use crate::outcome::{JobOutcome, JobStatus};
 use crate::retry::{Attempts, StageAttempts};
@@ -21,7 +22,7 @@ use crate::script::Exports;
 use crate::settings::BuildSettings;
 use crate::shell::{ShellConfig, ShellExecutor};
 use crate::sources::{GitStrategy, Sources, copy_working_tree, fetch_git};
-use crate::steps::{go_duration, run_after_script, run_hook, run_own_stage, run_steps};
+use crate::steps::{go_duration, record_end, run_after_script, run_hook, run_own_stage, run_steps};
 use crate::terminal::wait_for_terminal;
 use crate::trace::Trace;
 use crate::variables::{JobVariables, RUNNER_VERSION, RunnerSide, job_timeout};
@@ -320,6 +321,7 @@ async fn run_stages(
         session.set_terminal(terminal);
     }
     let (job, ctx) = (&*job, &*ctx);
+    let helper = executor.remote_helper();
 
     trace.section_start("prepare_script", "Preparing environment");
     prepare_dirs(job)?;
@@ -359,24 +361,42 @@ async fn run_stages(
     }
     if run.succeeded() && !stopped(ctx, &mut run) {
         let spec = attempts("restore_cache", settings.restore_cache_attempts);
-        let mut tries = Attempts::start(spec, &run)?;
-        loop {
-            let result = cache_stage::restore(job, ctx, trace).await;
-            if !tries.again(result, ctx, trace, &mut run).await? {
-                break;
+        if let Some(helper) = &helper {
+            if cache_stage::restores(job) {
+                let stage = (HelperStage::RestoreCache, true);
+                let end =
+                    run_through(executor, helper, job, ctx, trace, run.deadline, stage).await?;
+                record_end(&mut run, end);
+            }
+        } else {
+            let mut tries = Attempts::start(spec, &run)?;
+            loop {
+                let result = cache_stage::restore(job, ctx, trace).await;
+                if !tries.again(result, ctx, trace, &mut run).await? {
+                    break;
+                }
             }
         }
     }
     if run.succeeded() && !stopped(ctx, &mut run) {
         let spec = attempts("download_artifacts", settings.artifact_download_attempts);
-        let mut tries = Attempts::start(spec, &run)?;
-        loop {
-            let result = artifact_stage::download(job, ctx, trace).await;
-            if let Ok(false) = result {
-                run.fail(JobStatus::Failed, Some(FailureReason::ScriptFailure), None);
+        if let Some(helper) = &helper {
+            if !job.payload.dependencies.is_empty() {
+                let stage = (HelperStage::DownloadArtifacts, true);
+                let end =
+                    run_through(executor, helper, job, ctx, trace, run.deadline, stage).await?;
+                record_end(&mut run, end);
             }
-            if !tries.again(result.map(drop), ctx, trace, &mut run).await? {
-                break;
+        } else {
+            let mut tries = Attempts::start(spec, &run)?;
+            loop {
+                let result = artifact_stage::download(job, ctx, trace).await;
+                if let Ok(false) = result {
+                    run.fail(JobStatus::Failed, Some(FailureReason::ScriptFailure), None);
+                }
+                if !tries.again(result.map(drop), ctx, trace, &mut run).await? {
+                    break;
+                }
             }
         }
     }
@@ -386,7 +406,18 @@ async fn run_stages(
     if !ctx.abort.is_cancelled() {
         run_after_script(executor, job, ctx, trace, &run, &exports).await?;
         let succeeded = run.succeeded();
-        cache_stage::archive(job, ctx, trace, succeeded).await?;
+        match &helper {
+            Some(helper) if cache_stage::archives(job, succeeded) => {
+                let stage = (HelperStage::ArchiveCache, succeeded);
+                let end =
+                    run_through(executor, helper, job, ctx, trace, run.deadline, stage).await?;
+                if end != crate::process::ScriptEnd::Exited(0) {
+                    trace.warning("Failed to archive the cache");
+                }
+            }
+            Some(_) => {}
+            None => cache_stage::archive(job, ctx, trace, succeeded).await?,
+        }
         let section = if succeeded {
             "upload_artifacts_on_success"
         } else {
@@ -404,7 +435,17 @@ async fn run_stages(
                 "Uploading artifacts for failed job"
             };
             trace.section_start(section, header);
-            let ok = artifact_stage::upload(job, ctx, trace, &mut run.outcome, succeeded).await?;
+            let ok = match &helper {
+                Some(helper) => {
+                    let stage = (HelperStage::UploadArtifacts, succeeded);
+                    let end =
+                        run_through(executor, helper, job, ctx, trace, run.deadline, stage).await?;
+                    end == crate::process::ScriptEnd::Exited(0)
+                }
+                None => {
+                    artifact_stage::upload(job, ctx, trace, &mut run.outcome, succeeded).await?
+                }
+            };
             trace.section_end();
             if !ok {
                 run.fail(JobStatus::Failed, Some(FailureReason::ScriptFailure), None);
@@ -511,8 +552,14 @@ async fn get_sources(
         trace.section_end();
         return Ok(());
     }
-    match &ctx.sources {
-        Sources::WorkingTree(tree) => {
+    let helper = executor.remote_helper();
+    match (&ctx.sources, helper) {
+        (_, Some(helper)) => {
+            let stage = (HelperStage::GetSources, true);
+            let end = run_through(executor, &helper, job, ctx, trace, run.deadline, stage).await?;
+            record_end(run, end);
+        }
+        (Sources::WorkingTree(tree), None) => {
             let clean = job.variables.get("GIT_CLEAN_FLAGS") != Some("none");
             // A working tree copy is always a sync unless `GIT_STRATEGY=clone` asks for a fresh one.
             let strategy = if job.variables.get("GIT_STRATEGY") == Some("clone") {
@@ -525,7 +572,7 @@ async fn get_sources(
             };
             copy_working_tree(tree, &job.project_dir, strategy, clean, trace).await?;
         }
-        Sources::Git => {
+        (Sources::Git, None) => {
             if let Some(code) = fetch_git(
                 &job.payload,
                 &job.variables,

@@ -25,6 +25,22 @@ fn has_content(cache: &CacheSpec) -> bool {
     !cache.paths.is_empty() || cache.untracked
 }
 
+/// Whether `restore` has a cache to restore.
+pub(crate) fn restores(job: &PreparedJob) -> bool {
+    job.payload
+        .cache
+        .iter()
+        .any(|c| has_content(c) && (c.policy.pulls() || matches!(c.policy, CachePolicy::Other(_))))
+}
+
+/// Whether `archive` has a cache to archive.
+pub(crate) fn archives(job: &PreparedJob, succeeded: bool) -> bool {
+    job.payload
+        .cache
+        .iter()
+        .any(|c| has_content(c) && c.policy.pushes() && c.when.applies(succeeded))
+}
+
 /// Restores every cache whose policy pulls.
 pub(crate) async fn restore(
     job: &PreparedJob,

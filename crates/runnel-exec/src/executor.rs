@@ -159,6 +159,14 @@ pub trait Executor: Send {
         None
     }
 
+    /// How the executor's environment runs the helper stages (`get_sources`, `restore_cache`,
+    /// `download_artifacts`, `archive_cache*`, `upload_artifacts_*`) itself, through the
+    /// `runnel` binary, when it does not see this host's file system (the custom executor of the
+    /// daemon). Read after `prepare`. `None` (the default): runnel does them on this host.
+    fn remote_helper(&self) -> Option<crate::helper_stage::RemoteHelper> {
+        None
+    }
+
     /// How to open an interactive shell in the job's environment (GitLab's web terminal), asked
     /// once after a successful `prepare`. `None` (the default): this executor has no terminal.
     fn terminal(&self, job: &PreparedJob) -> Option<Arc<dyn TerminalOpener>> {

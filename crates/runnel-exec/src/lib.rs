@@ -23,6 +23,7 @@ mod executor;
 mod expand;
 mod extract;
 mod git_fetch;
+mod helper_stage;
 mod mask;
 mod outcome;
 mod process;
@@ -58,6 +59,7 @@ pub use error::ExecError;
 pub use event::JobEvent;
 pub use executor::{Executor, JobDirs, JobOverrides, PreparedJob, StageRun};
 pub use expand::expand_value;
+pub use helper_stage::{HelperSpec, HelperStage, RemoteHelper, run_helper_stage};
 pub use outcome::{JobOutcome, JobStatus};
 pub use process::ScriptEnd;
 pub use remote_cache::{

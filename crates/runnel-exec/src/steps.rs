@@ -42,7 +42,7 @@ pub(crate) async fn run_own_stage(
     stage: (&str, Option<&str>),
 ) -> Result<bool, ExecError> {
     let (name, hostname) = stage;
-    let body = match (name, hostname) {
+    let mut body = match (name, hostname) {
         ("prepare_script", None) => "echo \"Running on $(hostname)...\"\n".to_owned(),
         ("prepare_script", Some(via)) => format!(
             "echo \"Running on $(hostname) via \"{}\"...\"\n",
@@ -64,6 +64,9 @@ pub(crate) async fn run_own_stage(
             body
         }
     };
+    if name == "prepare_script" && executor.remote_helper().is_some() {
+        body.push_str(&remote_files(job));
+    }
     // Cleaning up runs after a graceful cancel too, as `after_script` does.
     let cancel = match name {
         "prepare_script" => ctx.cancel.clone(),
@@ -114,9 +117,26 @@ pub(crate) async fn run_hook(
     Ok(record_end(run, end))
 }
 
+/// For an environment that does not see this host's file system: the script lines that make
+/// the temporary project directory and write the file variables into it (mode 0600), as
+/// gitlab-runner's scripts do.
+fn remote_files(job: &PreparedJob) -> String {
+    let tmp = shell_quote(&job.script_dirs.tmp_dir.to_string_lossy());
+    let mut body = format!("mkdir -p {tmp}\n");
+    let (_, files) = job.variables.exports();
+    for (path, content) in files {
+        let path = shell_quote(&path.to_string_lossy());
+        body.push_str(&format!(
+            "(umask 077; printf '%s' {} > {path})\n",
+            shell_quote(&content)
+        ));
+    }
+    body
+}
+
 /// Records how a script stage ended in `run`: a non-zero exit is a `script_failure`, a timeout
 /// a `job_execution_timeout`, a cancel `job_canceled`. Returns whether the stage succeeded.
-fn record_end(run: &mut Run, end: ScriptEnd) -> bool {
+pub(crate) fn record_end(run: &mut Run, end: ScriptEnd) -> bool {
     match end {
         ScriptEnd::Exited(0) => return true,
         ScriptEnd::Exited(code) => run.fail(

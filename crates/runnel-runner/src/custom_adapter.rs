@@ -11,6 +11,7 @@
 use std::path::PathBuf;
 
 use runnel_api::{FailureReason, FeaturesInfo, JobPayload};
+use runnel_exec::RemoteHelper;
 use runnel_exec::custom::{
     CustomConfig as ExecCustomConfig, CustomExecutor, DEFAULT_EXEC_TIMEOUT,
     DEFAULT_FORCE_KILL_TIMEOUT, DEFAULT_GRACEFUL_KILL_TIMEOUT, Program,
@@ -81,6 +82,16 @@ pub fn custom_settings(
     Ok(settings)
 }
 
+/// As gitlab-runner's custom executor, the driver runs the sources, cache and artifact stages
+/// itself: their scripts call this binary (`runnel helper stage`), which talks to the
+/// coordinator at `url`.
+fn remote_helper(url: &str) -> RemoteHelper {
+    RemoteHelper {
+        runnel: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("runnel")),
+        coordinator_url: url.to_owned(),
+    }
+}
+
 /// The custom executor behind the daemon. Directories are the shell executor's.
 #[derive(Debug, Clone, Default)]
 pub struct CustomJobExecutor {
@@ -139,6 +150,7 @@ impl JobExecutor for CustomJobExecutor {
         let trace = ctx.trace.clone();
         let abort = ctx.cancel.abort.clone();
         let deadline = tokio::time::Instant::from_std(ctx.deadline);
+        let url = ctx.runner.url.clone();
         Box::pin(async move {
             let settings = match settings {
                 Ok(settings) => settings,
@@ -151,6 +163,8 @@ impl JobExecutor for CustomJobExecutor {
                     };
                 }
             };
+            let mut settings = settings;
+            settings.helper = Some(remote_helper(&url));
             let mut executor =
                 CustomExecutor::new(settings).with_job_control(abort, Some(deadline));
             let (events, _) = tokio::sync::mpsc::unbounded_channel();

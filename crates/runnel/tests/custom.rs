@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use runnel_runner::test_support::{FakeGitLab, FakeJobState, JobSpec};
+use runnel_runner::test_support::{FakeGitLab, FakeJobState, GitSource, JobSpec};
 use tokio::process::Child;
 
 mod support;
@@ -268,4 +268,201 @@ fn exec_runs_jobs_through_drivers_given_by_flags_or_a_runner_config() {
     let (code, text) = run(&["--custom-run-exec", &run_sh]);
     assert_eq!(code, Some(2), "{text}");
     assert!(text.contains("need `--executor custom`"), "{text}");
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("git runs");
+    assert!(out.status.success(), "git {args:?}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Files under `dir`, relative, sorted.
+fn files_under(dir: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(next) = stack.pop() {
+        for entry in std::fs::read_dir(&next).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if let Ok(relative) = path.strip_prefix(dir) {
+                found.push(relative.display().to_string());
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// As gitlab-runner's custom executor, the driver runs the sources, cache and artifact stages
+/// itself (`runnel helper stage`): here every `run_exec` call runs its script in a mount
+/// namespace of its own where the runner's builds and cache directories are the driver's own
+/// disk (`remote/`), so nothing the runner does on its side can reach the job. A first job
+/// clones the repository, saves a cache and uploads an artifact; a second one fetches, restores
+/// that cache and downloads that artifact. The runner's own directories stay without sources.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn driver_environment_without_the_runners_files_gets_sources_cache_and_artifacts_itself() {
+    let probe = std::process::Command::new("unshare")
+        .args(["--mount", "true"])
+        .status();
+    if !probe.is_ok_and(|s| s.success()) {
+        assert!(
+            !std::env::var("CI").is_ok_and(|ci| ci == "true"),
+            "`unshare --mount` does not work here (needs root)"
+        );
+        println!("SKIPPED: `unshare --mount` does not work here (needs root)");
+        return;
+    }
+    let repo = tempfile::tempdir().expect("tempdir");
+    git(repo.path(), &["init", "-q", "-b", "main"]);
+    std::fs::write(repo.path().join("README"), "hello from git").expect("write");
+    git(repo.path(), &["add", "README"]);
+    git(
+        repo.path(),
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@e",
+            "commit",
+            "-q",
+            "-m",
+            "first",
+        ],
+    );
+    let sha = git(repo.path(), &["rev-parse", "HEAD"]);
+    let fake = FakeGitLab::start().await;
+    fake.serve_git(repo.path());
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (builds, cache) = (dir.path().join("builds"), dir.path().join("cache"));
+    let remote = dir.path().join("remote");
+    for d in [
+        &builds,
+        &cache,
+        &remote.join("builds"),
+        &remote.join("cache"),
+    ] {
+        std::fs::create_dir_all(d).expect("mkdir");
+    }
+    let log = dir.path().join("calls.log");
+    let run = driver(
+        dir.path(),
+        "run.sh",
+        &format!(
+            r#"echo "run $2 $CUSTOM_ENV_CI_JOB_ID" >> {log}
+cp "$1" {remote}/script.sh
+unshare --mount bash -c 'mount --bind "$0" "$1" && mount --bind "$2" "$3" && exec bash "$4"' \
+    {remote}/builds {builds} {remote}/cache {cache} {remote}/script.sh || exit "$BUILD_FAILURE_EXIT_CODE""#,
+            log = log.display(),
+            remote = remote.display(),
+            builds = builds.display(),
+            cache = cache.display(),
+        ),
+    );
+    let token = fake.create_runner();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"concurrent = 1
+check_interval = 1
+shutdown_timeout = 10
+
+[[runners]]
+  name = "custom"
+  url = "{url}"
+  token = "{token}"
+  executor = "custom"
+  builds_dir = "{builds}"
+  cache_dir = "{cache}"
+  [runners.custom]
+    run_exec = "{run}"
+"#,
+            url = fake.url(),
+            builds = builds.display(),
+            cache = cache.display(),
+            run = run.display(),
+        ),
+    )
+    .expect("write config.toml");
+    let cache_entry = |policy: &str| {
+        serde_json::json!({"key": "deps-non_protected", "untracked": false, "policy": policy,
+            "paths": ["venv/"], "when": "on_success", "fallback_keys": []})
+    };
+    let first = fake.add_job(JobSpec {
+        git: Some(GitSource::new("clone", &sha)),
+        cache: vec![cache_entry("push")],
+        artifact_paths: vec!["out/".to_owned()],
+        ..JobSpec::script(&[
+            "cat README",
+            "mkdir -p venv out && echo cached-deps > venv/deps.txt && echo built-artifact > out/a.txt",
+        ])
+    });
+    let second = fake.add_job(JobSpec {
+        git: Some(GitSource::new("fetch", &sha)),
+        cache: vec![cache_entry("pull")],
+        dependencies: vec![first],
+        ..JobSpec::script(&["cat README out/a.txt venv/deps.txt"])
+    });
+    let mut child = start_run(&config, &dir.path().join("run.log"));
+    let one = fake.wait_for_final(first).await;
+    let trace = fake.trace_text(first);
+    assert_eq!(one.state, FakeJobState::Success, "{trace}");
+    assert!(trace.contains("hello from git"), "{trace}");
+    assert!(trace.contains("Created cache"), "{trace}");
+    let two = fake.wait_for_final(second).await;
+    let trace = fake.trace_text(second);
+    assert_eq!(two.state, FakeJobState::Success, "{trace}");
+    assert!(
+        trace.contains("hello from gitbuilt-artifact\ncached-deps"),
+        "{trace}"
+    );
+    let calls = calls(dir.path());
+    for stage in [
+        "get_sources",
+        "archive_cache",
+        "upload_artifacts_on_success",
+    ] {
+        assert!(calls.contains(&format!("run {stage} {first}\n")), "{calls}");
+    }
+    for stage in [
+        "get_sources",
+        "restore_cache",
+        "download_artifacts",
+        "build_script",
+    ] {
+        assert!(
+            calls.contains(&format!("run {stage} {second}\n")),
+            "{calls}"
+        );
+    }
+    // The runner's side never saw the sources, the cache or the artifact.
+    let runner_side: Vec<String> = files_under(&builds)
+        .into_iter()
+        .chain(files_under(&cache))
+        .filter(|f| !f.contains(".runnel-custom"))
+        .collect();
+    assert_eq!(runner_side, Vec::<String>::new());
+    let remote_side = files_under(&remote);
+    assert!(
+        remote_side.iter().any(|f| f.ends_with("acme/app/README")),
+        "{remote_side:?}"
+    );
+    assert!(
+        remote_side.iter().any(
+            |f| f.ends_with("deps-non_protected/cache.zip") || f.contains("deps-non_protected")
+        ),
+        "{remote_side:?}"
+    );
+    let pid = child.id().expect("running").to_string();
+    let _ = std::process::Command::new("kill")
+        .args(["-QUIT", &pid])
+        .status();
+    assert!(child.wait().await.expect("exits").success());
+    assert_eq!(fake.violations(), Vec::<String>::new());
 }

@@ -211,5 +211,8 @@ fn example_python_app_passes_with_the_custom_executor_on_slurm() {
         .iter()
         .filter(|log| log.contains("Using Custom executor with driver slurm"))
         .count();
-    assert_eq!(through_slurm, 5, "not every job went through the Slurm driver");
+    assert_eq!(
+        through_slurm, 5,
+        "not every job went through the Slurm driver"
+    );
 }

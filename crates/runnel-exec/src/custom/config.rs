@@ -54,6 +54,10 @@ pub struct CustomConfig {
     pub state_dir: PathBuf,
     /// Time between retries of a failed `config_exec` + `prepare_exec` (gitlab-runner: 3 s).
     pub preparation_retry_interval: Duration,
+    /// The helper stages (sources, caches, artifacts) run by the driver through the `runnel`
+    /// binary, as gitlab-runner's scripts call `gitlab-runner`; `None`: runnel does them on
+    /// this host, in the builds directory the driver's environment must then share.
+    pub helper: Option<crate::helper_stage::RemoteHelper>,
 }
 
 impl CustomConfig {
@@ -74,6 +78,7 @@ impl CustomConfig {
             force_kill_timeout: DEFAULT_FORCE_KILL_TIMEOUT,
             state_dir: state_dir.into(),
             preparation_retry_interval: PREPARATION_RETRY_INTERVAL,
+            helper: None,
         }
     }
 

@@ -374,6 +374,10 @@ impl Executor for CustomExecutor {
         true
     }
 
+    fn remote_helper(&self) -> Option<crate::helper_stage::RemoteHelper> {
+        self.config.helper.clone()
+    }
+
     fn configure<'a>(
         &'a mut self,
         job: &'a PreparedJob,

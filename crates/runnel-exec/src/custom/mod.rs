@@ -26,20 +26,31 @@
 //! running between calls starts it outside its group (a daemon, a VM manager, a Slurm job) and
 //! removes it in `cleanup_exec`.
 //!
-//! Which stage does what, and where. The driver runs every stage runnel has a script for:
+//! Which stage does what, and where. The driver runs every stage, as in gitlab-runner:
 //! `prepare_script` (prints the host it runs on), `get_sources` (the
 //! `pre_get_sources_script`/`post_get_sources_script` hooks), `step_script` and the other
 //! `step_*`, `after_script` and `cleanup_file_variables` (removes the file variables and the
 //! temporary project directory). Each script is the same bash that the shell executor runs,
-//! self-contained (exports, `cd`, `errexit`), so it works wherever the driver runs it. The work
-//! gitlab-runner does by calling its own binary from the script (cloning or copying the
-//! sources, restoring and archiving caches, downloading and uploading artifacts) runnel does
-//! in-process, on the runner host, in the builds directory `config_exec` names: the driver's
-//! environment must see that directory at the same path (the same machine, a shared file
-//! system as on every Slurm cluster, or a bind mount), exactly as the docker executor's
-//! containers do. So `restore_cache`, `download_artifacts`, `archive_cache*` and
-//! `upload_artifacts_*` are trace sections but no `run_exec` call, and `get_sources` calls the
-//! driver only for hooks; a driver on a machine without that directory is not supported.
+//! self-contained (exports, `cd`, `errexit`), so it works wherever the driver runs it.
+//!
+//! The work gitlab-runner's scripts do by calling its own binary (cloning the sources,
+//! restoring and archiving caches, downloading and uploading artifacts) is done in one of two
+//! places, chosen by [`CustomConfig::helper`]:
+//! - the daemon (`runnel run`) sets it: `get_sources` (the clone itself), `restore_cache`,
+//!   `download_artifacts`, `archive_cache*` and `upload_artifacts_*` are `run_exec` calls too,
+//!   whose scripts run `runnel helper stage` in the driver's environment (see
+//!   `crate::helper_stage`): git against the job's `repo_url`, caches in `cache_dir` there,
+//!   artifacts over the coordinator's API. `prepare_script` also writes the file variables there.
+//!   The driver's environment needs `runnel` (the runner's path or on `PATH`), `git`, and
+//!   network access to GitLab — not the runner's file system. A distributed cache
+//!   (`[runners.cache]` S3/GCS/Azure) is not reached from there yet: the helper keeps caches
+//!   in the local `cache_dir` of the driver's environment;
+//! - `runnel exec` (no coordinator: sources from the working tree, artifacts and caches in
+//!   `.runnel/`) leaves it unset: runnel does that work in-process, on this host, in the builds
+//!   directory `config_exec` names, which the driver's environment must see at the same path
+//!   (the same machine, a shared file system as on every Slurm cluster, a bind mount). Those
+//!   stages are then trace sections without a `run_exec` call, and `get_sources` calls the
+//!   driver only for its hooks.
 mod config;
 mod driver;
 mod executor;
