@@ -202,6 +202,7 @@ pub async fn run_helper_stage(
         runner_short_token: spec.runner_short_token,
         kill_grace: std::time::Duration::from_secs(10),
         trace_sink: None,
+        terminal: None,
     };
     let prefixes = DEFAULT_TOKEN_PREFIXES.iter().copied().chain(
         job.payload
