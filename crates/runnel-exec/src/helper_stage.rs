@@ -22,7 +22,6 @@ use std::sync::Arc;
 
 use runnel_api::JobPayload;
 use serde::{Deserialize, Serialize};
-use tokio_util::sync::CancellationToken;
 
 use crate::context::JobContext;
 use crate::error::ExecError;
@@ -30,7 +29,7 @@ use crate::executor::{JobDirs, PreparedJob};
 use crate::mask::{DEFAULT_TOKEN_PREFIXES, Masker};
 use crate::outcome::{JobOutcome, JobStatus};
 use crate::script::shell_quote;
-use crate::sources::{GitStrategy, Sources};
+use crate::sources::{GitStrategy, Sources, WorkingTree};
 use crate::store::{ArtifactStore, LocalCacheStore};
 use crate::trace::{Trace, TraceSink};
 use crate::variables::{JobVariables, RunnerSide};
@@ -186,24 +185,16 @@ pub async fn run_helper_stage(
     for dir in [&job.tmp_dir, &job.builds_dir] {
         std::fs::create_dir_all(dir).map_err(ExecError::io("create the directory", dir))?;
     }
-    let abort = CancellationToken::new();
-    let ctx = JobContext {
-        builds_dir: job.builds_dir.clone(),
-        cache_dir: spec.cache_dir.clone(),
-        sources: Sources::Git,
-        artifacts,
-        cache: Arc::new(LocalCacheStore::new(spec.cache_dir.clone())),
-        cancel: abort.child_token(),
-        abort,
-        deadline: None,
-        output_limit: spec.output_limit,
-        trace_log: None,
-        runner_name: spec.runner_name,
-        runner_short_token: spec.runner_short_token,
-        kill_grace: std::time::Duration::from_secs(10),
-        trace_sink: None,
-        terminal: None,
-    };
+    // Built from the local context so that fields added later keep their defaults.
+    let mut ctx = JobContext::local(&job.project_dir, WorkingTree::new(&job.project_dir));
+    ctx.builds_dir = job.builds_dir.clone();
+    ctx.cache_dir = spec.cache_dir.clone();
+    ctx.sources = Sources::Git;
+    ctx.artifacts = artifacts;
+    ctx.cache = Arc::new(LocalCacheStore::new(spec.cache_dir.clone()));
+    ctx.output_limit = spec.output_limit;
+    ctx.runner_name = spec.runner_name;
+    ctx.runner_short_token = spec.runner_short_token;
     let prefixes = DEFAULT_TOKEN_PREFIXES.iter().copied().chain(
         job.payload
             .features
