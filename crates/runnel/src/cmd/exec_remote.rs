@@ -55,6 +55,8 @@ pub(crate) struct RemoteArgs {
     builds_dir: Option<String>,
     #[command(flatten)]
     custom: super::exec_custom::CustomArgs,
+    #[command(flatten)]
+    vm: super::exec_vm::VmArgs,
 }
 
 impl RemoteArgs {
@@ -75,6 +77,21 @@ impl RemoteArgs {
         kind: ExecutorKind,
         project_dir: &Path,
     ) -> anyhow::Result<LocalExecutor> {
+        if self.custom.given() && kind != ExecutorKind::Custom {
+            return Err(anyhow!("the `--custom-*` flags need `--executor custom`")).user_error();
+        }
+        if self.vm.any_virtualbox() && kind != ExecutorKind::Virtualbox {
+            return Err(anyhow!(
+                "the `--virtualbox-*` flags need `--executor virtualbox`"
+            ))
+            .user_error();
+        }
+        if self.vm.any_parallels() && kind != ExecutorKind::Parallels {
+            return Err(anyhow!(
+                "the `--parallels-*` flags need `--executor parallels`"
+            ))
+            .user_error();
+        }
         let name = match kind {
             ExecutorKind::Ssh => "ssh",
             ExecutorKind::Virtualbox => "virtualbox",
@@ -87,16 +104,9 @@ impl RemoteArgs {
                     ))
                     .user_error();
                 }
-                if self.custom.given() {
-                    return Err(anyhow!("the `--custom-*` flags need `--executor custom`"))
-                        .user_error();
-                }
                 return Ok(kind.into());
             }
         };
-        if self.custom.given() {
-            return Err(anyhow!("the `--custom-*` flags need `--executor custom`")).user_error();
-        }
         let mut runner = match &self.runner_config {
             Some(file) => self.runner_entry(&absolute(project_dir, file), name)?,
             None => RunnerConfig {
@@ -105,6 +115,7 @@ impl RemoteArgs {
             },
         };
         self.apply_flags(&mut runner, project_dir);
+        self.vm.apply(&mut runner);
         if kind == ExecutorKind::Ssh && runner.ssh.is_none() {
             return Err(anyhow!(
                 "--executor ssh needs the SSH login: --ssh-host (and --ssh-user, --ssh-identity-file or --ssh-password), or --runner-config"

@@ -5,6 +5,7 @@ mod config_file;
 mod exec;
 mod exec_custom;
 mod exec_remote;
+mod exec_vm;
 mod helper;
 mod lint;
 mod list;
