@@ -195,15 +195,7 @@ impl JobExecutor for DockerJobExecutor {
     }
 
     fn features(&self, runner: &RunnerConfig) -> FeaturesInfo {
-        // gitlab-runner's Docker executor adds image and services support to the shell set
-        // (`executors/docker/docker.go` `GetFeatures`).
-        FeaturesInfo {
-            image: true,
-            services: true,
-            service_variables: true,
-            service_multiple_aliases: true,
-            ..self.dirs.features(runner)
-        }
+        crate::executor::container_features(self.dirs.features(runner))
     }
 
     fn start_up<'a>(&'a self, runners: &'a [RunnerConfig]) -> StartUp<'a> {
@@ -349,6 +341,19 @@ mod tests {
         );
         let config: crate::config::Config = toml::from_str(&text).expect("config");
         config.runners.into_iter().next().expect("a runner")
+    }
+
+    #[test]
+    fn docker_advertises_the_shell_features_plus_image_and_services() {
+        use crate::executor::JobExecutor as _;
+        let runner = runner("image = \"alpine\"");
+        let shell = ShellJobExecutor::default().features(&runner);
+        let docker = super::DockerJobExecutor::new().features(&runner);
+        assert!(!shell.image && !shell.services, "{shell:?}");
+        assert!(docker.image && docker.services, "{docker:?}");
+        assert!(docker.service_variables && docker.service_multiple_aliases);
+        assert_eq!(docker.artifacts, shell.artifacts);
+        assert_eq!(docker.cancelable, shell.cancelable);
     }
 
     fn dirs() -> ShellJobExecutor {

@@ -143,3 +143,16 @@ pub trait JobExecutor: Send + Sync + 'static {
 
 /// The future of [`JobExecutor::start_up`].
 pub type StartUp<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+
+/// `base` (the shell set) with what an executor running jobs in containers adds: `image`,
+/// `services` with their variables and several aliases, as gitlab-runner's Docker
+/// (`executors/docker/docker.go` `GetFeatures`) and Kubernetes executors advertise.
+pub(crate) fn container_features(base: runnel_api::FeaturesInfo) -> runnel_api::FeaturesInfo {
+    runnel_api::FeaturesInfo {
+        image: true,
+        services: true,
+        service_variables: true,
+        service_multiple_aliases: true,
+        ..base
+    }
+}

@@ -398,14 +398,7 @@ impl JobExecutor for KubeJobExecutor {
     }
 
     fn features(&self, runner: &RunnerConfig) -> FeaturesInfo {
-        // gitlab-runner's Kubernetes executor adds image and services to the shell set.
-        FeaturesInfo {
-            image: true,
-            services: true,
-            service_variables: true,
-            service_multiple_aliases: true,
-            ..self.dirs.features(runner)
-        }
+        crate::executor::container_features(self.dirs.features(runner))
     }
 
     fn start_up<'a>(&'a self, runners: &'a [RunnerConfig]) -> StartUp<'a> {
