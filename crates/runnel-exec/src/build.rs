@@ -322,6 +322,9 @@ async fn run_stages(
     }
     let (job, ctx) = (&*job, &*ctx);
     let helper = executor.remote_helper();
+    let remote_git = matches!(ctx.sources, Sources::Git)
+        && helper.is_none()
+        && executor.fetch_sources_remotely();
 
     trace.section_start("prepare_script", "Preparing environment");
     prepare_dirs(job)?;
@@ -352,7 +355,8 @@ async fn run_stages(
                 result = crate::retry::clear_worktree(&job.project_dir, trace).await;
             }
             if result.is_ok() {
-                result = get_sources(executor, job, ctx, trace, &mut run, &exports).await;
+                let remote = (&exports, remote_git);
+                result = get_sources(executor, job, ctx, trace, &mut run, remote).await;
             }
             if !tries.again(result, ctx, trace, &mut run).await? {
                 break;
@@ -528,7 +532,7 @@ async fn get_sources(
     ctx: &JobContext,
     trace: &mut Trace,
     run: &mut Run,
-    exports: &Exports,
+    (exports, remote_git): (&Exports, bool),
 ) -> Result<(), ExecError> {
     let strategy = GitStrategy::of(&job.payload, &job.variables);
     let header = match &ctx.sources {
@@ -571,6 +575,10 @@ async fn get_sources(
                 }
             };
             copy_working_tree(tree, &job.project_dir, strategy, clean, trace).await?;
+        }
+        (Sources::Git, None) if remote_git => {
+            crate::git_script::get_sources_remotely(executor, job, ctx, trace, run, exports)
+                .await?;
         }
         (Sources::Git, None) => {
             if let Some(code) = fetch_git(

@@ -159,6 +159,17 @@ pub trait Executor: Send {
         None
     }
 
+    /// Offered once after a successful `prepare` when runnel gets the sources from the job's
+    /// Git remote (under the daemon) and does the other helper stages on this host. `true`
+    /// accepts: `get_sources` then runs through `run` as a git script that clones or fetches
+    /// into the project directory of [`PreparedJob::script_dirs`] in the executor's own
+    /// environment, as gitlab-runner's `get_sources` script does on an SSH executor's remote
+    /// host, and that directory, kept there between jobs, is the one the sources are fetched
+    /// into. Default: no; runnel fetches on this host.
+    fn fetch_sources_remotely(&mut self) -> bool {
+        false
+    }
+
     /// How the executor's environment runs the helper stages (`get_sources`, `restore_cache`,
     /// `download_artifacts`, `archive_cache*`, `upload_artifacts_*`) itself, through the
     /// `runnel` binary, when it does not see this host's file system (the custom executor of the

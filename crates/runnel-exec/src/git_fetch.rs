@@ -22,14 +22,15 @@ use runnel_api::JobPayload;
 use tokio::process::Command;
 
 use crate::error::ExecError;
+use crate::git_script::{SubmodulePlan, checkout_line, checkout_steps, fetch_args};
 use crate::sources::{GitStrategy, create_dir, remove_dir};
 use crate::trace::Trace;
-use crate::variables::{JobVariables, RUNNER_VERSION};
+use crate::variables::JobVariables;
 
 /// The files under `.git` (and, with submodules, under `.git/modules/**`) that a job killed
 /// during a git command can leave behind and that fail the next one. GitLab: gitlab-runner
 /// `shells/abstract.go` `writeGitCleanup`.
-const STALE_FILES: [&str; 5] = [
+pub(crate) const STALE_FILES: [&str; 5] = [
     "index.lock",
     "shallow.lock",
     "HEAD.lock",
@@ -39,7 +40,7 @@ const STALE_FILES: [&str; 5] = [
 
 /// The config of the `git init` template. GitLab: gitlab-runner `shells/abstract.go`
 /// `writeRefspecFetchCmd`.
-const TEMPLATE_CONFIG: &str = "[init]\n\tdefaultBranch = none\n[fetch]\n\trecurseSubmodules = false\n\
+pub(crate) const TEMPLATE_CONFIG: &str = "[init]\n\tdefaultBranch = none\n[fetch]\n\trecurseSubmodules = false\n\
      [credential]\n\tinteractive = never\n[gc]\n\tautoDetach = false\n";
 
 /// Clones or fetches the repository of `payload` into `project_dir`.
@@ -130,39 +131,10 @@ fn fetch_command(
     scratch: &Scratch,
     project_dir: &Path,
 ) -> Vec<String> {
-    let git = &payload.git_info;
     let mut fetch = scratch.config_args();
-    fetch.extend(
-        [
-            "-c",
-            &format!("http.userAgent={}", user_agent()),
-            // The template sets these for a new repository; an older one gets them here.
-            "-c",
-            "credential.interactive=never",
-            "-c",
-            "gc.autoDetach=false",
-            "fetch",
-            "origin",
-            "--no-recurse-submodules",
-        ]
-        .map(str::to_owned),
-    );
-    if git.refspecs.is_empty() {
-        fetch.push("+refs/heads/*:refs/remotes/origin/*".into());
-        fetch.push("+refs/tags/*:refs/tags/*".into());
-    } else {
-        fetch.extend(git.refspecs.iter().cloned());
-    }
-    if git.depth > 0 {
-        fetch.push(format!("--depth={}", git.depth));
-    }
-    match variables.get("GIT_FETCH_EXTRA_FLAGS") {
-        Some("none") => {}
-        Some(flags) => fetch.extend(flags.split_whitespace().map(str::to_owned)),
-        None => fetch.extend(["--prune".to_owned(), "--quiet".to_owned()]),
-    }
+    fetch.extend(fetch_args(payload, variables));
     // GitLab: `writeRefspecFetchCmd` deepens a shallow repository to full history at depth 0.
-    if git.depth == 0 && project_dir.join(".git/shallow").is_file() {
+    if payload.git_info.depth == 0 && project_dir.join(".git/shallow").is_file() {
         fetch.push("--unshallow".into());
     }
     fetch
@@ -181,29 +153,8 @@ async fn checkout(
         trace.println("Skipping Git checkout");
         return Ok(None);
     }
-    let short = git.sha.get(..8).unwrap_or(&git.sha);
-    trace.println(&format!(
-        "Checking out {short} as detached HEAD (ref is {})...",
-        git.ref_name
-    ));
-    let mut steps: Vec<Vec<String>> = vec![
-        [
-            "-c",
-            "submodule.recurse=false",
-            "checkout",
-            "-f",
-            "-q",
-            &git.sha,
-        ]
-        .map(str::to_owned)
-        .to_vec(),
-    ];
-    let clean_flags = variables.get("GIT_CLEAN_FLAGS").unwrap_or("-ffdx");
-    if clean_flags != "none" {
-        let mut clean = vec!["clean".to_owned()];
-        clean.extend(clean_flags.split_whitespace().map(str::to_owned));
-        steps.push(clean);
-    }
+    trace.println(&checkout_line(payload));
+    let steps = checkout_steps(payload, variables);
     for args in steps {
         if let Some(code) = run_git(&args, project_dir, trace).await? {
             return Ok(Some(code));
@@ -212,8 +163,7 @@ async fn checkout(
     update_submodules(variables, git.depth, scratch, project_dir, trace).await
 }
 
-/// `GIT_SUBMODULE_STRATEGY` (`none`, `normal`, `recursive`; GitLab: gitlab-runner
-/// `shells/abstract.go` `writeSubmoduleUpdateCmd`). An invalid strategy fails the job.
+/// `GIT_SUBMODULE_STRATEGY` (`none`, `normal`, `recursive`). An invalid strategy fails the job.
 async fn update_submodules(
     variables: &JobVariables,
     depth: u32,
@@ -221,42 +171,26 @@ async fn update_submodules(
     project_dir: &Path,
     trace: &mut Trace,
 ) -> Result<Option<i32>, ExecError> {
-    let recursive = match variables.get("GIT_SUBMODULE_STRATEGY").unwrap_or("none") {
-        "" | "none" => {
+    let (message, sync, update) = match SubmodulePlan::of(variables, depth) {
+        SubmodulePlan::Skip => {
             trace.println("Skipping Git submodules setup");
             return Ok(None);
         }
-        "normal" => false,
-        "recursive" => true,
-        other => {
-            trace.error(&format!("unknown GIT_SUBMODULE_STRATEGY {other:?}"));
+        SubmodulePlan::Invalid(error) => {
+            trace.error(&error);
             return Ok(Some(1));
         }
+        SubmodulePlan::Update {
+            message,
+            sync,
+            update,
+        } => (message, sync, update),
     };
-    trace.println(if recursive {
-        "Updating/initializing submodules recursively..."
-    } else {
-        "Updating/initializing submodules..."
-    });
-    let recurse = |mut args: Vec<String>| {
-        if recursive {
-            args.push("--recursive".to_owned());
-        }
-        args
-    };
-    let sync = recurse(["submodule", "sync"].map(str::to_owned).to_vec());
+    trace.println(message);
     // Submodules on the project's host authenticate with the job token like the project.
-    let mut update = scratch.config_args();
-    update.extend(["submodule", "update", "--init"].map(str::to_owned));
-    let mut update = recurse(update);
-    let submodule_depth = variables
-        .get("GIT_SUBMODULE_DEPTH")
-        .and_then(|d| d.parse::<u32>().ok())
-        .unwrap_or(depth);
-    if submodule_depth > 0 {
-        update.push(format!("--depth={submodule_depth}"));
-    }
-    for args in [sync, update] {
+    let mut authenticated = scratch.config_args();
+    authenticated.extend(update);
+    for args in [sync, authenticated] {
         if let Some(code) = run_git(&args, project_dir, trace).await? {
             return Ok(Some(code));
         }
@@ -342,19 +276,6 @@ impl RemoteUrl {
     }
 }
 
-/// `runnel <version> <os>/<arch>`, in the shape of gitlab-runner's `http.userAgent`
-/// (`gitlab-runner <version> <GOOS>/<GOARCH>`), with Go's architecture names.
-pub(crate) fn user_agent() -> String {
-    let arch = match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "x86" => "386",
-        "powerpc64" => "ppc64",
-        other => other,
-    };
-    format!("runnel {RUNNER_VERSION} {}/{arch}", std::env::consts::OS)
-}
-
 /// A private directory (mode 0700, outside the work tree) for the `git init` template and the
 /// credentials config; removed on drop, so the token lives on disk only while the stage runs.
 struct Scratch {
@@ -425,7 +346,7 @@ fn write_private(path: &Path, text: &str) -> Result<(), ExecError> {
 }
 
 /// Escapes `"` and `\` for a quoted config subsection or value.
-fn config_escape(text: &str) -> String {
+pub(crate) fn config_escape(text: &str) -> String {
     text.replace('\\', "\\\\").replace('"', "\\\"")
 }
 
@@ -555,16 +476,6 @@ mod tests {
         fs::write(&lock, "x").expect("write");
         remove_stale_files(dir.path(), false);
         assert!(lock.exists());
-    }
-
-    #[test]
-    fn user_agent_has_gitlab_runners_shape() {
-        let agent = user_agent();
-        let parts: Vec<&str> = agent.split(' ').collect();
-        assert_eq!(parts.len(), 3, "{agent}");
-        assert_eq!(parts[0], "runnel");
-        assert_eq!(parts[1], RUNNER_VERSION);
-        assert!(parts[2].contains('/'), "{agent}");
     }
 
     #[test]

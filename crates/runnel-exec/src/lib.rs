@@ -23,6 +23,7 @@ mod executor;
 mod expand;
 mod extract;
 mod git_fetch;
+mod git_script;
 mod helper_stage;
 mod mask;
 mod outcome;

@@ -55,6 +55,17 @@ fn echo_line(command: &str) -> String {
     )
 }
 
+/// `export KEY='value'` for each variable whose name a shell can export.
+pub(crate) fn export_lines(exports: &Exports) -> String {
+    let mut lines = String::new();
+    for (key, value) in &exports.vars {
+        if is_env_name(key) {
+            let _ = writeln!(lines, "export {key}={}", shell_quote(value));
+        }
+    }
+    lines
+}
+
 /// The body of a user script stage: exports, `GITLAB_ENV`, `cd`, then each command echoed and run.
 pub(crate) fn stage_body(
     exports: &Exports,
@@ -62,12 +73,7 @@ pub(crate) fn stage_body(
     project_dir: &Path,
     commands: &[String],
 ) -> String {
-    let mut body = String::new();
-    for (key, value) in &exports.vars {
-        if is_env_name(key) {
-            let _ = writeln!(body, "export {key}={}", shell_quote(value));
-        }
-    }
+    let mut body = export_lines(exports);
     let env_file = shell_quote(&env_file.to_string_lossy());
     // GitLab: gitlab-runner `shells/bash.go` — values a job writes to `$GITLAB_ENV` are exported
     // in every later stage.

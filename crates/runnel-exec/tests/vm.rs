@@ -1,107 +1,19 @@
 //! The VirtualBox and Parallels executors against stand-in `vboxmanage` and `prlctl` programs
-//! (`tests/standins/`; neither hypervisor can run on the test machines). The stand-ins validate
-//! the argument forms, answer in the real tools' formats, record every call, and "start" a VM by
-//! pointing it at the real test sshd, so each job really runs over SSH. The tests assert the
-//! exact command sequence gitlab-runner issues and the cleanup on failure paths.
+//! (`tests/standins/`, set up by `runnel_exec::vm::StandIn`; neither hypervisor can run on the
+//! test machines). The tests assert the exact command sequence gitlab-runner issues and the
+//! cleanup on failure paths.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use regex::Regex;
 use runnel_api::{FailureReason, Image};
 use runnel_exec::ssh::TestSshd;
 use runnel_exec::test_support::{PayloadBuilder, TestProject, collect_events};
 use runnel_exec::vm::{
-    ParallelsConfig, ParallelsExecutor, VirtualBoxConfig, VirtualBoxExecutor, VmOwner,
+    ParallelsConfig, ParallelsExecutor, StandIn, VirtualBoxConfig, VirtualBoxExecutor, VmOwner,
     sweep_parallels, sweep_virtualbox,
 };
 use runnel_exec::{Executor, JobContext, JobEvent, JobOutcome, JobStatus, run_job_with};
 use tokio::sync::mpsc;
-
-/// A stand-in tool in a temporary directory: `bin/<tool>`, its state and its call log.
-struct StandIn {
-    dir: tempfile::TempDir,
-    tool: &'static str,
-}
-
-impl StandIn {
-    fn new(tool: &'static str, sshd: &TestSshd) -> Self {
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let bin = dir.path().join("bin");
-        std::fs::create_dir_all(&bin).expect("mkdir");
-        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/standins");
-        for file in [tool, "forward.py"] {
-            std::fs::copy(source.join(file), bin.join(file)).expect("copy the stand-in");
-        }
-        std::fs::write(dir.path().join("sshd_port"), sshd.port.to_string()).expect("write");
-        Self { dir, tool }
-    }
-
-    fn program(&self) -> PathBuf {
-        self.dir.path().join("bin").join(self.tool)
-    }
-
-    fn root(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// The recorded calls, with allocated port numbers replaced by `PORT`.
-    fn calls(&self) -> Vec<String> {
-        let log = std::fs::read_to_string(self.root().join("calls.log")).unwrap_or_default();
-        let port = Regex::new(r"127\.0\.0\.1,\d+,,").expect("regex");
-        log.lines()
-            .map(|l| port.replace_all(l, "127.0.0.1,PORT,,").into_owned())
-            .collect()
-    }
-
-    fn clear_calls(&self) {
-        let _ = std::fs::remove_file(self.root().join("calls.log"));
-    }
-
-    fn fail(&self, command: &str) {
-        std::fs::write(self.root().join("fail"), command).expect("write");
-    }
-
-    fn vm_dir(&self, name: &str) -> PathBuf {
-        self.root().join("state").join(name)
-    }
-
-    fn exists(&self, name: &str) -> bool {
-        self.vm_dir(name).is_dir()
-    }
-
-    fn read(&self, name: &str, file: &str) -> String {
-        std::fs::read_to_string(self.vm_dir(name).join(file))
-            .unwrap_or_default()
-            .trim()
-            .to_owned()
-    }
-
-    fn write(&self, name: &str, file: &str, content: &str) {
-        std::fs::create_dir_all(self.vm_dir(name)).expect("mkdir");
-        std::fs::write(self.vm_dir(name).join(file), content).expect("write");
-    }
-
-    /// A registered VirtualBox VM with snapshots, powered off.
-    fn vbox_vm(&self, name: &str, snapshots: &[&str]) {
-        self.write(name, "state", "poweroff\n");
-        self.write(name, "snapshots", &lines(snapshots));
-        if let Some(last) = snapshots.last() {
-            self.write(name, "current", last);
-        }
-    }
-
-    /// A Parallels VM, stopped.
-    fn prl_vm(&self, name: &str, kind: &str, status: &str) {
-        self.write(name, "kind", kind);
-        self.write(name, "status", status);
-        self.write(name, "snapshots", "");
-        self.write(name, "mac", "001C42F593FB");
-    }
-}
-
-fn lines(items: &[&str]) -> String {
-    items.iter().map(|s| format!("{s}\n")).collect()
-}
 
 fn owner() -> VmOwner {
     VmOwner {

@@ -10,8 +10,9 @@
 //! `allowed_images`, all implemented). A missing section fails the job as gitlab-runner's
 //! `Prepare` does.
 //!
-//! `builds_dir` names the directory on the remote host (the VM); runnel keeps its own copy of
-//! each project under its local `builds` directory (see `runnel_exec::ssh`).
+//! `builds_dir` names the directory on the remote host (the VM), where the remote host clones or
+//! fetches the sources itself as with gitlab-runner; runnel keeps its own copy of each project
+//! under its local `builds` directory for caches and artifacts (see `runnel_exec::ssh`).
 
 use std::path::{Path, PathBuf};
 

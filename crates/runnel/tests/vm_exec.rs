@@ -1,54 +1,62 @@
-//! `runnel exec --executor virtualbox` with gitlab-runner `register`'s flags
-//! (`--virtualbox-base-name`, `--ssh-user`, …) against the stand-in `vboxmanage` of
-//! `crates/runnel-exec/tests/standins/` (VirtualBox cannot run on the test machines): it accepts
-//! only VirtualBox's argument forms, records every call and "starts" a VM by forwarding its port
-//! to the real test sshd, so the job really runs over SSH.
+//! `runnel exec --executor virtualbox|parallels` with gitlab-runner `register`'s flags
+//! (`--virtualbox-base-name`, `--parallels-base-name`, `--ssh-user`, …) against the stand-in
+//! `vboxmanage` and `prlctl` of `crates/runnel-exec/tests/standins/` (`runnel_exec::vm::StandIn`;
+//! neither hypervisor can run on the test machines): they accept only the real tools' argument
+//! forms, record every call and "start" a VM that reaches the real test sshd, so the job really
+//! runs over SSH.
 
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use regex::Regex;
 use runnel_exec::ssh::TestSshd;
+use runnel_exec::vm::{DHCP_LEASES_ENV, StandIn};
 
 mod support;
 
-#[test]
-fn exec_virtualbox_flags_clone_the_base_vm_with_gitlab_runners_calls() {
-    let Some(sshd) = TestSshd::find() else { return };
-    let dir = tempfile::tempdir().expect("tempdir");
-    let bin = dir.path().join("bin");
-    std::fs::create_dir_all(&bin).expect("mkdir");
-    let standins = Path::new(env!("CARGO_MANIFEST_DIR")).join("../runnel-exec/tests/standins");
-    for file in ["vboxmanage", "forward.py"] {
-        std::fs::copy(standins.join(file), bin.join(file)).expect("copy the stand-in");
-    }
-    std::fs::write(dir.path().join("sshd_port"), sshd.port.to_string()).expect("write");
-    let base = dir.path().join("state/runnel-base");
-    std::fs::create_dir_all(&base).expect("mkdir");
-    std::fs::write(base.join("state"), "poweroff\n").expect("write");
-    std::fs::write(base.join("snapshots"), "Base State\n").expect("write");
-    std::fs::write(base.join("current"), "Base State").expect("write");
+/// A committed project whose one job prints its directory, a stand-in tool, and where the VM's
+/// builds go.
+struct VmProject {
+    _dir: tempfile::TempDir,
+    repo: PathBuf,
+    standin: StandIn,
+    /// `--builds-dir`: the remote builds directory.
+    builds: String,
+    /// `--ssh-identity-file`.
+    key: String,
+    /// `--ssh-port`: the test sshd's (a Parallels VM is reached at its leased address).
+    port: String,
+}
 
-    let repo = dir.path().join("repo");
-    std::fs::create_dir(&repo).expect("repo dir");
-    std::fs::write(
-        repo.join(".gitlab-ci.yml"),
-        "job:\n  script:\n    - echo \"in-vm dir=$CI_PROJECT_DIR\"\n",
-    )
-    .expect("write the pipeline");
-    support::commit_repo(&repo, "pipeline");
-    let remote_builds = dir.path().join("remote-builds");
-    let path = format!(
-        "{}:{}",
-        bin.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    let run = |args: &[&str]| {
+impl VmProject {
+    fn new(tool: &'static str, sshd: &TestSshd) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let repo = dir.path().join("repo");
+        std::fs::create_dir(&repo).expect("repo dir");
+        std::fs::write(
+            repo.join(".gitlab-ci.yml"),
+            "job:\n  script:\n    - echo \"in-vm dir=$CI_PROJECT_DIR\"\n",
+        )
+        .expect("write the pipeline");
+        support::commit_repo(&repo, "pipeline");
+        let builds = dir.path().join("remote-builds").display().to_string();
+        Self {
+            repo,
+            standin: StandIn::new(tool, sshd),
+            builds,
+            key: sshd.identity_file().display().to_string(),
+            port: sshd.port.to_string(),
+            _dir: dir,
+        }
+    }
+
+    /// Runs `runnel exec` with `args`: its exit code and output.
+    fn run(&self, args: &[&str]) -> (Option<i32>, String) {
         let out = Command::new(env!("CARGO_BIN_EXE_runnel"))
             .args(["exec", "-C"])
-            .arg(&repo)
+            .arg(&self.repo)
             .args(args)
-            .env("PATH", &path)
+            .env("PATH", self.standin.path_env())
+            .env(DHCP_LEASES_ENV, self.standin.root().join("leases"))
             .stdin(Stdio::null())
             .output()
             .expect("runnel runs");
@@ -58,35 +66,43 @@ fn exec_virtualbox_flags_clone_the_base_vm_with_gitlab_runners_calls() {
             String::from_utf8_lossy(&out.stderr)
         );
         (out.status.code(), text)
-    };
-    let key = sshd.identity_file().display().to_string();
-    let builds = remote_builds.display().to_string();
-    let (code, text) = run(&[
+    }
+
+    /// Runs the job with `executor_flags` and the SSH login flags; asserts that it ran in the
+    /// VM's builds directory.
+    fn run_job(&self, executor_flags: &[&str]) {
+        let login = [
+            "--ssh-user",
+            "root",
+            "--ssh-identity-file",
+            &self.key,
+            "--ssh-disable-strict-host-key-checking",
+            "--builds-dir",
+            &self.builds,
+        ];
+        let (code, text) = self.run(&[executor_flags, &login[..]].concat());
+        assert_eq!(code, Some(0), "{text}");
+        assert!(
+            text.contains(&format!("in-vm dir={}/0/", self.builds)),
+            "the job ran in the VM's builds directory: {text}"
+        );
+    }
+}
+
+#[test]
+fn exec_virtualbox_flags_clone_the_base_vm_with_gitlab_runners_calls() {
+    let Some(sshd) = TestSshd::find() else { return };
+    let project = VmProject::new("vboxmanage", &sshd);
+    project.standin.vbox_vm("runnel-base", &["Base State"]);
+    project.run_job(&[
         "--executor",
         "virtualbox",
         "--virtualbox-base-name",
         "runnel-base",
         "--virtualbox-base-snapshot",
         "Base State",
-        "--ssh-user",
-        "root",
-        "--ssh-identity-file",
-        &key,
-        "--ssh-disable-strict-host-key-checking",
-        "--builds-dir",
-        &builds,
     ]);
-    assert_eq!(code, Some(0), "{text}");
-    assert!(
-        text.contains(&format!("in-vm dir={builds}/0/")),
-        "the job ran in the VM's builds directory: {text}"
-    );
-    let log = std::fs::read_to_string(dir.path().join("calls.log")).expect("the calls");
-    let port = Regex::new(r"127\.0\.0\.1,\d+,,").expect("regex");
-    let calls: Vec<String> = log
-        .lines()
-        .map(|l| port.replace_all(l, "127.0.0.1,PORT,,").into_owned())
-        .collect();
+    let calls = project.standin.calls();
     // GitLab: gitlab-runner `executors/virtualbox/executor_virtualbox.go` and
     // `helpers/virtualbox/control.go`: the clone is `<base>-runner-<short token>-concurrent-<id>`.
     let vm = calls
@@ -123,10 +139,68 @@ fn exec_virtualbox_flags_clone_the_base_vm_with_gitlab_runners_calls() {
     );
 
     // A flag of another executor is refused before any job runs.
-    let (code, text) = run(&["--virtualbox-base-name", "runnel-base"]);
+    let (code, text) = project.run(&["--virtualbox-base-name", "runnel-base"]);
     assert_eq!(code, Some(2), "{text}");
     assert!(text.contains("need `--executor virtualbox`"), "{text}");
-    let (code, text) = run(&["--executor", "virtualbox", "--parallels-base-name", "macos"]);
+    let (code, text) = project.run(&["--executor", "virtualbox", "--parallels-base-name", "macos"]);
     assert_eq!(code, Some(2), "{text}");
     assert!(text.contains("need `--executor parallels`"), "{text}");
+}
+
+#[test]
+fn exec_parallels_flags_make_a_vm_per_job_with_gitlab_runners_calls() {
+    let Some(sshd) = TestSshd::find() else { return };
+    let project = VmProject::new("prlctl", &sshd);
+    project.standin.prl_vm("runnel-base", "vm", "stopped");
+    project.run_job(&[
+        "--ssh-port",
+        &project.port,
+        "--executor",
+        "parallels",
+        "--parallels-base-name",
+        "runnel-base",
+        "--parallels-template-name",
+        "runnel-tpl",
+        "--parallels-disable-snapshots",
+        "--parallels-time-server",
+        "time.example.com",
+    ]);
+    let calls = project.standin.calls();
+    // GitLab: gitlab-runner `executors/parallels/executor_parallels.go` and
+    // `helpers/parallels/control.go`: with `disable_snapshots` the VM is
+    // `<base>-runner-<short token>-project-<id>-concurrent-<id>`, deleted after the job.
+    let vm = calls
+        .get(1)
+        .and_then(|c| c.strip_prefix("list "))
+        .and_then(|c| c.strip_suffix(" --no-header --output status"))
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        vm.starts_with("runnel-base-runner-") && vm.ends_with("-concurrent-0"),
+        "{calls:#?}"
+    );
+    let status = |name: &str| format!("list {name} --no-header --output status");
+    assert_eq!(
+        calls,
+        [
+            "--version".to_owned(),
+            status(&vm),
+            status(&vm),
+            status(&vm),
+            status(&vm),
+            status("runnel-tpl"),
+            status("runnel-tpl"),
+            "clone runnel-base --name runnel-tpl --template --linked".to_owned(),
+            format!("create {vm} --ostemplate runnel-tpl"),
+            format!("start {vm}"),
+            format!("exec {vm} exit 0"),
+            format!("list -i {vm}"),
+            status(&vm),
+            format!("exec {vm} which ntpdate"),
+            format!("exec {vm} which sntp"),
+            format!("stop {vm} --kill"),
+            format!("delete {vm}"),
+        ]
+    );
+    assert!(!project.standin.exists(&vm), "the per-job VM is deleted");
 }

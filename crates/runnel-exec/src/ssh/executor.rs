@@ -157,6 +157,11 @@ impl Executor for SshExecutor {
         self.remote_builds.clone()
     }
 
+    fn fetch_sources_remotely(&mut self) -> bool {
+        self.mirror.keep_remote_project();
+        true
+    }
+
     fn cleanup<'a>(&'a mut self, job: &'a PreparedJob) -> BoxFuture<'a, ()> {
         Box::pin(async move {
             let Some(session) = self.session.take() else {

@@ -28,6 +28,9 @@ const CHUNK_SIZE: usize = 64 * 1024;
 pub(crate) struct Mirror {
     /// The fingerprint of this host's directories when the two sides were last equal.
     synced: Option<Vec<u8>>,
+    /// The remote project directory is the original until the next download (the remote host
+    /// fetches the sources into it): uploads send the temporary directory only.
+    project_remote: bool,
 }
 
 /// The two directories of a job on one side: the project directory and `<project>.tmp`, which
@@ -62,6 +65,12 @@ impl Pair {
 }
 
 impl Mirror {
+    /// Takes the remote project directory as it is (the sources are fetched there) until the
+    /// next download brings it here.
+    pub(crate) fn keep_remote_project(&mut self) {
+        self.project_remote = true;
+    }
+
     /// Sends this host's directories to the remote host unless the remote copy is current.
     pub(crate) async fn upload(
         &mut self,
@@ -76,16 +85,17 @@ impl Mirror {
         }
         check_removable(job)?;
         let parent = shell_quote(&remote.parent.to_string_lossy());
-        let command = sh(&format!(
-            "rm -rf -- {p} {t} && mkdir -p -- {parent} && cd -- {parent} && tar -x -z -o -f -",
-            p = shell_quote(&format!("{}/{}", remote.parent.display(), remote.project)),
-            t = shell_quote(&format!("{}/{}", remote.parent.display(), remote.tmp)),
-        ));
+        let p = shell_quote(&format!("{}/{}", remote.parent.display(), remote.project));
+        let t = shell_quote(&format!("{}/{}", remote.parent.display(), remote.tmp));
+        let mut entries = vec![(job.tmp_dir.clone(), remote.tmp.clone())];
+        let replace = if self.project_remote {
+            format!("rm -rf -- {t} && mkdir -p -- {p}")
+        } else {
+            entries.insert(0, (job.project_dir.clone(), remote.project.clone()));
+            format!("rm -rf -- {p} {t} && mkdir -p -- {parent}")
+        };
+        let command = sh(&format!("{replace} && cd -- {parent} && tar -x -z -o -f -"));
         let (tx, rx) = mpsc::channel(CHUNKS);
-        let entries = [
-            (job.project_dir.clone(), remote.project.clone()),
-            (job.tmp_dir.clone(), remote.tmp.clone()),
-        ];
         let packer = tokio::task::spawn_blocking(move || pack(&entries, tx));
         let sent = session.feed(&command, rx).await;
         let packed = packer.await.map_err(|err| SshError::Local {
@@ -148,6 +158,7 @@ impl Mirror {
         }
         unpacked?;
         self.synced = Some(fingerprint_blocking(&job.project_dir, &job.tmp_dir).await?);
+        self.project_remote = false;
         Ok(())
     }
 }

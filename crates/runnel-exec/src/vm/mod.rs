@@ -5,12 +5,16 @@
 mod image;
 mod parallels;
 mod prlctl;
+#[cfg(feature = "test-support")]
+mod standin;
 mod tool;
 mod vboxmanage;
 mod virtualbox;
 
 pub use image::VmOwner;
 pub use parallels::{ParallelsConfig, ParallelsExecutor, sweep_parallels};
-pub use prlctl::DHCP_LEASES;
+pub use prlctl::{DHCP_LEASES, DHCP_LEASES_ENV};
+#[cfg(feature = "test-support")]
+pub use standin::StandIn;
 pub use tool::ToolError;
 pub use virtualbox::{VirtualBoxConfig, VirtualBoxExecutor, sweep_virtualbox};

@@ -21,7 +21,7 @@ use std::time::Duration;
 use runnel_api::FailureReason;
 
 use super::image::{VmKind, VmOwner, base_name};
-use super::prlctl::{DHCP_LEASES, Prlctl, ip_address};
+use super::prlctl::{Prlctl, dhcp_leases_file, ip_address};
 use super::tool::{Tool, ToolError};
 use crate::error::ExecError;
 use crate::executor::{Executor, PreparedJob, StageRun};
@@ -49,7 +49,7 @@ pub struct ParallelsConfig {
     pub ssh: SshConfig,
     /// The `prlctl` program.
     pub prlctl: PathBuf,
-    /// Parallels Desktop's DHCP leases file.
+    /// Parallels Desktop's DHCP leases file (`$RUNNEL_PARALLELS_DHCP_LEASES` or `DHCP_LEASES`).
     pub dhcp_leases: PathBuf,
     /// Whose VMs they are.
     pub owner: VmOwner,
@@ -66,7 +66,7 @@ impl ParallelsConfig {
             allowed_images: Vec::new(),
             ssh,
             prlctl: PathBuf::from("prlctl"),
-            dhcp_leases: PathBuf::from(DHCP_LEASES),
+            dhcp_leases: dhcp_leases_file(),
             owner: VmOwner::default(),
         }
     }
@@ -327,6 +327,12 @@ impl Executor for ParallelsExecutor {
 
     fn remote_builds_dir(&self) -> Option<PathBuf> {
         self.ssh.as_ref().and_then(Executor::remote_builds_dir)
+    }
+
+    fn fetch_sources_remotely(&mut self) -> bool {
+        self.ssh
+            .as_mut()
+            .is_some_and(Executor::fetch_sources_remotely)
     }
 
     fn cleanup<'a>(&'a mut self, job: &'a PreparedJob) -> BoxFuture<'a, ()> {

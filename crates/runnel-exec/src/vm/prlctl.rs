@@ -1,7 +1,7 @@
 //! `prlctl` with gitlab-runner's argument forms and output parsing, and the Parallels DHCP
 //! leases file (GitLab: gitlab-runner `helpers/parallels/control.go`).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use regex::Regex;
@@ -10,6 +10,17 @@ use super::tool::{Tool, ToolError};
 
 /// Where Parallels Desktop records its DHCP leases.
 pub const DHCP_LEASES: &str = "/Library/Preferences/Parallels/parallels_dhcp_leases";
+
+/// The environment variable naming another DHCP leases file than [`DHCP_LEASES`] (gitlab-runner
+/// has no such setting; runnel's tests point it at the stand-in `prlctl`'s file).
+pub const DHCP_LEASES_ENV: &str = "RUNNEL_PARALLELS_DHCP_LEASES";
+
+/// The DHCP leases file: `$RUNNEL_PARALLELS_DHCP_LEASES` when set, else [`DHCP_LEASES`].
+pub(crate) fn dhcp_leases_file() -> PathBuf {
+    std::env::var_os(DHCP_LEASES_ENV)
+        .filter(|v| !v.is_empty())
+        .map_or_else(|| PathBuf::from(DHCP_LEASES), PathBuf::from)
+}
 
 /// A VM's status (`list <vm> --no-header --output status`): `running`, `stopped`,
 /// `suspended`, `invalid`, …

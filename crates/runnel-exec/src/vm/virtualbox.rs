@@ -318,6 +318,12 @@ impl Executor for VirtualBoxExecutor {
         self.ssh.as_ref().and_then(Executor::remote_builds_dir)
     }
 
+    fn fetch_sources_remotely(&mut self) -> bool {
+        self.ssh
+            .as_mut()
+            .is_some_and(Executor::fetch_sources_remotely)
+    }
+
     fn cleanup<'a>(&'a mut self, job: &'a PreparedJob) -> BoxFuture<'a, ()> {
         Box::pin(async move {
             if let Some(mut ssh) = self.ssh.take() {

@@ -157,8 +157,13 @@ async fn submodules_are_checked_out_with_git_submodule_strategy() {
         git(project.path(), &["submodule", "add", "-q", &url, "sub"]);
         git(project.path(), &["commit", "-q", "-m", "add submodule"]);
         let head = git(project.path(), &["rev-parse", "HEAD"]);
+        // The same allowance as job variables, for the executors whose git runs elsewhere (the
+        // SSH executor's remote host, where this process's environment does not reach).
         let payload = git_payload(&project, 86, &head, &["cat sub/lib.txt"])
             .var("GIT_SUBMODULE_STRATEGY", "normal")
+            .var("GIT_CONFIG_COUNT", "1")
+            .var("GIT_CONFIG_KEY_0", "protocol.file.allow")
+            .var("GIT_CONFIG_VALUE_0", "always")
             .build();
         let ran = run_with(
             make,

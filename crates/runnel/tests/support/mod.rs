@@ -106,3 +106,25 @@ pub(crate) fn kube_helper_image() -> &'static str {
     assert!(out.status.success(), "helper image: {out:?}");
     KUBE_HELPER_IMAGE
 }
+
+/// `runnel run -c <config>` in `dir` as [`runnel_command`], its standard error in `log`; add
+/// environment variables, then spawn.
+pub(crate) fn runnel_run(dir: &Path, config: &Path, log: &Path) -> tokio::process::Command {
+    let mut command = runnel_command();
+    command
+        .args(["run", "-c"])
+        .arg(config)
+        .current_dir(dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(log).expect("log file"));
+    command
+}
+
+/// Waits until `done` holds, polling; panics with `what` after a minute.
+pub(crate) async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !done() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
