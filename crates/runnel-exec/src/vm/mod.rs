@@ -3,6 +3,7 @@
 //! with the job's scripts run in the VM by the SSH executor.
 
 mod image;
+mod lifecycle;
 mod parallels;
 mod prlctl;
 #[cfg(feature = "test-support")]

@@ -2,7 +2,8 @@
 //! VM, reached over SSH at the address its DHCP lease names (GitLab: gitlab-runner
 //! `executors/parallels/parallels.go`).
 //!
-//! gitlab-runner's flow, call for call: the template `<base>-template` (or `template_name`)
+//! gitlab-runner's flow, call for call (the part shared with VirtualBox is in `lifecycle`): the
+//! template `<base>-template` (or `template_name`)
 //! is made once as a linked clone of the base VM; with snapshots (the default) the runner keeps
 //! one VM per concurrency slot, `<base>-runner-<short token>-concurrent-<n>`, switches it back to
 //! its snapshot before each job and stops it after; with `disable_snapshots` every job gets
@@ -18,16 +19,12 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use runnel_api::FailureReason;
-
-use super::image::{VmKind, VmOwner, base_name};
+use super::image::VmOwner;
+use super::lifecycle::{Hypervisor, VmExecutor, VmSettings, VmTool, preparing, sweep, vm_executor};
 use super::prlctl::{Prlctl, dhcp_leases_file, ip_address};
 use super::tool::{Tool, ToolError};
 use crate::error::ExecError;
-use crate::executor::{Executor, PreparedJob, StageRun};
-use crate::process::ScriptEnd;
-use crate::ssh::{SshConfig, SshExecutor};
-use crate::store::BoxFuture;
+use crate::ssh::SshConfig;
 use crate::trace::Trace;
 
 const NAME: &str = "parallels";
@@ -74,15 +71,7 @@ impl ParallelsConfig {
 
 /// Runs a job in a Parallels VM.
 #[derive(Debug)]
-pub struct ParallelsExecutor {
-    config: ParallelsConfig,
-    prl: Prlctl,
-    vm: Option<String>,
-    ip: Option<String>,
-    verified: bool,
-    provisioned: bool,
-    ssh: Option<SshExecutor>,
-}
+pub struct ParallelsExecutor(VmExecutor<Parallels>);
 
 impl ParallelsExecutor {
     /// A Parallels executor with `config`.
@@ -92,70 +81,35 @@ impl ParallelsExecutor {
                 program: config.prlctl.clone(),
             },
         };
-        Self {
+        let settings = VmSettings {
+            base_name: config.base_name.clone(),
+            disable_snapshots: config.disable_snapshots,
+            allowed_images: config.allowed_images.clone(),
+            owner: config.owner.clone(),
+        };
+        Self(VmExecutor::new(Parallels {
             config,
+            settings,
             prl,
-            vm: None,
             ip: None,
             verified: false,
-            provisioned: false,
-            ssh: None,
-        }
+        }))
     }
+}
 
-    async fn prepare_vm(&mut self, job: &PreparedJob, trace: &mut Trace) -> Result<(), ExecError> {
-        if self.config.base_name.is_empty() {
-            return Err(ExecError::JobFailed {
-                reason: FailureReason::RunnerConfigurationError,
-                message: "missing BaseName setting from Parallels configuration".to_owned(),
-            });
-        }
-        let version = self.prl.version().await.map_err(preparing)?;
-        trace.println(&format!("Using Parallels {version} executor..."));
-        let base = base_name(
-            job,
-            &self.config.base_name,
-            &self.config.allowed_images,
-            trace,
-        )?;
-        let vm = if self.config.disable_snapshots {
-            self.config
-                .owner
-                .job_vm(&base, job.payload.job_info.project_id)
-        } else {
-            self.config.owner.persistent_vm(&base)
-        };
-        self.vm = Some(vm.clone());
-        self.unregister_invalid(&vm).await;
-        if self.config.disable_snapshots && self.prl.exists(&vm).await {
-            self.kill_and_unregister(&vm).await;
-        }
-        if self.prl.exists(&vm).await {
-            trace.println("Restoring VM from snapshot...");
-            if let Err(err) = self.restore_snapshot(&vm).await {
-                trace.println(&format!("Previous VM failed. Deleting, because {err}"));
-                self.kill_and_unregister(&vm).await;
-            }
-        }
-        if !self.prl.exists(&vm).await {
-            trace.println("Creating new VM...");
-            self.create_vm(&base, &vm).await?;
-            if !self.config.disable_snapshots {
-                trace.println("Creating default snapshot...");
-                self.prl
-                    .take_snapshot(&vm, "Started")
-                    .await
-                    .map_err(preparing)?;
-            }
-        }
-        self.ensure_started(&vm, trace).await?;
-        let ip = self.wait_for_ip(&vm, 60).await?;
-        let mut ssh = SshExecutor::named(self.ssh_config(ip, 3), NAME);
-        let connected = ssh.connect().await;
-        self.ssh = Some(ssh);
-        connected.map_err(|err| err.preparing(NAME))
-    }
+vm_executor!(ParallelsExecutor, Parallels);
 
+/// Parallels' steps of the flow.
+#[derive(Debug)]
+pub(crate) struct Parallels {
+    config: ParallelsConfig,
+    settings: VmSettings,
+    prl: Prlctl,
+    ip: Option<String>,
+    verified: bool,
+}
+
+impl Parallels {
     fn ssh_config(&self, ip: String, attempts: u32) -> SshConfig {
         SshConfig {
             host: ip,
@@ -173,51 +127,6 @@ impl ParallelsExecutor {
         {
             let _ = self.prl.unregister(vm).await;
         }
-    }
-
-    async fn restore_snapshot(&self, vm: &str) -> Result<(), ToolError> {
-        let snapshot = self.prl.default_snapshot(vm).await?;
-        self.prl.switch_snapshot(vm, &snapshot).await
-    }
-
-    /// gitlab-runner `createVM`: template, VM, start, wait for `prlctl exec`, then SSH.
-    async fn create_vm(&mut self, base: &str, vm: &str) -> Result<(), ExecError> {
-        let template = self
-            .config
-            .template_name
-            .clone()
-            .filter(|t| !t.is_empty())
-            .unwrap_or_else(|| format!("{base}-template"));
-        self.unregister_invalid(&template).await;
-        if !self.prl.exists(&template).await {
-            self.prl
-                .create_template(base, &template)
-                .await
-                .map_err(preparing)?;
-        }
-        self.prl.create_vm(vm, &template).await.map_err(preparing)?;
-        self.prl.start(vm).await.map_err(preparing)?;
-        self.prl
-            .try_exec(vm, 120, &["exit", "0"])
-            .await
-            .map_err(preparing)?;
-        self.verify(vm).await
-    }
-
-    /// gitlab-runner `ensureVMStarted`.
-    async fn ensure_started(&mut self, vm: &str, trace: &mut Trace) -> Result<(), ExecError> {
-        let status = self.prl.status(vm).await.map_err(preparing)?;
-        if status.0 == "stopped" || status.0 == "suspended" {
-            trace.println("Starting VM...");
-            self.prl.start(vm).await.map_err(preparing)?;
-        }
-        if status.0 != "running" {
-            self.prl.wait_for_running(vm, 60).await.map_err(preparing)?;
-        }
-        trace.println("Waiting for VM to become responsive...");
-        self.verify(vm).await?;
-        self.provisioned = true;
-        self.update_guest_time(vm, trace).await
     }
 
     /// gitlab-runner `verifyMachine`: the leased address, 30 connection attempts, `exit`.
@@ -238,7 +147,7 @@ impl ParallelsExecutor {
         if let Some(ip) = &self.ip {
             return Ok(ip.clone());
         }
-        let mac = self.prl.mac(vm).await.map_err(preparing)?;
+        let mac = self.prl.mac(vm).await.map_err(preparing(NAME))?;
         let mut last = String::new();
         for _ in 0..seconds.max(1) {
             match ip_address(&self.config.dhcp_leases, &mac) {
@@ -280,73 +189,117 @@ impl ParallelsExecutor {
         };
         synced.map_err(|err| {
             trace.println("Could not sync with timeserver!");
-            preparing(err)
+            preparing(NAME)(err)
         })
-    }
-
-    async fn kill_and_unregister(&self, vm: &str) {
-        let _ = self.prl.kill(vm).await;
-        let _ = self.prl.delete(vm).await;
-        let _ = self.prl.unregister(vm).await;
     }
 }
 
-fn preparing(err: ToolError) -> ExecError {
-    ExecError::Prepare {
-        executor: NAME,
-        source: Box::new(err),
+impl VmTool for Prlctl {
+    async fn exists(&self, vm: &str) -> bool {
+        Prlctl::exists(self, vm).await
+    }
+
+    async fn is_running(&self, vm: &str) -> bool {
+        self.status(vm).await.is_ok_and(|s| s.0 == "running")
+    }
+
+    async fn take_snapshot(&self, vm: &str, name: &str) -> Result<(), ToolError> {
+        Prlctl::take_snapshot(self, vm, name).await
+    }
+
+    async fn kill(&self, vm: &str) -> Result<(), ToolError> {
+        Prlctl::kill(self, vm).await
+    }
+
+    async fn delete(&self, vm: &str) -> Result<(), ToolError> {
+        Prlctl::delete(self, vm).await
+    }
+
+    async fn unregister(&self, vm: &str) -> Result<(), ToolError> {
+        Prlctl::unregister(self, vm).await
+    }
+
+    async fn list(&self) -> Result<Vec<String>, ToolError> {
+        Prlctl::list(self).await
     }
 }
 
-impl Executor for ParallelsExecutor {
-    fn name(&self) -> &'static str {
-        NAME
+impl Hypervisor for Parallels {
+    type Tool = Prlctl;
+    const NAME: &'static str = NAME;
+    const PRODUCT: &'static str = "Parallels";
+    const JOB_VM_FROM_IMAGE: bool = true;
+
+    fn tool(&self) -> &Prlctl {
+        &self.prl
     }
 
-    fn prepare<'a>(
-        &'a mut self,
-        job: &'a PreparedJob,
-        trace: &'a mut Trace,
-    ) -> BoxFuture<'a, Result<(), ExecError>> {
-        Box::pin(self.prepare_vm(job, trace))
+    fn settings(&self) -> &VmSettings {
+        &self.settings
     }
 
-    fn run<'a>(
-        &'a mut self,
-        job: &'a PreparedJob,
-        stage: StageRun,
-        trace: &'a mut Trace,
-    ) -> BoxFuture<'a, Result<ScriptEnd, ExecError>> {
-        Box::pin(async move {
-            match self.ssh.as_mut() {
-                Some(ssh) => ssh.run(job, stage, trace).await,
-                None => Err(crate::ssh::SshError::NotConnected.running(NAME)),
-            }
-        })
+    async fn banner(&self) -> Result<String, ToolError> {
+        let version = self.prl.version().await?;
+        Ok(format!("Using Parallels {version} executor..."))
     }
 
-    fn remote_builds_dir(&self) -> Option<PathBuf> {
-        self.ssh.as_ref().and_then(Executor::remote_builds_dir)
+    async fn check(&self, vm: &str) {
+        self.unregister_invalid(vm).await;
     }
 
-    fn fetch_sources_remotely(&mut self) -> bool {
-        self.ssh
-            .as_mut()
-            .is_some_and(Executor::fetch_sources_remotely)
+    async fn restore(&self, vm: &str) -> Result<(), ToolError> {
+        let snapshot = self.prl.default_snapshot(vm).await?;
+        self.prl.switch_snapshot(vm, &snapshot).await
     }
 
-    fn cleanup<'a>(&'a mut self, job: &'a PreparedJob) -> BoxFuture<'a, ()> {
-        Box::pin(async move {
-            if let Some(mut ssh) = self.ssh.take() {
-                ssh.cleanup(job).await;
-            }
-            if let Some(vm) = self.vm.take() {
-                let _ = self.prl.kill(&vm).await;
-                if self.config.disable_snapshots || !self.provisioned {
-                    let _ = self.prl.delete(&vm).await;
-                }
-            }
-        })
+    /// gitlab-runner `createVM`: template, VM, start, wait for `prlctl exec`, then SSH.
+    async fn create(&mut self, base: &str, vm: &str, _trace: &mut Trace) -> Result<(), ExecError> {
+        let template = self
+            .config
+            .template_name
+            .clone()
+            .filter(|t| !t.is_empty())
+            .unwrap_or_else(|| format!("{base}-template"));
+        self.unregister_invalid(&template).await;
+        if !self.prl.exists(&template).await {
+            self.prl
+                .create_template(base, &template)
+                .await
+                .map_err(preparing(NAME))?;
+        }
+        self.prl
+            .create_vm(vm, &template)
+            .await
+            .map_err(preparing(NAME))?;
+        self.prl.start(vm).await.map_err(preparing(NAME))?;
+        self.prl
+            .try_exec(vm, 120, &["exit", "0"])
+            .await
+            .map_err(preparing(NAME))?;
+        self.verify(vm).await
+    }
+
+    /// gitlab-runner `ensureVMStarted`.
+    async fn start(&mut self, vm: &str, trace: &mut Trace) -> Result<(), ExecError> {
+        let status = self.prl.status(vm).await.map_err(preparing(NAME))?;
+        if status.0 == "stopped" || status.0 == "suspended" {
+            trace.println("Starting VM...");
+            self.prl.start(vm).await.map_err(preparing(NAME))?;
+        }
+        if status.0 != "running" {
+            self.prl
+                .wait_for_running(vm, 60)
+                .await
+                .map_err(preparing(NAME))?;
+        }
+        trace.println("Waiting for VM to become responsive...");
+        self.verify(vm).await
+    }
+
+    async fn login(&mut self, vm: &str, trace: &mut Trace) -> Result<SshConfig, ExecError> {
+        self.update_guest_time(vm, trace).await?;
+        let ip = self.wait_for_ip(vm, 60).await?;
+        Ok(self.ssh_config(ip, 3))
     }
 }
 
@@ -356,24 +309,5 @@ pub async fn sweep_parallels(prlctl: PathBuf, owners: &[VmOwner]) -> Result<usiz
     let prl = Prlctl {
         tool: Tool { program: prlctl },
     };
-    let mut touched = 0;
-    for vm in prl.list().await? {
-        let Some(kind) = owners.iter().find_map(|owner| owner.owns(&vm)) else {
-            continue;
-        };
-        match kind {
-            VmKind::Persistent => {
-                if prl.status(&vm).await.is_ok_and(|s| s.0 == "running") {
-                    let _ = prl.kill(&vm).await;
-                    touched += 1;
-                }
-            }
-            VmKind::JobClone => {
-                let _ = prl.kill(&vm).await;
-                let _ = prl.delete(&vm).await;
-                touched += 1;
-            }
-        }
-    }
-    Ok(touched)
+    sweep(&prl, owners).await
 }

@@ -1,11 +1,12 @@
 //! [`VirtualBoxExecutor`]: each job in a VirtualBox VM cloned from a base VM, reached over SSH
 //! through a NAT port forward (GitLab: gitlab-runner `executors/virtualbox/virtualbox.go`).
 //!
-//! The flow is gitlab-runner's, call for call: with snapshots (the default) the runner keeps
-//! one VM per concurrency slot, `<base>-runner-<short token>-concurrent-<n>`, restores its
-//! current snapshot before each job and powers it off after; it is made once by `clonevm` of
-//! the base VM (linked to the base snapshot), gets a `guestssh` NAT rule, is started and gets
-//! a `Started` snapshot. With `disable_snapshots` every job gets a full clone
+//! The flow is gitlab-runner's, call for call (the part shared with Parallels is in
+//! `lifecycle`): with snapshots (the default) the runner keeps one VM per concurrency slot,
+//! `<base>-runner-<short token>-concurrent-<n>`, restores its current snapshot before each job
+//! and powers it off after; it is made once by `clonevm` of the base VM (linked to the base
+//! snapshot), gets a `guestssh` NAT rule, is started and gets a `Started` snapshot. With
+//! `disable_snapshots` every job gets a full clone
 //! `<base_name>-runner-<short>-project-<id>-concurrent-<n>`, deleted after the job. A VM that
 //! never became reachable is deleted too. The scripts then run with the SSH executor against
 //! `localhost:<forwarded port>`.
@@ -15,16 +16,12 @@
 
 use std::path::PathBuf;
 
-use runnel_api::FailureReason;
-
-use super::image::{VmKind, VmOwner, base_name};
+use super::image::VmOwner;
+use super::lifecycle::{Hypervisor, VmExecutor, VmSettings, VmTool, preparing, sweep, vm_executor};
 use super::tool::{Tool, ToolError};
 use super::vboxmanage::VBoxManage;
 use crate::error::ExecError;
-use crate::executor::{Executor, PreparedJob, StageRun};
-use crate::process::ScriptEnd;
-use crate::ssh::{SshConfig, SshExecutor};
-use crate::store::BoxFuture;
+use crate::ssh::SshConfig;
 use crate::trace::Trace;
 
 const NAME: &str = "virtualbox";
@@ -72,13 +69,7 @@ impl VirtualBoxConfig {
 
 /// Runs a job in a VirtualBox VM.
 #[derive(Debug)]
-pub struct VirtualBoxExecutor {
-    config: VirtualBoxConfig,
-    vbox: VBoxManage,
-    vm: Option<String>,
-    provisioned: bool,
-    ssh: Option<SshExecutor>,
-}
+pub struct VirtualBoxExecutor(VmExecutor<VirtualBox>);
 
 impl VirtualBoxExecutor {
     /// A VirtualBox executor with `config`.
@@ -88,68 +79,37 @@ impl VirtualBoxExecutor {
                 program: config.vboxmanage.clone(),
             },
         };
-        Self {
-            config,
-            vbox,
-            vm: None,
-            provisioned: false,
-            ssh: None,
-        }
-    }
-
-    async fn prepare_vm(&mut self, job: &PreparedJob, trace: &mut Trace) -> Result<(), ExecError> {
-        if self.config.base_name.is_empty() {
-            return Err(ExecError::JobFailed {
-                reason: FailureReason::RunnerConfigurationError,
-                message: "missing BaseName setting from VirtualBox configuration".to_owned(),
-            });
-        }
-        let version = self.vbox.version().await.map_err(preparing)?;
-        trace.println(&format!("Using VirtualBox version {version} executor..."));
-        let base = base_name(
-            job,
-            &self.config.base_name,
-            &self.config.allowed_images,
-            trace,
-        )?;
-        let vm = if self.config.disable_snapshots {
-            self.config
-                .owner
-                .job_vm(&self.config.base_name, job.payload.job_info.project_id)
-        } else {
-            self.config.owner.persistent_vm(&base)
+        let settings = VmSettings {
+            base_name: config.base_name.clone(),
+            disable_snapshots: config.disable_snapshots,
+            allowed_images: config.allowed_images.clone(),
+            owner: config.owner.clone(),
         };
-        self.vm = Some(vm.clone());
-        if self.config.disable_snapshots && self.vbox.exists(&vm).await {
-            self.kill_and_unregister(&vm).await;
-        }
-        if self.vbox.exists(&vm).await {
-            trace.println("Restoring VM from snapshot...");
-            if let Err(err) = self.vbox.restore_current_snapshot(&vm).await {
-                trace.println(&format!("Previous VM failed. Deleting, because {err}"));
-                self.kill_and_unregister(&vm).await;
-            }
-        }
-        let mut port = None;
-        if !self.vbox.exists(&vm).await {
-            trace.println("Creating new VM...");
-            port = Some(self.create_vm(&base, &vm, trace).await?);
-            if !self.config.disable_snapshots {
-                trace.println("Creating default snapshot...");
-                self.vbox
-                    .take_snapshot(&vm, "Started")
-                    .await
-                    .map_err(preparing)?;
-            }
-        }
-        let port = self.ensure_started(&vm, port, trace).await?;
-        trace.println("Starting SSH command...");
-        let mut ssh = SshExecutor::named(self.ssh_config(port, 3), NAME);
-        let connected = ssh.connect().await;
-        self.ssh = Some(ssh);
-        connected.map_err(|err| err.preparing(NAME))
+        Self(VmExecutor::new(VirtualBox {
+            config,
+            settings,
+            vbox,
+            verified: None,
+            port: None,
+        }))
     }
+}
 
+vm_executor!(VirtualBoxExecutor, VirtualBox);
+
+/// VirtualBox's steps of the flow.
+#[derive(Debug)]
+pub(crate) struct VirtualBox {
+    config: VirtualBoxConfig,
+    settings: VmSettings,
+    vbox: VBoxManage,
+    /// The forwarded port a new VM answered SSH on.
+    verified: Option<u16>,
+    /// The forwarded port of the started VM.
+    port: Option<u16>,
+}
+
+impl VirtualBox {
     fn ssh_config(&self, port: u16, attempts: u32) -> SshConfig {
         SshConfig {
             host: "localhost".to_owned(),
@@ -157,42 +117,6 @@ impl VirtualBoxExecutor {
             connect_attempts: attempts,
             ..self.config.ssh.clone()
         }
-    }
-
-    /// Clones the VM, forwards a port to its SSH, starts it and waits until SSH answers.
-    /// Returns the forwarded port.
-    async fn create_vm(
-        &mut self,
-        base: &str,
-        vm: &str,
-        trace: &mut Trace,
-    ) -> Result<u16, ExecError> {
-        if self.vbox.status(vm).await.is_err() {
-            let _ = self.vbox.unregister(vm).await;
-        }
-        if !self.vbox.exists(vm).await {
-            let snapshot = self.base_snapshot(base, trace).await;
-            self.vbox
-                .clone_vm(
-                    base,
-                    vm,
-                    snapshot.as_deref(),
-                    self.config.base_folder.as_deref(),
-                )
-                .await
-                .map_err(preparing)?;
-        }
-        let port = match self.vbox.find_ssh_port(vm).await {
-            Ok(Some(port)) => port,
-            _ => self
-                .vbox
-                .configure_ssh(vm, self.config.ssh.port)
-                .await
-                .map_err(preparing)?,
-        };
-        self.start(vm).await?;
-        self.verify(port).await?;
-        Ok(port)
     }
 
     /// gitlab-runner `determineBaseSnapshot`.
@@ -220,50 +144,17 @@ impl VirtualBoxExecutor {
         Some(snapshot)
     }
 
-    async fn start(&self, vm: &str) -> Result<(), ExecError> {
+    async fn start_vm(&self, vm: &str) -> Result<(), ExecError> {
         let start_type = self
             .config
             .start_type
             .as_deref()
             .filter(|t| !t.is_empty())
             .unwrap_or("headless");
-        self.vbox.start(vm, start_type).await.map_err(preparing)
-    }
-
-    /// gitlab-runner `ensureVMStarted`.
-    async fn ensure_started(
-        &mut self,
-        vm: &str,
-        verified: Option<u16>,
-        trace: &mut Trace,
-    ) -> Result<u16, ExecError> {
-        let state = self.vbox.status(vm).await.map_err(preparing)?;
-        if !state.is_online_or_transient() {
-            self.start(vm).await?;
-        }
-        if !state.is_running() {
-            self.vbox
-                .wait_for_running(vm, 60)
-                .await
-                .map_err(preparing)?;
-        }
-        let port = self
-            .vbox
-            .find_ssh_port(vm)
+        self.vbox
+            .start(vm, start_type)
             .await
-            .map_err(preparing)?
-            .ok_or_else(|| {
-                preparing(ToolError::Output {
-                    command: format!("vboxmanage showvminfo {vm}"),
-                    expected: "guestssh port",
-                })
-            })?;
-        trace.println("Waiting for VM to become responsive...");
-        if verified != Some(port) {
-            self.verify(port).await?;
-        }
-        self.provisioned = true;
-        Ok(port)
+            .map_err(preparing(NAME))
     }
 
     /// gitlab-runner `verifyMachine`: up to 30 connection attempts, then `exit`.
@@ -273,69 +164,134 @@ impl VirtualBoxExecutor {
             .map_err(|err| err.preparing(NAME))
     }
 
-    async fn kill_and_unregister(&self, vm: &str) {
-        let _ = self.vbox.kill(vm).await;
-        let _ = self.vbox.delete(vm).await;
-        let _ = self.vbox.unregister(vm).await;
+    async fn ssh_port(&self, vm: &str) -> Result<u16, ExecError> {
+        self.vbox
+            .find_ssh_port(vm)
+            .await
+            .map_err(preparing(NAME))?
+            .ok_or_else(|| {
+                preparing(NAME)(ToolError::Output {
+                    command: format!("vboxmanage showvminfo {vm}"),
+                    expected: "guestssh port",
+                })
+            })
     }
 }
 
-fn preparing(err: ToolError) -> ExecError {
-    ExecError::Prepare {
-        executor: NAME,
-        source: Box::new(err),
+impl VmTool for VBoxManage {
+    async fn exists(&self, vm: &str) -> bool {
+        VBoxManage::exists(self, vm).await
+    }
+
+    async fn is_running(&self, vm: &str) -> bool {
+        self.status(vm)
+            .await
+            .is_ok_and(|s| s.is_online_or_transient())
+    }
+
+    async fn take_snapshot(&self, vm: &str, name: &str) -> Result<(), ToolError> {
+        VBoxManage::take_snapshot(self, vm, name).await
+    }
+
+    async fn kill(&self, vm: &str) -> Result<(), ToolError> {
+        VBoxManage::kill(self, vm).await
+    }
+
+    async fn delete(&self, vm: &str) -> Result<(), ToolError> {
+        VBoxManage::delete(self, vm).await
+    }
+
+    async fn unregister(&self, vm: &str) -> Result<(), ToolError> {
+        VBoxManage::unregister(self, vm).await
+    }
+
+    async fn list(&self) -> Result<Vec<String>, ToolError> {
+        VBoxManage::list(self).await
     }
 }
 
-impl Executor for VirtualBoxExecutor {
-    fn name(&self) -> &'static str {
-        NAME
+impl Hypervisor for VirtualBox {
+    type Tool = VBoxManage;
+    const NAME: &'static str = NAME;
+    const PRODUCT: &'static str = "VirtualBox";
+    const JOB_VM_FROM_IMAGE: bool = false;
+
+    fn tool(&self) -> &VBoxManage {
+        &self.vbox
     }
 
-    fn prepare<'a>(
-        &'a mut self,
-        job: &'a PreparedJob,
-        trace: &'a mut Trace,
-    ) -> BoxFuture<'a, Result<(), ExecError>> {
-        Box::pin(self.prepare_vm(job, trace))
+    fn settings(&self) -> &VmSettings {
+        &self.settings
     }
 
-    fn run<'a>(
-        &'a mut self,
-        job: &'a PreparedJob,
-        stage: StageRun,
-        trace: &'a mut Trace,
-    ) -> BoxFuture<'a, Result<ScriptEnd, ExecError>> {
-        Box::pin(async move {
-            match self.ssh.as_mut() {
-                Some(ssh) => ssh.run(job, stage, trace).await,
-                None => Err(crate::ssh::SshError::NotConnected.running(NAME)),
-            }
-        })
+    async fn banner(&self) -> Result<String, ToolError> {
+        let version = self.vbox.version().await?;
+        Ok(format!("Using VirtualBox version {version} executor..."))
     }
 
-    fn remote_builds_dir(&self) -> Option<PathBuf> {
-        self.ssh.as_ref().and_then(Executor::remote_builds_dir)
+    async fn restore(&self, vm: &str) -> Result<(), ToolError> {
+        self.vbox.restore_current_snapshot(vm).await
     }
 
-    fn fetch_sources_remotely(&mut self) -> bool {
-        self.ssh
-            .as_mut()
-            .is_some_and(Executor::fetch_sources_remotely)
+    /// Clones the VM, forwards a port to its SSH, starts it and waits until SSH answers.
+    async fn create(&mut self, base: &str, vm: &str, trace: &mut Trace) -> Result<(), ExecError> {
+        if self.vbox.status(vm).await.is_err() {
+            let _ = self.vbox.unregister(vm).await;
+        }
+        if !self.vbox.exists(vm).await {
+            let snapshot = self.base_snapshot(base, trace).await;
+            self.vbox
+                .clone_vm(
+                    base,
+                    vm,
+                    snapshot.as_deref(),
+                    self.config.base_folder.as_deref(),
+                )
+                .await
+                .map_err(preparing(NAME))?;
+        }
+        let port = match self.vbox.find_ssh_port(vm).await {
+            Ok(Some(port)) => port,
+            _ => self
+                .vbox
+                .configure_ssh(vm, self.config.ssh.port)
+                .await
+                .map_err(preparing(NAME))?,
+        };
+        self.start_vm(vm).await?;
+        self.verify(port).await?;
+        self.verified = Some(port);
+        Ok(())
     }
 
-    fn cleanup<'a>(&'a mut self, job: &'a PreparedJob) -> BoxFuture<'a, ()> {
-        Box::pin(async move {
-            if let Some(mut ssh) = self.ssh.take() {
-                ssh.cleanup(job).await;
-            }
-            if let Some(vm) = self.vm.take() {
-                let _ = self.vbox.kill(&vm).await;
-                if self.config.disable_snapshots || !self.provisioned {
-                    let _ = self.vbox.delete(&vm).await;
-                }
-            }
-        })
+    /// gitlab-runner `ensureVMStarted`.
+    async fn start(&mut self, vm: &str, trace: &mut Trace) -> Result<(), ExecError> {
+        let state = self.vbox.status(vm).await.map_err(preparing(NAME))?;
+        if !state.is_online_or_transient() {
+            self.start_vm(vm).await?;
+        }
+        if !state.is_running() {
+            self.vbox
+                .wait_for_running(vm, 60)
+                .await
+                .map_err(preparing(NAME))?;
+        }
+        let port = self.ssh_port(vm).await?;
+        trace.println("Waiting for VM to become responsive...");
+        if self.verified != Some(port) {
+            self.verify(port).await?;
+        }
+        self.port = Some(port);
+        Ok(())
+    }
+
+    async fn login(&mut self, vm: &str, trace: &mut Trace) -> Result<SshConfig, ExecError> {
+        let port = match self.port {
+            Some(port) => port,
+            None => self.ssh_port(vm).await?,
+        };
+        trace.println("Starting SSH command...");
+        Ok(self.ssh_config(port, 3))
     }
 }
 
@@ -347,28 +303,5 @@ pub async fn sweep_virtualbox(vboxmanage: PathBuf, owners: &[VmOwner]) -> Result
             program: vboxmanage,
         },
     };
-    let mut touched = 0;
-    for vm in vbox.list().await? {
-        let Some(kind) = owners.iter().find_map(|owner| owner.owns(&vm)) else {
-            continue;
-        };
-        match kind {
-            VmKind::Persistent => {
-                if vbox
-                    .status(&vm)
-                    .await
-                    .is_ok_and(|s| s.is_online_or_transient())
-                {
-                    let _ = vbox.kill(&vm).await;
-                    touched += 1;
-                }
-            }
-            VmKind::JobClone => {
-                let _ = vbox.kill(&vm).await;
-                let _ = vbox.delete(&vm).await;
-                touched += 1;
-            }
-        }
-    }
-    Ok(touched)
+    sweep(&vbox, owners).await
 }
