@@ -1,5 +1,5 @@
-//! The distributed cache (`[runners.cache]` with `Type = "s3"`) against a real S3 server (moto,
-//! started by `scripts/start-s3.sh`): runner daemons on the fake GitLab push and restore caches
+//! The distributed cache (`[runners.cache]` with `Type = "s3"`) against real S3 servers (moto,
+//! s3rver and s3s-fs, started by `scripts/start-s3.sh`): runner daemons on the fake GitLab push and restore caches
 //! through pre-signed URLs, with the shell and the Docker executor. Each daemon has its own
 //! builds and cache directories, so a restore can only come from the bucket.
 
@@ -11,8 +11,8 @@ use daemon_shell_support::start_shell_daemon;
 use runnel_exec::docker::{TEST_BUSYBOX_IMAGE, docker_available};
 use runnel_runner::docker_adapter::RunnerExecutors;
 use runnel_runner::test_support::{
-    AUTH_ACCESS_KEY, AUTH_BUCKET, FakeGitLab, FakeJobState, JobSpec, S3Server, TestDaemon,
-    s3_auth_server, s3_server,
+    AUTH_ACCESS_KEY, AUTH_BUCKET, FakeGitLab, FakeJobState, JobSpec, S3Server, SIGV4_ACCESS_KEY,
+    SIGV4_BUCKET, SIGV4_SECRET_KEY, TestDaemon, s3_auth_server, s3_server, s3_sigv4_server,
 };
 use serde_json::{Value, json};
 
@@ -380,6 +380,70 @@ async fn wrong_credentials_are_one_warning_and_the_job_goes_on() {
     assert_eq!(state, FakeJobState::Success, "{trace}");
     assert!(trace.contains("Created cache"), "{trace}");
     assert!(!trace.contains("403"), "{trace}");
+    let (state, trace) =
+        run_on_new_daemon(&fake, &token, &runner, pull_job(&key, &[], CHECK_VENV)).await;
+    assert_eq!(state, FakeJobState::Success, "{trace}");
+    assert!(trace.contains("venv ok"), "{trace}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_secret_key_is_one_warning_and_the_job_goes_on() {
+    // s3s-fs verifies the signature of pre-signed URLs (moto and s3rver do not).
+    let Some(sigv4) = s3_sigv4_server() else {
+        return;
+    };
+    let fake = FakeGitLab::start().await;
+    let token = fake.create_runner();
+    // The bucket outlives the test: one key per run.
+    let key = format!("secret-{}-non_protected", std::process::id());
+    // The right access key with a wrong secret key (SECRET, which no trace may show).
+    let runner =
+        sigv4.cache_section_with_keys(SIGV4_BUCKET, "    Shared = true", SIGV4_ACCESS_KEY, SECRET);
+    let job = JobSpec {
+        cache: vec![cache(&key, "pull-push", &[])],
+        ..JobSpec::script(&[MAKE_VENV])
+    };
+    let (state, trace) = run_on_new_daemon(&fake, &token, &runner, job).await;
+    assert_eq!(state, FakeJobState::Success, "{trace}");
+    let reasons: Vec<&str> = trace
+        .lines()
+        .filter(|l| l.contains("the cache server answered 403 Forbidden"))
+        .collect();
+    // One line for the download, one for the upload, each naming the storage's reason.
+    assert_eq!(reasons.len(), 2, "{trace}");
+    assert!(
+        reasons
+            .iter()
+            .all(|l| l.contains("(SignatureDoesNotMatch)")),
+        "{trace}"
+    );
+    assert!(
+        reasons[0].contains(&format!(
+            "failed to download the cache from http://{}/{SIGV4_BUCKET}/project/7/{key}",
+            sigv4.address
+        )),
+        "{trace}"
+    );
+    assert!(reasons[1].contains("failed to upload the cache"), "{trace}");
+    assert!(trace.contains("Failed to create cache"), "{trace}");
+    assert!(
+        !trace.contains(SIGV4_ACCESS_KEY),
+        "the access key is printed:\n{trace}"
+    );
+
+    // With the right secret key, the same cache is pushed and restored: the refusal above was
+    // the signature's.
+    let runner = sigv4.cache_section_with_keys(
+        SIGV4_BUCKET,
+        "    Shared = true",
+        SIGV4_ACCESS_KEY,
+        SIGV4_SECRET_KEY,
+    );
+    let (state, trace) = run_on_new_daemon(&fake, &token, &runner, push_job(&key)).await;
+    assert_eq!(state, FakeJobState::Success, "{trace}");
+    assert!(trace.contains("Created cache"), "{trace}");
+    assert!(!trace.contains("403"), "{trace}");
+    assert!(!trace.contains(SIGV4_SECRET_KEY), "{trace}");
     let (state, trace) =
         run_on_new_daemon(&fake, &token, &runner, pull_job(&key, &[], CHECK_VENV)).await;
     assert_eq!(state, FakeJobState::Success, "{trace}");

@@ -1,6 +1,7 @@
 //! The S3 servers of the distributed cache tests, started by `scripts/start-s3.sh`: moto on
 //! `$RUNNEL_TEST_S3` (default `127.0.0.1:9310`), which takes any credentials, and s3rver on
-//! `$RUNNEL_TEST_S3_AUTH` (default `127.0.0.1:9311`), which refuses an unknown access key. With
+//! `$RUNNEL_TEST_S3_AUTH` (default `127.0.0.1:9311`), which refuses an unknown access key, and
+//! s3s-fs on `$RUNNEL_TEST_S3_SIGV4` (default `127.0.0.1:9312`), which verifies signatures. With
 //! `CI=true` a missing server panics; elsewhere the test prints `SKIPPED: …` and returns.
 
 use std::net::TcpStream;
@@ -33,6 +34,24 @@ pub fn s3_auth_server() -> Option<S3Server> {
 pub const AUTH_ACCESS_KEY: &str = "S3RVER";
 /// The bucket of the credential-checking server.
 pub const AUTH_BUCKET: &str = "runnel-auth";
+
+/// The signature-checking S3 server (s3s-fs): it verifies V4 signatures, pre-signed URLs
+/// included, with the one key pair [`SIGV4_ACCESS_KEY`] / [`SIGV4_SECRET_KEY`], and has the
+/// bucket [`SIGV4_BUCKET`]. `None` as for [`s3_server`].
+pub fn s3_sigv4_server() -> Option<S3Server> {
+    server(
+        "RUNNEL_TEST_S3_SIGV4",
+        "127.0.0.1:9312",
+        "signature-checking S3 server (s3s-fs)",
+    )
+}
+
+/// The access key of the signature-checking server.
+pub const SIGV4_ACCESS_KEY: &str = "S3SFS";
+/// The secret key of the signature-checking server.
+pub const SIGV4_SECRET_KEY: &str = "s3s-fs-secret";
+/// The bucket of the signature-checking server.
+pub const SIGV4_BUCKET: &str = "runnel-sigv4";
 
 fn server(variable: &str, default: &str, what: &str) -> Option<S3Server> {
     let address = std::env::var(variable).unwrap_or_else(|_| default.into());
