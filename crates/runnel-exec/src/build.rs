@@ -336,7 +336,10 @@ async fn run_stages(
             return Ok(run.outcome);
         }
     } else {
-        trace.println(&format!("Running on {}...", hostname()));
+        match executor.environment_host(job) {
+            Some(host) => trace.println(&format!("Running on {host} via {}...", hostname())),
+            None => trace.println(&format!("Running on {}...", hostname())),
+        }
     }
     trace.section_end();
 
@@ -407,7 +410,7 @@ async fn run_stages(
     if run.succeeded() && !stopped(ctx, &mut run) {
         run_steps(executor, job, ctx, trace, &mut run, &exports).await?;
     }
-    if !ctx.abort.is_cancelled() {
+    if !ctx.abort.is_cancelled() && !out_of_time(&mut run) {
         run_after_script(executor, job, ctx, trace, &run, &exports).await?;
         let succeeded = run.succeeded();
         match &helper {
@@ -460,7 +463,7 @@ async fn run_stages(
         "cleanup_file_variables",
         "Cleaning up project directory and file based variables",
     );
-    if executor.runs_every_stage() && !ctx.abort.is_cancelled() {
+    if executor.runs_every_stage() && !ctx.abort.is_cancelled() && !out_of_time(&mut run) {
         let mut cleanup = Run {
             outcome: JobOutcome::new(JobStatus::Success),
             deadline: Instant::now() + crate::steps::CLEANUP_STAGE_TIMEOUT,
@@ -503,6 +506,23 @@ async fn configure(
     let payload = job.payload.clone();
     *job = prepare_job(payload, ctx, executor.name(), &overrides);
     Ok(hostname)
+}
+
+/// Whether the job's deadline has passed; records the timeout in the outcome. GitLab:
+/// gitlab-runner `common/build.go` `run` cancels the build's context at the deadline, so nothing
+/// after it runs (no `after_script`, cache, artifacts or file-variable cleanup) and the job fails
+/// with `job_execution_timeout` whatever it was doing; only `RUNNER_SCRIPT_TIMEOUT` leaves time
+/// for `after_script`.
+fn out_of_time(run: &mut Run) -> bool {
+    if Instant::now() < run.deadline {
+        return false;
+    }
+    if run.outcome.status != JobStatus::Canceled {
+        run.outcome.status = JobStatus::Failed;
+        run.outcome.failure_reason = Some(FailureReason::JobExecutionTimeout);
+        run.outcome.exit_code = None;
+    }
+    true
 }
 
 /// Whether the job was canceled or aborted before a stage; records it in the outcome.

@@ -178,6 +178,15 @@ pub trait Executor: Send {
         None
     }
 
+    /// The host name the job's scripts see when it is not this host's (a container's or a
+    /// pod's), asked after a successful `prepare`: the trace then says `Running on <it> via
+    /// <this host>...`, as gitlab-runner's `prepare_script` prints it in the job's environment.
+    /// `None` (the default): the scripts run on this host.
+    fn environment_host(&self, job: &PreparedJob) -> Option<String> {
+        let _ = job;
+        None
+    }
+
     /// How to open an interactive shell in the job's environment (GitLab's web terminal), asked
     /// once after a successful `prepare`. `None` (the default): this executor has no terminal.
     fn terminal(&self, job: &PreparedJob) -> Option<Arc<dyn TerminalOpener>> {

@@ -28,6 +28,7 @@ mod helper_stage;
 mod mask;
 mod outcome;
 mod process;
+pub mod registry_auth;
 mod remote_cache;
 mod reports;
 mod retry;

@@ -31,6 +31,11 @@ pub struct FakeOptions {
     pub node_taints: Vec<(String, String, String)>,
     /// The sandbox image (see [`DEFAULT_PAUSE_IMAGE`]).
     pub pause_image: String,
+    /// Whether the image registry can be reached. The fake pulls nothing: with a reachable
+    /// registry an image the Docker engine has counts as pulled (also with `Always`); with an
+    /// unreachable one every pull fails (`Always` even for an image the engine has), as on a
+    /// node cut off from its registry.
+    pub registry_reachable: bool,
     /// Serve HTTPS with a certificate authority of the cluster's own
     /// ([`crate::FakeCluster::ca_pem`]); clients may then also authenticate with a client
     /// certificate ([`crate::FakeCluster::client_certificate`]).
@@ -48,6 +53,7 @@ impl Default for FakeOptions {
             node_labels: BTreeMap::new(),
             node_taints: Vec::new(),
             pause_image: DEFAULT_PAUSE_IMAGE.to_owned(),
+            registry_reachable: true,
             tls: false,
         }
     }
@@ -68,6 +74,12 @@ impl FakeOptions {
         if !self.namespaces.iter().any(|n| n == name) {
             self.namespaces.push(name.to_owned());
         }
+        self
+    }
+
+    /// Cuts the node off from its image registry (see [`FakeOptions::registry_reachable`]).
+    pub fn registry_unreachable(mut self) -> Self {
+        self.registry_reachable = false;
         self
     }
 

@@ -18,6 +18,22 @@ pub enum KubeError {
         /// What the trace says after "Job failed: ".
         message: String,
     },
+    /// An image of the pod could not be pulled with its current pull policy (the job fails
+    /// with `image_pull_failure` unless another policy is left; see
+    /// [`crate::policy::PullManager`]).
+    #[error(
+        "prepare environment: waiting for pod running: pulling image of container {container:?}: {reason}: {message}"
+    )]
+    ImagePull {
+        /// The container.
+        container: String,
+        /// Its image.
+        image: String,
+        /// The waiting reason (`ErrImagePull`, `ImagePullBackOff`, …).
+        reason: String,
+        /// The kubelet's message.
+        message: String,
+    },
     /// No client could be made.
     #[error(transparent)]
     Connect(#[from] ConnectError),
@@ -57,6 +73,10 @@ impl From<KubeError> for ExecError {
     fn from(err: KubeError) -> Self {
         match err {
             KubeError::Job { reason, message } => ExecError::JobFailed { reason, message },
+            pull @ KubeError::ImagePull { .. } => ExecError::JobFailed {
+                reason: FailureReason::ImagePullFailure,
+                message: pull.to_string(),
+            },
             other => ExecError::Prepare {
                 executor: "kubernetes",
                 source: Box::new(other),

@@ -9,6 +9,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use runnel_api::{FailureReason, Image};
+use runnel_exec::registry_auth;
 use runnel_exec::{ExecError, Executor, PreparedJob, ScriptEnd, StageRun, Trace};
 
 use crate::connect;
@@ -20,7 +21,7 @@ use crate::names::{
 };
 use crate::overwrites::overwrites;
 use crate::pod::{Choices, PodPlan, dns_policy_error, pod};
-use crate::policy::{self, RunAs};
+use crate::policy::{self, PullManager, RunAs};
 use crate::remote::PodRef;
 use crate::settings::KubeSettings;
 use crate::stage;
@@ -40,6 +41,15 @@ pub struct KubernetesExecutor {
     /// How long a canceled script gets between SIGTERM and SIGKILL.
     kill_grace: Duration,
     running: Option<Running>,
+}
+
+/// The namespaced APIs a job's objects are made with.
+struct Apis {
+    pods: Api<Pod>,
+    secrets: Api<Secret>,
+    /// The API server, for errors.
+    host: String,
+    namespace: String,
 }
 
 /// What one job created.
@@ -76,7 +86,8 @@ impl KubernetesExecutor {
     }
 
     async fn prepare_job(&mut self, job: &PreparedJob, trace: &mut Trace) -> Result<(), KubeError> {
-        let settings = &self.settings;
+        // A copy: each try of the pod below borrows `self` mutably.
+        let settings = &self.settings.clone();
         let mut notes = Vec::new();
         let overwrites =
             overwrites(settings, &job.variables, &mut notes).map_err(|err| KubeError::Job {
@@ -88,20 +99,25 @@ impl KubernetesExecutor {
         }
         let image = job_image(job, settings)?;
         let services = services(job, settings)?;
+        let mut pulls = PullManager::default();
+        pulls.add(
+            &image,
+            policy::pull_policies(job.payload.image.as_ref(), &image, settings)?,
+        );
+        for service in &services {
+            let policies = policy::pull_policies(Some(service), &service.name, settings)?;
+            pulls.add(&service.name, policies);
+        }
+        pulls.add(
+            settings.helper_image(),
+            policy::helper_pull_policies(settings),
+        );
         let mut warnings = Vec::new();
-        let build = Choices {
-            pull_policy: policy::pull_policy(job.payload.image.as_ref(), &image, settings)?,
-            run_as: policy::run_as(job.payload.image.as_ref(), settings, &mut warnings),
-        };
-        let service_choices = services
+        let build_user = policy::run_as(job.payload.image.as_ref(), settings, &mut warnings);
+        let service_users: Vec<_> = services
             .iter()
-            .map(|service| {
-                Ok(Choices {
-                    pull_policy: policy::pull_policy(Some(service), &service.name, settings)?,
-                    run_as: policy::run_as(Some(service), settings, &mut warnings),
-                })
-            })
-            .collect::<Result<Vec<_>, KubeError>>()?;
+            .map(|service| policy::run_as(Some(service), settings, &mut warnings))
+            .collect();
         let legacy_exec = job
             .variables
             .bool("FF_USE_LEGACY_KUBERNETES_EXECUTION_STRATEGY");
@@ -130,60 +146,107 @@ impl KubernetesExecutor {
         for warning in warnings {
             trace.warning(&warning);
         }
-        let name = unique_name(&project_unique_name(job));
-        let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
-        let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
-        let mut running = Running {
+        let apis = Apis {
+            pods: Api::namespaced(client.clone(), &namespace),
+            secrets: Api::namespaced(client, &namespace),
+            host,
+            namespace,
+        };
+        // gitlab-runner `Run`: while an image that failed to pull has another pull policy
+        // left, the pod and what was made for it are deleted and made again.
+        for attempt in 1.. {
+            let build = Choices {
+                pull_policy: pulls.current(&image),
+                run_as: build_user,
+            };
+            let service_choices = services
+                .iter()
+                .zip(&service_users)
+                .map(|(service, run_as)| Choices {
+                    pull_policy: pulls.current(&service.name),
+                    run_as: *run_as,
+                })
+                .collect();
+            let plan = PodPlan {
+                settings,
+                overwrites: &overwrites,
+                job,
+                name: unique_name(&project_unique_name(job)),
+                namespace: apis.namespace.clone(),
+                image: image.clone(),
+                services: services.clone(),
+                credentials_secret: None,
+                legacy_exec,
+                helper_pull_policy: pulls.current(settings.helper_image()),
+                build,
+                service_choices,
+            };
+            match self.start_pod(plan, &apis, trace).await {
+                Err(KubeError::ImagePull {
+                    image: failed,
+                    message,
+                    ..
+                }) if pulls.failed(&failed, &message, attempt, trace) => {
+                    if let Some(running) = self.running.take() {
+                        delete(running).await;
+                    }
+                }
+                result => return result,
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes the pod of `plan` (and its registry secret) and waits until it runs with its
+    /// services up. What it made is in `self.running` from the first object on, for `cleanup`.
+    async fn start_pod(
+        &mut self,
+        mut plan: PodPlan<'_>,
+        apis: &Apis,
+        trace: &mut Trace,
+    ) -> Result<(), KubeError> {
+        let (settings, job, name) = (plan.settings, plan.job, plan.name.clone());
+        let namespace = &apis.namespace;
+        self.running = Some(Running {
             pod: PodRef {
-                api: pods.clone(),
+                api: apis.pods.clone(),
                 name: name.clone(),
                 namespace: namespace.clone(),
-                host: host.clone(),
+                host: apis.host.clone(),
             },
-            secrets: secrets.clone(),
+            secrets: apis.secrets.clone(),
             created_pod: false,
             created_secrets: Vec::new(),
-            legacy_exec,
+            legacy_exec: plan.legacy_exec,
             grace: settings.cleanup_grace_period_seconds,
             poll_interval: settings.poll_interval,
             marker: format!("runnel-stage-end-{}", unique_name("m")),
-            owner: build_owner(settings, build.run_as),
+            owner: build_owner(settings, plan.build.run_as),
             synced: None,
-        };
-        let credentials = credentials_secret(job, settings, &format!("{name}-registry"));
-        if let Some(secret) = &credentials {
-            secrets
-                .create(&PostParams::default(), secret)
+        });
+        let secret_name = format!("{name}-registry");
+        if let Some(secret) = credentials_secret(job, settings, &secret_name)? {
+            apis.secrets
+                .create(&PostParams::default(), &secret)
                 .await
                 .map_err(|source| KubeError::Api {
-                    action: format!("create secret `{name}-registry` in namespace `{namespace}`"),
-                    host: host.clone(),
+                    action: format!("create secret `{secret_name}` in namespace `{namespace}`"),
+                    host: apis.host.clone(),
                     source,
                 })?;
-            running.created_secrets.push(format!("{name}-registry"));
+            if let Some(running) = self.running.as_mut() {
+                running.created_secrets.push(secret_name.clone());
+            }
+            plan.credentials_secret = Some(secret_name);
         }
-        // Whatever happens from here on, `cleanup` deletes what was created.
-        self.running = Some(running);
-        let plan = PodPlan {
-            settings,
-            overwrites: &overwrites,
-            job,
-            name: name.clone(),
-            namespace: namespace.clone(),
-            image,
-            services,
-            credentials_secret: credentials.map(|_| format!("{name}-registry")),
-            legacy_exec,
-            build,
-            service_choices,
-        };
         let spec = pod(&plan);
-        let created = pods
+        let created = apis
+            .pods
             .create(&PostParams::default(), &spec)
             .await
             .map_err(|source| KubeError::Api {
                 action: format!("create pod `{name}` in namespace `{namespace}`"),
-                host: host.clone(),
+                host: apis.host.clone(),
                 source,
             })?;
         if let Some(running) = self.running.as_mut() {
@@ -191,7 +254,7 @@ impl KubernetesExecutor {
         }
         self.own_secrets(&created).await;
         let running = self.running.as_ref().ok_or(KubeError::NotPrepared)?;
-        wait_for_running(&running.pod, &namespace, settings, trace).await?;
+        wait_for_running(&running.pod, namespace, settings, trace).await?;
         health::wait_for_services(running, &plan.services, &job.variables, trace).await?;
         Ok(())
     }
@@ -312,26 +375,37 @@ fn services(job: &PreparedJob, settings: &KubeSettings) -> Result<Vec<Image>, Ku
     Ok(services)
 }
 
-/// A `kubernetes.io/dockerconfigjson` secret with the job's registry credentials
-/// (gitlab-runner `setupCredentials`), or `None` when it has none.
-fn credentials_secret(job: &PreparedJob, settings: &KubeSettings, name: &str) -> Option<Secret> {
-    let auths: serde_json::Map<String, serde_json::Value> = job
-        .payload
-        .credentials
-        .iter()
-        .filter(|c| c.kind == "registry")
-        .map(|c| {
-            (
-                c.url.clone(),
-                serde_json::json!({"username": c.username, "password": c.password}),
-            )
-        })
-        .collect();
+/// A `kubernetes.io/dockercfg` secret with every registry's credentials the job has
+/// (`DOCKER_AUTH_CONFIG`, the runner user's Docker config, the payload's `credentials`), or
+/// `None` when it has none. GitLab: gitlab-runner `executors/kubernetes` `setupCredentials`
+/// (the `.dockercfg` document maps each registry to Docker's `AuthConfig`).
+fn credentials_secret(
+    job: &PreparedJob,
+    settings: &KubeSettings,
+    name: &str,
+) -> Result<Option<Secret>, KubeError> {
+    let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
+    let auths = registry_auth::resolve(
+        job.variables.get("DOCKER_AUTH_CONFIG"),
+        home.as_deref(),
+        &job.payload.credentials,
+    )
+    .map_err(|message| KubeError::Job {
+        reason: FailureReason::RunnerSystemFailure,
+        message: format!("couldn't resolve the registry credentials: {message}"),
+    })?;
     if auths.is_empty() {
-        return None;
+        return Ok(None);
     }
-    let config = serde_json::json!({ "auths": auths }).to_string();
-    Some(Secret {
+    let document: std::collections::BTreeMap<&str, &registry_auth::AuthConfig> = auths
+        .iter()
+        .map(|(registry, info)| (registry.as_str(), &info.auth))
+        .collect();
+    let config = serde_json::to_vec(&document).map_err(|err| KubeError::Job {
+        reason: FailureReason::RunnerSystemFailure,
+        message: format!("couldn't encode the registry credentials: {err}"),
+    })?;
+    Ok(Some(Secret {
         metadata: ObjectMeta {
             name: Some(name.to_owned()),
             labels: Some(
@@ -347,16 +421,10 @@ fn credentials_secret(job: &PreparedJob, settings: &KubeSettings, name: &str) ->
             ),
             ..ObjectMeta::default()
         },
-        type_: Some("kubernetes.io/dockerconfigjson".to_owned()),
-        data: Some(
-            [(
-                ".dockerconfigjson".to_owned(),
-                ByteString(config.into_bytes()),
-            )]
-            .into(),
-        ),
+        type_: Some("kubernetes.io/dockercfg".to_owned()),
+        data: Some([(".dockercfg".to_owned(), ByteString(config))].into()),
         ..Secret::default()
-    })
+    }))
 }
 
 impl Executor for KubernetesExecutor {
@@ -370,6 +438,13 @@ impl Executor for KubernetesExecutor {
         trace: &'a mut Trace,
     ) -> runnel_exec::BoxFuture<'a, Result<(), ExecError>> {
         Box::pin(async move { self.prepare_job(job, trace).await.map_err(ExecError::from) })
+    }
+
+    /// The pod's name, its containers' host name.
+    fn environment_host(&self, _job: &PreparedJob) -> Option<String> {
+        self.running
+            .as_ref()
+            .map(|running| running.pod.name.clone())
     }
 
     fn run<'a>(

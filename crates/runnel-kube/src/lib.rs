@@ -39,6 +39,7 @@
 #![warn(missing_docs)]
 
 mod connect;
+mod containers;
 mod error;
 mod executor;
 mod health;

@@ -9,7 +9,6 @@
 use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::WatchParams;
-use runnel_api::FailureReason;
 use runnel_exec::Trace;
 use tokio::time::Instant;
 
@@ -70,12 +69,12 @@ pub(crate) async fn wait_for_running(
             _ => {}
         }
         if let Some((container, reason, message)) = pull_failure(&current) {
-            return Err(KubeError::Job {
-                reason: FailureReason::ImagePullFailure,
-                message: format!(
-                    "prepare environment: waiting for pod running: pulling image of container \
-                     {container:?}: {reason}: {message}"
-                ),
+            let image = image_of(&current, &container);
+            return Err(KubeError::ImagePull {
+                container,
+                image,
+                reason,
+                message,
             });
         }
         let mut text = format!(
@@ -201,4 +200,18 @@ fn pull_failure(pod: &Pod) -> Option<(String, String, String)> {
     waiting(pod)
         .into_iter()
         .find(|(_, reason, _)| PULL_FAILURES.contains(&reason.as_str()))
+}
+
+/// The image of container `name` of `pod`.
+fn image_of(pod: &Pod, name: &str) -> String {
+    let spec = pod.spec.as_ref();
+    spec.into_iter()
+        .flat_map(|s| {
+            s.containers
+                .iter()
+                .chain(s.init_containers.iter().flatten())
+        })
+        .find(|c| c.name == name)
+        .and_then(|c| c.image.clone())
+        .unwrap_or_default()
 }

@@ -22,6 +22,9 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(7200);
 const FORCE_SEND_INTERVAL: Duration = Duration::from_secs(30);
 /// How long an aborted executor gets to clean up before the job is reported anyway.
 const ABORT_GRACE: Duration = Duration::from_secs(60);
+/// How long past its deadline a job may take to stop on its own (its processes get SIGTERM,
+/// then SIGKILL after the executor's kill grace) before the runner aborts it.
+const DEADLINE_GRACE: Duration = Duration::from_secs(30);
 const ANSI_BOLD_RED: &str = "\x1b[31;1m";
 const ANSI_RESET: &str = "\x1b[0;m";
 
@@ -83,7 +86,8 @@ pub(crate) async fn run(setup: JobSetup, payload: JobPayload) -> Option<JobRepor
     let token = payload.token.clone();
     let mut context = setup.context.clone();
     context.deadline = deadline;
-    let outcome = execute(&setup, payload, context, deadline, timeout).await;
+    let timeout_text = runnel_exec::job_timeout_text(&payload);
+    let outcome = execute(&setup, payload, context, deadline, &timeout_text).await;
     stream_done.cancel();
     let mut patcher = match streamer.await {
         Ok(patcher) => patcher,
@@ -169,7 +173,7 @@ async fn execute(
     payload: JobPayload,
     context: JobContext,
     deadline: Instant,
-    timeout: Duration,
+    timeout_text: &str,
 ) -> ExecOutcome {
     let cancel = context.cancel.clone();
     let buffer = context.trace.clone();
@@ -177,7 +181,9 @@ async fn execute(
     let deadline = tokio::time::Instant::from_std(deadline);
     let outcome = tokio::select! {
         outcome = &mut running => Some(outcome),
-        () = tokio::time::sleep_until(deadline) => {
+        // The executor ends a job at its deadline itself and reports the timeout once, as
+        // gitlab-runner's `common/build.go` does; this is the backstop for one that hangs.
+        () = tokio::time::sleep_until(deadline + DEADLINE_GRACE) => {
             cancel.abort(StopReason::Timeout);
             None
         }
@@ -196,8 +202,7 @@ async fn execute(
     match cancel.reason() {
         Some(StopReason::Timeout) => buffer.write(
             format!(
-                "{ANSI_BOLD_RED}ERROR: Job failed: execution took longer than {} seconds{ANSI_RESET}\n",
-                timeout.as_secs()
+                "{ANSI_BOLD_RED}ERROR: Job failed: execution took longer than {timeout_text} seconds{ANSI_RESET}\n"
             )
             .as_bytes(),
         ),

@@ -187,10 +187,13 @@ async fn job_timeout_fails_the_job_with_job_execution_timeout() {
         "job_execution_timeout"
     );
     let trace = fake.trace_text(id);
+    // One verdict, in gitlab-runner's words (`common/build.go` `runtimeStateAndError`).
     assert!(
-        trace.contains("ERROR: Job failed: execution took longer than"),
+        trace.contains("ERROR: Job failed: execution took longer than 2s seconds"),
         "{trace}"
     );
+    assert_eq!(trace.matches("Job failed").count(), 1, "{trace}");
+    assert!(!trace.contains("canceled"), "{trace}");
     daemon.stop().await;
     assert_eq!(fake.violations(), Vec::<String>::new());
 }

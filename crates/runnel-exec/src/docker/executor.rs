@@ -263,11 +263,12 @@ impl DockerExecutor {
 fn hostname(config: &DockerConfig, job: &PreparedJob) -> String {
     config.hostname.clone().unwrap_or_else(|| {
         format!(
-            "runner-{}-project-{}-concurrent-0",
+            "runner-{}-project-{}-concurrent-{}",
             job.variables
                 .get("CI_RUNNER_SHORT_TOKEN")
                 .unwrap_or("local"),
-            job.payload.job_info.project_id
+            job.payload.job_info.project_id,
+            job.variables.get("CI_CONCURRENT_PROJECT_ID").unwrap_or("0")
         )
     })
 }
@@ -336,6 +337,10 @@ impl Executor for DockerExecutor {
             }
             Ok(end)
         })
+    }
+
+    fn environment_host(&self, job: &PreparedJob) -> Option<String> {
+        Some(hostname(&self.config, job))
     }
 
     fn terminal(&self, job: &PreparedJob) -> Option<Arc<dyn TerminalOpener>> {

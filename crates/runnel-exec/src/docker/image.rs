@@ -22,6 +22,7 @@ use super::policy::{
     PolicySource, verify_allowed_image, verify_pull_policies, verify_services_limit,
 };
 use crate::executor::PreparedJob;
+use crate::registry_auth;
 use crate::trace::Trace;
 
 /// A pull that takes longer than this fails (`prepare` cannot be cancelled, so it is bounded).
@@ -181,12 +182,21 @@ async fn image_with_policy(
         (Err(err), _) if !is_not_found(err) => return Err(err.to_string()),
         _ => {}
     }
+    let credentials = credentials_for(name, job).map(|(credentials, source)| {
+        trace.println(&format!("Authenticating with credentials from {source}"));
+        credentials
+    });
     trace.println(&format!("Pulling docker image {name} ..."));
-    pull(docker, name, job).await?;
+    pull(docker, name, job, credentials).await?;
     docker.inspect_image(name).await.map_err(|e| e.to_string())
 }
 
-async fn pull(docker: &Docker, name: &str, job: &PreparedJob) -> Result<(), String> {
+async fn pull(
+    docker: &Docker,
+    name: &str,
+    job: &PreparedJob,
+    credentials: Option<DockerCredentials>,
+) -> Result<(), String> {
     let (repository, tag) = split_tag(name);
     let mut options = CreateImageOptionsBuilder::default().from_image(repository);
     if let Some(tag) = tag {
@@ -202,7 +212,6 @@ async fn pull(docker: &Docker, name: &str, job: &PreparedJob) -> Result<(), Stri
     if let Some(platform) = &platform {
         options = options.platform(platform);
     }
-    let credentials = credentials_for(name, job);
     let mut stream = docker.create_image(Some(options.build()), None, credentials);
     let drain = async {
         while let Some(item) = stream.next().await {
@@ -234,25 +243,31 @@ fn split_tag(name: &str) -> (&str, Option<&str>) {
     }
 }
 
-/// The job's registry credentials for the registry of `name` (the payload's `credentials` of
-/// type `registry`).
-fn credentials_for(name: &str, job: &PreparedJob) -> Option<DockerCredentials> {
-    let registry = name
-        .split_once('/')
-        .map(|(first, _)| first)
-        .filter(|first| first.contains('.') || first.contains(':') || *first == "localhost")
-        .unwrap_or("docker.io");
-    job.payload
-        .credentials
-        .iter()
-        .filter(|c| c.kind == "registry")
-        .find(|c| c.url.trim_end_matches('/') == registry)
-        .map(|c| DockerCredentials {
-            username: Some(c.username.clone()),
-            password: Some(c.password.clone()),
-            serveraddress: Some(c.url.clone()),
-            ..DockerCredentials::default()
-        })
+/// The job's registry credentials for image `name`, from `DOCKER_AUTH_CONFIG`, the runner
+/// user's Docker config and the payload's `credentials` (gitlab-runner `ResolveConfigForImage`).
+/// Sources that cannot be read cost only the credentials, as in gitlab-runner.
+fn credentials_for(name: &str, job: &PreparedJob) -> Option<(DockerCredentials, String)> {
+    let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
+    let auths = registry_auth::resolve(
+        job.variables.get("DOCKER_AUTH_CONFIG"),
+        home.as_deref(),
+        &job.payload.credentials,
+    )
+    .inspect_err(|err| tracing::warn!(error = %err, "registry credentials"))
+    .ok()?;
+    let info = registry_auth::for_image(&auths, name)?;
+    let auth = &info.auth;
+    let given = |s: &String| (!s.is_empty()).then(|| s.clone());
+    let credentials = DockerCredentials {
+        username: given(&auth.username),
+        password: given(&auth.password),
+        email: given(&auth.email),
+        serveraddress: given(&auth.serveraddress),
+        identitytoken: given(&auth.identitytoken),
+        registrytoken: given(&auth.registrytoken),
+        ..DockerCredentials::default()
+    };
+    Some((credentials, info.source.clone()))
 }
 
 #[cfg(test)]

@@ -159,6 +159,13 @@ impl PodTask {
             .unwrap_or("")
             .to_owned();
         let at = Some((group, name.as_str()));
+        let policy = container.get("imagePullPolicy").and_then(Value::as_str);
+        if policy == Some("Always") && !self.shared.options.registry_reachable {
+            let error =
+                "dial tcp: lookup registry: no such host (the fake's registry is unreachable)";
+            let state = self.pull_failure(group, &container, &image, error);
+            return Err(Started::Waiting(state));
+        }
         let inspect = match docker.inspect_image(&image).await {
             Ok(inspect) => inspect,
             Err(error) => {

@@ -450,6 +450,9 @@ pub struct JobSpec {
     /// `services` as GitLab sends them (`name`, `alias`, `command`, `variables`, …); empty
     /// sends `null`.
     pub services: Vec<Value>,
+    /// `credentials` as GitLab sends them (`{"type": "registry", "url", "username",
+    /// "password"}`: the project's container registry with the job token).
+    pub credentials: Vec<Value>,
 }
 
 /// The job's `git_info` and `GIT_STRATEGY`.
@@ -571,7 +574,7 @@ impl JobSpec {
             "services": (!self.services.is_empty()).then(|| self.services.clone()),
             "artifacts": artifacts,
             "cache": self.cache,
-            "credentials": [],
+            "credentials": self.credentials,
             "dependencies": dependencies,
             "features": {"trace_sections": true, "failure_reasons": ["unknown_failure", "script_failure", "api_failure", "stuck_or_timeout_failure", "runner_system_failure", "job_execution_timeout", "runner_unsupported", "image_pull_failure"]},
         })

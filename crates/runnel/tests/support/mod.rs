@@ -5,6 +5,8 @@
 // Each test binary uses only some of these helpers.
 #![allow(dead_code)]
 
+pub(crate) mod kube_daemon;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
