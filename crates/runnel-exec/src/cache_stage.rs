@@ -25,20 +25,70 @@ fn has_content(cache: &CacheSpec) -> bool {
     !cache.paths.is_empty() || cache.untracked
 }
 
-/// Whether `restore` has a cache to restore.
-pub(crate) fn restores(job: &PreparedJob) -> bool {
+/// The caches `restore` restores (an unknown policy too, to warn about it).
+fn pulled(job: &PreparedJob) -> impl Iterator<Item = &CacheSpec> {
+    job.payload.cache.iter().filter(|c| {
+        has_content(c) && (c.policy.pulls() || matches!(c.policy, CachePolicy::Other(_)))
+    })
+}
+
+/// The caches `archive` saves.
+fn pushed(job: &PreparedJob, succeeded: bool) -> impl Iterator<Item = &CacheSpec> {
     job.payload
         .cache
         .iter()
-        .any(|c| has_content(c) && (c.policy.pulls() || matches!(c.policy, CachePolicy::Other(_))))
+        .filter(move |c| has_content(c) && c.policy.pushes() && c.when.applies(succeeded))
+}
+
+/// Whether `restore` has a cache to restore.
+pub(crate) fn restores(job: &PreparedJob) -> bool {
+    pulled(job).next().is_some()
 }
 
 /// Whether `archive` has a cache to archive.
 pub(crate) fn archives(job: &PreparedJob, succeeded: bool) -> bool {
-    job.payload
-        .cache
-        .iter()
-        .any(|c| has_content(c) && c.policy.pushes() && c.when.applies(succeeded))
+    pushed(job, succeeded).next().is_some()
+}
+
+/// The keys `restore` tries for `cache`, in order: the key, `fallback_keys`, then
+/// `CACHE_FALLBACK_KEY`; and the warning when that one is refused.
+fn restore_keys(job: &PreparedJob, cache: &CacheSpec) -> (Vec<String>, Option<String>) {
+    let mut keys: Vec<String> = vec![job.variables.expand(&cache.key)];
+    keys.extend(cache.fallback_keys.iter().map(|k| job.variables.expand(k)));
+    let mut warning = None;
+    if let Some(fallback) = job
+        .variables
+        .get("CACHE_FALLBACK_KEY")
+        .filter(|k| !k.is_empty())
+    {
+        if fallback.ends_with("-protected") {
+            warning = Some(format!(
+                "CACHE_FALLBACK_KEY \"{fallback}\" not allowed to end in \"-protected\""
+            ));
+        } else {
+            keys.push(fallback.to_owned());
+        }
+    }
+    keys.retain(|k| !k.is_empty());
+    (keys, warning)
+}
+
+/// Every key `restore` may try (`restoring`), or every key `archive` saves after a job that
+/// `succeeded` or not.
+pub(crate) fn stage_keys(job: &PreparedJob, restoring: bool, succeeded: bool) -> Vec<String> {
+    let mut keys: Vec<String> = if restoring {
+        pulled(job)
+            .filter(|c| !matches!(c.policy, CachePolicy::Other(_)))
+            .flat_map(|c| restore_keys(job, c).0)
+            .collect()
+    } else {
+        pushed(job, succeeded)
+            .map(|c| job.variables.expand(&c.key))
+            .filter(|k| !k.is_empty())
+            .collect()
+    };
+    keys.dedup();
+    keys
 }
 
 /// Restores every cache whose policy pulls.
@@ -47,14 +97,7 @@ pub(crate) async fn restore(
     ctx: &JobContext,
     trace: &mut Trace,
 ) -> Result<(), ExecError> {
-    let caches: Vec<&CacheSpec> = job
-        .payload
-        .cache
-        .iter()
-        .filter(|c| {
-            has_content(c) && (c.policy.pulls() || matches!(c.policy, CachePolicy::Other(_)))
-        })
-        .collect();
+    let caches: Vec<&CacheSpec> = pulled(job).collect();
     if caches.is_empty() {
         return Ok(());
     }
@@ -64,20 +107,9 @@ pub(crate) async fn restore(
             trace.warning(&format!("unknown cache policy {policy}"));
             continue;
         }
-        let mut keys: Vec<String> = vec![job.variables.expand(&cache.key)];
-        keys.extend(cache.fallback_keys.iter().map(|k| job.variables.expand(k)));
-        if let Some(fallback) = job
-            .variables
-            .get("CACHE_FALLBACK_KEY")
-            .filter(|k| !k.is_empty())
-        {
-            if fallback.ends_with("-protected") {
-                trace.warning(&format!(
-                    "CACHE_FALLBACK_KEY \"{fallback}\" not allowed to end in \"-protected\""
-                ));
-            } else {
-                keys.push(fallback.to_owned());
-            }
+        let (keys, warning) = restore_keys(job, cache);
+        if let Some(warning) = warning {
+            trace.warning(&warning);
         }
         restore_one(job, ctx, trace, &keys).await?;
     }
@@ -91,7 +123,7 @@ async fn restore_one(
     trace: &mut Trace,
     keys: &[String],
 ) -> Result<(), ExecError> {
-    for key in keys.iter().filter(|k| !k.is_empty()) {
+    for key in keys {
         trace.println(&format!("Checking cache for {key}..."));
         let archive = match ctx.cache.restore(key, &job.tmp_dir, trace).await {
             Ok(Some(archive)) => archive,
@@ -126,12 +158,7 @@ pub(crate) async fn archive(
     trace: &mut Trace,
     succeeded: bool,
 ) -> Result<(), ExecError> {
-    let caches: Vec<&CacheSpec> = job
-        .payload
-        .cache
-        .iter()
-        .filter(|c| has_content(c) && c.policy.pushes() && c.when.applies(succeeded))
-        .collect();
+    let caches: Vec<&CacheSpec> = pushed(job, succeeded).collect();
     if caches.is_empty() {
         return Ok(());
     }

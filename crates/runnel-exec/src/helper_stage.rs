@@ -28,6 +28,7 @@ use crate::error::ExecError;
 use crate::executor::{JobDirs, PreparedJob};
 use crate::mask::{DEFAULT_TOKEN_PREFIXES, Masker};
 use crate::outcome::{JobOutcome, JobStatus};
+use crate::remote_cache::{CacheMethod, RemoteCacheStore, SignedKey};
 use crate::script::shell_quote;
 use crate::sources::{GitStrategy, Sources, WorkingTree};
 use crate::store::{ArtifactStore, LocalCacheStore};
@@ -88,6 +89,13 @@ pub struct HelperSpec {
     pub succeeded: bool,
     /// The trace size limit.
     pub output_limit: usize,
+    /// For `restore_cache` and `archive_cache` with a distributed cache: a pre-signed request
+    /// for each key the stage may use, signed by the runner, which keeps the credentials.
+    #[serde(default)]
+    pub cache_requests: Vec<SignedKey>,
+    /// The distributed cache's `MaxUploadedArchiveSize` (0: no limit).
+    #[serde(default)]
+    pub max_uploaded_archive_size: u64,
 }
 
 impl HelperSpec {
@@ -113,7 +121,29 @@ impl HelperSpec {
             shared,
             succeeded,
             output_limit: ctx.output_limit,
+            cache_requests: Vec::new(),
+            max_uploaded_archive_size: 0,
         }
+    }
+
+    /// Signs a request for each cache key of a cache stage with `ctx`'s distributed cache, as
+    /// gitlab-runner writes a signed `--url` into the `cache-extractor` and `cache-archiver`
+    /// commands of its scripts. Nothing for another stage or a local cache.
+    pub(crate) async fn sign_cache_requests(&mut self, job: &PreparedJob, ctx: &JobContext) {
+        let (restoring, method) = match self.stage {
+            HelperStage::RestoreCache => (true, CacheMethod::Get),
+            HelperStage::ArchiveCache => (false, CacheMethod::Put),
+            _ => return,
+        };
+        for key in cache_stage::stage_keys(job, restoring, self.succeeded) {
+            match ctx.cache.presign(&key, method).await {
+                Ok(Some(signed)) => self.cache_requests.push(signed),
+                Ok(None) => return,
+                // The helper stage then warns that the key has no request.
+                Err(err) => tracing::warn!(key, error = %err, "cannot sign a cache request"),
+            }
+        }
+        self.max_uploaded_archive_size = ctx.cache.max_uploaded_archive_size();
     }
 
     /// The stage's name in the trace and for `run_exec`.
@@ -154,7 +184,7 @@ impl HelperSpec {
 /// `artifacts`, caches in `spec.cache_dir`. Returns the exit code: 0 when the stage succeeded,
 /// 1 when the job fails by it (a failed clone, a refused artifact).
 pub async fn run_helper_stage(
-    spec: HelperSpec,
+    mut spec: HelperSpec,
     artifacts: Arc<dyn ArtifactStore>,
     out: TraceSink,
 ) -> Result<i32, ExecError> {
@@ -191,7 +221,15 @@ pub async fn run_helper_stage(
     ctx.cache_dir = spec.cache_dir.clone();
     ctx.sources = Sources::Git;
     ctx.artifacts = artifacts;
-    ctx.cache = Arc::new(LocalCacheStore::new(spec.cache_dir.clone()));
+    ctx.cache = if spec.cache_requests.is_empty() {
+        Arc::new(LocalCacheStore::new(spec.cache_dir.clone()))
+    } else {
+        Arc::new(RemoteCacheStore::presigned(
+            spec.cache_dir.clone(),
+            std::mem::take(&mut spec.cache_requests),
+            spec.max_uploaded_archive_size,
+        ))
+    };
     ctx.output_limit = spec.output_limit;
     ctx.runner_name = spec.runner_name;
     ctx.runner_short_token = spec.runner_short_token;
@@ -258,7 +296,8 @@ pub(crate) async fn run_through(
         .variables
         .get("CI_SHARED_ENVIRONMENT")
         .is_some_and(|v| v == "true");
-    let spec = HelperSpec::new(stage, helper, job, ctx, shared, succeeded);
+    let mut spec = HelperSpec::new(stage, helper, job, ctx, shared, succeeded);
+    spec.sign_cache_requests(job, ctx).await;
     let (cancel, deadline) = match stage {
         HelperStage::ArchiveCache | HelperStage::UploadArtifacts => (
             ctx.abort.child_token(),

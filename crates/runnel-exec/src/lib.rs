@@ -65,8 +65,8 @@ pub use helper_stage::{HelperSpec, HelperStage, RemoteHelper, run_helper_stage};
 pub use outcome::{JobOutcome, JobStatus};
 pub use process::ScriptEnd;
 pub use remote_cache::{
-    CacheMethod, CacheUrlSigner, Downloaded, PresignedRequest, RemoteCacheStore, TransferError,
-    clean_url, download as download_cache, http_client as cache_http_client,
+    CacheMethod, CacheUrlSigner, Downloaded, PresignedRequest, RemoteCacheStore, SignedKey,
+    TransferError, clean_url, download as download_cache, http_client as cache_http_client,
     upload as upload_cache,
 };
 pub use reports::{

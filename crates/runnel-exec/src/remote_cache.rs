@@ -30,7 +30,8 @@ use crate::store::{BoxFuture, CacheStore, LocalCacheStore, StoreError};
 use crate::trace::Trace;
 
 /// What a pre-signed request is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum CacheMethod {
     /// Download the archive.
     Get,
@@ -40,7 +41,7 @@ pub enum CacheMethod {
 
 /// One signed request: the URL carries the authorization; `headers` must be sent as they are
 /// (signed server-side encryption headers, Azure's `x-ms-blob-type`).
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PresignedRequest {
     /// The full URL, signature included. Never print it: use [`PresignedRequest::clean_url`].
     pub url: String,
@@ -78,6 +79,18 @@ pub fn clean_url(url: &str) -> String {
         }
         None => url.to_owned(),
     }
+}
+
+/// A request signed for one sanitized cache key and method, handed to a helper that has no
+/// credentials (`runnel helper stage` in the custom executor's driver).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SignedKey {
+    /// The sanitized key.
+    pub key: String,
+    /// What the request is for.
+    pub method: CacheMethod,
+    /// The request.
+    pub request: PresignedRequest,
 }
 
 /// The manager side: makes pre-signed requests for cache keys. Implementations hold the
@@ -348,9 +361,18 @@ fn io_err(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> T
 #[derive(Debug, Clone)]
 pub struct RemoteCacheStore {
     local: LocalCacheStore,
-    signer: Arc<dyn CacheUrlSigner>,
+    signer: Signing,
     max_uploaded_archive_size: u64,
     client: reqwest::Client,
+}
+
+/// Where the store's requests come from.
+#[derive(Debug, Clone)]
+enum Signing {
+    /// Signed when needed (the manager side, with the credentials).
+    Signer(Arc<dyn CacheUrlSigner>),
+    /// Signed beforehand by the manager, one per key and method (a helper's side).
+    Presigned(Vec<SignedKey>),
 }
 
 impl RemoteCacheStore {
@@ -363,7 +385,22 @@ impl RemoteCacheStore {
     ) -> Self {
         Self {
             local: LocalCacheStore::new(local_root),
-            signer,
+            signer: Signing::Signer(signer),
+            max_uploaded_archive_size,
+            client: http_client(),
+        }
+    }
+
+    /// A store with only the requests the manager signed beforehand (`requests`), keeping
+    /// local copies under `local_root`: a key or method without a request is an error.
+    pub fn presigned(
+        local_root: impl Into<PathBuf>,
+        requests: Vec<SignedKey>,
+        max_uploaded_archive_size: u64,
+    ) -> Self {
+        Self {
+            local: LocalCacheStore::new(local_root),
+            signer: Signing::Presigned(requests),
             max_uploaded_archive_size,
             client: http_client(),
         }
@@ -381,19 +418,42 @@ impl RemoteCacheStore {
             CacheMethod::Get => "make the cache download URL",
             CacheMethod::Put => "make the cache upload URL",
         };
-        let request = self
-            .signer
-            .presign(&clean, method)
-            .await
-            .map_err(|source| StoreError::Remote {
-                action: action.to_owned(),
-                source,
-            })?;
+        let request = match &self.signer {
+            Signing::Signer(signer) => signer.presign(&clean, method).await,
+            Signing::Presigned(requests) => requests
+                .iter()
+                .find(|signed| signed.key == clean && signed.method == method)
+                .map(|signed| signed.request.clone())
+                .ok_or_else(|| "the runner signed no request for this key".into()),
+        }
+        .map_err(|source| StoreError::Remote {
+            action: action.to_owned(),
+            source,
+        })?;
         Ok((clean, request))
     }
 }
 
 impl CacheStore for RemoteCacheStore {
+    fn presign<'a>(
+        &'a self,
+        key: &'a str,
+        method: CacheMethod,
+    ) -> BoxFuture<'a, Result<Option<SignedKey>, StoreError>> {
+        Box::pin(async move {
+            let (key, request) = self.sign(key, method).await?;
+            Ok(Some(SignedKey {
+                key,
+                method,
+                request,
+            }))
+        })
+    }
+
+    fn max_uploaded_archive_size(&self) -> u64 {
+        self.max_uploaded_archive_size
+    }
+
     fn restore<'a>(
         &'a self,
         key: &'a str,

@@ -104,6 +104,24 @@ pub trait CacheStore: Send + Sync + std::fmt::Debug {
     fn is_local(&self) -> bool {
         false
     }
+
+    /// A pre-signed request for the archive of `key`, for a helper that runs the cache stage
+    /// where the credentials are not (the custom executor's driver), as gitlab-runner hands
+    /// `cache-extractor` and `cache-archiver` a signed `--url`. Default: `None` (no distributed
+    /// cache: the helper uses its local cache directory).
+    fn presign<'a>(
+        &'a self,
+        key: &'a str,
+        method: crate::remote_cache::CacheMethod,
+    ) -> BoxFuture<'a, Result<Option<crate::remote_cache::SignedKey>, StoreError>> {
+        let _ = (key, method);
+        Box::pin(std::future::ready(Ok(None)))
+    }
+
+    /// `MaxUploadedArchiveSize` of the distributed cache (0: no limit).
+    fn max_uploaded_archive_size(&self) -> u64 {
+        0
+    }
 }
 
 /// Moves `from` to `to`, copying when they are on different file systems.

@@ -84,7 +84,7 @@ pub fn custom_settings(
 
 /// As gitlab-runner's custom executor, the driver runs the sources, cache and artifact stages
 /// itself: their scripts call this binary (`runnel helper stage`), which talks to the
-/// coordinator at `url`.
+/// coordinator at `url`, and to the distributed cache through URLs this runner signs.
 fn remote_helper(url: &str) -> RemoteHelper {
     RemoteHelper {
         runnel: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("runnel")),
@@ -112,8 +112,7 @@ impl JobExecutor for CustomJobExecutor {
     }
 
     fn features(&self, runner: &RunnerConfig) -> FeaturesInfo {
-        // gitlab-runner's custom executor adds nothing to the shell set (`Variables`, `Shared`);
-        // caches and artifacts are runnel's own.
+        // gitlab-runner's custom executor adds nothing to the shell set (`Variables`, `Shared`).
         self.dirs.features(runner)
     }
 
@@ -146,7 +145,10 @@ impl JobExecutor for CustomJobExecutor {
 
     fn execute(&self, payload: JobPayload, ctx: JobContext) -> ExecFuture {
         let settings = custom_settings(&ctx.runner, &self.dirs);
-        let exec_ctx = self.dirs.exec_context(&ctx);
+        let mut exec_ctx = self.dirs.exec_context(&ctx);
+        // With `[runners.cache]`, the driver's cache stages get URLs signed here.
+        exec_ctx.cache =
+            crate::cache::job_cache_store(&ctx.runner, exec_ctx.cache_dir.clone(), &payload);
         let trace = ctx.trace.clone();
         let abort = ctx.cancel.abort.clone();
         let deadline = tokio::time::Instant::from_std(ctx.deadline);
