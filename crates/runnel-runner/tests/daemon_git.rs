@@ -4,40 +4,11 @@
 mod daemon_shell_support;
 
 use std::path::Path;
-use std::process::Command;
 
 use daemon_shell_support::start_shell_daemon;
-use runnel_runner::test_support::{FakeGitLab, FakeJobState, GitSource, JobSpec};
-
-/// Runs git in `dir` and returns its trimmed standard output.
-fn git(dir: &Path, args: &[&str]) -> String {
-    let output = Command::new("git")
-        .args(["-c", "user.name=Test", "-c", "user.email=test@example.com"])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("run git");
-    assert!(
-        output.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).trim().to_owned()
-}
-
-/// Commits `README` with `text` on `main` of the repository at `repo`; returns the commit.
-fn commit_readme(repo: &Path, text: &str) -> String {
-    std::fs::write(repo.join("README"), text).expect("write README");
-    git(repo, &["add", "README"]);
-    git(repo, &["commit", "-q", "-m", text]);
-    git(repo, &["rev-parse", "HEAD"])
-}
-
-fn new_repository() -> tempfile::TempDir {
-    let repo = tempfile::tempdir().expect("tempdir");
-    git(repo.path(), &["init", "-q", "-b", "main"]);
-    repo
-}
+use runnel_runner::test_support::{
+    FakeGitLab, FakeJobState, GitSource, JobSpec, commit_readme, new_repository,
+};
 
 fn git_job(strategy: &str, sha: &str, script: &[&str]) -> JobSpec {
     JobSpec {

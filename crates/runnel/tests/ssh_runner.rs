@@ -6,7 +6,9 @@
 use std::path::{Path, PathBuf};
 
 use runnel_exec::ssh::TestSshd;
-use runnel_runner::test_support::{FakeGitLab, FakeJobState, GitSource, JobSpec};
+use runnel_runner::test_support::{
+    FakeGitLab, FakeJobState, GitSource, JobSpec, commit_readme, git, new_repository,
+};
 use tokio::process::Child;
 
 mod support;
@@ -104,26 +106,6 @@ async fn ssh_runner_runs_jobs_remotely_and_a_sigkilled_daemon_leaves_no_remote_p
     .await;
 }
 
-/// Runs git in `dir` and returns its trimmed standard output.
-fn git(dir: &Path, args: &[&str]) -> String {
-    let output = std::process::Command::new("git")
-        .args(["-c", "user.name=T", "-c", "user.email=t@example.com"])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("git runs");
-    assert!(output.status.success(), "git {args:?}: {output:?}");
-    String::from_utf8_lossy(&output.stdout).trim().to_owned()
-}
-
-/// Commits `README` with `text` on `main` of `repo`; returns the commit.
-fn commit_readme(repo: &Path, text: &str) -> String {
-    std::fs::write(repo.join("README"), text).expect("write README");
-    git(repo, &["add", "README"]);
-    git(repo, &["commit", "-q", "-m", text]);
-    git(repo, &["rev-parse", "HEAD"])
-}
-
 /// The value of the `KEY=` line the job printed.
 fn printed(trace: &str, key: &str) -> String {
     trace
@@ -153,8 +135,7 @@ fn git_job(strategy: &str, sha: &str, script: &[&str]) -> JobSpec {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ssh_runner_fetches_sources_on_the_remote_host_with_git() {
     let Some(sshd) = TestSshd::find() else { return };
-    let repo = tempfile::tempdir().expect("tempdir");
-    git(repo.path(), &["init", "-q", "-b", "main"]);
+    let repo = new_repository();
     let first = commit_readme(repo.path(), "first version");
     let fake = FakeGitLab::start().await;
     fake.serve_git(repo.path());
