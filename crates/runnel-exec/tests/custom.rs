@@ -494,15 +494,24 @@ async fn sweep_kills_leftover_driver_processes_and_runs_cleanup_with_the_recorde
         r#"{"job": 41, "env": [["CUSTOM_ENV_CI_JOB_ID", "41"]]}"#,
     )
     .expect("record");
-    let leftover = std::process::Command::new("setsid")
-        .args(["sleep", "1000"])
+    // `spawn` returns once `execve` has begun, but `/proc/<pid>/environ` stays empty until
+    // the new image is set up: the leftover says when it runs, then waits on its stdin (no
+    // further `execve`, so it stays visible until it is killed).
+    let mut leftover = std::process::Command::new("setsid")
+        .args(["sh", "-c", "echo running; read line"])
         .env("RUNNEL_CUSTOM_EXECUTOR_DIR", &job_dir)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("spawn a leftover");
+    let mut said = String::new();
+    let stdout = leftover.stdout.take().expect("the leftover's stdout");
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut said)
+        .expect("the leftover starts");
+    assert_eq!(said, "running\n");
     assert_eq!(drivers.live_driver_processes().len(), 1);
     let swept = sweep_leftovers(&config).await.expect("sweep");
     assert_eq!(swept, 1);
-    let mut leftover = leftover;
     let _ = leftover.wait();
     assert_eq!(drivers.live_driver_processes(), Vec::<String>::new());
     assert_eq!(drivers.calls(), "cleanup 41\n");

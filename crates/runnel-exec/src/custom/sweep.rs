@@ -47,13 +47,30 @@ fn read_env(record: &Path) -> Option<Vec<(String, String)>> {
     serde_json::from_value(value.get("env")?.clone()).ok()
 }
 
+/// Rounds of [`kill_marked`] at most: enough for a driver that forks while it is being killed.
+const KILL_ROUNDS: usize = 20;
+
 /// Sends SIGKILL to every process whose environment has `MARKER=<dir>`; returns how many.
+///
+/// One scan of `/proc` is not enough: a marked process may fork between the scan and the kill
+/// (the child inherits the marker), and a process inside `execve` has an empty
+/// `/proc/<pid>/environ` until the new image's stack is set up, so a scan can miss it. The
+/// scan repeats until one finds nothing left to kill.
 fn kill_marked(dir: &Path) -> usize {
     let wanted = format!("{MARKER}={}", dir.display()).into_bytes();
-    marked_processes(&wanted)
-        .into_iter()
-        .filter(|pid| kill(*pid, Signal::SIGKILL).is_ok())
-        .count()
+    let mut killed = std::collections::HashSet::new();
+    for _ in 0..KILL_ROUNDS {
+        let found = marked_processes(&wanted);
+        if found.is_empty() {
+            break;
+        }
+        for pid in found {
+            if kill(pid, Signal::SIGKILL).is_ok() {
+                killed.insert(pid);
+            }
+        }
+    }
+    killed.len()
 }
 
 /// The processes whose environment holds the entry `wanted`.
