@@ -12,6 +12,7 @@ use kube::api::{Api, AttachParams, DeleteParams, LogParams, PostParams, WatchEve
 use runnel_kube_fake::{FakeCluster, FakeOptions, Kind};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_tungstenite::tungstenite::Message;
 
 const BUSYBOX: &str = "runnel-test/busybox:latest";
 
@@ -491,5 +492,86 @@ async fn docker_exec_stdin_is_closed_by_the_v5_close_signal() {
     let (out, ()) = tokio::join!(read_all(stdout), writer);
     assert_eq!(out.trim(), "1048576");
     process.join().await.expect("the stream ends");
+    cluster.shutdown().await;
+}
+
+/// Reads the exec's frames until the error channel's status: (stdout text, stderr text, status).
+async fn read_frames<S>(socket: &mut S) -> (String, String, Value)
+where
+    S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    use futures_util::StreamExt;
+    let (mut stdout, mut stderr) = (String::new(), String::new());
+    while let Some(frame) = socket.next().await {
+        let Message::Binary(data) = frame.expect("a frame") else {
+            continue;
+        };
+        let text = String::from_utf8_lossy(data.get(1..).unwrap_or_default()).into_owned();
+        match data.first() {
+            Some(1) => stdout.push_str(&text),
+            Some(2) => stderr.push_str(&text),
+            Some(3) => {
+                return (
+                    stdout,
+                    stderr,
+                    serde_json::from_str(&text).expect("a Status"),
+                );
+            }
+            _ => {}
+        }
+    }
+    panic!("the stream ended without a status: {stdout}");
+}
+
+#[tokio::test]
+async fn docker_exec_tty_drops_stderr_and_resizes_like_the_kubelet() {
+    use futures_util::SinkExt;
+    if !support::docker_available().await {
+        return;
+    }
+    let cluster = FakeCluster::start(FakeOptions::default().namespace("ci"))
+        .await
+        .expect("the fake starts");
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let client = support::client(&cluster, dir.path(), "ci").await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "ci");
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "tty"},
+    "spec": {"containers": [{"name": "build", "image": BUSYBOX, "command": ["sleep", "600"]}]}});
+    cluster.create(Kind::Pod, "ci", pod).expect("created");
+    watch_until(&pods, "tty", |p| phase(p) == "Running").await;
+    // What gitlab-runner's terminal asks for: stdin, stdout, stderr and a TTY (kube-rs refuses
+    // stderr with a TTY, so this is the raw request).
+    let uri = "/api/v1/namespaces/ci/pods/tty/exec?container=build&command=sh\
+               &stdin=true&stdout=true&stderr=true&tty=true";
+    let request = http::Request::get(uri).body(Vec::new()).expect("a request");
+    let mut socket = client
+        .connect(request)
+        .await
+        .expect("the exec opens")
+        .into_stream();
+    let frame = |channel: u8, data: &[u8]| {
+        let mut bytes = vec![channel];
+        bytes.extend_from_slice(data);
+        Message::Binary(bytes.into())
+    };
+    // Go's JSON decoder matches `Width`/`Height` case-insensitively; after a message that is
+    // not a size, the kubelet reads no more resizes.
+    for resize in [
+        &b"{\"width\":123,\"height\":45}"[..],
+        b"nonsense",
+        b"{\"Width\":1,\"Height\":1}",
+    ] {
+        socket.send(frame(4, resize)).await.expect("resize sent");
+    }
+    let typed = b"echo to-std''err >&2; stty size; tty; exit 3\n";
+    socket.send(frame(0, typed)).await.expect("typed");
+    let (stdout, stderr, status) = read_frames(&mut socket).await;
+    // One stream on a TTY: stderr comes on stdout, the stderr channel stays silent.
+    assert!(stdout.contains("to-stderr"), "{stdout}");
+    assert_eq!(stderr, "");
+    assert!(stdout.contains("45 123"), "{stdout}");
+    assert!(stdout.contains("/dev/pts/"), "{stdout}");
+    assert_eq!(status["reason"], "NonZeroExitCode", "{status}");
+    assert_eq!(status["details"]["causes"][0]["message"], "3", "{status}");
     cluster.shutdown().await;
 }

@@ -115,6 +115,10 @@ fn open(
         query.flag("stderr")?,
         query.flag("tty")?,
     );
+    // Kubernetes: the kubelet's `remotecommand.NewOptions` accepts a TTY with stderr and drops
+    // stderr ("Access to exec with tty and stderr is not supported, bypassing stderr"): a TTY
+    // merges it into stdout, and no stderr channel is opened.
+    let stderr = stderr && !tty;
     let command = query.all("command");
     if mode == Mode::Exec && command.is_empty() {
         return Err(ApiError::bad_request(
@@ -403,6 +407,7 @@ async fn pump(
 ) -> bool {
     let cancel = shared.streams();
     let v5 = request.protocol.starts_with("v5.");
+    let mut resizing = true;
     loop {
         tokio::select! {
             () = cancel.cancelled() => return false,
@@ -432,7 +437,9 @@ async fn pump(
                     Some(&CLOSE) if v5 && data.get(1) == Some(&STDIN) => {
                         let _ = input.shutdown().await;
                     }
-                    Some(&RESIZE) => resize(docker, &target, &data[1..]).await,
+                    Some(&RESIZE) if resizing && request.tty => {
+                        resizing = resize(docker, &target, &data[1..]).await;
+                    }
                     _ => {}
                 },
                 Some(Ok(Message::Close(_))) | Some(Err(_)) | None => {
@@ -445,26 +452,33 @@ async fn pump(
     }
 }
 
-async fn resize(docker: &Docker, target: &Resizable<'_>, data: &[u8]) {
-    let Ok(size) = serde_json::from_slice::<Value>(data) else {
-        return;
+/// Applies one resize message; `false` when it is not a terminal size, after which the kubelet
+/// stops reading the resize channel (`handleResizeEvents` ends at the first decode error).
+async fn resize(docker: &Docker, target: &Resizable<'_>, data: &[u8]) -> bool {
+    let Ok(Value::Object(size)) = serde_json::from_slice::<Value>(data) else {
+        return false;
     };
-    let dimension = |key: &str| size.get(key).and_then(Value::as_u64).unwrap_or(0);
-    let (width, height) = (dimension("Width"), dimension("Height"));
+    // Go's `encoding/json` (the kubelet decodes `remotecommand.TerminalSize`, two `uint16`)
+    // matches field names case-insensitively; a missing one is 0, a bad one an error.
+    let dimension = |key: &str| match size.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)) {
+        None => Some(0),
+        Some((_, value)) => value.as_u64().and_then(|v| u16::try_from(v).ok()),
+    };
+    let (Some(width), Some(height)) = (dimension("Width"), dimension("Height")) else {
+        return false;
+    };
+    let (h, w) = (i32::from(height), i32::from(width));
     match target {
         Resizable::Exec(id) => {
-            let options = ResizeExecOptions {
-                h: i32::try_from(height).unwrap_or(i32::MAX),
-                w: i32::try_from(width).unwrap_or(i32::MAX),
-            };
-            let _ = docker.resize_exec(id, options).await;
+            let _ = docker.resize_exec(id, ResizeExecOptions { h, w }).await;
         }
         Resizable::Container(id) => {
             let options = ResizeContainerTTYOptionsBuilder::default()
-                .h(i32::try_from(height).unwrap_or(i32::MAX))
-                .w(i32::try_from(width).unwrap_or(i32::MAX))
+                .h(h)
+                .w(w)
                 .build();
             let _ = docker.resize_container_tty(id, options).await;
         }
     }
+    true
 }
