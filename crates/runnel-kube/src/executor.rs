@@ -1,6 +1,8 @@
 //! [`KubernetesExecutor`]: the [`Executor`] that runs a job in a pod and deletes everything it
 //! made when the job ends.
 
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use k8s_openapi::ByteString;
@@ -10,7 +12,7 @@ use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use runnel_api::{FailureReason, Image};
 use runnel_exec::registry_auth;
-use runnel_exec::{ExecError, Executor, PreparedJob, ScriptEnd, StageRun, Trace};
+use runnel_exec::{ExecError, Executor, PreparedJob, ScriptEnd, StageRun, TerminalOpener, Trace};
 
 use crate::connect;
 use crate::error::{KubeError, is_not_found};
@@ -25,6 +27,7 @@ use crate::policy::{self, PullManager, RunAs};
 use crate::remote::PodRef;
 use crate::settings::KubeSettings;
 use crate::stage;
+use crate::terminal::KubeTerminal;
 use crate::watch::wait_for_running;
 
 /// The builds directory in the pod (gitlab-runner's default `builds_dir` of the Kubernetes
@@ -468,6 +471,16 @@ impl Executor for KubernetesExecutor {
             running.synced = Some(stage::fingerprint(job).await);
             Ok(end)
         })
+    }
+
+    fn terminal(&self, job: &PreparedJob) -> Option<Arc<dyn TerminalOpener>> {
+        let running = self.running.as_ref()?;
+        Some(Arc::new(KubeTerminal {
+            pod: running.pod.clone(),
+            project_dir: job.script_dirs.project_dir.to_string_lossy().into_owned(),
+            tmp_dir: job.script_dirs.tmp_dir.to_string_lossy().into_owned(),
+            opened: AtomicU64::new(0),
+        }))
     }
 
     fn remote_builds_dir(&self) -> Option<std::path::PathBuf> {

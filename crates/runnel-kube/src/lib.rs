@@ -54,6 +54,7 @@ mod remote;
 mod security;
 mod settings;
 mod stage;
+mod terminal;
 pub mod transfer;
 mod volumes;
 mod watch;

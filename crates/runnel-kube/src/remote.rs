@@ -5,6 +5,8 @@
 //! GitLab: gitlab-runner `executors/kubernetes/exec.go` (`ExecOptions`, `AttachOptions`) and
 //! `kubernetes.go` (`runWithAttach`, `runWithExecLegacy`, `stageCancellationScript`).
 
+use std::time::Duration;
+
 use futures_util::FutureExt;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Status;
@@ -75,6 +77,28 @@ impl PodRef {
             })
     }
 
+    /// Starts `command` in `container` on a TTY, with its standard input and output attached
+    /// (the TTY merges standard error into the output).
+    pub(crate) async fn exec_tty(
+        &self,
+        container: &str,
+        command: Vec<String>,
+    ) -> Result<AttachedProcess, KubeError> {
+        let params = AttachParams::interactive_tty().container(container);
+        self.api
+            .exec(&self.name, command, &params)
+            .await
+            .map_err(|err| {
+                self.api_error(
+                    format!(
+                        "exec a terminal in container `{container}` of pod `{}`",
+                        self.name
+                    ),
+                    err,
+                )
+            })
+    }
+
     /// Attaches to the main process of `container`.
     pub(crate) async fn attach(&self, container: &str) -> Result<AttachedProcess, KubeError> {
         let params = AttachParams::default()
@@ -88,6 +112,42 @@ impl PodRef {
                 err,
             )
         })
+    }
+
+    /// Stops the process whose pid `pid_file` in `container` records, and everything it
+    /// started (found through `/proc`): `signal` first, SIGKILL after `grace`; then removes the
+    /// file. Kubernetes has no API to stop an exec'd process, so this is another exec.
+    pub(crate) async fn kill_recorded(
+        &self,
+        container: &str,
+        pid_file: &str,
+        signal: &str,
+        grace: Duration,
+    ) -> Result<(), KubeError> {
+        let script = format!(
+            "pid=$(cat {pid} 2>/dev/null) || exit 0
+tree() {{ echo \"$1\"; for s in /proc/[0-9]*/stat; do read -r p c st pp rest < \"$s\" 2>/dev/null || continue; [ \"$pp\" = \"$1\" ] && tree \"$p\"; done; }}
+pids=$(tree \"$pid\")
+kill -{signal} $pids 2>/dev/null
+i=0
+while [ $i -lt {grace} ] && kill -0 \"$pid\" 2>/dev/null; do sleep 1; i=$((i+1)); done
+kill -KILL $(tree \"$pid\") $pids 2>/dev/null
+rm -f {pid}
+exit 0
+",
+            pid = quote(pid_file),
+            grace = grace.as_secs().max(1),
+        );
+        let command = vec!["sh".to_owned(), "-c".to_owned(), script];
+        let limit = grace + Duration::from_secs(30);
+        let mut sink = tokio::io::sink();
+        let kill = self.run_collect(container, command, None, &mut sink);
+        match tokio::time::timeout(limit, kill).await {
+            Ok(done) => done.map(|_| ()),
+            Err(_) => Err(KubeError::Pod(format!(
+                "stopping the processes of `{pid_file}` did not finish"
+            ))),
+        }
     }
 
     /// Runs `command` in `container` with `input` on its standard input and returns its exit
@@ -136,6 +196,11 @@ impl PodRef {
         let _ = process.join().now_or_never();
         Ok((exit_code(status.as_ref())?, err))
     }
+}
+
+/// Single-quotes `text` for `sh`.
+pub(crate) fn quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "'\\''"))
 }
 
 /// The exit code a finished exec reports on its error channel: `Success` is 0, a

@@ -21,6 +21,7 @@ use tokio::time::Instant;
 use crate::error::KubeError;
 use crate::executor::Running;
 use crate::pod::{BUILD_CONTAINER, DETECT_SHELL_SCRIPT, HELPER_CONTAINER, scripts_dir};
+use crate::remote::quote;
 use crate::transfer;
 use crate::watch;
 
@@ -32,11 +33,6 @@ fn pid_file(job: &PreparedJob) -> String {
         .join(".runnel-stage.pid")
         .to_string_lossy()
         .into_owned()
-}
-
-/// Single-quotes `text` for `sh`.
-fn quote(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "'\\''"))
 }
 
 /// How a stage's stream ended.
@@ -499,31 +495,11 @@ pub(crate) async fn pull(running: &Running, job: &PreparedJob) -> Result<(), Kub
 
 /// Stops the stage's process tree: SIGTERM, then SIGKILL after `grace`.
 async fn kill_stage(running: &Running, job: &PreparedJob, grace: Duration) {
-    let script = format!(
-        "pid=$(cat {pid} 2>/dev/null) || exit 0
-tree() {{ echo \"$1\"; for s in /proc/[0-9]*/stat; do read -r p c st pp rest < \"$s\" 2>/dev/null || continue; [ \"$pp\" = \"$1\" ] && tree \"$p\"; done; }}
-pids=$(tree \"$pid\")
-kill -TERM $pids 2>/dev/null
-i=0
-while [ $i -lt {grace} ] && kill -0 \"$pid\" 2>/dev/null; do sleep 1; i=$((i+1)); done
-kill -KILL $(tree \"$pid\") $pids 2>/dev/null
-rm -f {pid}
-exit 0
-",
-        pid = quote(&pid_file(job)),
-        grace = grace.as_secs().max(1),
-    );
-    let command = vec!["sh".to_owned(), "-c".to_owned(), script];
-    let limit = grace + Duration::from_secs(30);
-    let mut sink = tokio::io::sink();
+    let pid = pid_file(job);
     let kill = running
         .pod
-        .run_collect(BUILD_CONTAINER, command, None, &mut sink);
-    if let Err(err) = tokio::time::timeout(limit, kill).await.unwrap_or_else(|_| {
-        Err(KubeError::Pod(
-            "the cancellation script did not finish".to_owned(),
-        ))
-    }) {
+        .kill_recorded(BUILD_CONTAINER, &pid, "TERM", grace);
+    if let Err(err) = kill.await {
         tracing::warn!(pod = %running.pod.name, error = %err, "cannot stop the stage's processes");
     }
 }

@@ -59,7 +59,7 @@ impl JobExecutor for ShellJobExecutor {
     fn features(&self, runner: &RunnerConfig) -> FeaturesInfo {
         // The executors whose terminal runnel implements (the other adapters start from this
         // set too).
-        let terminal = matches!(runner.executor.as_str(), "shell" | "docker");
+        let terminal = matches!(runner.executor.as_str(), "shell" | "docker" | "kubernetes");
         // What runnel-exec and this daemon implement; gitlab-runner's shell executor set
         // (`executors/shell`, `shells/abstract.go`, `network/gitlab.go`).
         FeaturesInfo {
@@ -82,7 +82,8 @@ impl JobExecutor for ShellJobExecutor {
             return_exit_code: true,
             cancel_gracefully: true,
             two_phase_job_commit: true,
-            // The web terminal (`executors/shell/shell_terminal.go`).
+            // The web terminal (gitlab-runner `executors/shell/shell_terminal.go`,
+            // `executors/docker/terminal.go`, `executors/kubernetes/terminal.go`).
             session: terminal,
             terminal,
             ..FeaturesInfo::default()

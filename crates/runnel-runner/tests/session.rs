@@ -9,128 +9,19 @@ mod daemon_shell_support;
 use std::sync::Arc;
 
 use daemon_shell_support::start_shell_daemon;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use runnel_runner::docker_adapter::RunnerExecutors;
-use runnel_runner::test_support::{FakeGitLab, FakeJobState, JobSpec, TestDaemon};
+use runnel_runner::test_support::{
+    FakeGitLab, FakeJobState, JobSpec, TestDaemon, assert_kept_until_session_timeout,
+    connect_terminal as connect, connect_terminal_with as connect_with, read_to_close, read_until,
+    refused_with, session_token as token,
+};
 use serde_json::Value;
-use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
-use tokio_rustls::rustls::{self, pki_types::CertificateDer, pki_types::pem::PemObject};
-use tokio_tungstenite::tungstenite::{self, Message, client::IntoClientRequest};
-
-type Socket = tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<TcpStream>>;
-
-/// Opens the terminal of `session` (the job request's `session`) with `authorization`,
-/// asking for `subprotocol`; TLS trusts only the advertised certificate.
-async fn connect_with(
-    session: &Value,
-    authorization: &str,
-    subprotocol: &str,
-) -> Result<Socket, tungstenite::Error> {
-    let url = session["url"].as_str().expect("url");
-    let certificate = session["certificate"].as_str().expect("certificate");
-    // GitLab: Ci::BuildRunnerSession#terminal_specification — `wss://` + the URL + `/exec`.
-    let wss = format!("{}/exec", url.replacen("https://", "wss://", 1));
-    let mut request = wss.as_str().into_client_request().expect("request");
-    let headers = request.headers_mut();
-    headers.insert("Authorization", authorization.parse().expect("header"));
-    headers.insert(
-        "Sec-WebSocket-Protocol",
-        subprotocol.parse().expect("header"),
-    );
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(CertificateDer::from_pem_slice(certificate.as_bytes()).expect("a PEM certificate"))
-        .expect("the session certificate");
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("protocols")
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let authority = url.trim_start_matches("https://");
-    let host_port = authority.split('/').next().expect("host:port");
-    let (host, _) = host_port.rsplit_once(':').expect("a port");
-    let tcp = TcpStream::connect(host_port).await.expect("tcp");
-    let name = rustls::pki_types::ServerName::try_from(host.to_owned()).expect("server name");
-    let tls = TlsConnector::from(Arc::new(config))
-        .connect(name, tcp)
-        .await
-        .expect("TLS with the advertised certificate");
-    let (socket, response) = tokio_tungstenite::client_async(request, tls).await?;
-    assert_eq!(
-        response
-            .headers()
-            .get("Sec-WebSocket-Protocol")
-            .and_then(|v| v.to_str().ok()),
-        Some(subprotocol)
-    );
-    Ok(socket)
-}
-
-async fn connect(session: &Value, authorization: &str) -> Result<Socket, tungstenite::Error> {
-    connect_with(session, authorization, "terminal.gitlab.com").await
-}
-
-fn token(session: &Value) -> &str {
-    session["authorization"].as_str().expect("token")
-}
-
-fn refused_with(result: Result<Socket, tungstenite::Error>) -> u16 {
-    match result {
-        Err(tungstenite::Error::Http(response)) => response.status().as_u16(),
-        Err(other) => panic!("expected an HTTP refusal, got {other}"),
-        Ok(_) => panic!("the terminal was opened"),
-    }
-}
+use tokio_tungstenite::tungstenite::Message;
 
 /// The `session` the job request of `job` advertised, once the job runs.
 async fn session_of(fake: &FakeGitLab, job: u64) -> Value {
-    fake.wait_for_trace(job, "job-started").await;
-    let session = fake
-        .job(job)
-        .and_then(|j| j.session)
-        .expect("the job request advertised a session");
-    assert!(
-        session["url"]
-            .as_str()
-            .is_some_and(|u| u.starts_with("https://127.0.0.1:") && u.contains("/session/")),
-        "{session}"
-    );
-    session
-}
-
-/// Reads terminal output (binary frames, or base64 text frames) until it contains `needle`;
-/// returns what was read and whether the server closed the terminal meanwhile.
-async fn read_until(socket: &mut Socket, needle: &str, base64: bool) -> String {
-    use base64::Engine as _;
-    let mut output = String::new();
-    while !output.contains(needle) {
-        match socket.next().await {
-            Some(Ok(Message::Binary(bytes))) => output.push_str(&String::from_utf8_lossy(&bytes)),
-            Some(Ok(Message::Text(text))) if base64 => {
-                let bytes = base64::engine::general_purpose::STANDARD
-                    .decode(text.as_bytes())
-                    .expect("base64 output");
-                output.push_str(&String::from_utf8_lossy(&bytes));
-            }
-            Some(Ok(Message::Close(_)) | Err(_)) | None => {
-                panic!("the terminal closed before `{needle}`: {output}")
-            }
-            Some(Ok(_)) => {}
-        }
-    }
-    output
-}
-
-/// Reads until the server closes the terminal.
-async fn read_to_close(socket: &mut Socket) {
-    while let Some(Ok(message)) = socket.next().await {
-        if matches!(message, Message::Close(_)) {
-            break;
-        }
-    }
+    runnel_runner::test_support::session_of(fake, job, "job-started").await
 }
 
 /// A job that waits for the terminal user: a file they create in the project directory.
@@ -174,18 +65,7 @@ async fn web_terminal_runs_commands_in_the_job_and_session_timeout_ends_it() {
     // The job went on once the file existed; its terminal stays connected, so the finished
     // job waits until session_timeout closes the terminal.
     read_to_close(&mut socket).await;
-    let finished = fake.wait_for_final(job).await;
-    let trace = fake.trace_text(job);
-    assert_eq!(finished.state, FakeJobState::Success, "{trace}");
-    assert!(trace.contains("job-done"), "{trace}");
-    assert!(
-        trace.contains("Terminal is connected, will time out in 2s..."),
-        "{trace}"
-    );
-    assert!(
-        trace.contains("terminal session timed out (maximum time allowed - 2s)"),
-        "{trace}"
-    );
+    assert_kept_until_session_timeout(&fake, job, "2s").await;
     // The session is gone with its job.
     assert_eq!(refused_with(connect(&session, token(&session)).await), 404);
     assert_eq!(fake.violations(), Vec::<String>::new());

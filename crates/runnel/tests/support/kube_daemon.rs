@@ -32,6 +32,16 @@ impl Setup {
 
     /// [`Setup::new`] with a cluster set up as `options` say (namespace `ci` added).
     pub(crate) async fn with_options(section: &str, options: FakeOptions) -> Self {
+        Self::with_global_and_options("", section, options).await
+    }
+
+    /// [`Setup::new`] with `global` (keys, then tables such as `[session_server]`) before
+    /// `[[runners]]`.
+    pub(crate) async fn with_global(global: &str, section: &str) -> Self {
+        Self::with_global_and_options(global, section, FakeOptions::default()).await
+    }
+
+    async fn with_global_and_options(global: &str, section: &str, options: FakeOptions) -> Self {
         let cluster = FakeCluster::start(options.namespace(NAMESPACE))
             .await
             .expect("fake cluster starts");
@@ -42,7 +52,7 @@ impl Setup {
             r#"concurrent = 2
 check_interval = 1
 shutdown_timeout = 10
-
+{global}
 [[runners]]
   name = "kube"
   url = "{url}"
