@@ -3,6 +3,8 @@
 //! WebSocket client with the `terminal.gitlab.com` subprotocol and the session token types a
 //! command and reads its output, a wrong token is refused, a finished job waits for a connected
 //! terminal until it disconnects or `session_timeout` passes, and the session ends with its job.
+//! With a job user (`run --user`), the shell executor's terminal is that user's shell (as root,
+//! with the user `runnel-test-job`; SKIPPED elsewhere).
 
 mod daemon_shell_support;
 
@@ -183,5 +185,72 @@ async fn docker_web_terminal_execs_into_the_job_container() {
     let trace = fake.trace_text(job);
     assert_eq!(finished.state, FakeJobState::Success, "{trace}");
     assert!(trace.contains("job-done"), "{trace}");
+    daemon.stop().await;
+}
+
+/// The user `runnel-test-job`, or `None` (with a SKIPPED message) where switching users
+/// cannot be tested: not root, or no such user (scripts/setup-test-user.sh creates it).
+fn job_user() -> Option<runnel_exec::RunAs> {
+    let why = if !nix::unistd::Uid::effective().is_root() {
+        "not running as root (switching users needs root)".to_owned()
+    } else {
+        match runnel_exec::RunAs::lookup("runnel-test-job") {
+            Ok(user) => return Some(user),
+            Err(err) => format!("{err} (scripts/setup-test-user.sh creates it)"),
+        }
+    };
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{why}; CI=true needs this test to run");
+    }
+    println!("SKIPPED: {why}; .ci/run sets this up");
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_as_user_web_terminal_is_a_shell_of_the_job_user() {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(user) = job_user() else {
+        return;
+    };
+    let home = user.home.display().to_string();
+    let fake = FakeGitLab::start().await;
+    let runner = fake.create_runner();
+    let executor = runnel_runner::exec_adapter::ShellJobExecutor {
+        user: Some(user),
+        ..runnel_runner::exec_adapter::ShellJobExecutor::new()
+    };
+    let daemon = TestDaemon::with_one_runner(
+        &fake,
+        &runner,
+        ("shell", Arc::new(executor)),
+        "shell-runner",
+        "concurrent = 1\n[session_server]\nlisten_address = \"127.0.0.1:0\"\nsession_timeout = 2\n",
+        "",
+    );
+    // The job user reaches the builds directory through the daemon's directory; the job
+    // comes once it can.
+    std::fs::set_permissions(daemon.dir(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let job = fake.add_job(waiting_job());
+    let session = session_of(&fake, job).await;
+    let mut socket = connect(&session, token(&session))
+        .await
+        .expect("the terminal opens");
+    // gitlab-runner `executors/shell/shell_terminal.go`: `su` to the job user; here also in
+    // the project directory with the job's variables. What the terminal makes is the user's.
+    socket
+        .send(Message::Binary(
+            b"echo \"$(id -un) in $(basename $PWD) as $CI_JOB_ID, HOME=$HOME\"; touch terminal-was-here; echo \"owner=$(stat -c %U terminal-was-here)\"\n"
+                .to_vec()
+                .into(),
+        ))
+        .await
+        .expect("typed");
+    let output = read_until(&mut socket, "owner=runnel-test-job", false).await;
+    assert!(
+        output.contains(&format!("runnel-test-job in app as {job}, HOME={home}")),
+        "{output}"
+    );
+    read_to_close(&mut socket).await;
+    assert_kept_until_session_timeout(&fake, job, "2s").await;
     daemon.stop().await;
 }
