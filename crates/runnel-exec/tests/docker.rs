@@ -421,7 +421,9 @@ async fn docker_timeout_stops_and_removes_the_container() {
         "{}",
         ran.trace
     );
-    assert!(ran.output.contains("after=failed"), "{}", ran.output);
+    // GitLab: gitlab-runner `common/build.go` `run` cancels the whole build at the job's
+    // deadline, so after_script does not run.
+    assert!(!ran.output.contains("after="), "{}", ran.output);
     assert!(leftovers(9114).await.is_empty());
 }
 
