@@ -390,3 +390,61 @@ async fn parallels_sweep_deletes_per_job_vms() {
     assert!(!standin.exists(clone));
     assert_eq!(standin.read("runnel-base", "status"), "running");
 }
+
+/// A job picking the base VM `ubuntu-22` through `allowed_images`.
+fn ubuntu_job(id: u64) -> runnel_api::JobPayload {
+    let mut payload = PayloadBuilder::new(id, "image")
+        .script(&["echo in-image"])
+        .build();
+    payload.image = Some(Image {
+        name: "ubuntu-22".into(),
+        ..Image::default()
+    });
+    payload
+}
+
+/// GitLab: both clone the job's base VM, but gitlab-runner's `getVMName` names VirtualBox's
+/// per-job VM after `base_name` (`executors/virtualbox/virtualbox.go`:
+/// `s.Config.VirtualBox.BaseName + "-" + s.Build.ProjectUniqueName()`) and Parallels' after the
+/// job's base VM (`executors/parallels/parallels.go`: `baseName + "-" + ...`).
+#[tokio::test]
+async fn allowed_image_is_cloned_and_per_job_vms_are_named_as_gitlab_runner_names_them() {
+    let Some(sshd) = TestSshd::find() else { return };
+    let scratch = tempfile::tempdir().expect("a temporary directory");
+    let project = TestProject::new();
+
+    let vbox = StandIn::new("vboxmanage", &sshd);
+    vbox.vbox_vm("ubuntu-22", &[]);
+    let mut config = vbox_config(&vbox, &sshd, scratch.path());
+    config.disable_snapshots = true;
+    config.allowed_images = vec!["^ubuntu-.*$".into()];
+    let mut executor = VirtualBoxExecutor::new(config);
+    let (outcome, trace) = run_raw(&mut executor, ubuntu_job(321), project.context("321")).await;
+    assert_eq!(outcome.status, JobStatus::Success, "{trace}");
+    let vm = "runnel-base-runner-tok123456-project-1-concurrent-0";
+    let calls = vbox.calls();
+    assert!(
+        calls.contains(&format!(
+            "clonevm ubuntu-22 --mode machine --name {vm} --register"
+        )),
+        "{calls:#?}"
+    );
+    assert!(!vbox.exists(vm), "the clone is gone");
+
+    let prl = StandIn::new("prlctl", &sshd);
+    prl.prl_vm("ubuntu-22", "vm", "stopped");
+    let mut config = prl_config(&prl, &sshd, scratch.path());
+    config.disable_snapshots = true;
+    config.allowed_images = vec!["^ubuntu-.*$".into()];
+    let mut executor = ParallelsExecutor::new(config);
+    let (outcome, trace) = run_raw(&mut executor, ubuntu_job(322), project.context("322")).await;
+    assert_eq!(outcome.status, JobStatus::Success, "{trace}");
+    let vm = "ubuntu-22-runner-tok123456-project-1-concurrent-0";
+    let calls = prl.calls();
+    assert!(
+        calls.contains(&"clone ubuntu-22 --name ubuntu-22-template --template --linked".to_owned())
+            && calls.contains(&format!("create {vm} --ostemplate ubuntu-22-template")),
+        "{calls:#?}"
+    );
+    assert!(!prl.exists(vm), "the per-job VM is gone");
+}

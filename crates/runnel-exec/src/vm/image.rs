@@ -77,26 +77,46 @@ impl VmOwner {
         )
     }
 
-    /// The per-job clone when snapshots are off: `<base>-runner-<short>-project-<id>-concurrent-<n>`.
+    /// The per-job VM when snapshots are off: `<base>-<ProjectUniqueName>`, the unique part
+    /// `runner-<short>-project-<id>-concurrent-<n>` made RFC 1123 compatible as gitlab-runner's
+    /// `dns.MakeRFC1123Compatible` does (lower case, only `[-a-z0-9]`, 63 characters at most).
+    /// GitLab: `executors/virtualbox/virtualbox.go` `getVMName` passes `base_name` here and
+    /// `executors/parallels/parallels.go` `getVMName` the job's base VM (its allowed `image:`).
+    /// gitlab-runner's `<n>` is the job's slot among the runner's jobs of the same project
+    /// (`ProjectRunnerID`); runnel has the runner's slot (`CI_CONCURRENT_ID`) only.
     pub(crate) fn job_vm(&self, base: &str, project_id: u64) -> String {
-        format!(
-            "{base}-runner-{}-project-{project_id}-concurrent-{}",
+        let unique = format!(
+            "runner-{}-project-{project_id}-concurrent-{}",
             self.short_token, self.concurrent_id
-        )
+        );
+        format!("{base}-{}", rfc1123(&unique))
     }
 
     /// Whether `vm` is one of this runner's VMs, and whether it is a per-job clone.
     pub(crate) fn owns(&self, vm: &str) -> Option<VmKind> {
+        let clone_marker = format!("-{}-", rfc1123(&format!("runner-{}", self.short_token)));
+        if let Some((_, rest)) = vm.split_once(&clone_marker)
+            && rest.starts_with("project-")
+            && rest.contains("-concurrent-")
+        {
+            return Some(VmKind::JobClone);
+        }
         let marker = format!("-runner-{}-", self.short_token);
         let (_, rest) = vm.split_once(&marker)?;
-        if rest.starts_with("project-") && rest.contains("-concurrent-") {
-            Some(VmKind::JobClone)
-        } else if let Some(n) = rest.strip_prefix("concurrent-") {
-            n.parse::<usize>().ok().map(|_| VmKind::Persistent)
-        } else {
-            None
-        }
+        let n = rest.strip_prefix("concurrent-")?;
+        n.parse::<usize>().ok().map(|_| VmKind::Persistent)
     }
+}
+
+/// gitlab-runner's `dns.MakeRFC1123Compatible`: lower case, characters outside `[-a-z0-9]`
+/// dropped, no leading `-`, at most 63 characters.
+fn rfc1123(name: &str) -> String {
+    let kept: String = name
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-')
+        .collect();
+    kept.trim_start_matches('-').chars().take(63).collect()
 }
 
 /// What kind of VM runnel made.
@@ -126,5 +146,20 @@ mod tests {
         assert_eq!(owner.owns(&clone), Some(VmKind::JobClone));
         assert_eq!(owner.owns("ubuntu"), None);
         assert_eq!(owner.owns("ubuntu-runner-other-concurrent-2"), None);
+    }
+
+    #[test]
+    fn job_vm_unique_part_is_rfc1123_compatible_as_gitlab_runners_project_unique_name() {
+        let owner = VmOwner {
+            short_token: "AbC_dEf12".into(),
+            concurrent_id: 0,
+        };
+        // The base keeps its case; the unique part is lower case without the `_`.
+        let clone = owner.job_vm("Ubuntu", 7);
+        assert_eq!(clone, "Ubuntu-runner-abcdef12-project-7-concurrent-0");
+        assert_eq!(owner.owns(&clone), Some(VmKind::JobClone));
+        let persistent = owner.persistent_vm("Ubuntu");
+        assert_eq!(persistent, "Ubuntu-runner-AbC_dEf12-concurrent-0");
+        assert_eq!(owner.owns(&persistent), Some(VmKind::Persistent));
     }
 }

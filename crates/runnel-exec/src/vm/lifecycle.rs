@@ -67,7 +67,12 @@ pub(crate) trait Hypervisor: Send {
     const NAME: &'static str;
     /// The product in gitlab-runner's messages: `VirtualBox`, `Parallels`.
     const PRODUCT: &'static str;
-    /// Whether a per-job VM is named after the job's image (Parallels) rather than `base_name`.
+    /// Whether a per-job VM is named after the job's base VM (its allowed `image:`, Parallels)
+    /// rather than `base_name` (VirtualBox). Both clone the job's base VM; only the name differs.
+    /// GitLab: `executors/parallels/parallels.go` `getVMName` (`baseName + "-" +
+    /// ProjectUniqueName()`) against `executors/virtualbox/virtualbox.go` `getVMName`
+    /// (`Config.VirtualBox.BaseName + "-" + ProjectUniqueName()`); kept VMs are
+    /// `<base VM>-runner-<short>-concurrent-<n>` in both.
     const JOB_VM_FROM_IMAGE: bool;
 
     /// The tool.
