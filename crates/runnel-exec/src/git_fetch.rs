@@ -82,7 +82,8 @@ pub(crate) async fn fetch_git(
     );
     remove_stale_files(&project_dir.join(".git"), submodules);
     let remote = RemoteUrl::parse(&payload.git_info.repo_url);
-    let scratch = Scratch::create(&remote)?;
+    let tls = crate::git_tls::settings(variables, &payload.git_info.repo_url);
+    let scratch = Scratch::create(&remote, &tls)?;
     if let Some(code) = init_repository(payload, &remote, &scratch, project_dir, trace).await? {
         return Ok(Some(code));
     }
@@ -284,7 +285,9 @@ struct Scratch {
 }
 
 impl Scratch {
-    fn create(remote: &RemoteUrl) -> Result<Self, ExecError> {
+    /// `tls`: the TLS settings of [`crate::git_tls::settings`]; each file is written into the
+    /// directory and named in the configuration the server commands include.
+    fn create(remote: &RemoteUrl, tls: &[(&str, String, &str)]) -> Result<Self, ExecError> {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let dir = std::env::temp_dir().join(format!(
             "runnel-git-{}-{}",
@@ -303,13 +306,21 @@ impl Scratch {
         let template = scratch.template_dir();
         create_dir(&template)?;
         write_private(&template.join("config"), TEMPLATE_CONFIG)?;
+        let mut text = String::new();
         if let Some((with, without)) = &remote.instead_of {
-            let path = scratch.dir.join("credentials.config");
-            let text = format!(
+            text.push_str(&format!(
                 "[url \"{}\"]\n\tinsteadOf = \"{}\"\n",
                 config_escape(with),
                 config_escape(without)
-            );
+            ));
+        }
+        for (variable, key, content) in tls {
+            let path = scratch.dir.join(variable);
+            write_private(&path, content)?;
+            text.push_str(&tls_section(key, &path));
+        }
+        if !text.is_empty() {
+            let path = scratch.dir.join("credentials.config");
             write_private(&path, &text)?;
             scratch.credentials = Some(path);
         }
@@ -333,6 +344,17 @@ impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = fs::remove_dir_all(&self.dir);
     }
+}
+
+/// The config section setting `key` (`http.<url>.<name>`) to `path`.
+fn tls_section(key: &str, path: &Path) -> String {
+    let rest = key.strip_prefix("http.").unwrap_or(key);
+    let (url, name) = rest.rsplit_once('.').unwrap_or((rest, ""));
+    format!(
+        "[http \"{}\"]\n\t{name} = \"{}\"\n",
+        config_escape(url),
+        config_escape(&path.to_string_lossy())
+    )
 }
 
 fn write_private(path: &Path, text: &str) -> Result<(), ExecError> {
@@ -482,7 +504,7 @@ mod tests {
     fn credentials_config_is_private_and_removed_on_drop() {
         use std::os::unix::fs::PermissionsExt;
         let remote = RemoteUrl::parse("http://gitlab-ci-token:tok\"en@h/p.git");
-        let scratch = Scratch::create(&remote).expect("scratch");
+        let scratch = Scratch::create(&remote, &[]).expect("scratch");
         let path = scratch.credentials.clone().expect("credentials");
         let text = fs::read_to_string(&path).expect("read");
         assert!(

@@ -105,6 +105,7 @@ pub(crate) fn script_body(job: &PreparedJob, exports: &Exports, strategy: GitStr
     }));
     body.push_str(&stale_files_cleanup(variables));
     body.push_str(&scratch(job, &RemoteUrl::parse(&payload.git_info.repo_url)));
+    body.push_str(&tls_config(job));
     body.push_str(&init_and_fetch(payload, variables));
     if matches!(variables.get("GIT_CHECKOUT"), Some("false" | "0")) {
         body.push_str(&echo("Skipping Git checkout"));
@@ -172,6 +173,22 @@ fn scratch(job: &PreparedJob, remote: &RemoteUrl) -> String {
         ));
     }
     lines
+}
+
+/// The GitLab server's TLS files for git (see [`crate::git_tls`]): into the configuration the
+/// server commands include with a shared builds directory, else `--global`.
+fn tls_config(job: &PreparedJob) -> String {
+    let place = if job.variables.get("CI_SHARED_ENVIRONMENT") == Some("true") {
+        "-f \"$runnel_git/credentials.config\""
+    } else {
+        "--global"
+    };
+    crate::git_tls::settings(&job.variables, &job.payload.git_info.repo_url)
+        .into_iter()
+        .map(|(variable, key, _)| {
+            format!("git config {place} {} \"${variable}\"\n", shell_quote(&key))
+        })
+        .collect()
 }
 
 /// `git init`, `origin` without credentials, then the fetch with them.

@@ -24,6 +24,7 @@ mod expand;
 mod extract;
 mod git_fetch;
 mod git_script;
+mod git_tls;
 mod helper_stage;
 mod mask;
 mod outcome;

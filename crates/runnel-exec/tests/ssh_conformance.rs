@@ -13,6 +13,9 @@ use runnel_exec::ssh::{SshExecutor, TestSshd};
 use runnel_exec::test_support::{MakeExecutor, TestProject};
 pub(crate) use runnel_exec::test_support::{project_dir, run, run_with};
 
+#[path = "conformance/https_repo.rs"]
+mod https_repo;
+
 #[path = "conformance"]
 mod ssh {
     mod archives;

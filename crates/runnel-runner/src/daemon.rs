@@ -17,7 +17,7 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::client::{ClientError, Coordinator, http_client, http_client_for};
+use crate::client::{ClientError, Coordinator, TlsFiles, http_client, http_client_for};
 use crate::config::{Config, ConfigError, Loaded, RunnerConfig, load};
 use crate::executor::{JobExecutor, StopReason};
 use crate::metrics::{Metrics, RunnerLabels};
@@ -390,7 +390,8 @@ impl Daemon {
             RunnerToken::new(runner.token.clone()),
             self.shared.system_id.clone(),
         )?
-        .with_metrics(self.shared.metrics.clone());
+        .with_metrics(self.shared.metrics.clone())
+        .with_tls(&TlsFiles::of(runner, &self.config_dir));
         let labels = RunnerLabels {
             runner: runner.short_token(),
             runner_name: runner.name.clone(),

@@ -50,7 +50,11 @@ pub(crate) struct JobReport {
 
 /// Runs `payload` to the end and reports it. Returns `None` when the job was dropped before it
 /// started (the coordinator refused the acknowledgement).
-pub(crate) async fn run(setup: JobSetup, payload: JobPayload) -> Option<JobReport> {
+pub(crate) async fn run(setup: JobSetup, mut payload: JobPayload) -> Option<JobReport> {
+    // GitLab: `common/build.go` `getBaseVariablesBeforeJob`: the TLS variables come before the
+    // job's own.
+    let tls = setup.coordinator.tls_variables();
+    payload.variables.splice(0..0, tls.iter().cloned());
     let coordinator = setup.coordinator.clone();
     let cancel = setup.context.cancel.clone();
     if !acknowledge(&setup, &payload, &cancel).await {

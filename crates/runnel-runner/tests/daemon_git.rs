@@ -203,3 +203,32 @@ async fn job_token_stays_out_of_dot_git_and_stale_locks_do_not_break_the_next_fe
     );
     assert_eq!(fake.violations(), Vec::<String>::new());
 }
+
+/// GitLab: gitlab-runner's `GetCITLSVariables` gives every job the CA chain of `tls-ca-file` as
+/// the file variable `CI_SERVER_TLS_CA_FILE` (its git gets it as `http.<host>.sslCAInfo`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_ca_file_reaches_the_job_as_ci_server_tls_ca_file() {
+    let fake = FakeGitLab::start().await;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let key = rcgen::KeyPair::generate().expect("a key");
+    let params = rcgen::CertificateParams::new(vec!["gitlab.example".to_owned()]).expect("params");
+    let pem = params.self_signed(&key).expect("a certificate").pem();
+    let ca = dir.path().join("gitlab-ca.crt");
+    std::fs::write(&ca, &pem).expect("write the CA");
+    let id = fake.add_job(JobSpec::script(&[
+        "test -f \"$CI_SERVER_TLS_CA_FILE\" && echo ca-file-is-a-file",
+        "cat \"$CI_SERVER_TLS_CA_FILE\"",
+        "echo cert=${CI_SERVER_TLS_CERT_FILE:-none}",
+    ]));
+    let token = fake.create_runner();
+    let runner = format!("tls-ca-file = {:?}\n", ca.display().to_string());
+    let daemon = start_shell_daemon(&fake, &token, "check_interval = 1", &runner);
+    let job = fake.wait_for_final(id).await;
+    let trace = fake.trace_text(id);
+    assert_eq!(job.state, FakeJobState::Success, "{trace}");
+    assert!(trace.contains("ca-file-is-a-file"), "{trace}");
+    let first_line = pem.lines().nth(1).expect("a PEM body");
+    assert!(trace.contains(first_line), "{trace}");
+    assert!(trace.contains("cert=none"), "no client pair: {trace}");
+    daemon.stop().await;
+}

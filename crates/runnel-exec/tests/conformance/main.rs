@@ -2,6 +2,7 @@
 //! must pass every case. Add an executor to [`executors`] to run the suite against it.
 
 mod archives;
+mod https_repo;
 mod jobs;
 mod processes;
 mod sources;

@@ -7,6 +7,7 @@ use std::process::Command;
 use runnel_exec::test_support::{ContextExt, PayloadBuilder, TestProject};
 use runnel_exec::{JobStatus, Sources};
 
+use crate::https_repo::HttpsRepo;
 use crate::{executors, project_dir, run_with};
 
 fn git(dir: &Path, args: &[&str]) -> String {
@@ -208,5 +209,63 @@ async fn depth_zero_unshallows_a_shallow_clone() {
         .await;
         ran.assert_status(JobStatus::Success, name);
         ran.assert_output_contains("\n2\n", name);
+    }
+}
+
+/// GitLab: gitlab-runner gives git the GitLab server's CA chain (`CI_SERVER_TLS_CA_FILE`, from
+/// the runner's `tls-ca-file`) as `http.<scheme://host>.sslCAInfo` (`shells/abstract.go`
+/// `writeGitSSLConfig`), so a GitLab with a self-signed certificate serves its repositories.
+#[tokio::test]
+async fn server_ca_file_lets_git_fetch_from_a_self_signed_https_gitlab() {
+    // A `GIT_SSL_CAINFO` in the environment overrides git's `http.sslCAInfo` (and a runner's
+    // environment reaches a shell job's git, in gitlab-runner as in runnel); some machines set
+    // it for their own CA bundle.
+    // SAFETY: nextest runs each test in its own process, and nothing else runs yet.
+    unsafe {
+        std::env::remove_var("GIT_SSL_CAINFO");
+    }
+    for (name, make) in executors() {
+        let project = TestProject::new();
+        let (_, second) = repository(&project);
+        let served = tempfile::tempdir().expect("a temporary directory");
+        let bare = served.path().join("repo.git");
+        let source = project.path().display().to_string();
+        git(
+            served.path(),
+            &["clone", "-q", "--bare", &source, "repo.git"],
+        );
+        git(&bare, &["update-server-info"]);
+        let server = HttpsRepo::serve(served.path());
+        let payload = |id: u64| {
+            let mut payload = git_payload(&project, id, &second, &["cat file.txt"]).build();
+            payload.git_info.repo_url = format!("{}/repo.git", server.url);
+            PayloadBuilder::from(payload)
+        };
+
+        // Without the CA, git refuses the server's certificate.
+        let ran = run_with(
+            make,
+            payload(89).build(),
+            project.context("89").with_sources(Sources::Git),
+        )
+        .await;
+        assert_eq!(
+            ran.outcome.status,
+            JobStatus::Failed,
+            "{name}: {}",
+            ran.output
+        );
+
+        let with_ca = payload(90)
+            .file_var("CI_SERVER_TLS_CA_FILE", &server.ca_pem)
+            .build();
+        let ran = run_with(
+            make,
+            with_ca,
+            project.context("90").with_sources(Sources::Git),
+        )
+        .await;
+        ran.assert_status(JobStatus::Success, name);
+        ran.assert_output_contains("\nsecond", name);
     }
 }

@@ -8,11 +8,12 @@ use std::time::Duration;
 
 use reqwest::{Response, StatusCode};
 use runnel_api::{
-    RegisterRunnerRequest, RunnerCredentialsResponse, RunnerToken, UnregisterRequest,
+    JobVariable, RegisterRunnerRequest, RunnerCredentialsResponse, RunnerToken, UnregisterRequest,
     VerifyRunnerRequest, VersionInfo,
 };
 
 use super::ClientError;
+use super::tls::TlsFiles;
 use super::transport::{self, Endpoint, RequestLabels};
 use crate::config::{RunnerConfig, short_token};
 use crate::metrics::Metrics;
@@ -28,6 +29,8 @@ pub struct Coordinator {
     pub(crate) metrics: Option<Arc<Metrics>>,
     /// The last `X-GitLab-Last-Update` seen, re-sent as `last_update` in job requests.
     pub(crate) last_update: Arc<Mutex<Option<String>>>,
+    /// The TLS variables every job of this connection gets (gitlab-runner's `TLSData`).
+    tls_variables: Arc<Vec<JobVariable>>,
 }
 
 impl std::fmt::Debug for Coordinator {
@@ -62,20 +65,7 @@ pub fn http_client_for(
     runner: &RunnerConfig,
     config_dir: &Path,
 ) -> Result<reqwest::Client, ClientError> {
-    let host = reqwest::Url::parse(&runner.url)
-        .ok()
-        .and_then(|url| url.host_str().map(str::to_owned))
-        .unwrap_or_default();
-    let certs = config_dir.join("certs");
-    let pick = |configured: &Option<String>, fallback: String| -> Option<PathBuf> {
-        match configured.as_deref().filter(|p| !p.is_empty()) {
-            Some(path) => Some(PathBuf::from(path)),
-            None => Some(certs.join(fallback)).filter(|p| !host.is_empty() && p.is_file()),
-        }
-    };
-    let ca = pick(&runner.tls_ca_file, format!("{host}.crt"));
-    let cert = pick(&runner.tls_cert_file, format!("{host}.auth.crt"));
-    let key = pick(&runner.tls_key_file, format!("{host}.auth.key"));
+    let TlsFiles { ca, cert, key } = TlsFiles::of(runner, config_dir);
     if ca.is_none() && (cert.is_none() || key.is_none()) {
         return Ok(shared.clone());
     }
@@ -151,7 +141,20 @@ impl Coordinator {
             labels,
             metrics: None,
             last_update: Arc::new(Mutex::new(None)),
+            tls_variables: Arc::new(Vec::new()),
         })
+    }
+
+    /// Gives every job the TLS variables of `files` (`CI_SERVER_TLS_CA_FILE`, …).
+    #[must_use]
+    pub fn with_tls(mut self, files: &TlsFiles) -> Self {
+        self.tls_variables = Arc::new(files.job_variables());
+        self
+    }
+
+    /// The TLS variables of this connection, which come before a job's own variables.
+    pub fn tls_variables(&self) -> &[JobVariable] {
+        &self.tls_variables
     }
 
     /// Records API request statuses in `metrics`.

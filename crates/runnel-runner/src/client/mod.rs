@@ -5,11 +5,13 @@ mod artifacts;
 mod coordinator;
 mod error;
 mod jobs;
+mod tls;
 mod transport;
 
 pub use artifacts::{ArtifactUpload, UploadOutcome};
 pub use coordinator::{Coordinator, api_base, http_client, http_client_for};
 pub use error::ClientError;
 pub use jobs::{JobRequestOutcome, PatchOutcome, UpdateOutcome};
+pub use tls::TlsFiles;
 pub use transport::{Endpoint, go_arch, go_os, user_agent};
 pub(crate) use transport::{RequestLabels, days_from_civil};
