@@ -10,6 +10,20 @@ use crate::sources::{Sources, WorkingTree};
 use crate::store::{ArtifactStore, CacheStore, LocalArtifactStore, LocalCacheStore};
 use crate::trace::DEFAULT_OUTPUT_LIMIT;
 
+/// A job's slots among the jobs its runner runs at once. GitLab: gitlab-runner
+/// `commands/builds_helper.go` `addBuild` gives each job the lowest slot that no other running
+/// job of the same runner has (`RunnerID`, `CI_CONCURRENT_ID`), and the lowest that no other
+/// running job of the same runner and project has (`ProjectRunnerID`,
+/// `CI_CONCURRENT_PROJECT_ID`), which names the shared builds directory
+/// (`<builds>/<short token>/<project slot>/…`) and the containers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Concurrency {
+    /// `CI_CONCURRENT_ID`.
+    pub id: usize,
+    /// `CI_CONCURRENT_PROJECT_ID`.
+    pub project_id: usize,
+}
+
 /// The runner side of one job run.
 #[derive(Debug, Clone)]
 pub struct JobContext {
@@ -41,6 +55,9 @@ pub struct JobContext {
     pub runner_name: String,
     /// `CI_RUNNER_SHORT_TOKEN`.
     pub runner_short_token: String,
+    /// `CI_CONCURRENT_ID` and `CI_CONCURRENT_PROJECT_ID`: the job's slots among its runner's
+    /// running jobs.
+    pub concurrency: Concurrency,
     /// Time between SIGTERM and SIGKILL when a script is stopped.
     pub kill_grace: Duration,
     /// Receives every trace byte as it is appended (the runner daemon's live trace).
@@ -70,6 +87,7 @@ impl JobContext {
             trace_log: None,
             runner_name: "runnel".to_owned(),
             runner_short_token: "local".to_owned(),
+            concurrency: Concurrency::default(),
             kill_grace: Duration::from_secs(10),
             trace_sink: None,
             stage_sink: None,

@@ -83,6 +83,9 @@ pub struct HelperSpec {
     pub runner_name: String,
     /// `CI_RUNNER_SHORT_TOKEN`.
     pub runner_short_token: String,
+    /// `CI_CONCURRENT_ID` and `CI_CONCURRENT_PROJECT_ID`.
+    #[serde(default)]
+    pub concurrency: crate::context::Concurrency,
     /// Whether the builds directory is shared between jobs.
     pub shared: bool,
     /// For `archive_cache` and `upload_artifacts`: whether the job succeeded so far.
@@ -118,6 +121,7 @@ impl HelperSpec {
             cache_dir: ctx.cache_dir.clone(),
             runner_name: ctx.runner_name.clone(),
             runner_short_token: ctx.runner_short_token.clone(),
+            concurrency: ctx.concurrency,
             shared,
             succeeded,
             output_limit: ctx.output_limit,
@@ -201,6 +205,7 @@ pub async fn run_helper_stage(
             tmp_dir: &dirs.tmp_dir,
             runner_name: &spec.runner_name,
             runner_short_token: &spec.runner_short_token,
+            concurrency: spec.concurrency,
             shared: spec.shared,
         },
     );
@@ -233,6 +238,7 @@ pub async fn run_helper_stage(
     ctx.output_limit = spec.output_limit;
     ctx.runner_name = spec.runner_name;
     ctx.runner_short_token = spec.runner_short_token;
+    ctx.concurrency = spec.concurrency;
     let prefixes = DEFAULT_TOKEN_PREFIXES.iter().copied().chain(
         job.payload
             .features

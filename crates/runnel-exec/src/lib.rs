@@ -56,7 +56,7 @@ pub mod test_support;
 
 pub use archive::ArchiveError;
 pub use build::{run_job, run_job_with};
-pub use context::JobContext;
+pub use context::{Concurrency, JobContext};
 pub use coverage::extract_coverage;
 pub use error::ExecError;
 pub use event::JobEvent;

@@ -21,6 +21,7 @@ pub(crate) struct RunnerSide<'a> {
     pub(crate) tmp_dir: &'a Path,
     pub(crate) runner_name: &'a str,
     pub(crate) runner_short_token: &'a str,
+    pub(crate) concurrency: crate::context::Concurrency,
     pub(crate) shared: bool,
 }
 
@@ -54,8 +55,11 @@ impl JobVariables {
             "CI_PROJECT_DIR",
             runner.project_dir.to_string_lossy().into_owned(),
         ));
-        list.push(var("CI_CONCURRENT_ID", "0".to_owned()));
-        list.push(var("CI_CONCURRENT_PROJECT_ID", "0".to_owned()));
+        list.push(var("CI_CONCURRENT_ID", runner.concurrency.id.to_string()));
+        list.push(var(
+            "CI_CONCURRENT_PROJECT_ID",
+            runner.concurrency.project_id.to_string(),
+        ));
         list.push(var("CI_SERVER", "yes".to_owned()));
         list.push(var("CI_JOB_STATUS", "running".to_owned()));
         list.push(var(

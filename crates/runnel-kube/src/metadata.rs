@@ -126,6 +126,6 @@ pub(crate) fn project_unique_name(job: &PreparedJob) -> String {
             .get("CI_RUNNER_SHORT_TOKEN")
             .unwrap_or("local"),
         job.payload.job_info.project_id,
-        job.variables.get("CI_CONCURRENT_ID").unwrap_or("0"),
+        job.variables.get("CI_CONCURRENT_PROJECT_ID").unwrap_or("0"),
     )
 }

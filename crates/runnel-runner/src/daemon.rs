@@ -5,7 +5,7 @@
 //! (`runner_interrupted`) and wait up to `shutdown_timeout` for the reports; a second signal
 //! exits at once; SIGHUP reloads the config.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -404,7 +404,7 @@ impl Daemon {
             config: runner.clone(),
             coordinator,
             limit: runner.limit().map(|n| Arc::new(Semaphore::new(n))),
-            concurrent_ids: Arc::new(Mutex::new(BTreeSet::new())),
+            slots: Arc::new(Mutex::new(crate::poller::Slots::default())),
             labels,
         });
         let stop = CancellationToken::new();

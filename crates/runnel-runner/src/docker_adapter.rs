@@ -200,19 +200,20 @@ impl JobExecutor for DockerJobExecutor {
 
     fn start_up<'a>(&'a self, runners: &'a [RunnerConfig]) -> StartUp<'a> {
         Box::pin(async move {
-            let mut engines: Vec<ExecDockerConfig> = Vec::new();
+            // Each engine with the short tokens of the runners that use it.
+            let mut engines: Vec<(ExecDockerConfig, Vec<String>)> = Vec::new();
             for runner in runners.iter().filter(|r| self.supports(&r.executor)) {
                 match docker_settings(runner, &self.dirs) {
-                    Ok(settings) if !engines.iter().any(|e| e.host == settings.host) => {
-                        engines.push(settings);
-                    }
-                    Ok(_) => {}
+                    Ok(settings) => match engines.iter_mut().find(|e| e.0.host == settings.host) {
+                        Some((_, tokens)) => tokens.push(runner.short_token()),
+                        None => engines.push((settings, vec![runner.short_token()])),
+                    },
                     Err(err) => tracing::error!(name = %runner.name, "{err}"),
                 }
             }
-            for engine in engines {
+            for (engine, tokens) in engines {
                 let host = engine.host.as_deref().unwrap_or("the local engine");
-                match runnel_exec::docker::remove_leftovers(&engine).await {
+                match runnel_exec::docker::remove_leftovers(&engine, &tokens).await {
                     Ok(0) => {}
                     Ok(removed) => {
                         tracing::info!(

@@ -128,11 +128,12 @@ impl ShellJobExecutor {
     /// cache, HTTP artifacts, cancellation and the trace going into the daemon's buffer.
     pub(crate) fn exec_context(&self, ctx: &JobContext) -> runnel_exec::JobContext {
         let runner = &ctx.runner;
-        // gitlab-runner's shared builds directory: <builds_dir>/<short token>/<concurrent id>.
+        // gitlab-runner's shared builds directory (`ProjectUniqueDir`):
+        // <builds_dir>/<short token>/<project slot>.
         let builds_dir = self
             .dir(runner.builds_dir.as_deref(), "builds")
             .join(runner.short_token())
-            .join(ctx.concurrent_id.to_string());
+            .join(ctx.concurrency.project_id.to_string());
         let cache_dir = self.dir(runner.cache_dir.as_deref(), "cache");
         let trace = ctx.trace.clone();
         runnel_exec::JobContext {
@@ -150,6 +151,7 @@ impl ShellJobExecutor {
             trace_log: None,
             runner_name: runner.name.clone(),
             runner_short_token: runner.short_token(),
+            concurrency: ctx.concurrency,
             kill_grace: KILL_GRACE,
             trace_sink: Some(TraceSink(Arc::new(move |bytes: &[u8]| trace.write(bytes)))),
             stage_sink: ctx.stage_sink.clone(),

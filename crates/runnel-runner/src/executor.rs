@@ -86,8 +86,9 @@ pub struct JobContext {
     pub deadline: Instant,
     /// The coordinator, for artifacts upload and download with the job token.
     pub coordinator: Coordinator,
-    /// `CI_CONCURRENT_ID`: the lowest free slot among this entry's running jobs.
-    pub concurrent_id: usize,
+    /// `CI_CONCURRENT_ID` and `CI_CONCURRENT_PROJECT_ID`: the job's slots among this entry's
+    /// running jobs (all of them, and those of the same project).
+    pub concurrency: runnel_exec::Concurrency,
     /// The system id, for the trace header.
     pub system_id: String,
     /// Told each build stage as it starts (`gitlab_runner_jobs{stage}`).

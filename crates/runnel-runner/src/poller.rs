@@ -5,12 +5,13 @@
 //! `check_interval`. After `unhealthy_requests_limit` failed requests in a row the entry rests
 //! for `unhealthy_interval`.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use runnel_api::{JobId, VersionInfo};
+use runnel_exec::Concurrency;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -45,7 +46,8 @@ pub(crate) struct Entry {
     pub(crate) config: RunnerConfig,
     pub(crate) coordinator: Coordinator,
     pub(crate) limit: Option<Arc<Semaphore>>,
-    pub(crate) concurrent_ids: Arc<Mutex<BTreeSet<usize>>>,
+    /// The slots of the entry's running jobs.
+    pub(crate) slots: Arc<Mutex<Slots>>,
     pub(crate) labels: RunnerLabels,
 }
 
@@ -191,15 +193,12 @@ fn start_job(shared: &Shared, entry: &Arc<Entry>, info: &VersionInfo, job: Start
         limit_permit,
         session,
     } = job;
-    let concurrent_id = {
-        let mut ids = entry
-            .concurrent_ids
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let id = (0..).find(|id| !ids.contains(id)).unwrap_or(0);
-        ids.insert(id);
-        id
-    };
+    let project = payload.job_info.project_id;
+    let concurrency = entry
+        .slots
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take(payload.id.0, project);
     let cancel = JobCancel::new();
     let job_id = payload.id;
     // Counted in `gitlab_runner_jobs` by state and stage until the job's task ends.
@@ -225,7 +224,7 @@ fn start_job(shared: &Shared, entry: &Arc<Entry>, info: &VersionInfo, job: Start
             cancel,
             deadline: Instant::now(),
             coordinator: entry.coordinator.clone(),
-            concurrent_id,
+            concurrency,
             system_id: shared.system_id.clone(),
             stage_sink: Some(stage_sink),
             session: session.clone(),
@@ -260,8 +259,8 @@ fn start_job(shared: &Shared, entry: &Arc<Entry>, info: &VersionInfo, job: Start
                 shared.idle.notify_one();
             }
         }
-        if let Ok(mut ids) = entry.concurrent_ids.lock() {
-            ids.remove(&concurrent_id);
+        if let Ok(mut slots) = entry.slots.lock() {
+            slots.release(job_id.0);
         }
         drop(limit_permit);
         drop(slot);
@@ -305,5 +304,55 @@ mod tests {
         assert_eq!(parse_go_duration(Some("bogus"), default), default);
         assert_eq!(parse_go_duration(Some("5x"), default), default);
         assert_eq!(parse_go_duration(None, default), default);
+    }
+}
+
+/// The slots of a runner entry's running jobs. GitLab: gitlab-runner
+/// `commands/builds_helper.go` `addBuild`: a job gets the lowest slot no other running job of
+/// the entry has (`CI_CONCURRENT_ID`) and the lowest no other running job of the entry and its
+/// project has (`CI_CONCURRENT_PROJECT_ID`).
+#[derive(Debug, Default)]
+pub(crate) struct Slots {
+    /// Job id, project id and the job's slots.
+    running: Vec<(u64, u64, Concurrency)>,
+}
+
+impl Slots {
+    /// Takes the slots of job `job` of project `project`.
+    pub(crate) fn take(&mut self, job: u64, project: u64) -> Concurrency {
+        let lowest = |taken: &dyn Fn(usize) -> bool| (0..).find(|n| !taken(*n)).unwrap_or(0);
+        let id = lowest(&|n| self.running.iter().any(|(_, _, c)| c.id == n));
+        let project_id = lowest(&|n| {
+            self.running
+                .iter()
+                .any(|(_, p, c)| *p == project && c.project_id == n)
+        });
+        let concurrency = Concurrency { id, project_id };
+        self.running.push((job, project, concurrency));
+        concurrency
+    }
+
+    /// Gives back the slots of job `job`.
+    pub(crate) fn release(&mut self, job: u64) {
+        self.running.retain(|(j, _, _)| *j != job);
+    }
+}
+
+#[cfg(test)]
+mod slot_tests {
+    use super::Slots;
+
+    #[test]
+    fn slots_are_the_lowest_free_per_runner_and_per_project() {
+        let mut slots = Slots::default();
+        let a = slots.take(1, 10);
+        let b = slots.take(2, 20);
+        let c = slots.take(3, 10);
+        assert_eq!((a.id, a.project_id), (0, 0));
+        assert_eq!((b.id, b.project_id), (1, 0));
+        assert_eq!((c.id, c.project_id), (2, 1));
+        slots.release(1);
+        let d = slots.take(4, 10);
+        assert_eq!((d.id, d.project_id), (0, 0));
     }
 }

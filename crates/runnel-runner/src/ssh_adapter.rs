@@ -17,6 +17,7 @@
 use std::path::{Path, PathBuf};
 
 use runnel_api::{FailureReason, FeaturesInfo, JobPayload};
+use runnel_exec::Concurrency;
 use runnel_exec::ssh::{SshConfig as ExecSshConfig, SshExecutor, parse_port};
 use runnel_exec::vm::{
     ParallelsConfig as ExecParallelsConfig, ParallelsExecutor,
@@ -47,11 +48,11 @@ fn nonempty(value: &Option<String>) -> Option<String> {
 }
 
 /// The SSH login of a `[[runners]]` entry: its `[runners.ssh]` with gitlab-runner's defaults,
-/// and the remote builds directory `<builds_dir>/<short token>/<concurrent id>` (relative to
+/// and the remote builds directory `<builds_dir>/<short token>/<project slot>` (relative to
 /// the remote home unless absolute; `builds` by default).
 pub fn ssh_settings(
     runner: &RunnerConfig,
-    concurrent_id: usize,
+    project_slot: usize,
 ) -> Result<ExecSshConfig, RemoteSettingsError> {
     let ssh = runner
         .ssh
@@ -69,7 +70,7 @@ pub fn ssh_settings(
         disable_strict_host_key_checking: ssh.disable_strict_host_key_checking.unwrap_or(false),
         builds_dir: Path::new(&builds)
             .join(runner.short_token())
-            .join(concurrent_id.to_string()),
+            .join(project_slot.to_string()),
         kill_grace: KILL_GRACE,
         ..defaults
     })
@@ -85,7 +86,7 @@ fn owner(runner: &RunnerConfig, concurrent_id: usize) -> VmOwner {
 /// The VirtualBox settings of a `[[runners]]` entry.
 pub fn virtualbox_settings(
     runner: &RunnerConfig,
-    concurrent_id: usize,
+    concurrency: Concurrency,
     vboxmanage: &Path,
 ) -> Result<ExecVirtualBoxConfig, RemoteSettingsError> {
     let vbox = runner
@@ -93,21 +94,22 @@ pub fn virtualbox_settings(
         .as_ref()
         .ok_or(RemoteSettingsError::Missing("virtualbox"))?;
     let base = nonempty(&vbox.base_name).ok_or(RemoteSettingsError::BaseName("virtualbox"))?;
-    let mut settings = ExecVirtualBoxConfig::new(base, ssh_settings(runner, concurrent_id)?);
+    let ssh = ssh_settings(runner, concurrency.project_id)?;
+    let mut settings = ExecVirtualBoxConfig::new(base, ssh);
     settings.base_snapshot = nonempty(&vbox.base_snapshot);
     settings.base_folder = nonempty(&vbox.base_folder);
     settings.disable_snapshots = vbox.disable_snapshots.unwrap_or(false);
     settings.start_type = nonempty(&vbox.start_type);
     settings.allowed_images = vbox.allowed_images.clone();
     settings.vboxmanage = vboxmanage.to_path_buf();
-    settings.owner = owner(runner, concurrent_id);
+    settings.owner = owner(runner, concurrency.id);
     Ok(settings)
 }
 
 /// The Parallels settings of a `[[runners]]` entry.
 pub fn parallels_settings(
     runner: &RunnerConfig,
-    concurrent_id: usize,
+    concurrency: Concurrency,
     prlctl: &Path,
 ) -> Result<ExecParallelsConfig, RemoteSettingsError> {
     let prl = runner
@@ -115,13 +117,14 @@ pub fn parallels_settings(
         .as_ref()
         .ok_or(RemoteSettingsError::Missing("parallels"))?;
     let base = nonempty(&prl.base_name).ok_or(RemoteSettingsError::BaseName("parallels"))?;
-    let mut settings = ExecParallelsConfig::new(base, ssh_settings(runner, concurrent_id)?);
+    let ssh = ssh_settings(runner, concurrency.project_id)?;
+    let mut settings = ExecParallelsConfig::new(base, ssh);
     settings.template_name = nonempty(&prl.template_name);
     settings.disable_snapshots = prl.disable_snapshots.unwrap_or(false);
     settings.time_server = nonempty(&prl.time_server);
     settings.allowed_images = prl.allowed_images.clone();
     settings.prlctl = prlctl.to_path_buf();
-    settings.owner = owner(runner, concurrent_id);
+    settings.owner = owner(runner, concurrency.id);
     Ok(settings)
 }
 
@@ -155,20 +158,23 @@ impl RemoteJobExecutor {
     fn executor(
         &self,
         runner: &RunnerConfig,
-        concurrent_id: usize,
+        concurrency: Concurrency,
     ) -> Result<Box<dyn runnel_exec::Executor>, RemoteSettingsError> {
         Ok(match runner.executor.as_str() {
             "virtualbox" => Box::new(VirtualBoxExecutor::new(virtualbox_settings(
                 runner,
-                concurrent_id,
+                concurrency,
                 &self.vboxmanage,
             )?)),
             "parallels" => Box::new(ParallelsExecutor::new(parallels_settings(
                 runner,
-                concurrent_id,
+                concurrency,
                 &self.prlctl,
             )?)),
-            _ => Box::new(SshExecutor::new(ssh_settings(runner, concurrent_id)?)),
+            _ => Box::new(SshExecutor::new(ssh_settings(
+                runner,
+                concurrency.project_id,
+            )?)),
         })
     }
 }
@@ -214,14 +220,14 @@ impl JobExecutor for RemoteJobExecutor {
     }
 
     fn execute(&self, payload: JobPayload, ctx: JobContext) -> ExecFuture {
-        let executor = self.executor(&ctx.runner, ctx.concurrent_id);
+        let executor = self.executor(&ctx.runner, ctx.concurrency);
         let mut exec_ctx = self.dirs.exec_context(&ctx);
         // `builds_dir` is the remote one; runnel's copy stays in its local `builds`.
         exec_ctx.builds_dir = self
             .dirs
             .resolve("builds")
             .join(ctx.runner.short_token())
-            .join(ctx.concurrent_id.to_string());
+            .join(ctx.concurrency.project_id.to_string());
         let trace = ctx.trace.clone();
         Box::pin(async move {
             let mut executor = match executor {
@@ -261,7 +267,7 @@ fn report_sweep(executor: &str, result: Result<usize, runnel_exec::vm::ToolError
 
 #[cfg(test)]
 mod tests {
-    use super::{RemoteSettingsError, ssh_settings, virtualbox_settings};
+    use super::{Concurrency, RemoteSettingsError, ssh_settings, virtualbox_settings};
     use crate::config::RunnerConfig;
     use std::path::{Path, PathBuf};
 
@@ -306,7 +312,11 @@ mod tests {
             "virtualbox",
             "[runners.ssh]\nuser = \"ci\"\n[runners.virtualbox]\nbase_name = \"ubuntu\"\nbase_snapshot = \"clean\"\nbase_folder = \"/vms\"\ndisable_snapshots = true\nstart_type = \"gui\"\nallowed_images = [\"^ubuntu\"]\n",
         );
-        let s = virtualbox_settings(&r, 1, Path::new("vboxmanage")).expect("settings");
+        let slots = Concurrency {
+            id: 1,
+            project_id: 0,
+        };
+        let s = virtualbox_settings(&r, slots, Path::new("vboxmanage")).expect("settings");
         assert_eq!(s.base_name, "ubuntu");
         assert_eq!(s.base_snapshot.as_deref(), Some("clean"));
         assert_eq!(s.base_folder.as_deref(), Some("/vms"));
@@ -317,7 +327,7 @@ mod tests {
         assert_eq!(s.owner.concurrent_id, 1);
         let no_base = runner("virtualbox", "[runners.ssh]\n[runners.virtualbox]\n");
         assert_eq!(
-            virtualbox_settings(&no_base, 0, Path::new("vboxmanage")).err(),
+            virtualbox_settings(&no_base, Concurrency::default(), Path::new("vboxmanage")).err(),
             Some(RemoteSettingsError::BaseName("virtualbox"))
         );
     }

@@ -90,6 +90,7 @@ fn job_variables(
         tmp_dir: &dirs.tmp_dir,
         runner_name: &ctx.runner_name,
         runner_short_token: &ctx.runner_short_token,
+        concurrency: ctx.concurrency,
         shared,
     };
     JobVariables::build(payload, &runner)

@@ -21,7 +21,7 @@ use super::container::{
 };
 use super::error::DockerError;
 use super::image::{get_image, job_image_name, service_definitions};
-use super::names::{MANAGED_LABEL, labels, unique_prefix};
+use super::names::{MANAGED_LABEL, RUNNER_ID_LABEL, labels, unique_prefix};
 use super::policy::{build_user, privileged_for};
 use super::services::{
     Service, ServiceSetup, create_network, start_service, wait_for_services, write_logs,
@@ -420,44 +420,53 @@ async fn remove_container(docker: &Docker, id: &str) {
     let _ = docker.remove_container(id, Some(options)).await;
 }
 
-/// Removes every container and network runnel made on the engine of `config` (label
-/// `dev.runnel.managed=true`), e.g. left by a runner that was killed; returns how many objects
-/// were removed. Call it only when no job of this engine is running.
-pub async fn remove_leftovers(config: &DockerConfig) -> Result<usize, ExecError> {
+/// Removes the containers and networks that the runners with `runner_tokens` (short tokens)
+/// made on the engine of `config` (labels `dev.runnel.managed=true` and
+/// `com.gitlab.gitlab-runner.runner.id=<token>`), e.g. left by a runner that was killed;
+/// returns how many objects were removed. Another runner's objects, and those of `runnel exec`,
+/// are left alone: they may belong to jobs running now. Call it only when none of these
+/// runners' jobs is running.
+pub async fn remove_leftovers(
+    config: &DockerConfig,
+    runner_tokens: &[String],
+) -> Result<usize, ExecError> {
     let docker = connect(config).await.map_err(ExecError::from)?;
-    let filters =
-        std::collections::HashMap::from([("label", vec![format!("{MANAGED_LABEL}=true")])]);
-    let containers = docker
-        .list_containers(Some(
-            ListContainersOptionsBuilder::default()
-                .all(true)
-                .filters(&filters)
-                .build(),
-        ))
-        .await
-        .map_err(DockerError::api("list containers"))
-        .map_err(ExecError::from)?;
     let mut removed = 0;
-    for container in containers {
-        if let Some(id) = container.id {
+    for token in runner_tokens.iter().filter(|t| !t.is_empty()) {
+        let filters = std::collections::HashMap::from([(
+            "label",
+            vec![
+                format!("{MANAGED_LABEL}=true"),
+                format!("{RUNNER_ID_LABEL}={token}"),
+            ],
+        )]);
+        let containers = docker
+            .list_containers(Some(
+                ListContainersOptionsBuilder::default()
+                    .all(true)
+                    .filters(&filters)
+                    .build(),
+            ))
+            .await
+            .map_err(DockerError::api("list containers"))
+            .map_err(ExecError::from)?;
+        for id in containers.into_iter().filter_map(|c| c.id) {
             remove_container(&docker, &id).await;
             removed += 1;
         }
-    }
-    let networks = docker
-        .list_networks(Some(
-            ListNetworksOptionsBuilder::default()
-                .filters(&filters)
-                .build(),
-        ))
-        .await
-        .map_err(DockerError::api("list networks"))
-        .map_err(ExecError::from)?;
-    for network in networks {
-        if let Some(id) = network.id
-            && docker.remove_network(&id).await.is_ok()
-        {
-            removed += 1;
+        let networks = docker
+            .list_networks(Some(
+                ListNetworksOptionsBuilder::default()
+                    .filters(&filters)
+                    .build(),
+            ))
+            .await
+            .map_err(DockerError::api("list networks"))
+            .map_err(ExecError::from)?;
+        for id in networks.into_iter().filter_map(|n| n.id) {
+            if docker.remove_network(&id).await.is_ok() {
+                removed += 1;
+            }
         }
     }
     Ok(removed)

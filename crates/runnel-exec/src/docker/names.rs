@@ -19,6 +19,8 @@ pub const MANAGED_LABEL: &str = "dev.runnel.managed";
 pub const JOB_LABEL: &str = "dev.runnel.job";
 /// gitlab-runner's label prefix.
 const GITLAB_PREFIX: &str = "com.gitlab.gitlab-runner";
+/// gitlab-runner's label with the runner's short token, which scopes the start-up sweep.
+pub(crate) const RUNNER_ID_LABEL: &str = "com.gitlab.gitlab-runner.runner.id";
 
 /// A service image name split as gitlab-runner does: the name without tag, digest or registry
 /// port (`registry:5000/tutum/wordpress:latest` → `registry/tutum/wordpress`) and the version.

@@ -140,13 +140,15 @@ impl RemoteArgs {
             }
             ExecutorKind::Virtualbox => {
                 let mut settings =
-                    virtualbox_settings(&runner, 0, Path::new("vboxmanage")).user_error()?;
+                    virtualbox_settings(&runner, Default::default(), Path::new("vboxmanage"))
+                        .user_error()?;
                 settings.ssh = prefix_builds(settings.ssh);
                 executor.virtualbox = Some(settings);
             }
             _ => {
                 let mut settings =
-                    parallels_settings(&runner, 0, Path::new("prlctl")).user_error()?;
+                    parallels_settings(&runner, Default::default(), Path::new("prlctl"))
+                        .user_error()?;
                 settings.ssh = prefix_builds(settings.ssh);
                 executor.parallels = Some(settings);
             }
