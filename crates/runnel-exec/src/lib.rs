@@ -15,6 +15,7 @@ mod cache_stage;
 mod context;
 mod coverage;
 pub mod custom;
+pub mod dir_tar;
 #[cfg(feature = "docker")]
 pub mod docker;
 mod error;

@@ -202,26 +202,14 @@ fn check_removable(job: &PreparedJob) -> Result<(), SshError> {
     }
 }
 
-/// Writes a gzip'd tar of each existing `(directory, name in the archive)` into `tx`.
+/// Writes a gzip'd tar of each existing `(directory, name in the archive)` into `tx`
+/// ([`crate::dir_tar::pack`]).
 fn pack(entries: &[(PathBuf, String)], tx: mpsc::Sender<Vec<u8>>) -> Result<(), SshError> {
     let sink = ChunkWriter {
         tx,
         buf: Vec::with_capacity(CHUNK_SIZE),
     };
-    let gz = flate2::write::GzEncoder::new(sink, flate2::Compression::fast());
-    let mut tar = tar::Builder::new(gz);
-    tar.follow_symlinks(false);
-    for (dir, name) in entries {
-        if dir.is_dir() {
-            tar.append_dir_all(name, dir)
-                .map_err(|source| SshError::Local {
-                    action: "pack",
-                    path: dir.clone(),
-                    source,
-                })?;
-        }
-    }
-    let finish = |source| SshError::Local {
+    let failed = |source| SshError::Local {
         action: "pack",
         path: entries
             .first()
@@ -229,15 +217,20 @@ fn pack(entries: &[(PathBuf, String)], tx: mpsc::Sender<Vec<u8>>) -> Result<(), 
             .unwrap_or_default(),
         source,
     };
-    let gz = tar.into_inner().map_err(finish)?;
-    let mut sink = gz.finish().map_err(finish)?;
-    sink.flush().map_err(finish)?;
+    let gz = flate2::write::GzEncoder::new(sink, flate2::Compression::fast());
+    let refs: Vec<(&Path, &str)> = entries
+        .iter()
+        .map(|(dir, name)| (dir.as_path(), name.as_str()))
+        .collect();
+    let gz = crate::dir_tar::pack(&refs, gz).map_err(failed)?;
+    let mut sink = gz.finish().map_err(failed)?;
+    sink.flush().map_err(failed)?;
     Ok(())
 }
 
 /// Unpacks the gzip'd tar arriving on `rx` into `parent`, after removing `dirs`. Only entries
-/// under the two expected top-level `names` are taken; the `tar` crate refuses paths that
-/// leave the destination (`..`, absolute paths, writes through symbolic links).
+/// under the two expected top-level `names` are taken; paths that leave the destination (`..`,
+/// absolute paths, writes through symbolic links) are refused ([`crate::dir_tar::unpack`]).
 fn unpack(
     rx: mpsc::Receiver<Vec<u8>>,
     parent: &Path,
@@ -252,37 +245,24 @@ fn unpack(
             source,
         }
     };
+    // A directory the remote side no longer has is gone here too.
     for dir in dirs {
         if dir.exists() {
             std::fs::remove_dir_all(dir).map_err(failed("remove", dir))?;
         }
     }
-    std::fs::create_dir_all(parent).map_err(failed("create", parent))?;
     let reader = ChunkReader {
         rx,
         chunk: Vec::new(),
         at: 0,
     };
-    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(reader));
-    archive.set_preserve_permissions(true);
-    archive.set_preserve_mtime(true);
-    archive.set_overwrite(true);
-    for entry in archive.entries().map_err(failed("unpack into", parent))? {
-        let mut entry = entry.map_err(failed("unpack into", parent))?;
-        let expected = {
-            let path = entry.path().map_err(failed("unpack into", parent))?;
-            matches!(
-                path.components().next(),
-                Some(Component::Normal(top)) if names.iter().any(|name| top == name.as_str())
-            )
-        };
-        if expected {
-            entry
-                .unpack_in(parent)
-                .map_err(failed("unpack into", parent))?;
-        }
-    }
-    Ok(())
+    let only = [names[0].as_str(), names[1].as_str()];
+    let how = crate::dir_tar::Unpack {
+        only: Some(&only),
+        owner: None,
+    };
+    crate::dir_tar::unpack(flate2::read::GzDecoder::new(reader), parent, how)
+        .map_err(failed("unpack into", parent))
 }
 
 async fn fingerprint_blocking(project: &Path, tmp: &Path) -> Result<Vec<u8>, SshError> {
