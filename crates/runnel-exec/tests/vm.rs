@@ -19,6 +19,7 @@ fn owner() -> VmOwner {
     VmOwner {
         short_token: "tok123456".into(),
         concurrent_id: 0,
+        project_concurrent_id: 0,
     }
 }
 

@@ -76,10 +76,11 @@ pub fn ssh_settings(
     })
 }
 
-fn owner(runner: &RunnerConfig, concurrent_id: usize) -> VmOwner {
+fn owner(runner: &RunnerConfig, concurrency: Concurrency) -> VmOwner {
     VmOwner {
         short_token: runner.short_token(),
-        concurrent_id,
+        concurrent_id: concurrency.id,
+        project_concurrent_id: concurrency.project_id,
     }
 }
 
@@ -102,7 +103,7 @@ pub fn virtualbox_settings(
     settings.start_type = nonempty(&vbox.start_type);
     settings.allowed_images = vbox.allowed_images.clone();
     settings.vboxmanage = vboxmanage.to_path_buf();
-    settings.owner = owner(runner, concurrency.id);
+    settings.owner = owner(runner, concurrency);
     Ok(settings)
 }
 
@@ -124,7 +125,7 @@ pub fn parallels_settings(
     settings.time_server = nonempty(&prl.time_server);
     settings.allowed_images = prl.allowed_images.clone();
     settings.prlctl = prlctl.to_path_buf();
-    settings.owner = owner(runner, concurrency.id);
+    settings.owner = owner(runner, concurrency);
     Ok(settings)
 }
 
@@ -199,7 +200,7 @@ impl JobExecutor for RemoteJobExecutor {
                 runners
                     .iter()
                     .filter(|r| r.executor == executor)
-                    .map(|r| owner(r, 0))
+                    .map(|r| owner(r, Concurrency::default()))
                     .collect()
             };
             let vbox = owners("virtualbox");
@@ -325,6 +326,7 @@ mod tests {
         assert_eq!(s.allowed_images, ["^ubuntu"]);
         assert_eq!(s.ssh.user, "ci");
         assert_eq!(s.owner.concurrent_id, 1);
+        assert_eq!(s.owner.project_concurrent_id, 0);
         let no_base = runner("virtualbox", "[runners.ssh]\n[runners.virtualbox]\n");
         assert_eq!(
             virtualbox_settings(&no_base, Concurrency::default(), Path::new("vboxmanage")).err(),

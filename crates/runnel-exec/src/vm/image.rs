@@ -64,8 +64,12 @@ pub(crate) fn base_name(
 pub struct VmOwner {
     /// The runner's short token (gitlab-runner's `ShortDescription`).
     pub short_token: String,
-    /// The job's slot among the runner's running jobs (`CI_CONCURRENT_ID`).
+    /// The job's slot among the runner's running jobs (`CI_CONCURRENT_ID`, gitlab-runner's
+    /// `RunnerID`): names the kept VM.
     pub concurrent_id: usize,
+    /// The job's slot among the runner's running jobs of its project
+    /// (`CI_CONCURRENT_PROJECT_ID`, `ProjectRunnerID`): names the per-job VM.
+    pub project_concurrent_id: usize,
 }
 
 impl VmOwner {
@@ -82,12 +86,11 @@ impl VmOwner {
     /// `dns.MakeRFC1123Compatible` does (lower case, only `[-a-z0-9]`, 63 characters at most).
     /// GitLab: `executors/virtualbox/virtualbox.go` `getVMName` passes `base_name` here and
     /// `executors/parallels/parallels.go` `getVMName` the job's base VM (its allowed `image:`).
-    /// gitlab-runner's `<n>` is the job's slot among the runner's jobs of the same project
-    /// (`ProjectRunnerID`); runnel has the runner's slot (`CI_CONCURRENT_ID`) only.
+    /// `<n>` is the job's project slot (`ProjectRunnerID`).
     pub(crate) fn job_vm(&self, base: &str, project_id: u64) -> String {
         let unique = format!(
             "runner-{}-project-{project_id}-concurrent-{}",
-            self.short_token, self.concurrent_id
+            self.short_token, self.project_concurrent_id
         );
         format!("{base}-{}", rfc1123(&unique))
     }
@@ -137,6 +140,7 @@ mod tests {
         let owner = VmOwner {
             short_token: "abc123def".into(),
             concurrent_id: 2,
+            project_concurrent_id: 2,
         };
         let persistent = owner.persistent_vm("ubuntu");
         assert_eq!(persistent, "ubuntu-runner-abc123def-concurrent-2");
@@ -152,14 +156,15 @@ mod tests {
     fn job_vm_unique_part_is_rfc1123_compatible_as_gitlab_runners_project_unique_name() {
         let owner = VmOwner {
             short_token: "AbC_dEf12".into(),
-            concurrent_id: 0,
+            concurrent_id: 3,
+            project_concurrent_id: 0,
         };
         // The base keeps its case; the unique part is lower case without the `_`.
         let clone = owner.job_vm("Ubuntu", 7);
         assert_eq!(clone, "Ubuntu-runner-abcdef12-project-7-concurrent-0");
         assert_eq!(owner.owns(&clone), Some(VmKind::JobClone));
         let persistent = owner.persistent_vm("Ubuntu");
-        assert_eq!(persistent, "Ubuntu-runner-AbC_dEf12-concurrent-0");
+        assert_eq!(persistent, "Ubuntu-runner-AbC_dEf12-concurrent-3");
         assert_eq!(owner.owns(&persistent), Some(VmKind::Persistent));
     }
 }
