@@ -4,9 +4,11 @@
 
 Each runnel measurement is one `runnel exec` of a one-job pipeline with FF_TIMESTAMPS=true; the
 time is read from the job's trace: push = "Creating cache" .. "Created cache" (archive + upload),
-restore = "Checking cache for" .. "Successfully extracted cache" (download + extract). Restores
+restore = "Checking cache for" .. "Successfully extracted cache" (download + extract); the S3
+archive time is "Creating cache" .. "Uploading cache.zip", the download alone a plain GET. Restores
 run in a fresh repository (S3: nothing local; local: builds directory removed). Peak RSS is the
-whole `runnel exec` process's (GNU time), which includes the transfer.
+whole `runnel exec` process's (GNU time), which includes the transfer; so is the CPU time
+(user + system, the job's `cp -al` included), which a loaded machine disturbs less than wall time.
 """
 
 import argparse
@@ -91,20 +93,85 @@ def make_repo(path, tree):
 
 
 def runnel_job(runnel, repo, job, extra):
-    cmd = ["/usr/bin/time", "-f", "%M", runnel, "exec", "--var", "FF_TIMESTAMPS=true", *extra, job]
+    cmd = ["/usr/bin/time", "-f", "%M %U %S", runnel, "exec", "--var", "FF_TIMESTAMPS=true",
+           *extra, job]
     p = subprocess.run(cmd, cwd=repo, capture_output=True, text=True)
-    rss_kb = int(p.stderr.strip().splitlines()[-1])
+    rss_kb, user, system = p.stderr.strip().splitlines()[-1].split()
     with open(os.path.join(repo, ".runnel", "logs", f"{job}.log"), errors="replace") as f:
         log = f.read()
     if p.returncode != 0:
         raise RuntimeError(f"runnel exec {job} failed:\n{p.stdout[-2000:]}\n{log[-3000:]}")
-    return log, rss_kb / 1024
+    return log, int(rss_kb) / 1024, float(user) + float(system)
+
+
+def download_time(address, bucket):
+    """Seconds to GET the bucket's one object and drop it: the transfer alone, for comparison
+    with the restore. Through a URL signed with boto3 (moto takes any key), when it is there."""
+    try:
+        import boto3
+    except ImportError:
+        return None
+    s3 = boto3.client("s3", endpoint_url=f"http://{address}", aws_access_key_id="AKIABENCH",
+                      aws_secret_access_key="bench-secret", region_name="us-east-1")
+    key = s3.list_objects_v2(Bucket=bucket)["Contents"][0]["Key"]
+    url = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key})
+    t0 = time.monotonic()
+    with urllib.request.urlopen(url) as response:
+        while response.read(1 << 20):
+            pass
+    return time.monotonic() - t0
 
 
 def timed(cmd, cwd):
     t0 = time.monotonic()
     subprocess.run(cmd, cwd=cwd, check=True)
     return time.monotonic() - t0
+
+
+def measure_s3(args, tree, work, fmt, results):
+    """Push and restore through the S3 server."""
+    bucket = f"bench-{os.getpid()}"
+    urllib.request.urlopen(urllib.request.Request(f"http://{args.s3}/{bucket}", method="PUT"))
+    config = os.path.join(work, "cache.toml")
+    with open(config, "w") as f:
+        f.write(CONFIG.format(address=args.s3, bucket=bucket))
+    make_repo(os.path.join(work, "s3-push"), tree)
+    log, rss, cpu = runnel_job(args.runnel, os.path.join(work, "s3-push"), "push",
+                          [*fmt, "--cache-config", config])
+    results["s3_push_s"] = between(log, "Creating cache", "Created cache")
+    results["s3_archive_s"] = between(log, "Creating cache", "Uploading cache.zip")
+    results["s3_upload_s"] = between(log, "Uploading cache.zip", "Created cache")
+    results["s3_push_rss_mb"] = rss
+    results["s3_push_job_cpu_s"] = cpu
+    archive = os.path.join(work, "s3-push", ".runnel", "cache", "venv-non_protected", "cache.zip")
+    results["archive_mb"] = os.path.getsize(archive) / 1e6
+    make_repo(os.path.join(work, "s3-pull"), tree)
+    log, rss, cpu = runnel_job(args.runnel, os.path.join(work, "s3-pull"), "pull",
+                          [*fmt, "--cache-config", config])
+    if "Downloading cache from" not in log:
+        raise RuntimeError("the restore did not download")
+    results["s3_restore_s"] = between(log, "Checking cache for", "Successfully extracted cache")
+    results["s3_restore_rss_mb"] = rss
+    results["s3_restore_job_cpu_s"] = cpu
+    results["s3_download_s"] = download_time(args.s3, bucket)
+    shutil.rmtree(os.path.join(work, "s3-push"))
+    shutil.rmtree(os.path.join(work, "s3-pull"))
+
+
+def measure_local(args, tree, work, fmt, results):
+    """Push and restore through runnel's local cache."""
+    local = os.path.join(work, "local")
+    make_repo(local, tree)
+    log, rss, cpu = runnel_job(args.runnel, local, "push", fmt)
+    results["local_push_s"] = between(log, "Creating cache", "Created cache")
+    results["local_push_rss_mb"] = rss
+    results["local_push_job_cpu_s"] = cpu
+    shutil.rmtree(os.path.join(local, ".runnel", "builds"))
+    log, rss, cpu = runnel_job(args.runnel, local, "pull", fmt)
+    results["local_restore_s"] = between(log, "Checking cache for", "Successfully extracted cache")
+    results["local_restore_rss_mb"] = rss
+    results["local_restore_job_cpu_s"] = cpu
+    shutil.rmtree(local)
 
 
 def main():
@@ -116,65 +183,38 @@ def main():
     ap.add_argument("--level", default="default")
     ap.add_argument("--work", help="scratch directory on the tree's file system")
     ap.add_argument("--report")
+    ap.add_argument("--no-zip", action="store_true",
+                    help="skip the zip -r / unzip baseline (quicker, for iterating)")
+    ap.add_argument("--local-first", action="store_true",
+                    help="measure the local cache before S3 (order effects: a cold tree)")
     args = ap.parse_args()
 
     tree = os.path.join(os.path.abspath(args.tree), "venv")
     work = tempfile.mkdtemp(prefix="cache-bench-", dir=args.work)
     results = {"format": args.format, "level": args.level}
     try:
-        bucket = f"bench-{os.getpid()}"
-        urllib.request.urlopen(urllib.request.Request(f"http://{args.s3}/{bucket}", method="PUT"))
-        config = os.path.join(work, "cache.toml")
-        with open(config, "w") as f:
-            f.write(CONFIG.format(address=args.s3, bucket=bucket))
         fmt = ["--var", f"CACHE_COMPRESSION_FORMAT={args.format}",
                "--var", f"CACHE_COMPRESSION_LEVEL={args.level}"]
 
-        # runnel through S3.
-        make_repo(os.path.join(work, "s3-push"), tree)
-        log, rss = runnel_job(args.runnel, os.path.join(work, "s3-push"), "push",
-                              [*fmt, "--cache-config", config])
-        results["s3_push_s"] = between(log, "Creating cache", "Created cache")
-        results["s3_upload_s"] = between(log, "Uploading cache.zip", "Created cache")
-        results["s3_push_rss_mb"] = rss
-        archive = os.path.join(work, "s3-push", ".runnel", "cache", "venv-non_protected", "cache.zip")
-        results["archive_mb"] = os.path.getsize(archive) / 1e6
-        make_repo(os.path.join(work, "s3-pull"), tree)
-        log, rss = runnel_job(args.runnel, os.path.join(work, "s3-pull"), "pull",
-                              [*fmt, "--cache-config", config])
-        if "Downloading cache from" not in log:
-            raise RuntimeError("the restore did not download")
-        results["s3_restore_s"] = between(log, "Checking cache for", "Successfully extracted cache")
-        results["s3_restore_rss_mb"] = rss
-        shutil.rmtree(os.path.join(work, "s3-push"))
-        shutil.rmtree(os.path.join(work, "s3-pull"))
-
-        # runnel's local cache.
-        local = os.path.join(work, "local")
-        make_repo(local, tree)
-        log, rss = runnel_job(args.runnel, local, "push", fmt)
-        results["local_push_s"] = between(log, "Creating cache", "Created cache")
-        results["local_push_rss_mb"] = rss
-        shutil.rmtree(os.path.join(local, ".runnel", "builds"))
-        log, rss = runnel_job(args.runnel, local, "pull", fmt)
-        results["local_restore_s"] = between(log, "Checking cache for", "Successfully extracted cache")
-        results["local_restore_rss_mb"] = rss
-        shutil.rmtree(local)
-
-        # zip -r / unzip.
-        results["zip_s"] = timed(["zip", "-qr", os.path.join(work, "venv.zip"), "venv"],
-                                 os.path.dirname(tree))
-        os.makedirs(os.path.join(work, "out"))
-        results["unzip_s"] = timed(["unzip", "-q", os.path.join(work, "venv.zip"), "-d",
-                                    os.path.join(work, "out")], work)
+        first, second = ((measure_local, measure_s3) if args.local_first
+                         else (measure_s3, measure_local))
+        first(args, tree, work, fmt, results)
+        second(args, tree, work, fmt, results)
+        if not args.no_zip:
+            results["zip_s"] = timed(["zip", "-qr", os.path.join(work, "venv.zip"), "venv"],
+                                     os.path.dirname(tree))
+            os.makedirs(os.path.join(work, "out"))
+            results["unzip_s"] = timed(["unzip", "-q", os.path.join(work, "venv.zip"), "-d",
+                                        os.path.join(work, "out")], work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
     results = {k: v for k, v in results.items() if v is not None}
     for side in ("push", "restore"):
-        base = results["zip_s" if side == "push" else "unzip_s"]
-        results[f"s3_{side}_vs_zip"] = results[f"s3_{side}_s"] / base
-        results[f"local_{side}_vs_zip"] = results[f"local_{side}_s"] / base
+        if "zip_s" in results:
+            base = results["zip_s" if side == "push" else "unzip_s"]
+            results[f"s3_{side}_vs_zip"] = results[f"s3_{side}_s"] / base
+            results[f"local_{side}_vs_zip"] = results[f"local_{side}_s"] / base
         results[f"s3_{side}_vs_local"] = results[f"s3_{side}_s"] / results[f"local_{side}_s"]
     for key, value in results.items():
         print(f"{key:24} {value:.2f}" if isinstance(value, float) else f"{key:24} {value}")

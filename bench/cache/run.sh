@@ -4,6 +4,9 @@
 # and plain `zip -r` / `unzip`, in the same run. Prints seconds, ratios and runnel's peak RSS.
 #
 #   bench/cache/run.sh [--format zip|tarzstd] [--level fastest|fast|default|slow|slowest] [--report out.json]
+#     [--no-zip]        skip the zip -r / unzip baseline (quicker, for iterating)
+#     [--local-first]   the local cache before S3 (the first push reads a cold tree)
+#     [--tree DIR]      another tree (DIR/venv/...) instead of the prepared one
 #   RUNNEL=/path/to/runnel bench/cache/run.sh      # skip the release build
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
