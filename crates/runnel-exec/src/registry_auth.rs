@@ -86,14 +86,28 @@ struct ConfigFile {
     cred_helpers: BTreeMap<String, String>,
 }
 
+/// The credentials of every source that could be read, and why the others could not.
+#[derive(Debug, Default)]
+pub struct Resolved {
+    /// Credentials by registry path.
+    pub auths: RegistryAuths,
+    /// One line for each source that was skipped (bad JSON, a failing credential helper), naming
+    /// it.
+    pub skipped: Vec<String>,
+}
+
+/// The words of the one error that stops the resolution (gitlab-runner `errPathTraversal`).
+const TRAVERSAL: &str = "path traversal is not allowed";
+
 /// Resolves every registry's credentials for a job (see the module doc). `home` is the runner
-/// user's home directory. An error names the source that could not be read; a source that is
-/// absent is no error.
+/// user's home directory. As gitlab-runner's `ResolveConfigs`: a source that cannot be read is
+/// skipped (see [`Resolved::skipped`]), the others still count; only a credential helper named
+/// by a path is an error. A source that is absent is nothing.
 pub fn resolve(
     docker_auth_config: Option<&str>,
     home: Option<&Path>,
     credentials: &[Credentials],
-) -> Result<RegistryAuths, String> {
+) -> Result<Resolved, String> {
     let helpers = Helpers {
         path: std::env::var_os("PATH"),
     };
@@ -105,16 +119,30 @@ fn resolve_with(
     docker_auth_config: Option<&str>,
     home: Option<&Path>,
     credentials: &[Credentials],
-) -> Result<RegistryAuths, String> {
-    let mut auths = RegistryAuths::new();
+) -> Result<Resolved, String> {
+    let mut resolved = Resolved::default();
+    let mut skip = |err: String| {
+        if err.ends_with(TRAVERSAL) {
+            return Err(err);
+        }
+        resolved.skipped.push(err);
+        Ok(())
+    };
+    let mut found = Vec::new();
     if let Some(document) = docker_auth_config.filter(|d| !d.trim().is_empty()) {
-        let configs =
-            read_config(document, helpers).map_err(|e| format!("$DOCKER_AUTH_CONFIG: {e}"))?;
-        add(&mut auths, "$DOCKER_AUTH_CONFIG", configs);
+        match read_config(document, helpers) {
+            Ok(configs) => found.push(("$DOCKER_AUTH_CONFIG".to_owned(), configs)),
+            Err(err) => skip(format!("$DOCKER_AUTH_CONFIG: {err}"))?,
+        }
     }
-    let home = home.map(|home| home_config(home, helpers)).transpose()?;
-    if let Some((file, configs)) = home.flatten() {
-        add(&mut auths, &file.display().to_string(), configs);
+    match home.map(|home| home_config(home, helpers)).transpose() {
+        Ok(Some(Some((file, configs)))) => found.push((file.display().to_string(), configs)),
+        Ok(_) => {}
+        Err(err) => skip(err)?,
+    }
+    let mut auths = RegistryAuths::new();
+    for (source, configs) in found {
+        add(&mut auths, &source, configs);
     }
     let payload = credentials
         .iter()
@@ -130,7 +158,8 @@ fn resolve_with(
         })
         .collect();
     add(&mut auths, "job payload (GitLab Registry)", payload);
-    Ok(auths)
+    resolved.auths = auths;
+    Ok(resolved)
 }
 
 /// The credentials for `image`: the entry for its path, else for each parent path
@@ -230,9 +259,7 @@ fn decoded(mut auth: AuthConfig, server: &str) -> Result<AuthConfig, String> {
 /// A helper name must not be a path (gitlab-runner refuses path traversal).
 fn helper_name(name: &str) -> Result<&str, String> {
     if name.is_empty() || name.contains('/') || name == "." || name == ".." {
-        return Err(format!(
-            "credential helper `{name}`: path traversal is not allowed"
-        ));
+        return Err(format!("credential helper `{name}`: {TRAVERSAL}"));
     }
     Ok(name)
 }
@@ -420,7 +447,8 @@ mod tests {
                 credential("gitlab.example.com:5050", "gitlab-ci-token"),
             ],
         )
-        .expect("resolves");
+        .expect("resolves")
+        .auths;
         let ours = &auths["registry.example.com"];
         assert_eq!(ours.source, "$DOCKER_AUTH_CONFIG");
         assert_eq!(
@@ -451,7 +479,8 @@ mod tests {
             Some(home.path()),
             &[credential("docker.io", "payload")],
         )
-        .expect("resolves");
+        .expect("resolves")
+        .auths;
         assert_eq!(auths["docker.io"].auth.username, "hub");
         let found = for_image(&auths, "python:3.11").expect("docker hub");
         assert!(
@@ -462,17 +491,27 @@ mod tests {
     }
 
     #[test]
-    fn bad_documents_and_helper_paths_are_errors_naming_the_source() {
-        let err = resolve(Some("{not json"), None, &[]).expect_err("bad JSON");
+    fn unreadable_sources_are_skipped_and_named_and_only_helper_paths_are_errors() {
+        // gitlab-runner `ResolveConfigs`: an unreadable source is skipped, the others count.
+        let payload = [credential("registry.example.com", "gitlab-ci-token")];
+        let resolved = resolve(Some("{not json"), None, &payload).expect("skips the variable");
+        assert!(resolved.auths.contains_key("registry.example.com"));
+        assert_eq!(resolved.skipped.len(), 1, "{:?}", resolved.skipped);
         assert!(
-            err.starts_with("$DOCKER_AUTH_CONFIG: not a Docker config document"),
-            "{err}"
+            resolved.skipped[0].starts_with("$DOCKER_AUTH_CONFIG: not a Docker config document"),
+            "{:?}",
+            resolved.skipped
         );
+        let bad_auth = r#"{"auths": {"r.io": {"auth": "!!"}}}"#;
+        let resolved = resolve(Some(bad_auth), None, &[]).expect("skips the variable");
+        assert!(
+            resolved.skipped[0].contains("the `auth` of `r.io` is not base64"),
+            "{:?}",
+            resolved.skipped
+        );
+        // Only a helper named by a path stops it, as gitlab-runner's `errPathTraversal`.
         let err = resolve(Some(r#"{"credsStore": "../evil"}"#), None, &[]).expect_err("path");
         assert!(err.contains("path traversal is not allowed"), "{err}");
-        let err = resolve(Some(r#"{"auths": {"r.io": {"auth": "!!"}}}"#), None, &[])
-            .expect_err("bad auth");
-        assert!(err.contains("the `auth` of `r.io` is not base64"), "{err}");
     }
 
     #[test]
@@ -492,13 +531,20 @@ mod tests {
         };
         let document =
             r#"{"credsStore": "runneltest", "credHelpers": {"helper.io": "runneltest"}}"#;
-        let auths = resolve_with(&helpers, Some(document), None, &[]).expect("resolves");
+        let auths = resolve_with(&helpers, Some(document), None, &[])
+            .expect("resolves")
+            .auths;
         let names: Vec<_> = auths.keys().map(String::as_str).collect();
         assert_eq!(names, ["helper.io", "store.io"]);
         assert_eq!(auths["store.io"].auth.username, "u-store.io");
         assert_eq!(auths["helper.io"].auth.password, "s");
         let missing = r#"{"credHelpers": {"x.io": "absent-helper"}}"#;
-        let err = resolve_with(&helpers, Some(missing), None, &[]).expect_err("no helper");
-        assert!(err.contains("docker-credential-absent-helper get"), "{err}");
+        let resolved = resolve_with(&helpers, Some(missing), None, &[]).expect("skipped");
+        assert!(resolved.auths.is_empty());
+        assert!(
+            resolved.skipped[0].contains("docker-credential-absent-helper get"),
+            "{:?}",
+            resolved.skipped
+        );
     }
 }

@@ -228,7 +228,7 @@ impl KubernetesExecutor {
             synced: None,
         });
         let secret_name = format!("{name}-registry");
-        if let Some(secret) = credentials_secret(job, settings, &secret_name)? {
+        if let Some(secret) = credentials_secret(job, settings, &secret_name, trace)? {
             apis.secrets
                 .create(&PostParams::default(), &secret)
                 .await
@@ -386,9 +386,10 @@ fn credentials_secret(
     job: &PreparedJob,
     settings: &KubeSettings,
     name: &str,
+    trace: &mut Trace,
 ) -> Result<Option<Secret>, KubeError> {
     let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
-    let auths = registry_auth::resolve(
+    let resolved = registry_auth::resolve(
         job.variables.get("DOCKER_AUTH_CONFIG"),
         home.as_deref(),
         &job.payload.credentials,
@@ -397,6 +398,10 @@ fn credentials_secret(
         reason: FailureReason::RunnerSystemFailure,
         message: format!("couldn't resolve the registry credentials: {message}"),
     })?;
+    for skipped in &resolved.skipped {
+        trace.warning(&format!("Registry credentials skipped: {skipped}"));
+    }
+    let auths = resolved.auths;
     if auths.is_empty() {
         return Ok(None);
     }

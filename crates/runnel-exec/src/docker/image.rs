@@ -182,7 +182,7 @@ async fn image_with_policy(
         (Err(err), _) if !is_not_found(err) => return Err(err.to_string()),
         _ => {}
     }
-    let credentials = credentials_for(name, job).map(|(credentials, source)| {
+    let credentials = credentials_for(name, job, trace).map(|(credentials, source)| {
         trace.println(&format!("Authenticating with credentials from {source}"));
         credentials
     });
@@ -245,17 +245,30 @@ fn split_tag(name: &str) -> (&str, Option<&str>) {
 
 /// The job's registry credentials for image `name`, from `DOCKER_AUTH_CONFIG`, the runner
 /// user's Docker config and the payload's `credentials` (gitlab-runner `ResolveConfigForImage`).
-/// Sources that cannot be read cost only the credentials, as in gitlab-runner.
-fn credentials_for(name: &str, job: &PreparedJob) -> Option<(DockerCredentials, String)> {
+/// A source that cannot be read is skipped with a warning in the trace; a credential helper
+/// named by a path is refused with a warning, and the pull goes on without credentials.
+fn credentials_for(
+    name: &str,
+    job: &PreparedJob,
+    trace: &mut Trace,
+) -> Option<(DockerCredentials, String)> {
     let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
-    let auths = registry_auth::resolve(
+    let resolved = registry_auth::resolve(
         job.variables.get("DOCKER_AUTH_CONFIG"),
         home.as_deref(),
         &job.payload.credentials,
-    )
-    .inspect_err(|err| tracing::warn!(error = %err, "registry credentials"))
-    .ok()?;
-    let info = registry_auth::for_image(&auths, name)?;
+    );
+    let resolved = match resolved {
+        Ok(resolved) => resolved,
+        Err(err) => {
+            trace.warning(&format!("Registry credentials not used: {err}"));
+            return None;
+        }
+    };
+    for skipped in &resolved.skipped {
+        trace.warning(&format!("Registry credentials skipped: {skipped}"));
+    }
+    let info = registry_auth::for_image(&resolved.auths, name)?;
     let auth = &info.auth;
     let given = |s: &String| (!s.is_empty()).then(|| s.clone());
     let credentials = DockerCredentials {
