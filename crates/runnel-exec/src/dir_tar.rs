@@ -76,6 +76,16 @@ pub fn unpack(input: impl Read, parent: &Path, how: Unpack<'_>) -> io::Result<()
                 format!("archive entry `{}` is not a relative path", path.display()),
             ));
         };
+        // Refused before anything is replaced: a hostile entry must not cost the copy here.
+        if path
+            .components()
+            .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("archive entry `{}` is outside the target", path.display()),
+            ));
+        }
         if how
             .only
             .is_some_and(|names| !names.iter().any(|name| top == *name))
@@ -151,6 +161,9 @@ mod tests {
     #[test]
     fn entries_outside_the_target_are_refused() {
         let to = tempfile::tempdir().expect("tempdir");
+        // The copy here survives the hostile archive.
+        std::fs::create_dir_all(to.path().join("p")).expect("mkdir");
+        std::fs::write(to.path().join("p/kept"), "kept").expect("write");
         let mut archive = Vec::new();
         {
             let mut builder = tar::Builder::new(&mut archive);
@@ -167,6 +180,10 @@ mod tests {
         }
         assert!(unpack(archive.as_slice(), to.path(), Unpack::default()).is_err());
         assert!(!to.path().parent().expect("parent").join("escape").exists());
+        assert_eq!(
+            std::fs::read_to_string(to.path().join("p/kept")).expect("kept"),
+            "kept"
+        );
     }
 
     #[test]

@@ -158,7 +158,7 @@ fn scratch(job: &PreparedJob, remote: &RemoteUrl) -> String {
          trap 'rm -rf -- \"$runnel_git\"' EXIT\n\
          mkdir \"$runnel_git/template\"\n\
          printf '%s' {} > \"$runnel_git/template/config\"\n\
-         : > \"$runnel_git/credentials.config\"\n",
+         (umask 077; : > \"$runnel_git/credentials.config\")\n",
         shell_quote(TEMPLATE_CONFIG)
     );
     if let Some((with, without)) = &remote.instead_of {

@@ -197,7 +197,7 @@ impl KubernetesExecutor {
                 result => return result,
             }
         }
-        Ok(())
+        unreachable!("the loop over attempts returns")
     }
 
     /// Makes the pod of `plan` (and its registry secret) and waits until it runs with its
@@ -480,10 +480,19 @@ impl Executor for KubernetesExecutor {
 
     fn terminal(&self, job: &PreparedJob) -> Option<Arc<dyn TerminalOpener>> {
         let running = self.running.as_ref()?;
+        // The pod's environment lacks the variables that name the job's directories (see
+        // `containers::build_container`); after the move to the pod they name its paths.
+        let pod_builds = job.script_dirs.builds_dir.to_string_lossy().into_owned();
+        let exports = job
+            .variables
+            .iter()
+            .filter(|v| (v.public || v.internal) && !v.file && v.value.starts_with(&pod_builds))
+            .map(|v| format!("export {}={}\n", v.key, crate::remote::quote(&v.value)))
+            .collect();
         Some(Arc::new(KubeTerminal {
             pod: running.pod.clone(),
             project_dir: job.script_dirs.project_dir.to_string_lossy().into_owned(),
-            tmp_dir: job.script_dirs.tmp_dir.to_string_lossy().into_owned(),
+            exports,
             opened: AtomicU64::new(0),
         }))
     }

@@ -8,8 +8,10 @@
 //!
 //! - it does not ask for stderr: the kubelet drops stderr on a TTY anyway (its
 //!   `remotecommand.NewOptions` "bypassing stderr"), and kube-rs refuses the combination;
-//! - the shell starts in the project directory (the pod's environment already has the job's
-//!   variables) and is the first shell found, bash first, like the build container's own;
+//! - the shell starts in the project directory with the job's variables: the pod's environment
+//!   has them, except those naming the job's directories (`CI_PROJECT_DIR`, `CI_BUILDS_DIR`, …),
+//!   which the pod gets before the job moves to its builds directory and the shell exports
+//!   itself; it is the first shell found, bash first, like the build container's own;
 //! - closing the stream does not stop an exec'd process on every container runtime, so ending
 //!   the terminal also stops the shell's process tree through another exec, as a canceled
 //!   stage is stopped.
@@ -39,8 +41,8 @@ pub(crate) struct KubeTerminal {
     pub(crate) pod: PodRef,
     /// Where the shell starts: the project directory in the pod.
     pub(crate) project_dir: String,
-    /// The job's temporary directory in the pod, where each shell records its pid.
-    pub(crate) tmp_dir: String,
+    /// `export` lines of the job's variables that name its directories in the pod.
+    pub(crate) exports: String,
     /// Numbers the shells, so that ending one never reads the pid of the next.
     pub(crate) opened: AtomicU64,
 }
@@ -48,12 +50,14 @@ pub(crate) struct KubeTerminal {
 impl KubeTerminal {
     async fn exec(&self) -> Result<TerminalIo, KubeError> {
         let number = self.opened.fetch_add(1, Ordering::Relaxed);
-        let pid_file = format!("{}/.runnel-terminal-{number}.pid", self.tmp_dir);
+        // Not in the job's temporary directory: that one is copied to and from the pod around
+        // each stage, which could take the file away while the terminal is open.
+        let pid_file = format!("/tmp/.runnel-terminal-{number}.pid");
         // `exec` keeps `$$` the shell's pid, so the recorded pid is the shell's.
         let script = format!(
-            "mkdir -p {tmp} 2>/dev/null; echo $$ > {pid} 2>/dev/null\ncd {dir} 2>/dev/null\n{DETECT_SHELL_SCRIPT}",
-            tmp = quote(&self.tmp_dir),
+            "echo $$ > {pid} 2>/dev/null\n{exports}cd {dir} 2>/dev/null\n{DETECT_SHELL_SCRIPT}",
             pid = quote(&pid_file),
+            exports = self.exports,
             dir = quote(&self.project_dir),
         );
         let command = vec!["sh".to_owned(), "-c".to_owned(), script];

@@ -327,6 +327,8 @@ mod tests {
         assert_eq!(s.ssh.user, "ci");
         assert_eq!(s.owner.concurrent_id, 1);
         assert_eq!(s.owner.project_concurrent_id, 0);
+        // The remote builds directory follows the project slot, the VM's name the runner slot.
+        assert_eq!(s.ssh.builds_dir, Path::new("builds/abcdefghi/0"));
         let no_base = runner("virtualbox", "[runners.ssh]\n[runners.virtualbox]\n");
         assert_eq!(
             virtualbox_settings(&no_base, Concurrency::default(), Path::new("vboxmanage")).err(),

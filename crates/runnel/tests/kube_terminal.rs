@@ -56,10 +56,15 @@ async fn kube_docker_daemon_web_terminal_is_a_shell_in_the_build_container_of_th
     // pod's hostname. The last command keeps running until the terminal goes.
     type_into(
         &mut first,
-        b"echo \"in $(basename $PWD) as $CI_JOB_ID on $(hostname)\"; touch terminal-was-here; sh -c 'sleep 3600; :' terminal-marker\n",
+        b"echo \"in $(basename $PWD) as $CI_JOB_ID on $(hostname) at $CI_PROJECT_DIR\"; touch terminal-was-here; sh -c 'sleep 3600; :' terminal-marker\n",
     )
     .await;
-    read_until(&mut first, &format!("in app as {id} on {pod}"), false).await;
+    read_until(
+        &mut first,
+        &format!("in app as {id} on {pod} at /builds/acme/app"),
+        false,
+    )
+    .await;
     hang_up(&mut first).await;
     // The job went on only once the disconnected terminal's processes were gone.
     setup.fake.wait_for_trace(id, "first-terminal-gone").await;
