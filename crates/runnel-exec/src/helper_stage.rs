@@ -99,6 +99,10 @@ pub struct HelperSpec {
     /// The distributed cache's `MaxUploadedArchiveSize` (0: no limit).
     #[serde(default)]
     pub max_uploaded_archive_size: u64,
+    /// Whether the runner has a distributed cache: the stage then uses `cache_requests` only,
+    /// even when none could be signed (each key says so), never the local cache directory.
+    #[serde(default)]
+    pub distributed_cache: bool,
 }
 
 impl HelperSpec {
@@ -127,6 +131,7 @@ impl HelperSpec {
             output_limit: ctx.output_limit,
             cache_requests: Vec::new(),
             max_uploaded_archive_size: 0,
+            distributed_cache: false,
         }
     }
 
@@ -139,6 +144,10 @@ impl HelperSpec {
             HelperStage::ArchiveCache => (false, CacheMethod::Put),
             _ => return,
         };
+        if ctx.cache.is_local() {
+            return;
+        }
+        self.distributed_cache = true;
         for key in cache_stage::stage_keys(job, restoring, self.succeeded) {
             match ctx.cache.presign(&key, method).await {
                 Ok(Some(signed)) => self.cache_requests.push(signed),
@@ -226,7 +235,7 @@ pub async fn run_helper_stage(
     ctx.cache_dir = spec.cache_dir.clone();
     ctx.sources = Sources::Git;
     ctx.artifacts = artifacts;
-    ctx.cache = if spec.cache_requests.is_empty() {
+    ctx.cache = if !spec.distributed_cache {
         Arc::new(LocalCacheStore::new(spec.cache_dir.clone()))
     } else {
         Arc::new(RemoteCacheStore::presigned(
